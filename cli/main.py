@@ -1,0 +1,82 @@
+"""The `probe` command line: parses flags and calls the library, nothing more.
+
+Each command lives in its own module under `cli/` and registers itself on `app`. Modules here import only
+typer/rich at top level; torch and transformers are imported inside the command bodies so that
+`probe --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="probe",
+    help="Measure how much language structure vision models trained without text share with language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and debug logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors in the log."),
+) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    handler = RichHandler(console=err_console, show_path=debug, show_time=False, markup=False)
+    log = logging.getLogger("probe")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def _register_commands() -> None:
+    # Importing these modules runs their @app.command decorators.
+    import importlib
+
+    for name in ("cli.info", "cli.extract", "cli.cache", "cli.align", "cli.linear", "cli.demo"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name != name:
+                raise
+
+
+_register_commands()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point: run the app, turn project errors into one red line and exit code 2."""
+    from probe.errors import ProbeError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rc = app(args=args, prog_name="probe", standalone_mode=False)
+    except ProbeError as exc:
+        if debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("[red]aborted[/]")
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
