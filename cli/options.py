@@ -1,0 +1,27 @@
+"""Flag definitions shared by several commands, so each flag means the same thing everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+CacheDir = typer.Option(None, "--cache-dir", help="Cache folder (default: $PROBE_CACHE, else ~/.cache/probe).")
+Device = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
+Dtype = typer.Option("auto", "--dtype", help="auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
+Limit = typer.Option(None, "--limit", min=1, help="Use only the first N rows of the dataset.")
+BatchSize = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass (halved automatically on GPU out-of-memory).")
+Layers = typer.Option("all", "--layers", help="Hidden states to keep: all | -1 | 0,12,24 | ::4 (0 = embeddings).")
+Overwrite = typer.Option("missing", "--overwrite", help="never: only use existing caches | missing: extract what is missing, resuming | always: redo.")
+Revision = typer.Option(None, "--revision", help="Model revision (branch, tag or commit) on the hub.")
+TrustRemoteCode = typer.Option(False, "--trust-remote-code", help="Allow model code from the hub (off by default).")
+Output = typer.Option(Path("probe-results"), "--output", "-o", help="Folder for the results JSON and plots.")
+Seed = typer.Option(0, "--seed", help="Random seed (splits, permutations, subsamples).")
+NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
+
+
+def cache_dir_or_default(value: Optional[Path]) -> Path:
+    from probe.cache import default_cache_dir
+
+    return value if value is not None else default_cache_dir()
