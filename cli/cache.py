@@ -1,0 +1,115 @@
+"""`probe cache ls | verify | rm`: what is cached, whether it is sound, and removing entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import options as opt
+from cli.main import app
+
+cache_app = typer.Typer(help="List, verify and remove cached features.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def _select(cache_dir: Path, pattern: Optional[str]):
+    import fnmatch
+
+    from probe.cache import list_entries
+
+    entries = list_entries(cache_dir)
+    if pattern:
+        entries = [e for e in entries if fnmatch.fnmatch(e.model, pattern) or fnmatch.fnmatch(e.dataset, pattern)
+                   or fnmatch.fnmatch(str(e.path), pattern) or str(e.path) == pattern]
+    return entries
+
+
+@cache_app.command("ls")
+def cache_ls(
+    pattern: Optional[str] = typer.Argument(None, help="fnmatch pattern on model, dataset or path."),
+    cache_dir: Optional[Path] = opt.CacheDir,
+) -> None:
+    """List cached features: model, dataset, rows, size, complete or not."""
+    from rich.console import Console
+    from rich.table import Table
+
+    root = opt.cache_dir_or_default(cache_dir)
+    entries = _select(root, pattern)
+    table = Table(title=f"feature caches in {root}")
+    for col in ("model", "dataset", "modality", "pools", "rows", "layers", "size", "state", "file"):
+        table.add_column(col, justify="right" if col in ("rows", "layers", "size") else "left")
+    for e in entries:
+        state = "[green]complete[/]" if e.complete else f"[yellow]partial {e.rows_written}/{e.rows}[/]"
+        table.add_row(e.model, e.dataset, e.modality, "+".join(e.pools), str(e.rows), str(e.layers or "-"),
+                      _human(e.size_bytes), state, e.path.name)
+    console = Console()
+    console.print(table)
+    if not entries:
+        console.print("no caches yet; run 'probe extract'")
+
+
+@cache_app.command("verify")
+def cache_verify(
+    pattern: Optional[str] = typer.Argument(None, help="fnmatch pattern on model, dataset or path."),
+    cache_dir: Optional[Path] = opt.CacheDir,
+) -> None:
+    """Check every complete cache: format, shapes, finite values and stored checksums. Exit 1 on a problem."""
+    from rich.console import Console
+
+    from probe.cache import verify_cache
+
+    console = Console()
+    bad = 0
+    for e in _select(opt.cache_dir_or_default(cache_dir), pattern):
+        if not e.complete and e.path.suffix == ".partial":
+            console.print(f"[yellow]partial[/] {e.path} ({e.rows_written}/{e.rows} rows); 'probe extract' resumes it")
+            continue
+        problems = verify_cache(e.path)
+        if problems:
+            bad += 1
+            for p in problems:
+                console.print(f"[red]bad[/] {e.path}: {p}", highlight=False)
+        else:
+            console.print(f"[green]ok[/] {e.path}", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@cache_app.command("rm")
+def cache_rm(
+    pattern: str = typer.Argument(..., help="fnmatch pattern on model, dataset or path ('*' for everything)."),
+    cache_dir: Optional[Path] = opt.CacheDir,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Remove cache entries (complete files and unfinished .partial folders)."""
+    import shutil
+
+    from rich.console import Console
+
+    from probe.errors import InputError
+
+    entries = _select(opt.cache_dir_or_default(cache_dir), pattern)
+    if not entries:
+        raise InputError(f"no cache entry matches {pattern!r}; see 'probe cache ls'")
+    console = Console()
+    for e in entries:
+        console.print(f"  {e.model} / {e.dataset}: {e.path}", highlight=False)
+    if not yes and not typer.confirm(f"remove {len(entries)} entries?"):
+        raise typer.Exit(1)
+    for e in entries:
+        if e.path.is_dir():
+            shutil.rmtree(e.path)
+        else:
+            e.path.unlink(missing_ok=True)
+    console.print(f"removed {len(entries)} entries")

@@ -1,0 +1,252 @@
+"""Feature caches: one HDF5 file per extraction key, read layer by layer.
+
+Layout of a complete cache file (`FORMAT_VERSION` 1; documented in docs/cache.md):
+
+- attrs `format_version`, `complete` (True, set last), `key` (JSON of everything that changes the
+  numbers), `key_hash`, `provenance` (JSON: model identity, package versions, date), `layer_sha256` (JSON:
+  pool -> sha256 of each stored layer's float32 bytes, for `probe cache verify`).
+- `ids` [N] UTF-8 strings, `image_sha256` [N] and `caption_sha256` [N] ASCII hex: the dataset rows, in order,
+  so two caches can be checked to be paired row by row.
+- `layers` [S] int: which hidden states are stored (0 = embeddings).
+- `written` [N] bool: every row written (all True in a complete file; the partial writer tracks it).
+- `features/<pool>` [S, N, D] float32, chunked one layer at a time, so reading one layer reads only it.
+
+Files are created only by `probe.cache_writer`, whole, and renamed into place: a file at a final path is a
+complete cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from probe.errors import CacheError
+
+FORMAT_VERSION = 1
+# Bump when what a stored feature means changes (pooling rule, padding rule, state indexing).
+FEATURE_VERSION = 1
+CACHE_SUFFIX = ".h5"
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of `key`."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text.strip("/"))
+    return keep[-80:] or "model"
+
+
+def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    """Where the cache for `key` lives: `<cache_dir>/features/<model>/<dataset>/<modality>-<pools>-<hash16>.h5`."""
+    model = _slug(str(key["model"]["name"]).replace("/", "--"))
+    dataset = _slug(str(key["dataset"]["name"]))
+    pools = "+".join(key["pools"])
+    return Path(cache_dir) / "features" / model / dataset / f"{key['modality']}-{pools}-{key_hash(key)[:16]}{CACHE_SUFFIX}"
+
+
+def default_cache_dir() -> Path:
+    """`$PROBE_CACHE`, else `~/.cache/probe`."""
+    import os
+
+    env = os.environ.get("PROBE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "probe"
+
+
+@dataclass(frozen=True)
+class LayerStack:
+    """One pool of a cache seen as a stack of layers: `layer(i)` is [N, D] float32 for stored layer i."""
+
+    cache: "FeatureCache"
+    pool: str
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.cache.layers)
+
+    @property
+    def num_rows(self) -> int:
+        return self.cache.num_rows
+
+    def layer(self, i: int) -> np.ndarray:
+        return self.cache.layer(i, pool=self.pool)
+
+
+class FeatureCache:
+    """Read-only view of a complete cache file. Opening checks that it is complete and of a known format."""
+
+    def __init__(self, path: Path) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CacheError(f"cache file {self.path} does not exist; run 'probe extract' first")
+        try:
+            with h5py.File(self.path, "r") as f:
+                if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+                    raise CacheError(
+                        f"{self.path} has cache format {f.attrs.get('format_version')!r}, this probe reads "
+                        f"{FORMAT_VERSION}; re-extract with --overwrite always"
+                    )
+                if not bool(f.attrs.get("complete", False)):
+                    raise CacheError(f"{self.path} is not complete; re-run 'probe extract' to finish it")
+                self.key: dict[str, Any] = json.loads(f.attrs["key"])
+                self.provenance: dict[str, Any] = json.loads(f.attrs.get("provenance", "{}"))
+                self.layer_sha256: dict[str, list[str]] = json.loads(f.attrs.get("layer_sha256", "{}"))
+                self.ids: list[str] = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
+                self.image_sha256: list[str] = [s.decode() for s in f["image_sha256"][()]]
+                self.caption_sha256: list[str] = [s.decode() for s in f["caption_sha256"][()]]
+                self.layers: list[int] = [int(x) for x in f["layers"][()]]
+                self.pools: list[str] = sorted(f["features"].keys())
+                first = f["features"][self.pools[0]]
+                self.hidden_size = int(first.shape[2])
+        except (OSError, KeyError) as exc:
+            raise CacheError(f"{self.path} is not a readable probe cache ({exc}); remove it with 'probe cache rm'") from None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def modality(self) -> str:
+        return str(self.key["modality"])
+
+    def _pool(self, pool: Optional[str]) -> str:
+        if pool is None:
+            if len(self.pools) != 1:
+                raise CacheError(f"{self.path} holds pools {self.pools}; say which one")
+            return self.pools[0]
+        if pool not in self.pools:
+            raise CacheError(f"{self.path} has no pool {pool!r} (it has {', '.join(self.pools)}); extract with --pool {pool}")
+        return pool
+
+    def layer(self, i: int, *, pool: Optional[str] = None) -> np.ndarray:
+        """Stored layer `i` (position in `self.layers`) as [N, D] float32; reads only that layer's chunks."""
+        import h5py
+
+        if not 0 <= i < self.num_layers:
+            raise CacheError(f"{self.path} stores {self.num_layers} layers; layer position {i} does not exist")
+        with h5py.File(self.path, "r") as f:
+            return np.asarray(f["features"][self._pool(pool)][i], dtype=np.float32)
+
+    def read(self, *, pool: Optional[str] = None) -> np.ndarray:
+        """All stored layers as [N, S, D] float32."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            data = np.asarray(f["features"][self._pool(pool)][()], dtype=np.float32)
+        return np.ascontiguousarray(data.transpose(1, 0, 2))
+
+    def stack(self, pool: Optional[str] = None) -> LayerStack:
+        """A `LayerStack` view of one pool, for code that reads layer by layer."""
+        return LayerStack(self, self._pool(pool))
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({self.path}, {self.modality}, N={self.num_rows}, layers={self.num_layers}, D={self.hidden_size}, pools={self.pools})"
+
+
+def check_paired(a: FeatureCache, b: FeatureCache) -> None:
+    """CacheError unless `a` and `b` hold the same dataset rows in the same order (ids and content hashes)."""
+    if a.num_rows != b.num_rows:
+        raise CacheError(f"caches are not paired: {a.path} has {a.num_rows} rows, {b.path} has {b.num_rows}; extract both on the same dataset and --limit")
+    for name in ("ids", "image_sha256", "caption_sha256"):
+        xa, xb = getattr(a, name), getattr(b, name)
+        if xa != xb:
+            i = next(j for j, (u, v) in enumerate(zip(xa, xb)) if u != v)
+            raise CacheError(
+                f"caches are not paired row by row: {name} differ first at row {i} ({xa[i]!r} vs {xb[i]!r}) between "
+                f"{a.path} and {b.path}; extract both from the same dataset version"
+            )
+
+
+def layer_checksum(x: np.ndarray) -> str:
+    """sha256 of a layer's float32 bytes (C order)."""
+    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A file found under a cache folder: complete caches and unfinished `.partial` folders."""
+
+    path: Path
+    complete: bool
+    model: str
+    dataset: str
+    modality: str
+    pools: tuple[str, ...]
+    rows: int
+    rows_written: int
+    layers: int
+    size_bytes: int
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_entries(cache_dir: Path) -> list[CacheEntry]:
+    """Every feature cache under `cache_dir`, complete or partial, sorted by path."""
+    from probe.cache_writer import PartialWriter
+
+    root = Path(cache_dir) / "features"
+    entries: list[CacheEntry] = []
+    if not root.is_dir():
+        return entries
+    for path in sorted(root.rglob(f"*{CACHE_SUFFIX}")):
+        try:
+            c = FeatureCache(path)
+        except CacheError:
+            entries.append(CacheEntry(path, False, "?", "?", "?", (), 0, 0, 0, path.stat().st_size))
+            continue
+        entries.append(
+            CacheEntry(path, True, c.key["model"]["name"], c.key["dataset"]["name"], c.modality, tuple(c.pools),
+                       c.num_rows, c.num_rows, c.num_layers, path.stat().st_size)
+        )
+    for part in sorted(root.rglob("*.partial")):
+        info = PartialWriter.inspect(part)
+        key = info["key"] or {}
+        entries.append(
+            CacheEntry(part, False, key.get("model", {}).get("name", "?"), key.get("dataset", {}).get("name", "?"),
+                       key.get("modality", "?"), tuple(key.get("pools", ())), int(key.get("dataset", {}).get("rows", 0)),
+                       info["rows_written"], 0, _dir_size(part))
+        )
+    return entries
+
+
+def verify_cache(path: Path) -> list[str]:
+    """Problems found in the cache at `path` (empty when sound): format, completeness, shapes, finite values, checksums."""
+    import h5py
+
+    try:
+        cache = FeatureCache(path)
+    except CacheError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    with h5py.File(path, "r") as f:
+        if not bool(np.all(f["written"][()])):
+            problems.append("some rows are not marked written")
+        for pool in cache.pools:
+            ds = f["features"][pool]
+            if ds.shape[:2] != (cache.num_layers, cache.num_rows):
+                problems.append(f"features/{pool} has shape {ds.shape}, expected ({cache.num_layers}, {cache.num_rows}, D)")
+                continue
+            sums = cache.layer_sha256.get(pool, [])
+            for i in range(cache.num_layers):
+                x = np.asarray(ds[i], dtype=np.float32)
+                if not np.isfinite(x).all():
+                    problems.append(f"features/{pool} layer {cache.layers[i]} has NaN or Inf values")
+                if i < len(sums) and layer_checksum(x) != sums[i]:
+                    problems.append(f"features/{pool} layer {cache.layers[i]} does not match its stored checksum")
+    if cache.key.get("dataset", {}).get("rows") not in (None, cache.num_rows):
+        problems.append("row count differs from the key's dataset rows")
+    return problems
