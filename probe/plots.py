@@ -1,0 +1,88 @@
+"""Layer x layer heatmaps: a PNG file (matplotlib, Agg) and a rich renderable for the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def _viridis(values: np.ndarray) -> np.ndarray:
+    """[...] values in [0, 1] -> [..., 3] uint8 RGB."""
+    from matplotlib import colormaps
+
+    return (np.asarray(colormaps["viridis"](np.clip(values, 0, 1)))[..., :3] * 255).astype(np.uint8)
+
+
+def heatmap_png(
+    matrix: np.ndarray,
+    path: Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    xticks: Optional[Sequence[int]] = None,
+    yticks: Optional[Sequence[int]] = None,
+    best: Optional[tuple[int, int]] = None,
+    chance: Optional[float] = None,
+) -> Path:
+    """Save `matrix` [Lv, Lt] as a heatmap PNG (rows = y = vision layers); mark `best` (row, col) with a star."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * m.shape[1] + 2.5), max(3.0, 0.22 * m.shape[0] + 1.5)), dpi=120)
+    im = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
+    cb = fig.colorbar(im, ax=ax)
+    if chance is not None:
+        cb.ax.axhline(chance, color="red", linewidth=1.5)
+        cb.ax.text(1.05, chance, " chance", color="red", transform=cb.ax.get_yaxis_transform(), va="center", fontsize=7)
+    if best is not None:
+        ax.plot(best[1], best[0], marker="*", color="red", markersize=12, markeredgecolor="white")
+    for ticks, setter, n in ((xticks, ax.set_xticks, m.shape[1]), (yticks, ax.set_yticks, m.shape[0])):
+        if ticks is not None:
+            step = max(1, n // 12)
+            setter(range(0, n, step), [str(t) for t in list(ticks)[::step]])
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def heatmap_text(
+    matrix: np.ndarray, *, title: str, row_labels: Sequence[int], col_labels: Sequence[int], best: Optional[tuple[int, int]] = None
+):
+    """A rich Text heatmap of `matrix` [rows, cols]: one coloured 2-character cell per value, rows bottom-up
+    (row 0 = first vision layer at the bottom, as in the PNG), with a legend of the value range."""
+    from rich.text import Text
+
+    m = np.asarray(matrix, dtype=float)
+    lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+    scaled = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    rgb = _viridis(scaled)
+    out = Text(f"{title}\n", style="bold")
+    width = max(len(str(r)) for r in row_labels)
+    for i in reversed(range(m.shape[0])):
+        out.append(f"{row_labels[i]:>{width}} ")
+        for j in range(m.shape[1]):
+            r, g, b = rgb[i, j]
+            glyph = "★ " if best is not None and (i, j) == tuple(best) else "  "
+            out.append(glyph, style=f"white on rgb({r},{g},{b})")
+        out.append("\n")
+    step = max(1, m.shape[1] // 8)
+    axis = "".join(f"{str(col_labels[j]):<{2 * step}}" for j in range(0, m.shape[1], step))
+    out.append(" " * (width + 1) + axis + "\n")
+    out.append(" " * (width + 1) + f"min {lo:.3f} ")
+    for v in np.linspace(0, 1, 10):
+        r, g, b = _viridis(np.array([v]))[0]
+        out.append("  ", style=f"on rgb({r},{g},{b})")
+    out.append(f" max {hi:.3f}")
+    return out
