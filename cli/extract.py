@@ -1,0 +1,51 @@
+"""`probe extract`: cache every layer's pooled features of one model over one dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import options as opt
+from cli.main import app
+
+
+@app.command()
+def extract(
+    model: str = typer.Option(..., "--model", "-m", help="Alias (see 'probe models'), hub id, or local model folder."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Registered dataset (see 'probe datasets') or a manifest file/folder."),
+    cache_dir: Optional[Path] = opt.CacheDir,
+    pool: Optional[str] = typer.Option(None, "--pool", help="vision: cls (default) | mean | both; text: mean (default) | last."),
+    layers: str = opt.Layers,
+    batch_size: Optional[int] = opt.BatchSize,
+    device: str = opt.Device,
+    dtype: str = opt.Dtype,
+    limit: Optional[int] = opt.Limit,
+    revision: Optional[str] = opt.Revision,
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text template with {caption}, e.g. 'A photo of {caption}'."),
+    overwrite: str = opt.Overwrite,
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="Image decoding worker processes."),
+    trust_remote_code: bool = opt.TrustRemoteCode,
+    no_progress: bool = opt.NoProgress,
+) -> None:
+    """Extract and cache features (every hidden state, pooled) of MODEL over DATASET."""
+    from rich.console import Console
+
+    from probe.extract import extract_features
+    from probe.progress import rich_progress
+
+    with rich_progress(enabled=not no_progress) as progress:
+        result = extract_features(
+            model=model, dataset=dataset, cache_dir=opt.cache_dir_or_default(cache_dir), pool=pool, layers=layers,
+            batch_size=batch_size, device=device, dtype=dtype, limit=limit, revision=revision, prompt=prompt,
+            overwrite=overwrite, num_workers=num_workers, trust_remote_code=trust_remote_code, progress=progress,
+        )
+    console = Console()
+    if result.path is None:
+        console.print(f"this shard wrote {result.rows_extracted} rows; the cache completes when every shard has finished")
+        return
+    cache = result.open()
+    verb = "reused" if result.reused else f"extracted {result.rows_extracted} rows in {result.seconds:.1f}s"
+    console.print(f"[green]{verb}[/]: {cache.modality} features, N={cache.num_rows}, {cache.num_layers} layers x D={cache.hidden_size}, pools {', '.join(cache.pools)}")
+    console.print(str(result.path), highlight=False, soft_wrap=True)

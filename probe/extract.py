@@ -1,0 +1,369 @@
+"""Feature extraction: dataset rows -> model hidden states -> pooled features in a resumable HDF5 cache.
+
+`extract_features` is the one entry point (the CLI's `probe extract`, and `probe align`/`probe linear`
+when a cache is missing, call it). It computes the cache key first and returns an existing complete cache
+without loading the model; otherwise it loads the model, runs only the rows not yet written, saves each
+batch crash-safely (see `probe.cache_writer`) and assembles the HDF5 file at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional, Sequence
+
+import numpy as np
+
+from probe.cache import FEATURE_VERSION, FeatureCache, cache_path, default_cache_dir
+from probe.cache_writer import PartialWriter
+from probe.datasets import PairedDataset, load_dataset
+from probe.errors import InputError, ProbeError
+from probe.layers import parse_layers
+from probe.log import logger
+from probe.progress import ProgressCallback
+
+Overwrite = Literal["never", "missing", "always"]
+VISION_POOLS = ("cls", "mean")
+TEXT_POOLS = ("mean", "last")
+DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the rows: rows i with i % world == rank (e.g. one torchrun rank per GPU)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Shard":
+        """RANK/WORLD_SIZE as torchrun sets them, else a single shard."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        if world < 1 or not 0 <= rank < world:
+            raise InputError(f"RANK={rank} / WORLD_SIZE={world} in the environment are inconsistent")
+        return cls(rank=rank, world=world)
+
+
+@dataclass
+class ExtractResult:
+    """What `extract_features` did. `path` is the complete cache (None while other shards still run)."""
+
+    path: Optional[Path]
+    key: dict[str, Any]
+    reused: bool
+    rows_total: int
+    rows_extracted: int
+    seconds: float
+    batch_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def open(self) -> FeatureCache:
+        if self.path is None:
+            raise ProbeError("the cache is not complete yet: other shards are still extracting")
+        return FeatureCache(self.path)
+
+
+def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[str, ...]:
+    """`--pool` value -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
+    allowed = VISION_POOLS if modality == "vision" else TEXT_POOLS
+    if pool is None:
+        return (default,)
+    if pool == "both" and modality == "vision":
+        return VISION_POOLS
+    if pool not in allowed:
+        extra = ", both" if modality == "vision" else ""
+        raise InputError(f"--pool {pool!r} does not apply to a {modality} model; choose one of {', '.join(allowed)}{extra}")
+    return (pool,)
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """Content hash of a local model folder's configs plus the size and mtime of its weight files.
+
+    Hashing multi-GB weights on every call would cost minutes; size+mtime changes whenever they are replaced.
+    """
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        if p.suffix in (".json", ".txt", ".model", ".py"):
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+        else:
+            st = p.stat()
+            h.update(f"{p.name}\0{st.st_size}\0{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+def model_key(spec: Any) -> dict[str, Any]:
+    """The part of the cache key that names the model: hub id + revision, or a local folder's fingerprint."""
+    local = getattr(spec, "local_path", None)
+    key: dict[str, Any] = {"name": spec.alias or spec.hub_id, "hub_id": spec.hub_id, "revision": spec.revision,
+                           "source": spec.source}
+    if local is not None and Path(local).is_dir():
+        key["local_fingerprint"] = _folder_fingerprint(Path(local))
+    if getattr(spec, "seed", None) is not None:
+        key["seed"] = spec.seed
+    return key
+
+
+def build_key(
+    *, spec: Any, dataset: PairedDataset, pools: Sequence[str], layers: Sequence[int] | str, prompt: Optional[str], dtype: str
+) -> dict[str, Any]:
+    """Everything that changes the stored numbers, as a JSON-safe dict (see docs/cache.md)."""
+    return {
+        "feature_version": FEATURE_VERSION,
+        "model": model_key(spec),
+        "modality": spec.modality,
+        "pools": list(pools),
+        "layers": list(layers) if not isinstance(layers, str) else layers,
+        "prompt": prompt,
+        "dtype": dtype,
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "rows": len(dataset)},
+    }
+
+
+class _ImageRows:
+    """Map-style dataset for DataLoader workers: index -> (row index, RGB image or None, error or None)."""
+
+    def __init__(self, dataset: PairedDataset) -> None:
+        self.paths = [r.image for r in dataset.rows]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path = self.paths[i]
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return i, im.convert("RGB"), None
+        except Exception as exc:  # any decode failure is the user's file, reported with its name
+            return i, None, f"{type(exc).__name__}: {exc}"
+
+
+class _Collate:
+    """Picklable collate: decoded images -> the model's tensors, keeping row indices and decode failures."""
+
+    def __init__(self, model_collate) -> None:
+        self.model_collate = model_collate
+
+    def __call__(self, items):
+        rows = [i for i, _, _ in items]
+        bad = [(i, err) for i, im, err in items if err is not None]
+        if bad:
+            return rows, None, bad
+        return rows, self.model_collate([im for _, im, _ in items]), []
+
+
+def _text_batches(lengths: Sequence[int], todo: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Row batches grouped by token length (longest first, so an out-of-memory error shows at once)."""
+    order = sorted(todo.tolist(), key=lambda i: (-lengths[i], i))
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+class _AdaptiveEncoder:
+    """Runs `encode` in sub-batches, halving the sub-batch size on CUDA out-of-memory and keeping it halved."""
+
+    def __init__(self, loaded: Any, pools: Sequence[str], batch_size: int) -> None:
+        self.loaded, self.pools, self.max_batch = loaded, tuple(pools), batch_size
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        import torch
+
+        n = next(iter(batch.values())).shape[0]
+        outs: list[dict] = []
+        i = 0
+        while i < n:
+            step = self.max_batch
+            sub = {k: v[i : i + step] for k, v in batch.items()}
+            try:
+                outs.append(self.loaded.encode(sub, pools=self.pools))
+            except torch.OutOfMemoryError:
+                if step == 1:
+                    raise ProbeError("out of GPU memory even at batch size 1; use a smaller --dtype or another device") from None
+                self.max_batch = max(1, step // 2)
+                logger.warning("out of memory at batch size %d; continuing at %d", step, self.max_batch)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            i += step
+        return {p: torch.cat([o[p] for o in outs]).float().numpy() for p in self.pools}
+
+
+def _iter_batches(
+    loaded: Any, dataset: PairedDataset, todo: np.ndarray, *, batch_size: int, num_workers: int, prompt: Optional[str]
+) -> Iterator[tuple[list[int], dict]]:
+    """Yield (row indices, model inputs) for the rows in `todo`."""
+    from torch.utils.data import DataLoader, Subset
+
+    if loaded.modality == "text":
+        texts = [prompt.format(caption=c) if prompt else c for c in dataset.captions]
+        lengths = loaded.text_lengths(texts)
+        for rows in _text_batches(lengths, todo, batch_size):
+            yield rows, loaded.collate([texts[i] for i in rows])
+        return
+    subset = Subset(_ImageRows(dataset), todo.tolist())
+    loader = DataLoader(
+        subset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_Collate(loaded.collate),
+        pin_memory=loaded.device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    for rows, inputs, bad in loader:
+        if bad:
+            i, err = bad[0]
+            raise InputError(f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row")
+        yield rows, inputs
+
+
+def _validate_prompt(prompt: Optional[str]) -> None:
+    if prompt is None:
+        return
+    if "{caption}" not in prompt:
+        raise InputError(f"--prompt {prompt!r} has no '{{caption}}' placeholder; e.g. --prompt 'A photo of {{caption}}'")
+    try:
+        prompt.format(caption="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(f"--prompt {prompt!r} is not a valid template ({exc}); only '{{caption}}' may appear in braces") from None
+
+
+def extract_features(
+    *,
+    model: str | Any,
+    dataset: str | Path | PairedDataset,
+    cache_dir: Optional[Path] = None,
+    pool: Optional[str] = None,
+    layers: str = "all",
+    batch_size: Optional[int] = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    limit: Optional[int] = None,
+    revision: Optional[str] = None,
+    prompt: Optional[str] = None,
+    overwrite: Overwrite = "missing",
+    num_workers: Optional[int] = None,
+    trust_remote_code: bool = False,
+    shard: Optional[Shard] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> ExtractResult:
+    """Extract every requested hidden state of `model` over `dataset` into a cache; reuse it when complete.
+
+    model: alias, hub id, local folder or a ModelSpec. dataset: registered name, manifest path or a
+    PairedDataset. pool: vision `cls` (default) | `mean` | `both`; text `mean` (default) | `last`.
+    layers: `--layers` spec over the L+1 hidden states. overwrite: `never` (use an existing cache, error if
+    none), `missing` (resume/complete; default), `always` (discard and redo). Returns an ExtractResult whose
+    `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D].
+    """
+    from probe.devices import resolve_device, resolve_dtype
+    from probe.registry import resolve_model
+
+    t0 = time.perf_counter()
+    if overwrite not in ("never", "missing", "always"):
+        raise InputError(f"--overwrite {overwrite!r}: choose never, missing or always")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1 (got {batch_size})")
+    _validate_prompt(prompt)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    shard = shard or Shard.from_env()
+    spec = model if not isinstance(model, str) else resolve_model(model, revision=revision)
+    if isinstance(dataset, PairedDataset):
+        data = dataset.head(limit)
+    else:
+        data = load_dataset(dataset, cache_dir=cache_dir, limit=limit)
+    if spec.modality == "text":
+        data.require_captions()
+    else:
+        data.require_images()
+        if prompt is not None:
+            raise InputError("--prompt applies to text models only")
+    pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
+    if device == "auto" and shard.world > 1 and "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per rank, as torchrun lays them out
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    dtype_name = str(torch_dtype).removeprefix("torch.")
+    num_states = spec.num_layers + 1 if getattr(spec, "num_layers", None) else None
+    layer_idx: Sequence[int] | str = parse_layers(layers, num_states=num_states) if num_states else layers
+    key = build_key(spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name)
+    final = cache_path(cache_dir, key)
+    writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank)
+
+    if overwrite == "always":
+        import shutil
+
+        if shard.rank == 0:
+            final.unlink(missing_ok=True)
+            shutil.rmtree(writer.dir, ignore_errors=True)
+    elif final.is_file():
+        FeatureCache(final)  # raises if unreadable, rather than reusing a damaged file silently
+        logger.info("using cached features %s", final)
+        return ExtractResult(final, key, True, len(data), 0, time.perf_counter() - t0)
+    if overwrite == "never":
+        raise InputError(f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and --overwrite never; use --overwrite missing to extract")
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    writer.begin()
+    done = writer.written_mask()
+    todo = np.flatnonzero(~done)
+    todo = todo[todo % shard.world == shard.rank]
+    if done.any():
+        logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
+
+    bs = batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
+    rows_extracted = 0
+    loaded = None
+    if len(todo):
+        from probe.models import load_model
+
+        loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+        if isinstance(layer_idx, str):
+            layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
+        select = np.asarray(layer_idx)
+        workers = num_workers if num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+        encoder = _AdaptiveEncoder(loaded, pools, bs)
+        what = f"{spec.alias or spec.hub_id} on {data.name}"
+        base = int(done.sum())
+        if progress:
+            progress(base, len(data), what)
+        for rows, inputs in _iter_batches(loaded, data, todo, batch_size=bs, num_workers=workers, prompt=prompt):
+            feats = encoder(inputs)
+            writer.write_batch(rows, {p: x[:, select, :] for p, x in feats.items()})
+            rows_extracted += len(rows)
+            if progress:
+                progress(base + rows_extracted, len(data), what)
+        bs = encoder.max_batch
+    elif isinstance(layer_idx, str):
+        raise ProbeError(f"{writer.dir} has every row but the layer spec {layer_idx!r} was never resolved; remove it and re-run")
+
+    from probe.provenance import provenance
+
+    prov = provenance(
+        model_identity=getattr(loaded, "identity", None),
+        device=str(torch_device),
+        batch_size=bs,
+        dataset_source=data.source,
+        shard={"rank": shard.rank, "world": shard.world},
+    )
+    path = writer.assemble(
+        ids=data.ids,
+        image_sha256=data.image_hashes,
+        caption_sha256=data.caption_hashes,
+        layers=list(layer_idx),
+        pools=pools,
+        provenance=prov,
+    )
+    if path is None and shard.world == 1:
+        raise ProbeError(f"extraction finished but {writer.dir} is missing rows or is locked by another process; re-run")
+    return ExtractResult(path, key, False, len(data), rows_extracted, time.perf_counter() - t0, bs)

@@ -1,0 +1,197 @@
+"""Extraction end to end on tiny local checkpoints: cached features equal transformers' own outputs,
+resume after a crash (a real SIGKILL), cache reuse, and the bad inputs a user can make."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from probe.cache import FeatureCache, check_paired, verify_cache
+from probe.errors import InputError, ModelError, ProbeError
+from probe.extract import _text_batches, extract_features
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+N = 12
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ds")
+    rng = np.random.default_rng(0)
+    words = ["red", "cat", "on", "a", "mat", "big", "blue", "dog", "in", "the", "park", "sky"]
+    rows = []
+    for i in range(N):
+        Image.fromarray(rng.integers(0, 255, size=(40, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        caption = " ".join(words[(i + j) % len(words)] for j in range(1 + i % 7))  # lengths vary: padding is exercised
+        rows.append({"id": f"row{i}", "image": f"{i}.png", "caption": caption, "kind": "ab"[i % 2]})
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root / "manifest.jsonl"
+
+
+def _reference_vision(folder: Path, manifest: Path, pool: str) -> np.ndarray:
+    """[N, L+1, D] from transformers directly, one image at a time, pooled by hand."""
+    from transformers import AutoConfig, AutoImageProcessor, Dinov2Model, ViTModel
+
+    cfg = AutoConfig.from_pretrained(folder)
+    cls = Dinov2Model if cfg.model_type == "dinov2" else ViTModel
+    model = cls.from_pretrained(folder).eval()
+    proc = AutoImageProcessor.from_pretrained(folder)
+    out = []
+    for line in manifest.read_text().splitlines():
+        rec = json.loads(line)
+        image = Image.open(manifest.parent / rec["image"]).convert("RGB")
+        with torch.no_grad():
+            hs = model(**proc(images=[image], return_tensors="pt"), output_hidden_states=True).hidden_states
+        st = torch.stack(hs, 1)[0]  # [L+1, T, D]
+        out.append((st[:, 0] if pool == "cls" else st[:, 1:].mean(1)).numpy())
+    return np.stack(out)
+
+
+def _reference_text(folder: Path, captions: list[str]) -> np.ndarray:
+    """[N, L+1, D] mean over all tokens of each caption encoded alone (no padding at all)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    out = []
+    for c in captions:
+        with torch.no_grad():
+            hs = model(**tok([c], return_tensors="pt"), output_hidden_states=True).hidden_states
+        out.append(torch.stack(hs, 1)[0].mean(1).numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "vit_mae"])
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_vision_cache_equals_transformers(tiny_model_dir, tiny_dataset, tmp_path, kind, pool) -> None:
+    folder = tiny_model_dir(kind)
+    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool=pool, batch_size=5, num_workers=0)
+    cache = res.open()
+    assert cache.num_rows == N and cache.pools == [pool]
+    np.testing.assert_allclose(cache.read(), _reference_vision(folder, tiny_dataset, pool), atol=1e-5, rtol=1e-4)
+    assert verify_cache(res.path) == []
+
+
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_text_cache_equals_transformers_despite_padding(tiny_model_dir, tiny_dataset, tmp_path, kind) -> None:
+    folder = tiny_model_dir(kind)
+    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4)
+    captions = [json.loads(line)["caption"] for line in tiny_dataset.read_text().splitlines()]
+    np.testing.assert_allclose(res.open().read(), _reference_text(folder, captions), atol=1e-4, rtol=1e-3)
+
+
+def test_both_pools_layers_and_reuse(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    folder = tiny_model_dir("dinov2")
+    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1", num_workers=0)
+    cache = res.open()
+    assert cache.pools == ["cls", "mean"] and cache.layers[0] == 0 and len(cache.layers) == 2
+    again = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1")
+    assert again.reused and again.path == res.path and again.rows_extracted == 0
+    limited = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1", limit=5, num_workers=0)
+    assert limited.path != res.path and limited.open().num_rows == 5
+    np.testing.assert_array_equal(limited.open().read(pool="cls"), cache.read(pool="cls")[:5])
+
+
+def test_vision_and_text_caches_are_paired(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    v = extract_features(model=str(tiny_model_dir("vit")), dataset=tiny_dataset, cache_dir=tmp_path, num_workers=0).open()
+    t = extract_features(model=str(tiny_model_dir("bert")), dataset=tiny_dataset, cache_dir=tmp_path).open()
+    check_paired(v, t)
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_features(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
+    import probe.models
+
+    folder = tiny_model_dir("vit")
+    ref = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "a", batch_size=8, num_workers=0).open().read()
+    original = probe.models.LoadedModel.encode
+    seen = []
+
+    def fake_encode(self, batch, *, pools):
+        n = next(iter(batch.values())).shape[0]
+        seen.append(n)
+        if n > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, batch, pools=pools)
+
+    monkeypatch.setattr(probe.models.LoadedModel, "encode", fake_encode)
+    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "b", batch_size=8, num_workers=0)
+    assert res.batch_size == 2 and seen[:3] == [8, 4, 2]
+    np.testing.assert_allclose(res.open().read(), ref, atol=1e-6)
+
+
+_CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import probe.cache_writer as cw
+    from probe.extract import extract_features
+    original = cw.PartialWriter.write_batch
+    count = {"n": 0}
+    def write_then_die(self, rows, features):
+        original(self, rows, features)
+        count["n"] += 1
+        if count["n"] == int(sys.argv[4]):
+            os.kill(os.getpid(), signal.SIGKILL)  # as if the machine died after this batch
+    cw.PartialWriter.write_batch = write_then_die
+    extract_features(model=sys.argv[1], dataset=sys.argv[2], cache_dir=sys.argv[3], batch_size=3, num_workers=0)
+    """
+)
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_features(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    folder = tiny_model_dir("dinov2")
+    ref = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "clean", batch_size=3, num_workers=0).open().read()
+    crashed = tmp_path / "crashed"
+    proc = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(folder), str(tiny_dataset), str(crashed), "2"],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not list(crashed.rglob("*.h5")), "a killed run must not leave a cache that later commands trust"
+    parts = list(crashed.rglob("*.partial"))
+    assert len(parts) == 1 and len(list(parts[0].glob("batch-*.npz"))) == 2
+    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=crashed, batch_size=3, num_workers=0)
+    assert res.rows_extracted == N - 6  # only the rows the killed run had not saved
+    np.testing.assert_array_equal(res.open().read(), ref)
+
+
+def test_length_grouped_batches_cover_every_row_once() -> None:
+    lengths = [5, 1, 9, 3, 9, 2, 7]
+    batches = _text_batches(lengths, np.arange(7), 3)
+    assert sorted(sum(batches, [])) == list(range(7))
+    assert [[lengths[i] for i in b] for b in batches] == [[9, 9, 7], [5, 3, 2], [1]]
+
+
+def test_bad_inputs(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    vit, bert = str(tiny_model_dir("vit")), str(tiny_model_dir("bert"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (bad / "manifest.jsonl").write_text('{"id": "a", "image": "broken.png", "caption": "x"}\n')
+    with pytest.raises(InputError, match="cannot read image .*broken.png"):
+        extract_features(model=vit, dataset=bad / "manifest.jsonl", cache_dir=tmp_path, num_workers=0)
+    assert not list(tmp_path.rglob("*.h5"))
+    (bad / "nocap.jsonl").write_text('{"id": "a", "image": "broken.png"}\n')
+    with pytest.raises(InputError, match="no caption"):
+        extract_features(model=bert, dataset=bad / "nocap.jsonl", cache_dir=tmp_path)
+    with pytest.raises(InputError, match="--layers"):
+        extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path, layers="99")
+    with pytest.raises(InputError, match="--pool 'last' does not apply to a vision model"):
+        extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path, pool="last")
+    with pytest.raises(InputError, match="placeholder"):
+        extract_features(model=bert, dataset=tiny_dataset, cache_dir=tmp_path, prompt="no slot")
+    with pytest.raises(ModelError):
+        extract_features(model=str(tmp_path / "no-such-model"), dataset=tiny_dataset, cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="(?i)did you mean"):
+        extract_features(model="webssl-dinno", dataset=tiny_dataset, cache_dir=tmp_path)
+    with pytest.raises(InputError, match="--overwrite never"):
+        extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path / "empty", overwrite="never")
+    with pytest.raises(ProbeError):
+        extract_features(model=vit, dataset=tmp_path / "missing.jsonl", cache_dir=tmp_path)
