@@ -11,7 +11,6 @@ import logging
 import sys
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 
@@ -56,6 +55,17 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """The parser's usage-error classes: typer>=0.20 vendors click, older typer uses click itself."""
+    classes: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            classes.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            continue
+    return tuple(classes)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: run the app, turn project errors into one red line and exit code 2."""
     from probe.errors import ProbeError
@@ -69,12 +79,12 @@ def main(argv: Optional[list[str]] = None) -> None:
             err_console.print_exception()
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("[red]aborted[/]")
         sys.exit(130)
+    except _usage_errors() as exc:  # bad flags: the parser's own message and exit code (2)
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
