@@ -1,0 +1,237 @@
+"""Cross-modal probe: ridge regression from a vision layer to a text layer, scored by R^2 and by
+caption retrieval among the held-out pairs.
+
+Procedure: random train / test split of the pairs; standardise x and centre y with the training
+rows' statistics; pick alpha by exact leave-one-out error on the training rows; predict the test
+rows' text features.
+
+One SVD serves every alpha. With the standardised training rows X = U S V^T and centred targets Y,
+the ridge fit is V diag(s / (s^2 + alpha)) U^T Y, the training fit is U diag(f) U^T Y with
+f = s^2 / (s^2 + alpha), and the leave-one-out residual of row i is e_i / (1 - h_i) with
+h_i = 1/n + sum_j U_ij^2 f_j (the 1/n is the unpenalised intercept). So the decomposition costs one
+SVD per layer and each alpha one [n, r] x [r, Dy] product. The control permutes the rows of y
+(breaking the pairing), so it reuses the decomposition of x and runs the same steps.
+
+Scores:
+- r2: variance-weighted R^2 over the text dims, 1 - sum of squared errors / total sum of squares
+  (scikit-learn's `variance_weighted`), so dims count by their variance; r2_uniform is the plain
+  mean of the per-dim R^2 (dims constant on the test rows are skipped).
+- top1 / top5: for each test image, is its own caption among the 1 / 5 test captions whose features
+  are nearest (cosine, both sides centred by the training mean of y) to the prediction? Ties count
+  against the true caption. Chance: 1 / n_test and 5 / n_test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from probe.errors import InputError
+from probe.linear_base import (
+    CONTROL_STREAM,
+    ProbeSettings,
+    check_features,
+    check_same_rows,
+    one_blas_thread,
+    random_split,
+    rng_for,
+    standardiser,
+    to_json_safe,
+)
+from probe.log import logger
+
+RETRIEVAL_KS = (1, 5)
+# Leave-one-out needs a few training rows, retrieval a few test rows.
+MIN_TRAIN_ROWS = 3
+MIN_TEST_ROWS = 2
+
+
+@dataclass(frozen=True)
+class RegressionScores:
+    """Test scores of one run (the probe, or the shuffled-pair control).
+
+    cv_r2 is the leave-one-out variance-weighted R^2 on the training rows at the chosen alpha; it
+    picks alpha here and the best layer in `probe.linear.probe_layers`.
+    """
+
+    r2: float
+    r2_uniform: float
+    top1: float
+    top5: float
+    chosen_alpha: float
+    cv_r2: float
+
+
+@dataclass(frozen=True)
+class CrossmodalProbeResult:
+    """Result of `crossmodal_probe`: the probe, its shuffled-pair control and chance levels."""
+
+    probe: RegressionScores
+    control: RegressionScores
+    chance_top1: float
+    chance_top5: float
+    n_train: int
+    n_test: int
+    n_features_x: int
+    n_features_y: int
+    seed: int
+    settings: ProbeSettings
+
+    @property
+    def r2(self) -> float:
+        return self.probe.r2
+
+    @property
+    def top1(self) -> float:
+        return self.probe.top1
+
+    @property
+    def top5(self) -> float:
+        return self.probe.top5
+
+    @property
+    def chosen_alpha(self) -> float:
+        return self.probe.chosen_alpha
+
+    @property
+    def selection_score(self) -> float:
+        """Validation score that ranks layers (leave-one-out R^2 on the training rows)."""
+        return self.probe.cv_r2
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-safe dict (NaN -> None)."""
+        return to_json_safe(
+            {"kind": "crossmodal", **asdict(self), "settings": self.settings.to_dict()}
+        )
+
+
+@dataclass(frozen=True)
+class _RidgeBasis:
+    """SVD of the standardised training rows of x, shared by every alpha and by the control.
+
+    left [n_train, r] = U; squares [r] = s^2; test_cross [n_test, r] = X_test V diag(s), so that the
+    test prediction for alpha is test_cross diag(1 / (s^2 + alpha)) U^T Y.
+    """
+
+    left: np.ndarray
+    squares: np.ndarray
+    test_cross: np.ndarray
+
+
+def _ridge_basis(x_train: np.ndarray, x_test: np.ndarray) -> _RidgeBasis:
+    mean, scale = standardiser(x_train)
+    train, test = (x_train - mean) / scale, (x_test - mean) / scale
+    left, singular, right_t = np.linalg.svd(train, full_matrices=False)
+    return _RidgeBasis(
+        left=left, squares=singular**2, test_cross=(test @ right_t.T) * singular
+    )
+
+
+def _r2(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """(variance-weighted, uniform) R^2 of predicted vs truth, both [n, Dy]."""
+    errors = ((truth - predicted) ** 2).sum(axis=0)
+    totals = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    varying = totals > 0
+    if not varying.any():
+        return float("nan"), float("nan")
+    weighted = 1.0 - errors.sum() / totals.sum()
+    uniform = float(np.mean(1.0 - errors[varying] / totals[varying]))
+    return float(weighted), uniform
+
+
+def retrieval_ranks(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rank of each row's own caption among all captions, by cosine to its prediction.
+
+    predicted, truth: [n, Dy], row i of each belongs to pair i (centre them first). Returns [n]
+    ints: how many other captions are at least as similar as the own one (0 = retrieved first).
+    """
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return rows / np.where(norms > 0, norms, 1.0)
+
+    similarity = unit(predicted) @ unit(truth).T
+    own = np.diag(similarity)
+    return (similarity >= own[:, None]).sum(axis=1) - 1
+
+
+def _fit_and_score(
+    basis: _RidgeBasis, y_train: np.ndarray, y_test: np.ndarray, *, settings: ProbeSettings
+) -> RegressionScores:
+    """Pick alpha by leave-one-out on y_train [n_train, Dy], then score on y_test [n_test, Dy]."""
+    y_mean = y_train.mean(axis=0)
+    centred = y_train - y_mean
+    projected = basis.left.T @ centred  # [r, Dy]
+    total = float((centred**2).sum())
+    leave_one_out_errors = []
+    for alpha in settings.alpha_grid:
+        shrink = basis.squares / (basis.squares + alpha)
+        leverage = 1.0 / len(centred) + (basis.left**2) @ shrink
+        residual = (centred - basis.left @ (shrink[:, None] * projected)) / (1.0 - leverage)[:, None]
+        leave_one_out_errors.append(float((residual**2).sum()))
+    best = int(np.argmin(leave_one_out_errors))
+    alpha = settings.alpha_grid[best]
+    if best in (0, len(settings.alpha_grid) - 1) and len(settings.alpha_grid) > 1:
+        logger.debug("ridge alpha %g is at the edge of the grid; consider widening alpha_grid", alpha)
+    predicted = basis.test_cross @ (projected / (basis.squares + alpha)[:, None])  # centred
+    r2, r2_uniform = _r2(y_test, predicted + y_mean)
+    ranks = retrieval_ranks(predicted, y_test - y_mean)
+    top1, top5 = (float((ranks < k).mean()) for k in RETRIEVAL_KS)
+    return RegressionScores(
+        r2=r2,
+        r2_uniform=r2_uniform,
+        top1=top1,
+        top5=top5,
+        chosen_alpha=alpha,
+        cv_r2=1.0 - leave_one_out_errors[best] / total if total > 0 else float("nan"),
+    )
+
+
+def crossmodal_probe(
+    x: Any, y: Any, *, seed: int = 0, settings: ProbeSettings | None = None
+) -> CrossmodalProbeResult:
+    """Ridge probe from vision features to paired text features, with a shuffled-pair control.
+
+    x: [N, Dx] vision features; y: [N, Dy] text features, row i of both from pair i (preprocess y
+    as for the alignment metrics, e.g. the PRH clamp and L2 norm, since R^2 weighs dims by their
+    variance). Same inputs and seed give the same result. Returns a CrossmodalProbeResult with
+    test R^2 (variance-weighted and uniform), retrieval top-1 / top-5, chance levels and control.
+    """
+    settings = settings or ProbeSettings()
+    x_matrix = check_features(x, name="x")
+    y_matrix = check_features(y, name="y")
+    check_same_rows(len(x_matrix), y_matrix, name="y")
+    if len(x_matrix) < MIN_TRAIN_ROWS + MIN_TEST_ROWS:
+        raise InputError(
+            f"x has {len(x_matrix)} rows; the probe needs at least {MIN_TRAIN_ROWS + MIN_TEST_ROWS}"
+        )
+    split = random_split(
+        len(x_matrix), test_fraction=settings.test_fraction, val_fraction=0.0, seed=seed
+    )
+    if len(split.train) < MIN_TRAIN_ROWS or len(split.test) < MIN_TEST_ROWS:
+        raise InputError(
+            f"x has {len(x_matrix)} rows, leaving {len(split.train)} for training and "
+            f"{len(split.test)} for testing; need at least {MIN_TRAIN_ROWS} and {MIN_TEST_ROWS}"
+        )
+    y_shuffled = y_matrix[rng_for(seed, CONTROL_STREAM).permutation(len(y_matrix))]
+    with one_blas_thread():
+        basis = _ridge_basis(x_matrix[split.train], x_matrix[split.test])
+        probe = _fit_and_score(basis, y_matrix[split.train], y_matrix[split.test], settings=settings)
+        control = _fit_and_score(
+            basis, y_shuffled[split.train], y_shuffled[split.test], settings=settings
+        )
+    n_test = len(split.test)
+    return CrossmodalProbeResult(
+        probe=probe,
+        control=control,
+        chance_top1=min(1, n_test) / n_test,
+        chance_top5=min(5, n_test) / n_test,
+        n_train=len(split.train),
+        n_test=n_test,
+        n_features_x=x_matrix.shape[1],
+        n_features_y=y_matrix.shape[1],
+        seed=seed,
+        settings=settings,
+    )
