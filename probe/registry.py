@@ -374,16 +374,25 @@ def list_models(pattern: str | None = None) -> list[ModelSpec]:
 
 
 def suggest(name: str, *, limit: int = 3) -> list[str]:
-    """Registered names close to `name` (difflib, then substring matches), best first."""
+    """Registered names (aliases, shortcuts, hub ids) close to `name`, best first.
+
+    A name is scored by its similarity to `name` both whole and cut to `name`'s length, so a name
+    typed short ("webssl-dino1b") or with a typo in its start ("dinov3") still finds its family.
+    """
     names = [spec.alias for spec in _SPECS] + [s for spec in _SPECS for s in spec.shortcuts]
     names += [spec.hub_id for spec in _SPECS if spec.hub_id and spec.source == "hub"]
-    lowered = {n.lower(): n for n in names}
     query = name.lower()
-    # A name typed short ("webssl-dino1b") is most likely the start of the one meant.
-    prefixed = [n for n in names if n.lower().startswith(query)]
-    close = [lowered[n] for n in difflib.get_close_matches(query, list(lowered), n=limit, cutoff=0.6)]
-    contains = [n for n in names if query in n.lower()]
-    return list(dict.fromkeys(prefixed + close + contains))[:limit]
+    if not query:
+        return []
+
+    def score(candidate: str) -> float:
+        lowered = candidate.lower()
+        whole = difflib.SequenceMatcher(None, query, lowered).ratio()
+        start = difflib.SequenceMatcher(None, query, lowered[: len(query)]).ratio()
+        return max(whole, start)
+
+    scored = sorted(((score(n), len(n), n) for n in names), key=lambda t: (-t[0], t[1], t[2]))
+    return [n for best, _, n in scored if best >= 0.6][:limit]
 
 
 def unknown_model_message(name: str) -> str:
