@@ -1,0 +1,246 @@
+"""Alignment of every (vision layer, text layer) pair, with the per-layer work shared across pairs.
+
+`alignment_matrices` reads each modality layer by layer, applies PRH's preprocessing (clamp, then
+L2 rows), does each layer's work once (kNN lists, kernels; see `probe.modality_state`) and then
+scores all pairs for several metrics at once: kNN overlaps by edge lookups, CKA of all pairs as one
+product of flattened centred kernels (`probe.hsic`), CKNNA on the shared edges (`probe.cknna`).
+
+Two paths: "dense" holds an N x N kernel per layer (fastest for N up to a few thousand); "blocked"
+never forms N x N (kNN by row blocks, linear CKA in feature space) and serves large N for the
+kNN metrics and linear CKA. "auto" picks dense while the kernels fit DENSE_KERNEL_BUDGET_BYTES.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from probe.cknna import cknna_numerators, own_edge_values
+from probe.errors import InputError
+from probe.hsic import cka_from_hsic, kernel_products, unbiased_from_centred
+from probe.knn import cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
+from probe.layer_prep import LayerInput, as_layer_source, prepare_layers
+from probe.metric_specs import MetricName, MetricSpec, metric_specs
+from probe.modality_state import ComputePath, ComputePlan, ModalityState, build_state
+from probe.progress import ProgressCallback
+
+PathChoice = Literal["auto", "dense", "blocked"]
+DeviceLike = Union[str, torch.device, None]
+
+# "auto" stays dense while all layers' N x N float32 kernels fit in this many bytes.
+DENSE_KERNEL_BUDGET_BYTES = 2 * 2**30
+
+_KNN_ROWS = {"mutual_knn": mutual_knn_row, "jaccard_knn": jaccard_knn_row, "cycle_knn": cycle_knn_row}
+
+
+def resolve_device(device: DeviceLike) -> torch.device:
+    """`device` as a torch device; None means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
+
+
+def dense_kernel_bytes(*, num_rows: int, num_layers: int, specs: Sequence[MetricSpec]) -> int:
+    """Bytes of the N x N float32 kernels the dense path holds for `num_layers` layers in all."""
+    kernels_per_layer = 2 if any(spec.kernel == "rbf" for spec in specs) else 1
+    return 4 * num_rows * num_rows * num_layers * kernels_per_layer
+
+
+def choose_path(path: PathChoice, *, num_rows: int, num_layers: int, specs: Sequence[MetricSpec]) -> ComputePath:
+    """The compute path for `path` ("auto", "dense" or "blocked"); InputError when a metric cannot use it."""
+    if path not in ("auto", "dense", "blocked"):
+        raise InputError(f"path={path!r}: choose 'auto', 'dense' or 'blocked'.")
+    needed = dense_kernel_bytes(num_rows=num_rows, num_layers=num_layers, specs=specs)
+    dense_only = [spec.name for spec in specs if spec.needs_dense]
+    if path == "auto":
+        if needed <= DENSE_KERNEL_BUDGET_BYTES:
+            return "dense"
+        if dense_only:
+            raise InputError(
+                f"{', '.join(dense_only)} need N x N kernels: {needed / 2**30:.1f} GiB for N={num_rows} and "
+                f"{num_layers} layers (limit {DENSE_KERNEL_BUDGET_BYTES / 2**30:.0f} GiB). Use fewer rows or layers, "
+                "drop those metrics (mutual_knn, cycle_knn, jaccard_knn, cka, unbiased_cka scale), "
+                "or pass path='dense' to force it."
+            )
+        return "blocked"
+    if path == "blocked" and dense_only:
+        raise InputError(f"{', '.join(dense_only)} need N x N kernels and have no blocked path; use path='dense' or 'auto'.")
+    return path
+
+
+def check_sizes(*, num_rows: int, k: int, specs: Sequence[MetricSpec]) -> None:
+    """InputError when N or k cannot give the metrics in `specs` (N <= k, k < 1, N <= 3 for unbiased)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k={k!r} must be a positive integer (the number of nearest neighbours).")
+    if any(spec.family in ("knn", "cknna") for spec in specs) and num_rows <= k:
+        raise InputError(f"kNN metrics with k={k} need more than k rows; got N={num_rows}. Lower k or add rows.")
+    if any(spec.family == "cknna" for spec in specs) and k < 2:
+        raise InputError("cknna needs k >= 2 (as PRH); raise k.")
+    if any(spec.unbiased for spec in specs) and num_rows <= 3:
+        raise InputError(f"unbiased HSIC (unbiased_cka, cknna) needs N > 3 rows; got N={num_rows}.")
+
+
+def prepare_modalities(
+    vision: LayerInput,
+    text: LayerInput,
+    *,
+    metrics: Sequence[MetricName],
+    k: int = 10,
+    clip_quantile: Optional[float] = 0.95,
+    normalize: bool = True,
+    device: DeviceLike = None,
+    path: PathChoice = "auto",
+    rbf_sigma: Optional[float] = None,
+    spare_neighbours: int = 0,
+    names: tuple[str, str] = ("vision", "text"),
+    progress: Optional[ProgressCallback] = None,
+) -> tuple[ModalityState, ModalityState]:
+    """Read, preprocess and do the per-layer work of both modalities (see `alignment_matrices`).
+
+    `spare_neighbours` keeps that many extra ranked neighbours per row on the blocked path, so that
+    row subsets can be scored without recomputing kNN. `names` label the two inputs in error
+    messages. Returns (vision state, text state).
+    """
+    first_name, second_name = names
+    specs = metric_specs(metrics)
+    torch_device = resolve_device(device)
+    vision_source, text_source = as_layer_source(vision, name=first_name), as_layer_source(text, name=second_name)
+    num_rows = int(vision_source.num_rows)
+    if int(text_source.num_rows) != num_rows:
+        raise InputError(
+            f"`{first_name}` has {num_rows} rows but `{second_name}` has {text_source.num_rows}; "
+            "rows must be paired (same samples, same order)."
+        )
+    check_sizes(num_rows=num_rows, k=k, specs=specs)
+    plan = ComputePlan(
+        specs=tuple(specs),
+        k=int(k),
+        path=choose_path(
+            path, num_rows=num_rows, num_layers=int(vision_source.num_layers) + int(text_source.num_layers), specs=specs
+        ),
+        rbf_sigma=rbf_sigma,
+        spare_neighbours=spare_neighbours,
+    )
+    prepared_vision = prepare_layers(
+        vision_source, name=first_name, clip_quantile=clip_quantile, normalize=normalize, device=torch_device,
+        progress=progress,
+    )  # fmt: skip
+    vision_state = build_state(prepared_vision, name=first_name, plan=plan, progress=progress)
+    del prepared_vision
+    prepared_text = prepare_layers(
+        text_source, name=second_name, clip_quantile=clip_quantile, normalize=normalize, device=torch_device, progress=progress
+    )
+    return vision_state, build_state(prepared_text, name=second_name, plan=plan, progress=progress)
+
+
+def _knn_family_matrices(first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]) -> dict[str, torch.Tensor]:
+    """kNN metrics and CKNNA of all pairs from one pass of edge lookups per first-modality layer."""
+    knn_names = [spec.name for spec in specs if spec.family == "knn"]
+    with_cknna = any(spec.family == "cknna" for spec in specs)
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in knn_names + (["cknna"] if with_cknna else [])}
+    if with_cknna:
+        second_values = own_edge_values(second.neighbours, second.linear)
+        second_reciprocal = second.neighbours.reciprocal()
+    for lookups in edge_lookups(first.neighbours, second.neighbours):
+        for name in knn_names:
+            rows[name].append(_KNN_ROWS[name](lookups))
+        if with_cknna:
+            rows["cknna"].append(
+                cknna_numerators(lookups, first.linear, second.neighbours, second_values, second_reciprocal)
+            )
+    out = {name: torch.stack(values) for name, values in rows.items()}
+    if with_cknna:
+        out["cknna"] = cka_from_hsic(out["cknna"], first.self_terms.cknna, second.self_terms.cknna)
+    return out
+
+
+def _kernel_matrices(first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]) -> dict[str, torch.Tensor]:
+    """CKA (biased and/or unbiased) of all pairs: one products matrix per kernel shared by both."""
+    out: dict[str, torch.Tensor] = {}
+    for kernel in dict.fromkeys(spec.kernel for spec in specs if spec.family == "kernel"):
+        left, right = first.kernel(kernel), second.kernel(kernel)
+        products = kernel_products(left, right)
+        for spec in specs:
+            if spec.family != "kernel" or spec.kernel != kernel:
+                continue
+            if spec.unbiased:
+                cross = unbiased_from_centred(products, left.centred_diagonals(), right.centred_diagonals())
+                out[spec.name] = cka_from_hsic(
+                    cross, first.self_terms.unbiased[kernel], second.self_terms.unbiased[kernel]
+                )
+            else:
+                out[spec.name] = cka_from_hsic(products, first.self_terms.biased[kernel], second.self_terms.biased[kernel])
+    return out
+
+
+def pair_matrices(first: ModalityState, second: ModalityState) -> dict[str, torch.Tensor]:
+    """Every metric of the plan for every layer pair: name -> float64 [L_first, L_second] (on the device).
+
+    `metric(first layer a, second layer b)`; for cycle_knn the first modality's kNN sets are the ones
+    a row must come back through.
+    """
+    specs = first.plan.specs
+    out = {}
+    if any(spec.family in ("knn", "cknna") for spec in specs):
+        out.update(_knn_family_matrices(first, second, specs))
+    if any(spec.family == "kernel" for spec in specs):
+        out.update(_kernel_matrices(first, second, specs))
+    return {spec.name: out[spec.name] for spec in specs}
+
+
+def alignment_matrices(
+    vision: LayerInput,
+    text: LayerInput,
+    *,
+    metrics: Sequence[MetricName] = ("mutual_knn",),
+    k: int = 10,
+    clip_quantile: Optional[float] = 0.95,
+    normalize: bool = True,
+    device: DeviceLike = None,
+    path: PathChoice = "auto",
+    rbf_sigma: Optional[float] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> dict[str, np.ndarray]:
+    """Several metrics for all (vision layer, text layer) pairs, sharing the per-layer work.
+
+    `vision` is [N, Lv, Dv] and `text` [N, Lt, Dt] (numpy or torch, rows paired), or layer sources
+    (`num_layers`, `num_rows`, `layer(i) -> [N, D]`, e.g. feature caches), read layer by layer.
+    Preprocessing as PRH: clamp each modality at the mean per-sample `clip_quantile` of |x| (None: no
+    clamp), then L2-normalise rows (`normalize`). `k`: neighbours for kNN metrics and CKNNA.
+    `rbf_sigma`: RBF bandwidth (None: each layer's median pairwise distance). `path`: "auto", "dense"
+    or "blocked" (module docstring). `device`: torch device (None: CUDA if available, else CPU).
+
+    Returns metric name -> float64 array [Lv, Lt], entry [a, b] = metric(vision layer a, text layer b).
+    Raises InputError for unknown metrics, unpaired or non-finite inputs, N <= k, N <= 3 (unbiased),
+    constant layers (CKA), or a dense-only metric at a size beyond the dense budget.
+    """
+    vision_state, text_state = prepare_modalities(
+        vision, text, metrics=metrics, k=k, clip_quantile=clip_quantile, normalize=normalize,
+        device=device, path=path, rbf_sigma=rbf_sigma, progress=progress,
+    )  # fmt: skip
+    return {name: matrix.cpu().numpy() for name, matrix in pair_matrices(vision_state, text_state).items()}
+
+
+def alignment_matrix(
+    vision: LayerInput,
+    text: LayerInput,
+    *,
+    metric: MetricName = "mutual_knn",
+    k: int = 10,
+    clip_quantile: Optional[float] = 0.95,
+    normalize: bool = True,
+    device: DeviceLike = None,
+    path: PathChoice = "auto",
+    rbf_sigma: Optional[float] = None,
+) -> np.ndarray:
+    """One metric for all layer pairs: float64 [Lv, Lt]. Arguments as `alignment_matrices`."""
+    matrices = alignment_matrices(
+        vision, text, metrics=(metric,), k=k, clip_quantile=clip_quantile, normalize=normalize,
+        device=device, path=path, rbf_sigma=rbf_sigma,
+    )  # fmt: skip
+    return matrices[metric]

@@ -1,0 +1,333 @@
+"""HSIC and CKA for every layer pair from per-layer kernel summaries.
+
+Everything rests on the double-centred kernel Kc = H K H (H = I - 11^T/N) of each layer:
+
+- biased HSIC(K, L) = tr(K H L H) = <Kc, Lc>_F;
+- unbiased HSIC (Song et al. 2012) only sees K, L off the diagonal and is blind to additive terms
+  a_i + a_j + c, which centring only adds, so with d = diag(Kc), t = tr(Kc):
+  HSIC_u(K, L) = [<Kc, Lc> - N/(N-2) d_K.d_L + t_K t_L / ((N-1)(N-2))] / (N(N-3)).
+
+So one matrix of inner products <Kc_a, Lc_b> over all layer pairs, plus each layer's diagonal, gives
+biased and unbiased CKA together. Two ways to get the inner products:
+
+- `GramStack` (dense): each layer's N x N kernel; the products of all pairs are one float64 product
+  of the flattened centred kernels, taken in row slabs so centring happens on the fly.
+- `FeatureStack` (large N, linear kernel only): column-centred features X; <Kc, Lc> = ||X^T Y||_F^2,
+  O(N Dx Dy) per pair and no N x N matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Union
+
+import torch
+
+from probe.errors import InputError
+
+# Kernel entries per slab when streaming centred kernels (bounds the float64 temporaries).
+KERNEL_SLAB_ENTRIES = 2**22
+# Rows per chunk of feature-space products: float32 inside a chunk, float64 across chunks.
+FEATURE_CHUNK_ROWS = 1024
+# A centred kernel whose trace is below this fraction of the raw trace is treated as constant: below
+# it the structure is under float32 rounding of the Gram entries.
+DEGENERATE_FRACTION = 1e-6
+
+
+def _take(tensor: torch.Tensor, order: Optional[torch.Tensor], dim: int) -> torch.Tensor:
+    return tensor if order is None else tensor.index_select(dim, order)
+
+
+@dataclass(frozen=True)
+class GramStack:
+    """The N x N kernels of a modality's layers, `kernels` float32 [L, N, N], with their row means.
+
+    `order` (optional) is a pending row reordering: this stack stands for kernels[:, order][:, :, order].
+    """
+
+    kernels: torch.Tensor
+    row_means: torch.Tensor  # float64 [L, N], in stored (unpermuted) order
+    grand_means: torch.Tensor  # float64 [L]
+    raw_traces: torch.Tensor  # float64 [L]
+    order: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_kernels(cls, kernels: torch.Tensor) -> "GramStack":
+        """Wrap kernels [L, N, N] (symmetric), computing their float64 row means."""
+        row_means = torch.stack([layer.double().mean(dim=1) for layer in kernels])
+        traces = torch.stack([layer.diagonal().double().sum() for layer in kernels])
+        return cls(kernels=kernels, row_means=row_means, grand_means=row_means.mean(dim=1), raw_traces=traces)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.kernels.shape[0])
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.kernels.shape[1]) if self.order is None else int(self.order.numel())
+
+    @property
+    def device(self) -> torch.device:
+        return self.kernels.device
+
+    def rows(self, start: int, stop: int, layer: Optional[int] = None) -> torch.Tensor:
+        """Raw kernel rows [L, stop - start, N] (or [rows, N] for one `layer`), in this stack's order."""
+        kernels = self.kernels if layer is None else self.kernels[layer : layer + 1]
+        picked = kernels[:, start:stop] if self.order is None else kernels[:, self.order[start:stop]]
+        picked = _take(picked, self.order, 2)
+        return picked if layer is None else picked[0]
+
+    def values(self, layer: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Raw kernel entries K_layer[rows, cols] (broadcast shapes), float64."""
+        if self.order is not None:
+            rows, cols = self.order[rows], self.order[cols]
+        return self.kernels[layer][rows, cols].double()
+
+    def centred_rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows of every centred kernel H K H, float64 [L, stop - start, N]."""
+        means = _take(self.row_means, self.order, 1)
+        return (
+            self.rows(start, stop).double()
+            - means[:, start:stop, None]
+            - means[:, None, :]
+            + self.grand_means[:, None, None]
+        )
+
+    def centred_diagonals(self) -> torch.Tensor:
+        """diag(H K H) of every layer, float64 [L, N]."""
+        diagonal = torch.stack([layer.diagonal() for layer in self.kernels]).double()
+        diagonal, means = _take(diagonal, self.order, 1), _take(self.row_means, self.order, 1)
+        return diagonal - 2 * means + self.grand_means[:, None]
+
+    def self_products(self) -> torch.Tensor:
+        """<Kc, Kc> of every layer, float64 [L]."""
+        total = torch.zeros(self.num_layers, dtype=torch.float64, device=self.kernels.device)
+        for start, stop in _slabs(self.num_rows, self.num_layers):
+            total += self.centred_rows(start, stop).square().sum(dim=(1, 2))
+        return total
+
+    def permuted(self, order: torch.Tensor) -> "GramStack":
+        """The stack with rows and columns reordered: new row i is current row `order[i]` (lazy)."""
+        combined = order if self.order is None else self.order[order]
+        return replace(self, order=combined)
+
+    def restricted(self, rows: torch.Tensor) -> "GramStack":
+        """The kernels among `rows` only [L, n, n] (a new, re-centred stack)."""
+        index = rows if self.order is None else self.order[rows]
+        return GramStack.from_kernels(self.kernels[:, index][:, :, index].contiguous())
+
+
+def _slabs(num_rows: int, num_layers: int) -> list[tuple[int, int]]:
+    """Row ranges whose centred slabs for `num_layers` layers hold about KERNEL_SLAB_ENTRIES entries."""
+    step = max(1, KERNEL_SLAB_ENTRIES // max(1, num_rows * num_layers))
+    return [(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
+
+
+def gram_products(left: GramStack, right: GramStack) -> torch.Tensor:
+    """<Kc_a, Lc_b> for every layer pair: float64 [La, Lb], one product of flattened centred kernels."""
+    total = torch.zeros(left.num_layers, right.num_layers, dtype=torch.float64, device=left.kernels.device)
+    for start, stop in _slabs(left.num_rows, left.num_layers + right.num_layers):
+        a = left.centred_rows(start, stop).flatten(1)
+        b = right.centred_rows(start, stop).flatten(1)
+        total += a @ b.T
+    return total
+
+
+@dataclass(frozen=True)
+class FeatureStack:
+    """A modality's layers as features (for the linear kernel K = X X^T without forming it).
+
+    `features` are float32 [N, D_l] per layer, `means` their float64 column means; `order` is a pending
+    row reordering (new row i is stored row order[i]).
+    """
+
+    features: tuple[torch.Tensor, ...]
+    means: tuple[torch.Tensor, ...]
+    order: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_layers(cls, layers: list[torch.Tensor]) -> "FeatureStack":
+        """Wrap prepared layers [N, D] and compute their column means."""
+        return cls(features=tuple(layers), means=tuple(layer.double().mean(dim=0) for layer in layers))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.features)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.features[0].shape[0]) if self.order is None else int(self.order.numel())
+
+    @property
+    def device(self) -> torch.device:
+        return self.features[0].device
+
+    def layer(self, index: int) -> torch.Tensor:
+        """Layer `index` [N, D] float32 in this stack's row order (uncentred)."""
+        return _take(self.features[index], self.order, 0)
+
+    def centred_chunk(self, index: int, start: int, stop: int) -> torch.Tensor:
+        """Rows start:stop of layer `index`, column-centred, float32 [rows, D]."""
+        rows = self.features[index][start:stop] if self.order is None else self.features[index][self.order[start:stop]]
+        return (rows.double() - self.means[index]).float()
+
+    def centred_diagonals(self) -> torch.Tensor:
+        """diag(Xc Xc^T) (squared norms of centred rows) of every layer, float64 [L, N]."""
+        out = torch.empty(self.num_layers, self.num_rows, dtype=torch.float64, device=self.features[0].device)
+        for index in range(self.num_layers):
+            for start in range(0, self.num_rows, FEATURE_CHUNK_ROWS):
+                stop = min(start + FEATURE_CHUNK_ROWS, self.num_rows)
+                out[index, start:stop] = self.centred_chunk(index, start, stop).double().square().sum(dim=1)
+        return out
+
+    def self_products(self) -> torch.Tensor:
+        """<Kc, Kc> = ||Xc^T Xc||_F^2 of every layer, float64 [L]."""
+        return torch.stack([_cross_product(self, index, self, index).square().sum() for index in range(self.num_layers)])
+
+    @property
+    def raw_traces(self) -> torch.Tensor:
+        """tr(X X^T) of every layer, float64 [L] (for the degeneracy check)."""
+        return torch.stack([layer.double().square().sum() for layer in self.features])
+
+    def permuted(self, order: torch.Tensor) -> "FeatureStack":
+        combined = order if self.order is None else self.order[order]
+        return replace(self, order=combined)
+
+    def restricted(self, rows: torch.Tensor) -> "FeatureStack":
+        """The stack of `rows` only (materialised and re-centred)."""
+        return FeatureStack.from_layers([self.layer(index)[rows] for index in range(self.num_layers)])
+
+
+def _cross_product(left: FeatureStack, a: int, right: FeatureStack, b: int) -> torch.Tensor:
+    """Xc_a^T Yc_b, float64 [Da, Db]; chunks of rows in float32, summed across chunks in float64."""
+    total = None
+    for start in range(0, left.num_rows, FEATURE_CHUNK_ROWS):
+        stop = min(start + FEATURE_CHUNK_ROWS, left.num_rows)
+        part = (left.centred_chunk(a, start, stop).T @ right.centred_chunk(b, start, stop)).double()
+        total = part if total is None else total + part
+    return total
+
+
+def feature_products(left: FeatureStack, right: FeatureStack) -> torch.Tensor:
+    """<Kc_a, Lc_b> = ||Xc_a^T Yc_b||_F^2 for every layer pair: float64 [La, Lb]."""
+    out = torch.empty(left.num_layers, right.num_layers, dtype=torch.float64, device=left.features[0].device)
+    for a in range(left.num_layers):
+        for b in range(right.num_layers):
+            out[a, b] = _cross_product(left, a, right, b).square().sum()
+    return out
+
+
+KernelStack = Union[GramStack, FeatureStack]
+
+
+def kernel_products(left: KernelStack, right: KernelStack) -> torch.Tensor:
+    """<Kc_a, Lc_b> for every layer pair, float64 [La, Lb]; both stacks must be of the same kind."""
+    if isinstance(left, GramStack) and isinstance(right, GramStack):
+        return gram_products(left, right)
+    if isinstance(left, FeatureStack) and isinstance(right, FeatureStack):
+        return feature_products(left, right)
+    raise TypeError("kernel_products needs two GramStacks or two FeatureStacks")
+
+
+def unbiased_from_centred(
+    products: torch.Tensor, left_diagonals: torch.Tensor, right_diagonals: torch.Tensor
+) -> torch.Tensor:
+    """Unbiased HSIC of every pair from <Kc, Lc> [La, Lb] and diagonals of Kc [La, N], Lc [Lb, N]."""
+    n = left_diagonals.shape[1]
+    if n < 4:
+        raise InputError(f"unbiased HSIC needs N > 3 rows; got N={n}. Use more rows or the biased CKA.")
+    cross = left_diagonals @ right_diagonals.T
+    traces = left_diagonals.sum(dim=1)[:, None] * right_diagonals.sum(dim=1)[None, :]
+    return (products - n / (n - 2) * cross + traces / ((n - 1) * (n - 2))) / (n * (n - 3))
+
+
+def unbiased_self(self_products: torch.Tensor, diagonals: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC(K, K) of every layer, float64 [L], from <Kc, Kc> [L] and diag(Kc) [L, N]."""
+    n = diagonals.shape[1]
+    if n < 4:
+        raise InputError(f"unbiased HSIC needs N > 3 rows; got N={n}. Use more rows or the biased CKA.")
+    cross = diagonals.square().sum(dim=1)
+    return (self_products - n / (n - 2) * cross + diagonals.sum(dim=1).square() / ((n - 1) * (n - 2))) / (n * (n - 3))
+
+
+def check_not_constant(stack: KernelStack, diagonals: torch.Tensor, *, name: str) -> None:
+    """InputError naming the layer of `name` whose centred kernel vanishes (constant features).
+
+    `diagonals` [L, N] are diag(H K H), whose sum is the rows' total squared distance to their mean.
+    """
+    centred_traces = diagonals.sum(dim=1)
+    flat = centred_traces <= DEGENERATE_FRACTION * stack.raw_traces.abs().clamp_min(1e-300)
+    if bool(flat.any()):
+        layer = int(flat.nonzero()[0, 0])
+        raise InputError(
+            f"`{name}` layer {layer} is constant across rows (up to float32 rounding), so every metric is undefined "
+            "there (kNN sets would be decided by ties alone). Drop that layer, e.g. a ViT's embedding state 0, "
+            "whose CLS token is the same for every image."
+        )
+
+
+def cka_from_hsic(cross: torch.Tensor, left_self: torch.Tensor, right_self: torch.Tensor) -> torch.Tensor:
+    """CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for every pair: float64 [La, Lb]."""
+    return cross / torch.sqrt(left_self[:, None] * right_self[None, :])
+
+
+def hsic_biased(kernel_a: torch.Tensor, kernel_b: torch.Tensor) -> float:
+    """tr(K H L H) for explicit symmetric kernels [N, N] (no 1/N^2 factor, as PRH)."""
+    a = GramStack.from_kernels(torch.as_tensor(kernel_a, dtype=torch.float64)[None])
+    b = GramStack.from_kernels(torch.as_tensor(kernel_b, dtype=torch.float64)[None])
+    return float(gram_products(a, b)[0, 0])
+
+
+def _zero_diagonal(kernel: torch.Tensor) -> torch.Tensor:
+    out = torch.as_tensor(kernel, dtype=torch.float64).clone()
+    out.fill_diagonal_(0.0)
+    return out
+
+
+def hsic_unbiased(kernel_a: torch.Tensor, kernel_b: torch.Tensor) -> float:
+    """Unbiased HSIC (Song et al. 2012) for explicit symmetric kernels [N, N]; their diagonals are ignored.
+
+    The diagonals are zeroed first: the result does not depend on them, and a large diagonal would
+    otherwise cost precision in the centred form.
+    """
+    a = GramStack.from_kernels(_zero_diagonal(kernel_a)[None])
+    b = GramStack.from_kernels(_zero_diagonal(kernel_b)[None])
+    value = unbiased_from_centred(gram_products(a, b), a.centred_diagonals(), b.centred_diagonals())
+    return float(value[0, 0])
+
+
+def linear_grams(layers: list[torch.Tensor]) -> GramStack:
+    """Linear kernels X X^T of prepared layers [N, D]: a GramStack float32 [L, N, N]."""
+    return GramStack.from_kernels(torch.stack([layer @ layer.T for layer in layers]))
+
+
+def median_distance(gram: torch.Tensor) -> float:
+    """Median Euclidean distance over pairs i < j, from a Gram matrix [N, N]."""
+    squared = squared_distances(gram)
+    upper = torch.triu_indices(gram.shape[0], gram.shape[0], offset=1, device=gram.device)
+    return float(squared[upper[0], upper[1]].median().sqrt())
+
+
+def squared_distances(gram: torch.Tensor) -> torch.Tensor:
+    """|x_i - x_j|^2 [N, N] from the Gram matrix [N, N] (clamped at 0 against rounding)."""
+    norms = gram.diagonal()
+    return (norms[:, None] + norms[None, :] - 2 * gram).clamp_min(0)
+
+
+def rbf_kernels(grams: GramStack, *, sigma: Optional[float], name: str) -> GramStack:
+    """RBF kernels exp(-|x_i - x_j|^2 / (2 sigma^2)) from linear Grams; sigma None = per-layer median distance.
+
+    InputError naming `name` when a bandwidth is not positive.
+    """
+    if sigma is not None and not float(sigma) > 0:
+        raise InputError(f"rbf_sigma={sigma} must be > 0 (or None for each layer's median pairwise distance).")
+    kernels = []
+    for layer, gram in enumerate(grams.kernels):
+        width = median_distance(gram) if sigma is None else float(sigma)
+        if not width > 0:
+            raise InputError(
+                f"`{name}` layer {layer}: the median pairwise distance is 0 (the rows are mostly identical, e.g. a "
+                "constant layer), so the RBF bandwidth would be 0; drop the layer or pass rbf_sigma."
+            )
+        kernels.append(torch.exp(-squared_distances(gram) / (2 * width**2)))
+    return GramStack.from_kernels(torch.stack(kernels))

@@ -1,0 +1,180 @@
+"""Reading one modality's layers and applying PRH's preprocessing (outlier clamp, then L2 rows).
+
+A modality is a *layer stack*: an array [N, L, D] (numpy or torch) or any object with `num_layers: int`,
+`num_rows: int` and `layer(i) -> np.ndarray [N, D]` (a feature cache). Each layer is read exactly once.
+
+PRH's clamp (guide §1): q = mean over samples of each sample's `quantile` of |x| over all its layers and
+dims (linear interpolation, as `torch.quantile`), then x is clamped to [-q, q]; after that every
+layer's rows are scaled to unit L2 norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol, Union, runtime_checkable
+
+import numpy as np
+import torch
+
+from probe.errors import InputError
+from probe.progress import ProgressCallback
+
+# Same floor as torch.nn.functional.normalize, which PRH uses: an all-zero row stays zero.
+NORM_FLOOR = 1e-12
+# Rows per slab when computing per-sample quantiles: bounds the temporary [rows, L * D] copy.
+QUANTILE_ROW_BLOCK = 256
+
+
+@runtime_checkable
+class LayerSource(Protocol):
+    """Anything that hands out one modality's layers one at a time (a feature cache, for example)."""
+
+    num_layers: int
+    num_rows: int
+
+    def layer(self, index: int) -> Any: ...
+
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+LayerInput = Union[ArrayLike, LayerSource]
+
+
+@dataclass(frozen=True)
+class ArrayLayers:
+    """An array [N, L, D] seen as a layer source."""
+
+    features: ArrayLike
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.features.shape[0])
+
+    def layer(self, index: int) -> ArrayLike:
+        return self.features[:, index, :]
+
+
+def as_layer_source(features: LayerInput, *, name: str) -> LayerSource:
+    """`features` as a layer source: arrays must be [N, L, D]; objects with `layer(i)` pass through.
+
+    Raises InputError naming `name` for anything else.
+    """
+    if isinstance(features, (np.ndarray, torch.Tensor)):
+        if features.ndim != 3:
+            raise InputError(
+                f"`{name}` must be an array [N, L, D] (rows, layers, dims); got shape {tuple(features.shape)}. "
+                "For a single layer use features[:, None, :]."
+            )
+        return ArrayLayers(features)
+    if all(hasattr(features, attr) for attr in ("num_layers", "num_rows", "layer")):
+        return features  # type: ignore[return-value]
+    raise InputError(
+        f"`{name}` must be an array [N, L, D] or a feature cache with num_layers, num_rows and layer(i); "
+        f"got {type(features).__name__}."
+    )
+
+
+def as_matrix(values: Any, *, name: str, device: torch.device) -> torch.Tensor:
+    """`values` as a finite float32 tensor [N, D] on `device`; InputError naming `name` otherwise."""
+    tensor = torch.as_tensor(values)
+    if tensor.ndim != 2:
+        raise InputError(f"`{name}` must be a matrix [N, D]; got shape {tuple(tensor.shape)}.")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float64)
+    if not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"`{name}` contains NaN or Inf values; clean or re-extract these features.")
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def read_layers(source: LayerSource, *, name: str, device: torch.device) -> list[torch.Tensor]:
+    """Every layer of `source` as a finite float32 tensor [N, D] on `device`, each read once.
+
+    Raises InputError naming `name` for an empty stack, a layer of the wrong shape, or NaN/Inf.
+    """
+    num_layers, num_rows = int(source.num_layers), int(source.num_rows)
+    if num_layers < 1 or num_rows < 1:
+        raise InputError(f"`{name}` has {num_layers} layers and {num_rows} rows; it needs at least one of each.")
+    layers = []
+    for index in range(num_layers):
+        layer = as_matrix(source.layer(index), name=f"{name} layer {index}", device=device)
+        if layer.shape[0] != num_rows:
+            raise InputError(f"`{name}` layer {index} has {layer.shape[0]} rows; the stack says {num_rows}.")
+        layers.append(layer)
+    return layers
+
+
+def _sample_quantiles(rows: torch.Tensor, quantile: float) -> np.ndarray:
+    """Per-row `quantile` of `rows` [B, M] (linear interpolation, as torch.quantile), float64 [B]."""
+    position = quantile * (rows.shape[1] - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, rows.shape[1] - 1)
+    fraction = position - low
+    if rows.device.type == "cpu":
+        # numpy's introselect is several times faster than torch.kthvalue on CPU.
+        parted = np.partition(rows.numpy(), [low, high], axis=1)
+        below, above = parted[:, low].astype(np.float64), parted[:, high].astype(np.float64)
+    else:
+        below = torch.kthvalue(rows, low + 1, dim=1).values.double().cpu().numpy()
+        above = torch.kthvalue(rows, high + 1, dim=1).values.double().cpu().numpy()
+    return below + fraction * (above - below)
+
+
+def clip_threshold(layers: list[torch.Tensor], *, quantile: float) -> float:
+    """PRH's clamp level for one modality: mean over rows of each row's `quantile` of |x| over all layers.
+
+    `layers` are [N, D_l]; each row's values across every layer and dim form one sample.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise InputError(f"clip_quantile={quantile} must be in (0, 1], or None to turn the clamp off.")
+    num_rows = layers[0].shape[0]
+    per_sample = []
+    for start in range(0, num_rows, QUANTILE_ROW_BLOCK):
+        rows = torch.cat([layer[start : start + QUANTILE_ROW_BLOCK].abs() for layer in layers], dim=1)
+        per_sample.append(_sample_quantiles(rows, quantile))
+    return float(np.concatenate(per_sample).mean())
+
+
+def prepare_layer(layer: torch.Tensor, *, clip: Optional[float], normalize: bool) -> torch.Tensor:
+    """One layer [N, D] clamped to [-clip, clip] (when given) and with unit-norm rows (when `normalize`)."""
+    if clip is not None:
+        layer = layer.clamp(-clip, clip)
+    if normalize:
+        layer = layer / layer.norm(dim=1, keepdim=True).clamp_min(NORM_FLOOR)
+    return layer
+
+
+@dataclass(frozen=True)
+class PreparedLayers:
+    """One modality after preprocessing: `layers` are [N, D] float32, `clip` the clamp level used (or None)."""
+
+    layers: list[torch.Tensor]
+    clip: Optional[float]
+
+
+def prepare_layers(
+    features: LayerInput,
+    *,
+    name: str,
+    clip_quantile: Optional[float],
+    normalize: bool,
+    device: torch.device,
+    progress: Optional[ProgressCallback] = None,
+) -> PreparedLayers:
+    """Read every layer of `features` ([N, L, D] array or layer source) and apply PRH's preprocessing.
+
+    Returns the L prepared layers [N, D] float32 on `device` and the clamp level. Raises InputError
+    naming `name` for bad shapes or non-finite values.
+    """
+    source = as_layer_source(features, name=name)
+    layers = read_layers(source, name=name, device=device)
+    clip = None if clip_quantile is None else clip_threshold(layers, quantile=clip_quantile)
+    prepared = []
+    for index, layer in enumerate(layers):
+        prepared.append(prepare_layer(layer, clip=clip, normalize=normalize))
+        layers[index] = prepared[-1]  # drop the raw layer as soon as it is prepared
+        if progress is not None:
+            progress(index + 1, len(layers), f"prepare {name}")
+    return PreparedLayers(layers=prepared, clip=clip)

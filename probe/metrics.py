@@ -1,0 +1,90 @@
+"""Alignment metrics between two paired feature matrices (one layer each), as defined by PRH.
+
+Every function takes `a` [N, Da] and `b` [N, Db] (numpy or torch; row i of both describes the same
+sample), uses them as given (no clamping or normalising: PRH applies those before scoring; see
+`probe.align` for that and for all layer pairs at once) and returns a float. Definitions: guide §2
+and docs/metrics.md. kNN is by dot product, self excluded, ties to the lower row index.
+
+These run the same code as the all-pairs path, on a single pair.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from probe.align import DeviceLike, pair_matrices, prepare_modalities, resolve_device
+from probe.errors import InputError
+from probe.layer_prep import ArrayLike, as_matrix
+from probe.metric_specs import MetricName
+
+KernelName = Literal["linear", "rbf"]
+
+
+def _pair_score(
+    metric: MetricName,
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    k: int = 10,
+    rbf_sigma: Optional[float] = None,
+    device: DeviceLike = None,
+) -> float:
+    """`metric` for one pair of matrices [N, Da], [N, Db] through the all-pairs machinery."""
+    torch_device = resolve_device(device)
+    first, second = as_matrix(a, name="a", device=torch_device), as_matrix(b, name="b", device=torch_device)
+    if first.shape[0] != second.shape[0]:
+        raise InputError(f"`a` has {first.shape[0]} rows but `b` has {second.shape[0]}; rows must be paired.")
+    states = prepare_modalities(
+        first[:, None, :], second[:, None, :], metrics=(metric,), k=k, clip_quantile=None, normalize=False,
+        device=torch_device, rbf_sigma=rbf_sigma, names=("a", "b"),
+    )  # fmt: skip
+    return float(pair_matrices(*states)[metric][0, 0])
+
+
+def mutual_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
+    """mean_i |kNN_a(i) & kNN_b(i)| / k for `a` [N, Da], `b` [N, Db]. 1 for identical neighbourhoods;
+    k/(N-1) expected when the pairing is random."""
+    return _pair_score("mutual_knn", a, b, k=k, device=device)
+
+
+def jaccard_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
+    """mean_i |kNN_a(i) & kNN_b(i)| / |kNN_a(i) | kNN_b(i)| for `a` [N, Da], `b` [N, Db]."""
+    return _pair_score("jaccard_knn", a, b, k=k, device=device)
+
+
+def cycle_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
+    """Fraction of rows i that are among the a-neighbours of at least one b-neighbour of i.
+
+    `a` [N, Da], `b` [N, Db]; asymmetric (PRH: `knn_A[knn_B]`, with A the vision side in its runs).
+    """
+    return _pair_score("cycle_knn", a, b, k=k, device=device)
+
+
+def cka(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    kernel: KernelName = "linear",
+    sigma: Optional[float] = None,
+    unbiased: bool = False,
+    device: DeviceLike = None,
+) -> float:
+    """Centred kernel alignment HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for `a` [N, Da], `b` [N, Db].
+
+    `kernel`: "linear" (K = a a^T) or "rbf" (exp(-|a_i - a_j|^2 / (2 sigma^2)); `sigma` None = the
+    median pairwise distance of each input). `unbiased`: Song et al.'s unbiased HSIC (needs N > 3).
+    Unlike PRH no 1e-6 is added to the denominator (see docs/metrics.md).
+    """
+    if kernel not in ("linear", "rbf"):
+        raise InputError(f"kernel={kernel!r}: choose 'linear' or 'rbf'.")
+    name = ("unbiased_" if unbiased else "") + ("rbf_cka" if kernel == "rbf" else "cka")
+    return _pair_score(name, a, b, rbf_sigma=sigma, device=device)  # type: ignore[arg-type]
+
+
+def cknna(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
+    """CKNNA (PRH): unbiased HSIC on the kNN edges shared by `a` [N, Da] and `b` [N, Db], normalised by
+    each input's own-edge term. Needs 2 <= k < N and N > 3; k = N - 1 gives unbiased linear CKA."""
+    return _pair_score("cknna", a, b, k=k, device=device)
+
+
+__all__ = ["mutual_knn", "jaccard_knn", "cycle_knn", "cka", "cknna"]

@@ -1,0 +1,214 @@
+"""The per-layer work of one modality, done once: kNN lists and kernel summaries.
+
+Every layer pair is scored from these states, never from the features again. A state can be
+reordered (`permuted`, for the permutation null) or cut to a subset of rows (`restricted`, for
+subsampling) without re-reading features:
+
+- dense path: the N x N linear Gram of each layer (and RBF kernels when asked); kNN lists come from
+  the Gram, and a row subset recomputes them from the sub-Gram;
+- blocked path (large N): the prepared features; kNN lists by row blocks of X X^T with top-k, kept
+  longer than k so that a row subset takes the first k survivors (recomputing the rare row whose
+  list runs out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal, Optional
+
+import torch
+
+from probe.cknna import cknna_self_similarity
+from probe.hsic import FeatureStack, GramStack, KernelStack, check_not_constant, rbf_kernels, unbiased_self
+from probe.knn import NeighbourSets, ranked_neighbours, ranked_top
+from probe.layer_prep import PreparedLayers
+from probe.metric_specs import MetricSpec
+from probe.progress import ProgressCallback
+
+ComputePath = Literal["dense", "blocked"]
+
+
+@dataclass(frozen=True)
+class ComputePlan:
+    """What to compute per layer: for which metrics, with which k, on which path.
+
+    `spare_neighbours` extra ranked neighbours are kept per row on the blocked path (for subsets).
+    """
+
+    specs: tuple[MetricSpec, ...]
+    k: int
+    path: ComputePath
+    rbf_sigma: Optional[float] = None
+    spare_neighbours: int = 0
+
+    @property
+    def needs_knn(self) -> bool:
+        return any(spec.family in ("knn", "cknna") for spec in self.specs)
+
+    @property
+    def needs_rbf(self) -> bool:
+        return any(spec.kernel == "rbf" for spec in self.specs)
+
+
+@dataclass(frozen=True)
+class SelfTerms:
+    """Per-layer normalisers, unchanged by reordering rows: HSIC(K, K) biased and unbiased for each kernel
+    in use (float64 [L], unbiased None when not needed), and CKNNA's sim(K, K) [L]."""
+
+    biased: dict[str, torch.Tensor]
+    unbiased: dict[str, torch.Tensor]
+    cknna: Optional[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModalityState:
+    """One modality after the per-layer work. `linear` is a GramStack (dense) or FeatureStack (blocked)."""
+
+    name: str
+    plan: ComputePlan
+    linear: KernelStack
+    neighbours: Optional[NeighbourSets]
+    rbf: Optional[GramStack]
+    clip: Optional[float]
+    self_terms: SelfTerms
+
+    def kernel(self, name: str) -> KernelStack:
+        """The kernel stack called `name` ("linear" or "rbf")."""
+        stack = self.linear if name == "linear" else self.rbf
+        if stack is None:
+            raise ValueError(f"{self.name} has no {name} kernels; the plan did not ask for them")
+        return stack
+
+    @property
+    def num_rows(self) -> int:
+        return self.linear.num_rows
+
+    @property
+    def num_layers(self) -> int:
+        return self.linear.num_layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.linear.device
+
+    def permuted(self, order: torch.Tensor) -> "ModalityState":
+        """The state with rows reordered: new row i is row `order[i]` (int64 [N] on the state's device)."""
+        return replace(
+            self,
+            linear=self.linear.permuted(order),
+            neighbours=None if self.neighbours is None else self.neighbours.permuted(order),
+            rbf=None if self.rbf is None else self.rbf.permuted(order),
+        )
+
+    def restricted(self, rows: torch.Tensor) -> "ModalityState":
+        """The state of the sub-dataset `rows` (sorted int64 row indices)."""
+        linear = self.linear.restricted(rows)
+        check_not_constant(linear, linear.centred_diagonals(), name=self.name)
+        neighbours = None
+        if self.plan.needs_knn:
+            if isinstance(linear, GramStack):
+                neighbours = gram_neighbours(linear, k=self.plan.k)
+            else:
+                neighbours = _restricted_neighbours(self.neighbours, linear, rows, k=self.plan.k)
+        rbf = None if self.rbf is None else self.rbf.restricted(rows)
+        self_terms = compute_self_terms(self.plan, linear, neighbours, rbf, name=self.name)
+        return replace(self, linear=linear, neighbours=neighbours, rbf=rbf, self_terms=self_terms)
+
+
+def compute_self_terms(
+    plan: ComputePlan,
+    linear: KernelStack,
+    neighbours: Optional[NeighbourSets],
+    rbf: Optional[GramStack],
+    *,
+    name: str,
+) -> SelfTerms:
+    """The normalisers of every kernel metric in `plan` (and CKNNA's, which checks they are positive)."""
+    biased: dict[str, torch.Tensor] = {}
+    unbiased: dict[str, torch.Tensor] = {}
+    for spec in plan.specs:
+        if spec.family != "kernel" or spec.kernel in biased:
+            continue
+        stack = linear if spec.kernel == "linear" else rbf
+        diagonals = stack.centred_diagonals()
+        biased[spec.kernel] = stack.self_products()
+        if any(other.unbiased and other.kernel == spec.kernel for other in plan.specs):
+            unbiased[spec.kernel] = unbiased_self(biased[spec.kernel], diagonals)
+    cknna = None
+    if any(spec.family == "cknna" for spec in plan.specs):
+        cknna = cknna_self_similarity(neighbours, linear, name=name)
+    return SelfTerms(biased=biased, unbiased=unbiased, cknna=cknna)
+
+
+def gram_neighbours(grams: GramStack, *, k: int) -> NeighbourSets:
+    """kNN lists [L, N, k] of every layer from its Gram matrix."""
+    ranked = [
+        ranked_neighbours(lambda start, stop, layer=layer: grams.rows(start, stop, layer), num_rows=grams.num_rows, count=k)
+        for layer in range(grams.num_layers)
+    ]
+    return NeighbourSets(ranked=torch.stack(ranked), k=k)
+
+
+def feature_neighbours(features: FeatureStack, *, count: int, k: int) -> NeighbourSets:
+    """kNN lists [L, N, count] of every layer by row blocks of X X^T (no N x N matrix)."""
+    ranked = []
+    for index in range(features.num_layers):
+        layer = features.layer(index)
+        ranked.append(ranked_neighbours(lambda start, stop, x=layer: x[start:stop] @ x.T, num_rows=layer.shape[0], count=count))
+    return NeighbourSets(ranked=torch.stack(ranked), k=k)
+
+
+def _restricted_neighbours(
+    neighbours: NeighbourSets, features: FeatureStack, rows: torch.Tensor, *, k: int
+) -> NeighbourSets:
+    """kNN lists among `rows` from the longer ranked lists; rows whose list ran out are recomputed."""
+    subset, short = neighbours.restricted(rows)
+    ranked = subset.ranked.clone()
+    for index in range(features.num_layers):
+        missing = short[index].nonzero().squeeze(1)
+        if missing.numel() == 0:
+            continue
+        layer = features.layer(index)
+        scores = layer[missing] @ layer.T
+        scores[torch.arange(missing.numel(), device=missing.device), missing] = float("-inf")
+        ranked[index, missing] = ranked_top(scores, k)
+    return NeighbourSets(ranked=ranked, k=k)
+
+
+def build_state(
+    prepared: PreparedLayers, *, name: str, plan: ComputePlan, progress: Optional[ProgressCallback] = None
+) -> ModalityState:
+    """Do the per-layer work for one prepared modality.
+
+    Raises InputError naming `name` for a layer that is constant across rows (undefined for every metric).
+
+    Consumes `prepared.layers` on the dense path (each layer is replaced by its Gram as it goes, so
+    features and Grams of all layers are never held together).
+    """
+    layers = prepared.layers
+    total = len(layers)
+    if plan.path == "dense":
+        n = layers[0].shape[0]
+        grams = torch.empty(total, n, n, dtype=torch.float32, device=layers[0].device)
+        for index in range(total):
+            torch.matmul(layers[index], layers[index].T, out=grams[index])
+            layers[index] = None  # type: ignore[call-overload]
+            if progress is not None:
+                progress(index + 1, total, f"kernels {name}")
+        linear: KernelStack = GramStack.from_kernels(grams)
+        check_not_constant(linear, linear.centred_diagonals(), name=name)
+        neighbours = gram_neighbours(linear, k=plan.k) if plan.needs_knn else None
+        rbf = rbf_kernels(linear, sigma=plan.rbf_sigma, name=name) if plan.needs_rbf else None
+    else:
+        linear = FeatureStack.from_layers(list(layers))
+        check_not_constant(linear, linear.centred_diagonals(), name=name)
+        count = min(plan.k + plan.spare_neighbours, linear.num_rows - 1)
+        neighbours = feature_neighbours(linear, count=count, k=plan.k) if plan.needs_knn else None
+        rbf = None
+        if progress is not None:
+            progress(total, total, f"kernels {name}")
+    self_terms = compute_self_terms(plan, linear, neighbours, rbf, name=name)
+    return ModalityState(
+        name=name, plan=plan, linear=linear, neighbours=neighbours, rbf=rbf, clip=prepared.clip, self_terms=self_terms
+    )
+

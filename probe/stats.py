@@ -1,0 +1,357 @@
+"""Calibrating alignment scores: chance levels, a permutation null of the max, and subsample intervals.
+
+`score_alignment` is the one entry point for the CLI and the demo. It reports, per metric, the full
+[Lv, Lt] matrix, the best pair and its score (the headline statistic is the max over pairs), and:
+
+- chance level: the expected score of the best pair when the pairing of rows is random. Exact for
+  the kNN metrics (`mutual_knn_chance`, `jaccard_knn_chance`, `cycle_knn_chance`); for the kernel
+  metrics the null mean of the best pair's score.
+- permutation null of the max: P shuffles of the pairing (one side's rows reordered; its kNN lists
+  and kernels are relabelled, nothing is recomputed from features), the max over all layer pairs
+  taken each time, exactly as for the observed score. Reported: null mean and std of the max, the
+  p-value (1 + #{null max >= observed max}) / (P + 1), the z-score, and the calibrated score
+  (observed max - null max mean) / (1 - null max mean): 0 at what the max reaches by chance, 1 at
+  perfect alignment (Cohen's-kappa style).
+- intervals over samples: S subsets of a fraction f of the rows drawn WITHOUT replacement (with
+  replacement, duplicated rows would be each other's nearest neighbours). A subset's score varies
+  less than a fresh sample's and kNN scores drift with N, so the interval is the delete-d jackknife
+  one: observed + sqrt(f / (1 - f)) * (subset quantiles - subset mean).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Optional, Sequence
+
+import numpy as np
+import torch
+
+from probe.align import DeviceLike, PathChoice, pair_matrices, prepare_modalities
+from probe.errors import InputError
+from probe.layer_prep import LayerInput, as_layer_source
+from probe.log import logger
+from probe.metric_specs import MetricName, metric_specs
+from probe.modality_state import ModalityState
+from probe.progress import ProgressCallback
+
+ChanceSource = Literal["exact", "null", "unavailable"]
+# A null max this close to the observed one (relative) counts as reaching it, against float noise.
+TIE_TOLERANCE = 1e-12
+
+
+def mutual_knn_chance(*, num_rows: int, k: int) -> float:
+    """Expected mutual_knn under a random pairing: k / (N - 1) (exact: a row's other-side neighbours
+    are then a uniform k-subset of the N - 1 other rows)."""
+    return k / (num_rows - 1)
+
+
+def _overlap_probabilities(*, num_rows: int, k: int) -> np.ndarray:
+    """P(|kNN_a(i) & kNN_b(i)| = c), c = 0..k, under a random pairing (hypergeometric), float64 [k + 1]."""
+    population = num_rows - 1
+    total = math.comb(population, k)
+    return np.array([math.comb(k, c) * math.comb(population - k, k - c) / total for c in range(k + 1)])
+
+
+def jaccard_knn_chance(*, num_rows: int, k: int) -> float:
+    """Expected jaccard_knn under a random pairing: E[c / (2k - c)], c hypergeometric (exact)."""
+    overlap = np.arange(k + 1)
+    return float((_overlap_probabilities(num_rows=num_rows, k=k) * overlap / (2 * k - overlap)).sum())
+
+
+def cycle_knn_chance(in_degrees: np.ndarray, *, k: int) -> float:
+    """Expected cycle_knn(A, B) under a random pairing, given the in-degrees [N] of A's kNN graph.
+
+    Row i comes back iff one of its k (random) B-neighbours has i among its A-neighbours, i.e. lies
+    among i's d_i in-neighbours: P = 1 - C(N-1-d_i, k) / C(N-1, k). Hubs (uneven d_i) lower the mean;
+    equal in-degrees d_i = k give the largest value (`cycle_knn_regular_chance`).
+    """
+    degrees = np.asarray(in_degrees, dtype=np.float64)
+    others = len(degrees) - 1
+    miss = np.ones_like(degrees)
+    for step in range(k):
+        miss *= np.clip(others - degrees - step, 0, None) / (others - step)
+    return float((1.0 - miss).mean())
+
+
+def cycle_knn_regular_chance(*, num_rows: int, k: int) -> float:
+    """`cycle_knn_chance` when every row has in-degree k: an upper bound on the chance level."""
+    return cycle_knn_chance(np.full(num_rows, k), k=k)
+
+
+@dataclass(frozen=True)
+class MetricReport:
+    """Everything reported for one metric. `matrix` is [Lv, Lt]; `best_pair` is (vision layer, text layer)
+    (ties to the lowest vision, then text index). Fields are None when their step was not run."""
+
+    metric: str
+    matrix: np.ndarray
+    best_score: float
+    best_pair: tuple[int, int]
+    chance_level: Optional[float]
+    chance_source: ChanceSource
+    null_max_mean: Optional[float]
+    null_max_std: Optional[float]
+    p_value: Optional[float]
+    z_score: Optional[float]
+    calibrated_score: Optional[float]
+    max_interval: Optional[tuple[float, float]]
+    best_pair_interval: Optional[tuple[float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain types (the matrix as nested lists)."""
+        out = asdict(self)
+        out["matrix"] = np.asarray(self.matrix, dtype=float).tolist()
+        for key in ("best_pair", "max_interval", "best_pair_interval"):
+            out[key] = None if out[key] is None else list(out[key])
+        return out
+
+
+@dataclass(frozen=True)
+class AlignmentSettings:
+    """The settings and sizes behind a report (all plain types)."""
+
+    num_rows: int
+    vision_layers: int
+    text_layers: int
+    metrics: tuple[str, ...]
+    k: int
+    clip_quantile: Optional[float]
+    vision_clip: Optional[float]
+    text_clip: Optional[float]
+    normalize: bool
+    permutations: int
+    subsamples: int
+    subsample_fraction: float
+    subsample_rows: int
+    confidence: float
+    seed: int
+    path: str
+    device: str
+    rbf_sigma: Optional[float]
+    interval_method: str = "delete-d jackknife over subsets without replacement"
+    p_value_rule: str = "(1 + #{null max >= observed max}) / (permutations + 1)"
+    calibrated_rule: str = "(observed max - null max mean) / (1 - null max mean)"
+
+
+@dataclass(frozen=True)
+class AlignmentReport:
+    """`metrics`: name -> MetricReport; `settings`: how it was computed."""
+
+    metrics: dict[str, MetricReport]
+    settings: AlignmentSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain types: {"settings": {...}, "metrics": {name: {...}}}."""
+        settings = asdict(self.settings)
+        settings["metrics"] = list(settings["metrics"])
+        return {"settings": settings, "metrics": {name: report.to_dict() for name, report in self.metrics.items()}}
+
+
+@dataclass(frozen=True)
+class ResampledScores:
+    """Per metric, over resamples: the max over pairs [R] and the score of the observed best pair [R]."""
+
+    maxima: dict[str, np.ndarray]
+    at_best: dict[str, np.ndarray]
+
+
+def best_pair(matrix: np.ndarray) -> tuple[int, int]:
+    """(row, column) of the largest entry of `matrix` [Lv, Lt], ties to the first in row-major order."""
+    flat = int(np.argmax(matrix))
+    return flat // matrix.shape[1], flat % matrix.shape[1]
+
+
+def _collect(
+    matrices: list[dict[str, torch.Tensor]], best: dict[str, tuple[int, int]]
+) -> ResampledScores:
+    """Stack resampled score matrices into maxima and best-pair scores per metric."""
+    maxima = {name: np.array([float(m[name].max()) for m in matrices]) for name in best}
+    at_best = {name: np.array([float(m[name][pair]) for m in matrices]) for name, pair in best.items()}
+    return ResampledScores(maxima=maxima, at_best=at_best)
+
+
+def permutation_null(
+    first: ModalityState,
+    second: ModalityState,
+    *,
+    permutations: int,
+    best: dict[str, tuple[int, int]],
+    rng: np.random.Generator,
+    progress: Optional[ProgressCallback] = None,
+) -> ResampledScores:
+    """Scores under `permutations` random re-pairings of the rows (the second side reordered)."""
+    device = first.device
+    matrices = []
+    for done in range(permutations):
+        order = torch.as_tensor(rng.permutation(first.num_rows), device=device)
+        shuffled = pair_matrices(first, second.permuted(order))
+        matrices.append({name: shuffled[name].cpu() for name in best})
+        if progress is not None:
+            progress(done + 1, permutations, "permutation null")
+    return _collect(matrices, best)
+
+
+def subsample_scores(
+    first: ModalityState,
+    second: ModalityState,
+    *,
+    subsamples: int,
+    rows: int,
+    best: dict[str, tuple[int, int]],
+    rng: np.random.Generator,
+    progress: Optional[ProgressCallback] = None,
+) -> ResampledScores:
+    """Scores on `subsamples` subsets of `rows` rows drawn without replacement."""
+    device = first.device
+    matrices = []
+    for done in range(subsamples):
+        chosen = torch.as_tensor(np.sort(rng.choice(first.num_rows, size=rows, replace=False)), device=device)
+        subset = pair_matrices(first.restricted(chosen), second.restricted(chosen))
+        matrices.append({name: subset[name].cpu() for name in best})
+        if progress is not None:
+            progress(done + 1, subsamples, "subsamples")
+    return _collect(matrices, best)
+
+
+def jackknife_interval(
+    observed: float, resampled: np.ndarray, *, fraction: float, confidence: float
+) -> tuple[float, float]:
+    """Delete-d jackknife interval: observed + sqrt(f/(1-f)) * (quantiles of `resampled` [S] - their mean)."""
+    scale = math.sqrt(fraction / (1.0 - fraction))
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(resampled, [tail, 1.0 - tail]) - resampled.mean()
+    return observed + scale * float(low), observed + scale * float(high)
+
+
+def _chance(
+    name: str, *, first: ModalityState, pair: tuple[int, int], k: int, null_at_best: Optional[np.ndarray]
+) -> tuple[Optional[float], ChanceSource]:
+    """Chance level of metric `name` at the best `pair`, and where it comes from."""
+    if name == "mutual_knn":
+        return mutual_knn_chance(num_rows=first.num_rows, k=k), "exact"
+    if name == "jaccard_knn":
+        return jaccard_knn_chance(num_rows=first.num_rows, k=k), "exact"
+    if name == "cycle_knn":
+        lists = first.neighbours.indices[pair[0]].flatten()
+        degrees = torch.bincount(lists, minlength=first.num_rows).cpu().numpy()
+        return cycle_knn_chance(degrees, k=k), "exact"
+    if null_at_best is not None:
+        return float(null_at_best.mean()), "null"
+    return None, "unavailable"
+
+
+def _check_resampling(
+    *, permutations: int, subsamples: int, fraction: float, confidence: float, num_rows: int, k: int
+) -> int:
+    """Validate the resampling settings; returns the subset size."""
+    for label, value in (("permutations", permutations), ("subsamples", subsamples)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise InputError(f"{label}={value!r} must be a non-negative integer (0 skips that step).")
+    if not 0.0 < confidence < 1.0:
+        raise InputError(f"confidence={confidence} must be in (0, 1), e.g. 0.95.")
+    if subsamples == 0:
+        return 0
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"subsample_fraction={fraction} must be in (0, 1), e.g. 0.8 (rows drawn without replacement).")
+    rows = int(round(fraction * num_rows))
+    if rows <= max(k, 3):
+        raise InputError(
+            f"subsample_fraction={fraction} keeps {rows} of {num_rows} rows; it must keep more than "
+            f"max(k, 3) = {max(k, 3)}. Raise the fraction or use subsamples=0."
+        )
+    return rows
+
+
+def score_alignment(
+    vision: LayerInput,
+    text: LayerInput,
+    *,
+    metrics: Sequence[MetricName] = ("mutual_knn",),
+    k: int = 10,
+    clip_quantile: Optional[float] = 0.95,
+    normalize: bool = True,
+    permutations: int = 200,
+    subsamples: int = 100,
+    subsample_fraction: float = 0.8,
+    confidence: float = 0.95,
+    seed: int = 0,
+    device: DeviceLike = None,
+    path: PathChoice = "auto",
+    rbf_sigma: Optional[float] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> AlignmentReport:
+    """Alignment of all (vision layer, text layer) pairs with chance, permutation null and intervals.
+
+    Inputs and preprocessing as `probe.align.alignment_matrices` (vision [N, Lv, Dv], text [N, Lt, Dt]
+    or layer sources). `permutations` (P) re-pairings give the null of the max over pairs;
+    `subsamples` (S) subsets of `subsample_fraction` of the rows, without replacement, give intervals
+    at level `confidence` for the max and for the best pair's score. 0 skips either step. `seed`
+    fixes both (they draw from independent streams, so changing P leaves the subsets unchanged).
+    `progress(done, total, what)` is called per layer, permutation and subsample.
+
+    Returns an AlignmentReport (module docstring defines every field). Raises InputError for bad
+    inputs or settings.
+    """
+    specs = metric_specs(metrics)
+    names = [spec.name for spec in specs]
+    num_rows = int(as_layer_source(vision, name="vision").num_rows)
+    subset_rows = _check_resampling(
+        permutations=permutations, subsamples=subsamples, fraction=subsample_fraction, confidence=confidence,
+        num_rows=num_rows, k=k,
+    )  # fmt: skip
+    # On the blocked path, longer kNN lists let subsets find their neighbours without recomputing.
+    spare = math.ceil(2 * k * (1 / subsample_fraction - 1)) + 10 if subsamples else 0
+    first, second = prepare_modalities(
+        vision, text, metrics=names, k=k, clip_quantile=clip_quantile, normalize=normalize, device=device,
+        path=path, rbf_sigma=rbf_sigma, spare_neighbours=spare, progress=progress,
+    )  # fmt: skip
+    observed = {name: matrix.cpu().numpy() for name, matrix in pair_matrices(first, second).items()}
+    best = {name: best_pair(matrix) for name, matrix in observed.items()}
+    null_stream, subset_stream = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    null = None
+    if permutations:
+        null = permutation_null(first, second, permutations=permutations, best=best, rng=null_stream, progress=progress)
+    spread = None
+    if subsamples:
+        spread = subsample_scores(
+            first, second, subsamples=subsamples, rows=subset_rows, best=best, rng=subset_stream, progress=progress
+        )
+    reports = {}
+    for name in names:
+        score = float(observed[name][best[name]])
+        chance, source = _chance(name, first=first, pair=best[name], k=k, null_at_best=None if null is None else null.at_best[name])
+        null_fields: dict[str, Optional[float]] = dict.fromkeys(("null_max_mean", "null_max_std", "p_value", "z_score", "calibrated_score"))
+        if null is not None:
+            maxima = null.maxima[name]
+            mean = float(maxima.mean())
+            std = float(maxima.std(ddof=1)) if permutations > 1 else 0.0
+            reached = int((maxima >= score - TIE_TOLERANCE * max(1.0, abs(score))).sum())
+            null_fields.update(
+                null_max_mean=mean,
+                null_max_std=std,
+                p_value=(1 + reached) / (permutations + 1),
+                z_score=(score - mean) / std if std > 0 else None,
+                calibrated_score=(score - mean) / (1 - mean) if mean < 1 else None,
+            )
+        intervals: dict[str, Optional[tuple[float, float]]] = {"max_interval": None, "best_pair_interval": None}
+        if spread is not None:
+            intervals = {
+                "max_interval": jackknife_interval(score, spread.maxima[name], fraction=subsample_fraction, confidence=confidence),
+                "best_pair_interval": jackknife_interval(
+                    score, spread.at_best[name], fraction=subsample_fraction, confidence=confidence
+                ),
+            }
+        reports[name] = MetricReport(
+            metric=name, matrix=observed[name], best_score=score, best_pair=best[name], chance_level=chance,
+            chance_source=source, **null_fields, **intervals,
+        )  # fmt: skip
+        logger.info("%s: best %.4f at %s, chance %s, p=%s", name, score, best[name], chance, null_fields["p_value"])
+    settings = AlignmentSettings(
+        num_rows=num_rows, vision_layers=first.num_layers, text_layers=second.num_layers, metrics=tuple(names), k=int(k),
+        clip_quantile=clip_quantile, vision_clip=first.clip, text_clip=second.clip, normalize=normalize,
+        permutations=int(permutations), subsamples=int(subsamples), subsample_fraction=float(subsample_fraction),
+        subsample_rows=subset_rows, confidence=float(confidence), seed=int(seed), path=first.plan.path,
+        device=str(first.device), rbf_sigma=rbf_sigma,
+    )  # fmt: skip
+    return AlignmentReport(metrics=reports, settings=settings)
