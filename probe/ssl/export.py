@@ -20,19 +20,7 @@ from probe.ssl.mae import MaeSpec
 
 def vit_config(spec: MaeSpec) -> ViTConfig:
     """The ViTModel config whose encoder matches the MAE encoder of `spec`."""
-    return ViTConfig(
-        image_size=spec.image_size,
-        patch_size=spec.patch_size,
-        hidden_size=spec.hidden_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        intermediate_size=spec.mlp_ratio * spec.hidden_size,
-        qkv_bias=True,
-        layer_norm_eps=1e-6,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    return ViTConfig(**spec.encoder_fields())
 
 
 def image_processor(spec: MaeSpec) -> ViTImageProcessor:

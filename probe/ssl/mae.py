@@ -41,22 +41,32 @@ class MaeSpec:
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
 
+    def encoder_fields(self) -> dict:
+        """The config fields of the encoder, shared by the MAE config and the exported ViTModel's config."""
+        return {
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "intermediate_size": self.mlp_ratio * self.hidden_size,
+            "qkv_bias": True,
+            "layer_norm_eps": 1e-6,
+            "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        }
+
     def mae_config(self) -> ViTMAEConfig:
         """The transformers config of the encoder + decoder."""
         return ViTMAEConfig(
-            image_size=self.image_size,
-            patch_size=self.patch_size,
-            hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_layers,
-            num_attention_heads=self.num_heads,
-            intermediate_size=self.mlp_ratio * self.hidden_size,
+            **self.encoder_fields(),
             decoder_hidden_size=self.decoder_hidden_size,
             decoder_num_hidden_layers=self.decoder_layers,
             decoder_num_attention_heads=self.decoder_heads,
             decoder_intermediate_size=self.mlp_ratio * self.decoder_hidden_size,
             mask_ratio=self.mask_ratio,
             norm_pix_loss=self.norm_pix_loss,
-            layer_norm_eps=1e-6,
         )
 
 
