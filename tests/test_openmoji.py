@@ -88,7 +88,7 @@ def test_no_skin_tone_gender_flag_keycap_or_private_use_variants(all_rows):
 )
 def test_rule_filter_reasons(emoji_id, subcategory, reason):
     kept = frozenset({"1F9D1"})
-    assert om.rule_drop_reason(emoji_id, subcategory=subcategory, kept_ids=kept) == reason
+    assert om.rule_drop_reason(emoji_id, subcategory=subcategory, known_ids=kept) == reason
 
 
 def test_no_two_rows_render_within_the_near_duplicate_threshold(all_rows):
