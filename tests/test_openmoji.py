@@ -128,6 +128,12 @@ def test_limit_is_a_prefix_of_the_full_order_and_spreads_over_categories(built, 
     assert len(all_rows) == om.openmoji_rows_count() > 1024
 
 
+def test_the_order_is_the_documented_hash_shuffle(all_rows):
+    # Pinned so that a change to the ordering (and so to the demo's 1024 rows) cannot pass unnoticed.
+    assert [r.id for r in all_rows[:4]] == ["1F5C4", "1F30D", "1F6B8", "264B"]
+    assert [r.id for r in all_rows] == sorted((r.id for r in all_rows), key=om.order_key)
+
+
 def test_a_complete_build_is_reused_and_an_interrupted_one_is_rebuilt(built):
     image = built.parent / read_rows(built)[0]["image"]
     stamps = (built.stat().st_mtime_ns, image.stat().st_mtime_ns)
