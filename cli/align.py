@@ -1,0 +1,66 @@
+"""`probe align`: alignment of every layer pair of vision and language models, with calibrated scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import options as opt
+from cli.main import app
+
+
+def parse_clip_quantile(value: str) -> Optional[float]:
+    """'0.95' -> 0.95; 'none'/'off' -> None (no clamping); anything else -> InputError naming the flag."""
+    from probe.errors import InputError
+
+    if value.strip().lower() in ("none", "off", "no"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--clip-quantile {value!r}: give a number in (0, 1] such as 0.95, or 'none'") from None
+
+
+@app.command()
+def align(
+    vision: str = typer.Option(..., "--vision", "-v", help="Vision model(s), comma-separated: aliases, hub ids or folders."),
+    text: str = typer.Option(..., "--text", "-t", help="Language model(s), comma-separated."),
+    dataset: str = typer.Option("wit-1024", "--dataset", "-d", help="Registered dataset or manifest (PRH used wit-1024; offline: openmoji)."),
+    metric: str = typer.Option(",".join(("mutual_knn", "cka", "unbiased_cka", "cknna")), "--metric",
+                               help="Comma-separated: mutual_knn, cycle_knn, jaccard_knn, cka, unbiased_cka, rbf_cka, unbiased_rbf_cka, cknna."),
+    topk: int = typer.Option(10, "--topk", "-k", help="Neighbours for the kNN metrics (PRH: 10)."),
+    clip_quantile: str = typer.Option("0.95", "--clip-quantile", help="Outlier clamp quantile per modality (PRH: 0.95), or 'none'."),
+    permutations: int = typer.Option(200, "--permutations", help="Shuffles of the pairing for the null of the max over layer pairs (0: skip)."),
+    subsamples: int = typer.Option(100, "--subsamples", help="Subsamples of 80%% of rows, without replacement, for intervals (0: skip)."),
+    pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default, as PRH) | mean | both."),
+    pool_text: Optional[str] = typer.Option(None, "--pool-text", help="mean (default, as PRH) | last."),
+    seed: int = opt.Seed,
+    cache_dir: Optional[Path] = opt.CacheDir,
+    output: Path = opt.Output,
+    device: str = opt.Device,
+    dtype: str = opt.Dtype,
+    batch_size: Optional[int] = opt.BatchSize,
+    limit: Optional[int] = opt.Limit,
+    layers: str = opt.Layers,
+    overwrite: str = opt.Overwrite,
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Caption template for the text models, with {caption}."),
+    trust_remote_code: bool = opt.TrustRemoteCode,
+    no_progress: bool = opt.NoProgress,
+) -> None:
+    """Score how well each vision model's geometry matches each language model's, at every layer pair."""
+    from probe.align_run import AlignSettings, run_align
+    from probe.pipeline import ExtractOptions, split_models
+    from probe.progress import rich_progress
+    from probe.report import render_align
+
+    settings = AlignSettings(metrics=tuple(split_models(metric, flag="--metric")), k=topk,
+                             clip_quantile=parse_clip_quantile(clip_quantile), permutations=permutations,
+                             subsamples=subsamples, seed=seed, device=None if device == "auto" else device)
+    options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
+                             limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)
+    with rich_progress(enabled=not no_progress) as progress:
+        run = run_align(vision=vision, text=text, dataset=dataset, settings=settings, options=options, output=output,
+                        pool_vision=pool_vision, pool_text=pool_text, progress=progress)
+    render_align(run)

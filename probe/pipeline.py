@@ -1,0 +1,80 @@
+"""Getting paired feature caches for the analysis commands, extracting whatever is missing first.
+
+`probe align`, `probe linear` and `probe demo` all start the same way: for each requested model, find
+the complete cache for (model, dataset, pooling, ...) or extract it, then check that every cache holds
+the same rows in the same order. `ExtractOptions` carries the `probe extract` flags they accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from probe.cache import FeatureCache, check_paired
+from probe.datasets import PairedDataset, load_dataset
+from probe.errors import InputError
+from probe.progress import ProgressCallback
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """The extraction settings shared by the analysis commands (see `probe.extract.extract_features`)."""
+
+    cache_dir: Path
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: Optional[int] = None
+    limit: Optional[int] = None
+    layers: str = "all"
+    overwrite: str = "missing"
+    num_workers: Optional[int] = None
+    trust_remote_code: bool = False
+    prompt: Optional[str] = None
+
+
+def split_models(value: str | Sequence[str], *, flag: str) -> list[str]:
+    """'a,b' or ['a', 'b,c'] -> ['a', 'b', 'c']; InputError naming `flag` when empty or repeated."""
+    items = [value] if isinstance(value, str) else list(value)
+    names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+    if not names:
+        raise InputError(f"{flag} needs at least one model (alias, hub id or folder)")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"{flag} names {', '.join(dupes)} more than once")
+    return names
+
+
+def open_dataset(dataset: str | Path | PairedDataset, options: ExtractOptions) -> PairedDataset:
+    """The dataset with `options.limit` applied (registered datasets are prepared in the cache once)."""
+    if isinstance(dataset, PairedDataset):
+        return dataset.head(options.limit)
+    return load_dataset(dataset, cache_dir=options.cache_dir, limit=options.limit)
+
+
+def ensure_cache(
+    model: str, data: PairedDataset, *, pool: Optional[str], options: ExtractOptions,
+    progress: Optional[ProgressCallback] = None, modality: Optional[str] = None,
+) -> FeatureCache:
+    """The complete cache of `model` on `data` (extracted now if missing), checked to be of `modality`."""
+    from probe.extract import extract_features
+
+    text_prompt = options.prompt if modality == "text" else None
+    result = extract_features(
+        model=model, dataset=data, cache_dir=options.cache_dir, pool=pool, layers=options.layers,
+        batch_size=options.batch_size, device=options.device, dtype=options.dtype, prompt=text_prompt,
+        overwrite=options.overwrite, num_workers=options.num_workers, trust_remote_code=options.trust_remote_code,
+        progress=progress,
+    )
+    cache = result.open()
+    if modality is not None and cache.modality != modality:
+        flag = "--vision" if modality == "vision" else "--text"
+        raise InputError(f"{flag} {model!r} is a {cache.modality} model; pass a {modality} model there")
+    return cache
+
+
+def ensure_paired(caches: Sequence[FeatureCache]) -> None:
+    """CacheError unless every cache holds the same rows as the first, in the same order."""
+    for other in caches[1:]:
+        check_paired(caches[0], other)
+

@@ -1,0 +1,83 @@
+"""Rich terminal reports for `probe align`, `probe linear` and `probe demo`: every score beside its chance
+level, calibrated score, p-value and interval."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from probe.plots import heatmap_text
+
+
+def _fmt(x: Optional[float], digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _interval(iv: Optional[tuple[float, float]]) -> str:
+    return "-" if iv is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+
+
+def _p(p: Optional[float]) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def align_table(pairs: list, *, title: str) -> Table:
+    """One row per (vision, text, metric): best score, its layer pair, chance, null, calibrated, p, interval."""
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("vision", "left"), ("text", "left"), ("metric", "left"), ("best", "right"), ("layers v,t", "right"),
+                         ("chance", "right"), ("null max", "right"), ("calibrated", "right"), ("p", "right"), ("95% interval", "right")):
+        table.add_column(col, justify=justify)
+    for pair in pairs:
+        for name, m in pair.report.metrics.items():
+            vl, tl = pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]
+            null = "-" if m.null_max_mean is None else f"{m.null_max_mean:.3f}±{m.null_max_std:.3f}"
+            sig = "green" if m.p_value is not None and m.p_value < 0.05 else "yellow"
+            table.add_row(pair.vision_name, pair.text_name, name, f"[bold]{m.best_score:.3f}[/]", f"{vl},{tl}",
+                          _fmt(m.chance_level), null, f"[{sig}]{_fmt(m.calibrated_score)}[/]", _p(m.p_value), _interval(m.max_interval))
+    return table
+
+
+def scaling_table(run: Any) -> Table:
+    """Vision models ordered by parameters: the best score of each metric per text model (WebSSL's scaling view)."""
+    metrics = list(run.settings.metrics)
+    table = Table(title="scaling: vision models by parameters", title_justify="left")
+    table.add_column("vision")
+    table.add_column("params", justify="right")
+    table.add_column("text")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    order = sorted(run.pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name, p.text_name))
+    for pair in order:
+        params = run.vision_params_m.get(pair.vision_name)
+        cells = []
+        for m in metrics:
+            r = pair.report.metrics[m]
+            cells.append(f"{r.best_score:.3f} {_interval(r.max_interval)}")
+        table.add_row(pair.vision_name, "?" if params is None else f"{params:,.0f}M", pair.text_name, *cells)
+    return table
+
+
+def render_align(run: Any, console: Optional[Console] = None, *, heatmap_metric: Optional[str] = None) -> None:
+    """Print the alignment report of an `AlignRun`: table, terminal heatmaps, scaling table, file locations."""
+    console = console or Console()
+    s = run.settings
+    n = run.dataset["rows"]
+    console.print(f"[bold]alignment[/] on {run.dataset['name']} (N={n}), k={s.k}, clip quantile {s.clip_quantile}, "
+                  f"{s.permutations} permutations, {s.subsamples} subsamples of {int(s.subsample_fraction * 100)}%, seed {s.seed}")
+    console.print(align_table(run.pairs, title="best layer pair per metric (max over all layer pairs)"))
+    console.print("calibrated = (best - null max mean) / (1 - null max mean): 0 at chance for the max over all layer pairs, 1 = perfect. "
+                  "p: permutation test of the max over layer pairs. Interval: subsamples without replacement.", style="dim")
+    metric = heatmap_metric or s.metrics[0]
+    for pair in run.pairs:
+        m = pair.report.metrics[metric]
+        console.print(heatmap_text(m.matrix, title=f"{metric}: {pair.vision_name} (rows) x {pair.text_name} (columns), ★ = best",
+                                   row_labels=pair.vision.layers, col_labels=pair.text.layers, best=m.best_pair))
+    if len({p.vision_name for p in run.pairs}) > 1:
+        console.print(scaling_table(run))
+    if run.results_path is not None:
+        console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
+        console.print(f"heatmaps: {run.results_path.parent}/*.png", highlight=False, soft_wrap=True)
