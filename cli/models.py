@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 def _params(millions: float | None) -> str:
     if millions is None:
         return "?"
-    return f"{millions / 1000:.2f}B" if millions >= 1000 else f"{millions:.0f}M" if millions >= 10 else f"{millions:.1f}M"
+    if millions >= 1000:
+        return f"{millions / 1000:.2f}B"
+    return f"{millions:.0f}M" if millions >= 10 else f"{millions:.1f}M"
 
 
 def _where(spec: ModelSpec) -> str:
@@ -53,7 +55,6 @@ def models_command(
     for spec in specs:
         alias = spec.alias + (f" (= {', '.join(spec.shortcuts)})" if spec.shortcuts else "")
         size = f"{spec.hidden_size} x {spec.num_layers}" if spec.hidden_size and spec.num_layers else "?"
-        table.add_row(
-            alias, spec.location, spec.modality, spec.arch, _params(spec.params_m), size, spec.default_pool, _where(spec)
-        )
+        params = _params(spec.params_m)
+        table.add_row(alias, spec.location, spec.modality, spec.arch, params, size, spec.default_pool, _where(spec))
     Console().print(table)

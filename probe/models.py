@@ -19,8 +19,8 @@ import torch
 
 from probe.errors import InputError, ModelError, ProbeError
 from probe.log import logger
-from probe.models_sources import WeightsSource, locate_weights
-from probe.registry import POOLS_BY_MODALITY, ModelSpec, explain_hub_error, resolve_target
+from probe.models_sources import WeightsSource, explain_hub_error, hub_commit, locate_weights
+from probe.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
 
 # Keys of an image processor's settings that change the pixels a model sees.
 _PIXEL_SETTINGS = (
@@ -211,8 +211,9 @@ def load_model(
         raise ModelError(f"cannot load model {spec.alias!r} from {source.path}: {exc}") from exc
     model.eval().requires_grad_(False)
     identity = {
-        "alias": spec.alias,
         **source.identity,
+        # Known only once downloaded: the exact snapshot a branch name like "main" pointed to.
+        **({"commit": hub_commit(source.path, str(source.revision))} if source.is_hub else {}),
         "model_type": getattr(model.config, "model_type", spec.arch),
         "loader": spec.loader,
         "class": type(model).__name__,
@@ -244,7 +245,7 @@ def _load_network(
         kwargs["trust_remote_code"] = True
     if device.type == "cuda":
         kwargs["device_map"] = str(device)  # straight onto the GPU, skipping a CPU copy of the weights
-    model = _from_pretrained_checked(model_class, source.path, spec=spec, dtype=dtype, **kwargs)
+    model = _from_pretrained_checked(model_class, source.path, spec=spec, **_dtype_kwarg(dtype), **kwargs)
     return model.to(device)
 
 
@@ -288,7 +289,7 @@ def _load_processor(spec: ModelSpec, source: WeightsSource, *, trust_remote_code
         from transformers import AutoImageProcessor
 
         # The PIL backend gives the same pixels on every machine, with or without torchvision.
-        return AutoImageProcessor.from_pretrained(source.processor_path, backend="pil", **kwargs)
+        return AutoImageProcessor.from_pretrained(source.processor_path, **_pil_backend_kwarg(), **kwargs)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.processor_path, **kwargs)
@@ -319,6 +320,23 @@ def _processor_identity(processor: Any, modality: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- helpers
 
 
+def _transformers_version() -> tuple[int, int]:
+    import transformers
+
+    major, minor = transformers.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    # transformers renamed torch_dtype to dtype in 4.56.
+    return {"dtype": dtype} if _transformers_version() >= (4, 56) else {"torch_dtype": dtype}
+
+
+def _pil_backend_kwarg() -> dict[str, Any]:
+    # transformers 5 picks the torchvision backend when installed; 4.x calls the PIL one "slow".
+    return {"backend": "pil"} if _transformers_version() >= (5, 0) else {"use_fast": False}
+
+
 def _tower_config(config: Any, modality: str) -> Any:
     # Multimodal wrappers (e.g. Gemma 3) keep the language model's sizes in a text sub-config.
     if modality == "text" and not hasattr(config, "num_hidden_layers") and hasattr(config, "get_text_config"):
@@ -335,7 +353,7 @@ def _first(config: Any, *names: str) -> Any:
 
 
 def _max_length(tokenizer: Any, config: Any) -> int | None:
-    limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)]
     usable = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < _NO_LIMIT]
     return min(usable) if usable else None
 

@@ -8,6 +8,8 @@ dequantised once into `<cache_dir>/models/<name>/` and loaded from there afterwa
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -15,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +70,7 @@ def locate_weights(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
             path=spec.hub_id,
             revision=spec.revision,
             processor_path=spec.hub_id,
-            identity={"weights": spec.hub_id, "revision": spec.revision, "commit": hub_commit(spec.hub_id, spec.revision)},
+            identity={"weights": spec.hub_id, "revision": spec.revision},
         )
     if spec.source == "local":
         folder = _existing_folder(Path(str(spec.local_path)), spec=spec, fix="check the --model path")
@@ -84,7 +87,12 @@ def locate_weights(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
         path=str(folder),
         revision=None,
         processor_path=str(folder),
-        identity={"weights": "random-init", "config_from": f"repo:{spec.local_path}", "config": _config_hash(folder), "seed": seed},
+        identity={
+            "weights": "random-init",
+            "config_from": f"repo:{spec.local_path}",
+            "config": _config_hash(folder),
+            "seed": seed,
+        },
         random_init_seed=seed,
     )
 
@@ -137,7 +145,6 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
     expected = {**provenance, "gguf_size": gguf_path.stat().st_size, "format": _GGUF_FORMAT}
     if _marker_matches(target, expected):
         return target
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     logger.info("Converting %s to a transformers folder once (about 30 s): %s", gguf_path.name, target)
@@ -146,7 +153,8 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
     try:
         folder, name = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        quantised = AutoModel.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        with _memoised_gguf_name_maps():
+            quantised = AutoModel.from_pretrained(folder, gguf_file=name)  # dequantised to float32
         # A model loaded from GGUF keeps a quantizer that refuses save_pretrained; copy its
         # dequantised tensors into a plain model of the same config.
         config = type(quantised.config).from_dict(
@@ -171,6 +179,23 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
     return target
 
 
+@contextlib.contextmanager
+def _memoised_gguf_name_maps() -> Iterator[None]:
+    """Cache gguf's tensor-name table while transformers converts a checkpoint.
+
+    transformers rebuilds the same (architecture, layers) table once per submodule (about 400 times
+    for SmolLM2, a third of the conversion time); the table is only read, so one copy serves all.
+    """
+    import gguf
+
+    original = gguf.get_tensor_name_map
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original)
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = original
+
+
 def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
     try:
         return json.loads((folder / _GGUF_MARKER).read_text()) == json.loads(json.dumps(expected))
@@ -188,6 +213,59 @@ def hub_commit(hub_id: str, revision: str) -> str | None:
         return None
     # The cache lays files out as .../snapshots/<commit>/config.json.
     return Path(cached).parent.name if isinstance(cached, str) else None
+
+
+def fetch_hub_config(hub_id: str, *, revision: str) -> dict[str, Any]:
+    """The config.json of `hub_id` at `revision` (from the HF cache or the hub); ModelError on failure."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(hub_id, "config.json", revision=revision)
+        return json.loads(Path(path).read_text())
+    except Exception as exc:  # every hub failure becomes one actionable message
+        raise ModelError(explain_hub_error(exc, hub_id=hub_id, revision=revision)) from exc
+
+
+_UNREACHABLE_HINTS = (
+    "offline", "couldn't connect", "could not connect", "cannot find the requested files", "connection",
+)  # fmt: skip
+
+
+def _error_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return chain
+
+
+def explain_hub_error(exc: BaseException, *, hub_id: str, revision: str) -> str:
+    """One actionable sentence for a failed hub download or `from_pretrained` of `hub_id`.
+
+    Walks the exception's cause chain for huggingface_hub's error types (transformers re-raises
+    them as OSError) and falls back to the message text.
+    """
+    names = {type(e).__name__ for e in _error_chain(exc)}
+    text = " ".join(str(e) for e in _error_chain(exc)).lower()
+    if "GatedRepoError" in names or "gated" in text:
+        return (
+            f"model {hub_id!r} is gated: accept its license at https://huggingface.co/{hub_id}, log in "
+            "(`hf auth login` or set HF_TOKEN), or pass a local folder to --model."
+        )
+    if "RevisionNotFoundError" in names:
+        return f"revision {revision!r} does not exist for {hub_id!r}: check --revision."
+    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError"} or any(
+        hint in text for hint in _UNREACHABLE_HINTS
+    ):
+        return (
+            f"model {hub_id!r} (revision {revision}) is not cached locally and the hub is unreachable: "
+            "download it on a machine with access or pass a local folder to --model."
+        )
+    if "RepositoryNotFoundError" in names:
+        return f"no model {hub_id!r} on the hub (or it is private): check the name; `probe models` lists known ones."
+    if "EntryNotFoundError" in names or "RemoteEntryNotFoundError" in names:
+        return f"model {hub_id!r} has no config.json at revision {revision}: is it a transformers checkpoint?"
+    return f"cannot load model {hub_id!r} (revision {revision}): {exc}"
 
 
 def _config_hash(folder: Path) -> str:

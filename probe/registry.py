@@ -5,8 +5,8 @@ Two tables drive everything: `LOADERS` (how a kind of checkpoint is loaded: a la
 (one frozen `ModelSpec` per registered model). Names not in the table still work: a hub id or a local
 folder gets a spec inferred from its config.json `model_type` through `MODEL_TYPE_LOADERS`.
 
-This module imports only the standard library; `huggingface_hub` is imported only to fetch the
-config.json of an unregistered hub id.
+This module imports only the standard library; `huggingface_hub` is imported (through
+`probe.models_sources`) only to fetch the config.json of an unregistered hub id.
 
 Default members: `webssl-dino` is `webssl-dino1b-full2b-224` and `webssl-mae` is
 `webssl-mae1b-full2b-224`. The 1B members are chosen because both families have one (a like-for-like
@@ -30,7 +30,9 @@ from probe.errors import ModelError
 Modality = Literal["vision", "text"]
 Pool = Literal["cls", "mean", "last"]
 Source = Literal["hub", "package", "repo-data", "random-init", "local"]
-LoaderName = Literal["dinov2", "dinov2_registers", "vit", "vit_mae", "clip_vision", "siglip_vision", "text_decoder", "text_encoder"]
+LoaderName = Literal[
+    "dinov2", "dinov2_registers", "vit", "vit_mae", "clip_vision", "siglip_vision", "text_decoder", "text_encoder"
+]
 
 POOLS_BY_MODALITY: dict[str, tuple[str, ...]] = {"vision": ("cls", "mean"), "text": ("mean", "last")}
 OFFLINE_SOURCES: frozenset[str] = frozenset({"package", "repo-data", "random-init", "local"})
@@ -48,7 +50,7 @@ class LoaderKind:
     non-patch tokens before the patches (CLS; registers are added from the config at load time).
     """
 
-    name: str
+    name: LoaderName
     target: str
     modality: Modality
     init_kwargs: tuple[tuple[str, Any], ...] = ()
@@ -127,7 +129,7 @@ class ModelSpec:
     hub_id: str | None
     modality: Modality
     arch: str
-    loader: str
+    loader: LoaderName
     default_pool: Pool
     params_m: float | None = None
     hidden_size: int | None = None
@@ -352,7 +354,8 @@ def all_specs() -> tuple[ModelSpec, ...]:
 
 
 def _sort_key(spec: ModelSpec) -> tuple[int, float, str]:
-    return (0 if spec.modality == "vision" else 1, spec.params_m if spec.params_m is not None else float("inf"), spec.alias)
+    params = spec.params_m if spec.params_m is not None else float("inf")
+    return (0 if spec.modality == "vision" else 1, params, spec.alias)
 
 
 def list_models(pattern: str | None = None) -> list[ModelSpec]:
@@ -436,7 +439,9 @@ def resolve_model(name: str, *, revision: str | None = None) -> ModelSpec:
         elif _looks_like_path(key):
             raise ModelError(f"model folder {key!r} does not exist: check the --model path.")
         elif _HUB_ID.match(key):
-            spec = spec_from_config(_fetch_hub_config(key, revision=revision or "main"), alias=key, hub_id=key)
+            from probe.models_sources import fetch_hub_config  # imports huggingface_hub: only for unknown ids
+
+            spec = spec_from_config(fetch_hub_config(key, revision=revision or "main"), alias=key, hub_id=key)
         else:
             raise ModelError(unknown_model_message(key))
     return replace(spec, revision=revision) if revision else spec
@@ -455,56 +460,6 @@ def spec_from_folder(folder: Path) -> ModelSpec:
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read {config_path}: {exc}") from exc
     return spec_from_config(config, alias=folder.name, hub_id=None, local_path=str(folder))
-
-
-def _fetch_hub_config(hub_id: str, *, revision: str) -> dict[str, Any]:
-    try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(hub_id, "config.json", revision=revision)
-        return json.loads(Path(path).read_text())
-    except Exception as exc:  # every hub failure becomes one actionable message
-        raise ModelError(explain_hub_error(exc, hub_id=hub_id, revision=revision)) from exc
-
-
-_UNREACHABLE_HINTS = ("offline", "couldn't connect", "could not connect", "cannot find the requested files", "connection")
-
-
-def _error_chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return chain
-
-
-def explain_hub_error(exc: BaseException, *, hub_id: str, revision: str) -> str:
-    """One actionable sentence for a failed hub download or `from_pretrained` of `hub_id`.
-
-    Walks the exception's cause chain for huggingface_hub's error types (transformers re-raises
-    them as OSError) and falls back to the message text.
-    """
-    names = {type(e).__name__ for e in _error_chain(exc)}
-    text = " ".join(str(e) for e in _error_chain(exc)).lower()
-    if "GatedRepoError" in names or "gated" in text:
-        return (
-            f"model {hub_id!r} is gated: accept its license at https://huggingface.co/{hub_id}, log in "
-            "(`hf auth login` or set HF_TOKEN), or pass a local folder to --model."
-        )
-    if "RevisionNotFoundError" in names:
-        return f"revision {revision!r} does not exist for {hub_id!r}: check --revision."
-    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError"} or any(
-        hint in text for hint in _UNREACHABLE_HINTS
-    ):
-        return (
-            f"model {hub_id!r} (revision {revision}) is not cached locally and the hub is unreachable: "
-            "download it on a machine with access or pass a local folder to --model."
-        )
-    if "RepositoryNotFoundError" in names:
-        return f"no model {hub_id!r} on the hub (or it is private): check the name; `probe models` lists known ones."
-    if "EntryNotFoundError" in names or "RemoteEntryNotFoundError" in names:
-        return f"model {hub_id!r} has no config.json at revision {revision}: is it a transformers checkpoint?"
-    return f"cannot load model {hub_id!r} (revision {revision}): {exc}"
 
 
 def loader_for_model_type(model_type: str, *, architectures: list[str] | None = None) -> str | None:

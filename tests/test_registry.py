@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 
 from probe.errors import InputError, ModelError
+from probe.models_sources import explain_hub_error
 from probe.registry import (
     LOADERS,
     ModelSpec,
     all_specs,
-    explain_hub_error,
     list_models,
     loader_for_model_type,
     resolve_model,
@@ -48,7 +48,8 @@ def test_documented_defaults_and_published_facts():
     assert resolve_model("webssl-dino").alias == "webssl-dino1b-full2b-224"
     assert resolve_model("webssl-mae").alias == "webssl-mae1b-full2b-224"
     llama = resolve_model("llama3")
-    assert (llama.hub_id, llama.hidden_size, llama.num_layers, llama.gated) == ("meta-llama/Meta-Llama-3-8B", 4096, 32, True)
+    facts = (llama.hub_id, llama.hidden_size, llama.num_layers, llama.gated)
+    assert facts == ("meta-llama/Meta-Llama-3-8B", 4096, 32, True)
     assert resolve_model("webssl-mae300m-full2b-224").patch_size == 16  # the other MAEs use 14
     assert resolve_model("webssl-dino7b-full8b-518").image_size == 518
     assert resolve_model("siglip").default_pool == "mean"  # no CLS token
