@@ -1,15 +1,16 @@
 """Linear probes of layer features: the public entry point.
 
 - `label_probe(features [N, D], labels)`: logistic readout of class labels [N] (see
-  `probe.linear_labels`) or of binary targets [N, W] such as caption words (see
+  `probe.linear_labels`), or ridge readout of binary targets [N, W] such as caption words (see
   `probe.linear_multilabel`), each with a shuffled-target control.
 - `crossmodal_probe(x [N, Dx], y [N, Dy])`: ridge from vision to text features, scored by R^2 and
   caption retrieval, with a shuffled-pair control (see `probe.linear_crossmodal`).
 - `probe_layers(layers, task=..., target=...)`: either probe on every layer, and the best layer.
 
-The best layer is the one with the best *validation* score (validation accuracy, mean validation
-average precision, or leave-one-out R^2 on the training rows), not the best test score, so the
-reported test scores of the best layer are not inflated by the choice among layers.
+The best layer is the one with the best *validation* score (validation accuracy for class labels;
+for words and text features, which pick their ridge penalty by leave-one-out on the training rows,
+the leave-one-out average precision or R^2), not the best test score, so the reported test scores
+of the best layer are not inflated by the choice among layers.
 Settings (grids, split fractions, lbfgs limits) are one `ProbeSettings`; see `docs/linear.md`.
 """
 
@@ -62,7 +63,7 @@ ProgressCallback = Callable[[int, int, str], None]
 # Name of the validation score behind each result's `selection_score`.
 SELECTION_METRICS: dict[type, str] = {
     LabelProbeResult: "val_accuracy",
-    MultiLabelProbeResult: "val_average_precision",
+    MultiLabelProbeResult: "cv_average_precision",
     CrossmodalProbeResult: "cv_r2",
 }
 

@@ -43,14 +43,14 @@ CONTROL_STREAM = 1
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """Knobs shared by all linear probes. Defaults follow the design notes (guide §5).
+    """Knobs of the linear probes. Defaults follow the design notes (guide §5).
 
-    c_grid: inverse L2 strengths tried by the logistic probes, ascending.
-    alpha_grid: ridge penalties tried by the cross-modal probe, ascending.
-    test_fraction: share of rows held out for the reported scores.
-    val_fraction: share of rows (of all N) that picks C for the logistic probes; the cross-modal
-        probe picks alpha by leave-one-out on its training rows instead and ignores this.
-    max_iter, tol: lbfgs stopping rules (scikit-learn meaning).
+    c_grid: inverse L2 strengths tried by the class-label (logistic) probe, ascending.
+    alpha_grid: ridge penalties tried by the caption-word and cross-modal probes, ascending.
+    test_fraction: share of rows held out for the reported scores (all probes).
+    val_fraction: share of rows (of all N) on which the class-label probe picks C; the ridge probes
+        pick alpha by leave-one-out on their training rows instead and ignore it.
+    max_iter, tol: lbfgs stopping rules of the class-label probe (scikit-learn meaning).
     """
 
     c_grid: tuple[float, ...] = DEFAULT_C_GRID

@@ -2,15 +2,10 @@
 caption retrieval among the held-out pairs.
 
 Procedure: random train / test split of the pairs; standardise x and centre y with the training
-rows' statistics; pick alpha by exact leave-one-out error on the training rows; predict the test
-rows' text features.
-
-One SVD serves every alpha. With the standardised training rows X = U S V^T and centred targets Y,
-the ridge fit is V diag(s / (s^2 + alpha)) U^T Y, the training fit is U diag(f) U^T Y with
-f = s^2 / (s^2 + alpha), and the leave-one-out residual of row i is e_i / (1 - h_i) with
-h_i = 1/n + sum_j U_ij^2 f_j (the 1/n is the unpenalised intercept). So the decomposition costs one
-SVD per layer and each alpha one [n, r] x [r, Dy] product. The control permutes the rows of y
-(breaking the pairing), so it reuses the decomposition of x and runs the same steps.
+rows' statistics; ridge from x to y with alpha picked by exact leave-one-out error on the training
+rows (`probe.linear_ridge`: one decomposition per layer serves every alpha); predict the test rows'
+text features. The control permutes the rows of y (breaking the pairing) and runs the same steps on
+the same split.
 
 Scores:
 - r2: variance-weighted R^2 over the text dims, 1 - sum of squared errors / total sum of squares
@@ -28,24 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from probe.errors import InputError
 from probe.linear_base import (
     CONTROL_STREAM,
     ProbeSettings,
     check_features,
     check_same_rows,
     one_blas_thread,
-    random_split,
     rng_for,
-    standardiser,
     to_json_safe,
 )
-from probe.log import logger
+from probe.linear_ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
 
 RETRIEVAL_KS = (1, 5)
-# Leave-one-out needs a few training rows, retrieval a few test rows.
-MIN_TRAIN_ROWS = 3
-MIN_TEST_ROWS = 2
 
 
 @dataclass(frozen=True)
@@ -107,28 +96,6 @@ class CrossmodalProbeResult:
         )
 
 
-@dataclass(frozen=True)
-class _RidgeBasis:
-    """SVD of the standardised training rows of x, shared by every alpha and by the control.
-
-    left [n_train, r] = U; squares [r] = s^2; test_cross [n_test, r] = X_test V diag(s), so that the
-    test prediction for alpha is test_cross diag(1 / (s^2 + alpha)) U^T Y.
-    """
-
-    left: np.ndarray
-    squares: np.ndarray
-    test_cross: np.ndarray
-
-
-def _ridge_basis(x_train: np.ndarray, x_test: np.ndarray) -> _RidgeBasis:
-    mean, scale = standardiser(x_train)
-    train, test = (x_train - mean) / scale, (x_test - mean) / scale
-    left, singular, right_t = np.linalg.svd(train, full_matrices=False)
-    return _RidgeBasis(
-        left=left, squares=singular**2, test_cross=(test @ right_t.T) * singular
-    )
-
-
 def _r2(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
     """(variance-weighted, uniform) R^2 of predicted vs truth, both [n, Dy]."""
     errors = ((truth - predicted) ** 2).sum(axis=0)
@@ -158,34 +125,20 @@ def retrieval_ranks(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def _fit_and_score(
-    basis: _RidgeBasis, y_train: np.ndarray, y_test: np.ndarray, *, settings: ProbeSettings
+    basis: RidgeBasis, y_train: np.ndarray, y_test: np.ndarray, *, settings: ProbeSettings
 ) -> RegressionScores:
-    """Pick alpha by leave-one-out on y_train [n_train, Dy], then score on y_test [n_test, Dy]."""
-    y_mean = y_train.mean(axis=0)
-    centred = y_train - y_mean
-    projected = basis.left.T @ centred  # [r, Dy]
-    total = float((centred**2).sum())
-    leave_one_out_errors = []
-    for alpha in settings.alpha_grid:
-        shrink = basis.squares / (basis.squares + alpha)
-        leverage = 1.0 / len(centred) + (basis.left**2) @ shrink
-        residual = (centred - basis.left @ (shrink[:, None] * projected)) / (1.0 - leverage)[:, None]
-        leave_one_out_errors.append(float((residual**2).sum()))
-    best = int(np.argmin(leave_one_out_errors))
-    alpha = settings.alpha_grid[best]
-    if best in (0, len(settings.alpha_grid) - 1) and len(settings.alpha_grid) > 1:
-        logger.debug("ridge alpha %g is at the edge of the grid; consider widening alpha_grid", alpha)
-    predicted = basis.test_cross @ (projected / (basis.squares + alpha)[:, None])  # centred
-    r2, r2_uniform = _r2(y_test, predicted + y_mean)
-    ranks = retrieval_ranks(predicted, y_test - y_mean)
+    """Fit on y_train [n_train, Dy] (alpha by leave-one-out), then score on y_test [n_test, Dy]."""
+    fit = fit_ridge_loo(basis, y_train, alphas=settings.alpha_grid)
+    r2, r2_uniform = _r2(y_test, fit.test_predictions)
+    ranks = retrieval_ranks(fit.test_predictions - fit.train_mean, y_test - fit.train_mean)
     top1, top5 = (float((ranks < k).mean()) for k in RETRIEVAL_KS)
     return RegressionScores(
         r2=r2,
         r2_uniform=r2_uniform,
         top1=top1,
         top5=top5,
-        chosen_alpha=alpha,
-        cv_r2=1.0 - leave_one_out_errors[best] / total if total > 0 else float("nan"),
+        chosen_alpha=fit.alpha,
+        cv_r2=1.0 - fit.loo_error / fit.total if fit.total > 0 else float("nan"),
     )
 
 
@@ -203,21 +156,10 @@ def crossmodal_probe(
     x_matrix = check_features(x, name="x")
     y_matrix = check_features(y, name="y")
     check_same_rows(len(x_matrix), y_matrix, name="y")
-    if len(x_matrix) < MIN_TRAIN_ROWS + MIN_TEST_ROWS:
-        raise InputError(
-            f"x has {len(x_matrix)} rows; the probe needs at least {MIN_TRAIN_ROWS + MIN_TEST_ROWS}"
-        )
-    split = random_split(
-        len(x_matrix), test_fraction=settings.test_fraction, val_fraction=0.0, seed=seed
-    )
-    if len(split.train) < MIN_TRAIN_ROWS or len(split.test) < MIN_TEST_ROWS:
-        raise InputError(
-            f"x has {len(x_matrix)} rows, leaving {len(split.train)} for training and "
-            f"{len(split.test)} for testing; need at least {MIN_TRAIN_ROWS} and {MIN_TEST_ROWS}"
-        )
+    split = ridge_split(len(x_matrix), settings=settings, seed=seed)
     y_shuffled = y_matrix[rng_for(seed, CONTROL_STREAM).permutation(len(y_matrix))]
     with one_blas_thread():
-        basis = _ridge_basis(x_matrix[split.train], x_matrix[split.test])
+        basis = ridge_basis(x_matrix[split.train], x_matrix[split.test])
         probe = _fit_and_score(basis, y_matrix[split.train], y_matrix[split.test], settings=settings)
         control = _fit_and_score(
             basis, y_shuffled[split.train], y_shuffled[split.test], settings=settings

@@ -8,7 +8,13 @@ import json
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge, RidgeCV
-from sklearn.metrics import r2_score
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    r2_score,
+    roc_auc_score,
+)
 
 from probe.errors import InputError
 from probe.linear import (
@@ -23,6 +29,8 @@ from probe.linear import (
 )
 from probe.linear_base import random_split, standardiser, stratified_split
 from probe.linear_crossmodal import retrieval_ranks
+from probe.linear_ranking import auroc, average_precision, best_f1_threshold, f1_at
+from probe.linear_ridge import fit_ridge_loo, ridge_basis
 
 
 def planted_classes(
@@ -143,10 +151,11 @@ def test_multilabel_probe_finds_planted_words_and_control_is_at_chance() -> None
     result = label_probe(features, targets, names=names, seed=0)
     assert isinstance(result, MultiLabelProbeResult)
     assert [w.word for w in result.probe.words] == names
-    assert result.macro_auroc >= 0.9
+    assert result.macro_auroc >= 0.9 and result.probe.n_words_scored == 5
     for word in result.probe.words:
         assert word.average_precision > word.base_rate + 0.3
         assert word.f1 > word.f1_baseline
+    assert result.probe.macro_f1 > result.probe.macro_f1_baseline + 0.2
     assert result.control.macro_auroc == pytest.approx(0.5, abs=0.1)
     assert result.control.macro_average_precision == pytest.approx(
         result.control.macro_base_rate, abs=0.1
@@ -156,7 +165,7 @@ def test_multilabel_probe_finds_planted_words_and_control_is_at_chance() -> None
 
 def test_multilabel_probe_handles_a_word_absent_from_training_rows() -> None:
     features, targets = planted_words(words=2)
-    split = random_split(len(features), test_fraction=0.2, val_fraction=0.2, seed=0)
+    split = random_split(len(features), test_fraction=0.2, val_fraction=0.0, seed=0)
     rare = np.zeros(len(features), dtype=bool)
     rare[split.test[:3]] = True  # positive only in test rows: the probe cannot learn it
     result = label_probe(features, np.column_stack([targets, rare]), seed=0)
@@ -164,6 +173,27 @@ def test_multilabel_probe_handles_a_word_absent_from_training_rows() -> None:
     assert rare_score.n_positive_test == 3
     assert rare_score.auroc == pytest.approx(0.5)  # constant prediction
     assert result.probe.words[0].auroc > 0.9
+
+
+@pytest.mark.parametrize("levels", [None, 4])  # continuous scores, and scores with many ties
+def test_ranking_scores_match_scikit_learn(levels: int | None) -> None:
+    rng = np.random.default_rng(levels or 0)
+    truth = rng.random(200) < 0.2
+    scores = truth * 0.8 + rng.normal(size=200)
+    if levels:
+        scores = np.round(scores * levels / 4)
+    assert auroc(truth, scores) == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
+    assert average_precision(truth, scores) == pytest.approx(
+        average_precision_score(truth, scores), abs=1e-12
+    )
+    threshold = best_f1_threshold(truth, scores)
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    with np.errstate(invalid="ignore"):
+        best_f1 = np.nanmax(2 * precision * recall / (precision + recall))
+    assert f1_at(truth, scores, threshold) == pytest.approx(best_f1, abs=1e-12)
+    assert f1_at(truth, scores, threshold) == pytest.approx(f1_score(truth, scores >= threshold))
+    assert auroc(truth, np.zeros(200)) == 0.5
+    assert best_f1_threshold(np.zeros(5, dtype=bool), np.arange(5.0)) == np.inf
 
 
 def test_multilabel_probe_rejects_non_binary_targets() -> None:
@@ -194,8 +224,9 @@ def test_crossmodal_control_retrieval_averages_to_chance() -> None:
     assert np.mean(tops) == pytest.approx(5 / 20, abs=0.15)
 
 
-def test_crossmodal_alpha_and_r2_match_scikit_learn() -> None:
-    x, y = planted_pairs(n=120, dim_x=60, noise=1.0)  # D > n_train, so the SVD is wide
+@pytest.mark.parametrize("dim_x", [150, 20])  # wider than the 96 training rows (Gram), narrower (SVD)
+def test_crossmodal_alpha_and_r2_match_scikit_learn(dim_x: int) -> None:
+    x, y = planted_pairs(n=120, dim_x=dim_x, noise=1.0)
     settings = ProbeSettings(alpha_grid=tuple(10.0 ** (p / 4) for p in range(-4, 16)))
     result = crossmodal_probe(x, y, seed=2, settings=settings)
     split = random_split(len(x), test_fraction=settings.test_fraction, val_fraction=0.0, seed=2)
@@ -209,6 +240,20 @@ def test_crossmodal_alpha_and_r2_match_scikit_learn() -> None:
     assert result.probe.r2_uniform == pytest.approx(
         r2_score(y[split.test], predicted, multioutput="uniform_average"), abs=1e-9
     )
+
+
+def test_leave_one_out_predictions_equal_refits_without_each_row() -> None:
+    x, y = planted_pairs(n=40, dim_x=50, dim_y=3, noise=1.0)
+    train, test = x[:30], x[30:]
+    fit = fit_ridge_loo(ridge_basis(train, test), y[:30], alphas=(1.0, 30.0, 1000.0))
+    mean, scale = standardiser(train)
+    rows = (train - mean) / scale
+    for i in (0, 7, 29):
+        keep = np.arange(30) != i
+        refit = Ridge(alpha=fit.alpha).fit(rows[keep], y[:30][keep])
+        np.testing.assert_allclose(fit.loo_predictions[i], refit.predict(rows[i : i + 1])[0])
+    full = Ridge(alpha=fit.alpha).fit(rows, y[:30]).predict((test - mean) / scale)
+    np.testing.assert_allclose(fit.test_predictions, full)
 
 
 def test_retrieval_ranks_count_ties_against_the_true_caption() -> None:
