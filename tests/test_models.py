@@ -211,6 +211,26 @@ def test_missing_repo_data_says_how_to_make_it(tmp_path, monkeypatch):
             load_model(resolve_model(alias), device=CPU, dtype=torch.float32, cache_dir=tmp_path)
 
 
+def test_tiny_ssl_vit_and_its_random_twin_load_from_repo_data(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import probe.models_sources as sources
+
+    shutil.copytree(tiny_model_dir("vit"), tmp_path / "data" / "tiny-ssl-vit")
+    monkeypatch.setattr(sources, "repo_root", lambda: tmp_path)
+    trained = load_model(resolve_model("tiny-ssl-vit"), device=CPU, dtype=torch.float32, cache_dir=tmp_path)
+    random = load_model(resolve_model("tiny-random-vit"), device=CPU, dtype=torch.float32, cache_dir=tmp_path)
+    again = load_model(resolve_model("tiny-random-vit"), device=CPU, dtype=torch.float32, cache_dir=tmp_path)
+    batch = trained.collate(_images(2))
+    assert torch.equal(random.collate(_images(2))["pixel_values"], batch["pixel_values"])  # same processor
+    t, r, a = (m.encode(batch, pools=["cls"])["cls"] for m in (trained, random, again))
+    assert t.shape == r.shape == (2, 4, 32)
+    assert not torch.allclose(t[:, -1], r[:, -1], atol=1e-3)  # really re-initialised
+    torch.testing.assert_close(r, a, atol=0, rtol=0)  # seeded: repeatable
+    assert random.identity["weights"] == "random-init" and random.identity["seed"] == 0
+    assert trained.identity["weights"] == "repo:data/tiny-ssl-vit"
+
+
 def test_uncached_hub_model_offline_says_what_to_do(tmp_path):
     from huggingface_hub import try_to_load_from_cache
 
