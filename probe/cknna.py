@@ -52,8 +52,7 @@ def _shared_edge_hsic(
 def own_edge_values(neighbours: NeighbourSets, grams: GramStack) -> torch.Tensor:
     """Kernel values K_l[i, j] at each layer's own kNN edges: float64 [L, N, k]."""
     cols = neighbours.indices
-    rows = torch.arange(cols.shape[1], device=cols.device)[:, None].expand_as(cols[0])
-    return torch.stack([grams.values(layer, rows, cols[layer]) for layer in range(cols.shape[0])])
+    return torch.stack([grams.raw_values(layer, cols[layer]) for layer in range(cols.shape[0])])
 
 
 def cknna_self_similarity(neighbours: NeighbourSets, grams: GramStack, *, name: str) -> torch.Tensor:
@@ -83,6 +82,5 @@ def cknna_numerators(
     `second_values` [Lb, N, k] are L_b at its own edges, `second_reciprocal` [Lb, N, k] its reciprocal flags.
     """
     cols = second.indices
-    rows = torch.arange(cols.shape[1], device=cols.device)[None, :, None].expand_as(cols)
-    first_values = first_grams.values(lookups.layer, rows, cols)
+    first_values = first_grams.raw_values(lookups.layer, cols)
     return _shared_edge_hsic(lookups.shared, lookups.returning, second_reciprocal, first_values, second_values, cols)

@@ -10,8 +10,8 @@ Everything rests on the double-centred kernel Kc = H K H (H = I - 11^T/N) of eac
 So one matrix of inner products <Kc_a, Lc_b> over all layer pairs, plus each layer's diagonal, gives
 biased and unbiased CKA together. Two ways to get the inner products:
 
-- `GramStack` (dense): each layer's N x N kernel; the products of all pairs are one float64 product
-  of the flattened centred kernels, taken in row slabs so centring happens on the fly.
+- `GramStack` (dense): each layer's centred N x N kernel, centred once; the products of all pairs
+  are one float64 product of the flattened centred kernels (taken in row slabs).
 - `FeatureStack` (large N, linear kernel only): column-centred features X; <Kc, Lc> = ||X^T Y||_F^2,
   O(N Dx Dy) per pair and no N x N matrix.
 """
@@ -40,71 +40,90 @@ def _take(tensor: torch.Tensor, order: Optional[torch.Tensor], dim: int) -> torc
 
 @dataclass(frozen=True)
 class GramStack:
-    """The N x N kernels of a modality's layers, `kernels` float32 [L, N, N], with their row means.
+    """The centred N x N kernels Kc = H K H of a modality's layers, `centred` [L, N, N] (float32 unless
+    built from float64 kernels), with what it takes to recover the raw kernel: K = Kc + m_i + m_j - g.
 
-    `order` (optional) is a pending row reordering: this stack stands for kernels[:, order][:, :, order].
+    Centring happens once, when the stack is built; `self_products` <Kc, Kc> [L] come out of that pass.
+    `order` (optional) is a pending row reordering: the stack stands for centred[:, order][:, :, order].
     """
 
-    kernels: torch.Tensor
-    row_means: torch.Tensor  # float64 [L, N], in stored (unpermuted) order
-    grand_means: torch.Tensor  # float64 [L]
-    raw_traces: torch.Tensor  # float64 [L]
+    centred: torch.Tensor
+    row_means: torch.Tensor  # float64 [L, N], m = raw row means, in stored (unpermuted) order
+    grand_means: torch.Tensor  # float64 [L], g = mean of m
+    raw_traces: torch.Tensor  # float64 [L], tr(K)
+    stored_self_products: torch.Tensor  # float64 [L], <Kc, Kc>
     order: Optional[torch.Tensor] = None
 
     @classmethod
-    def from_kernels(cls, kernels: torch.Tensor) -> "GramStack":
-        """Wrap kernels [L, N, N] (symmetric), computing their float64 row means."""
-        row_means = torch.stack([layer.double().mean(dim=1) for layer in kernels])
-        traces = torch.stack([layer.diagonal().double().sum() for layer in kernels])
-        return cls(kernels=kernels, row_means=row_means, grand_means=row_means.mean(dim=1), raw_traces=traces)
+    def centre_in_place(cls, kernels: torch.Tensor) -> "GramStack":
+        """Centre raw symmetric kernels [L, N, N] in place (their buffer becomes `centred`).
+
+        Row means are taken in float64 and subtracted in the buffer's precision: a rounding error in
+        them adds a_i + a_j terms, to which both HSICs are blind. <Kc, Kc> is summed in float64 from
+        the stored entries, exactly as the cross products are, so that CKA(X, X) = 1.
+        """
+        num_layers, n = kernels.shape[0], kernels.shape[1]
+        row_means = torch.empty(num_layers, n, dtype=torch.float64, device=kernels.device)
+        traces = torch.empty(num_layers, dtype=torch.float64, device=kernels.device)
+        squares = torch.empty(num_layers, dtype=torch.float64, device=kernels.device)
+        for layer, kernel in enumerate(kernels):
+            row_means[layer] = kernel.sum(dim=1).double() / n
+            traces[layer] = kernel.diagonal().double().sum()
+            means = row_means[layer].to(kernel.dtype)
+            kernel -= means[:, None]
+            kernel -= means[None, :]
+            kernel += row_means[layer].mean().to(kernel.dtype)
+            flat = kernel.flatten().double()
+            squares[layer] = torch.dot(flat, flat)
+        return cls(
+            centred=kernels, row_means=row_means, grand_means=row_means.mean(dim=1), raw_traces=traces,
+            stored_self_products=squares,
+        )  # fmt: skip
 
     @property
     def num_layers(self) -> int:
-        return int(self.kernels.shape[0])
+        return int(self.centred.shape[0])
 
     @property
     def num_rows(self) -> int:
-        return int(self.kernels.shape[1]) if self.order is None else int(self.order.numel())
+        return int(self.centred.shape[1]) if self.order is None else int(self.order.numel())
 
     @property
     def device(self) -> torch.device:
-        return self.kernels.device
+        return self.centred.device
 
-    def rows(self, start: int, stop: int, layer: Optional[int] = None) -> torch.Tensor:
-        """Raw kernel rows [L, stop - start, N] (or [rows, N] for one `layer`), in this stack's order."""
-        kernels = self.kernels if layer is None else self.kernels[layer : layer + 1]
-        picked = kernels[:, start:stop] if self.order is None else kernels[:, self.order[start:stop]]
-        picked = _take(picked, self.order, 2)
-        return picked if layer is None else picked[0]
-
-    def values(self, layer: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Raw kernel entries K_layer[rows, cols] (broadcast shapes), float64."""
-        if self.order is not None:
-            rows, cols = self.order[rows], self.order[cols]
-        return self.kernels[layer][rows, cols].double()
+    def _means(self) -> torch.Tensor:
+        return _take(self.row_means, self.order, 1)
 
     def centred_rows(self, start: int, stop: int) -> torch.Tensor:
-        """Rows of every centred kernel H K H, float64 [L, stop - start, N]."""
-        means = _take(self.row_means, self.order, 1)
-        return (
-            self.rows(start, stop).double()
-            - means[:, start:stop, None]
-            - means[:, None, :]
-            + self.grand_means[:, None, None]
-        )
+        """Rows start:stop of every centred kernel, in this stack's order, float64 [L, stop - start, N]."""
+        picked = self.centred[:, start:stop] if self.order is None else self.centred[:, self.order[start:stop]]
+        return _take(picked, self.order, 2).double()
+
+    def raw_rows(self, start: int, stop: int, layer: int) -> torch.Tensor:
+        """Rows start:stop of raw kernel `layer`, in this stack's order, float32 [stop - start, N]."""
+        picked = self.centred[layer, start:stop] if self.order is None else self.centred[layer, self.order[start:stop]]
+        means = self._means()[layer]
+        raw = _take(picked, self.order, 1).double() + means[start:stop, None] + means[None, :] - self.grand_means[layer]
+        return raw.float()
+
+    def raw_values(self, layer: int, cols: torch.Tensor) -> torch.Tensor:
+        """Raw kernel entries K_layer[i, cols[..., i, s]] for cols [..., N, k] (row i implicit), float64."""
+        n = self.centred.shape[1]
+        rows = torch.arange(self.num_rows, device=cols.device)[:, None]
+        if self.order is not None:
+            rows, cols = self.order[rows], self.order[cols]
+        means = self.row_means[layer]
+        centred = torch.take(self.centred[layer], rows * n + cols).double()
+        return centred + means[rows] + means[cols] - self.grand_means[layer]
 
     def centred_diagonals(self) -> torch.Tensor:
-        """diag(H K H) of every layer, float64 [L, N]."""
-        diagonal = torch.stack([layer.diagonal() for layer in self.kernels]).double()
-        diagonal, means = _take(diagonal, self.order, 1), _take(self.row_means, self.order, 1)
-        return diagonal - 2 * means + self.grand_means[:, None]
+        """diag(Kc) of every layer, float64 [L, N]."""
+        return _take(torch.diagonal(self.centred, dim1=1, dim2=2).double(), self.order, 1)
 
     def self_products(self) -> torch.Tensor:
-        """<Kc, Kc> of every layer, float64 [L]."""
-        total = torch.zeros(self.num_layers, dtype=torch.float64, device=self.kernels.device)
-        for start, stop in _slabs(self.num_rows, self.num_layers):
-            total += self.centred_rows(start, stop).square().sum(dim=(1, 2))
-        return total
+        """<Kc, Kc> of every layer, float64 [L] (unchanged by reordering rows)."""
+        return self.stored_self_products
 
     def permuted(self, order: torch.Tensor) -> "GramStack":
         """The stack with rows and columns reordered: new row i is current row `order[i]` (lazy)."""
@@ -112,24 +131,30 @@ class GramStack:
         return replace(self, order=combined)
 
     def restricted(self, rows: torch.Tensor) -> "GramStack":
-        """The kernels among `rows` only [L, n, n] (a new, re-centred stack)."""
+        """The kernels among `rows` only: a new stack [L, n, n], re-centred from the raw entries."""
         index = rows if self.order is None else self.order[rows]
-        return GramStack.from_kernels(self.kernels[:, index][:, :, index].contiguous())
+        means = self.row_means[:, index]
+        raw = (
+            self.centred[:, index][:, :, index].double()
+            + means[:, :, None]
+            + means[:, None, :]
+            - self.grand_means[:, None, None]
+        )
+        return GramStack.centre_in_place(raw.to(self.centred.dtype))
 
 
 def _slabs(num_rows: int, num_layers: int) -> list[tuple[int, int]]:
-    """Row ranges whose centred slabs for `num_layers` layers hold about KERNEL_SLAB_ENTRIES entries."""
+    """Row ranges whose slabs for `num_layers` layers hold about KERNEL_SLAB_ENTRIES entries."""
     step = max(1, KERNEL_SLAB_ENTRIES // max(1, num_rows * num_layers))
     return [(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
 
 
 def gram_products(left: GramStack, right: GramStack) -> torch.Tensor:
-    """<Kc_a, Lc_b> for every layer pair: float64 [La, Lb], one product of flattened centred kernels."""
-    total = torch.zeros(left.num_layers, right.num_layers, dtype=torch.float64, device=left.kernels.device)
+    """<Kc_a, Lc_b> for every layer pair: float64 [La, Lb], one product of the flattened centred kernels
+    (taken in row slabs, accumulated in float64)."""
+    total = torch.zeros(left.num_layers, right.num_layers, dtype=torch.float64, device=left.device)
     for start, stop in _slabs(left.num_rows, left.num_layers + right.num_layers):
-        a = left.centred_rows(start, stop).flatten(1)
-        b = right.centred_rows(start, stop).flatten(1)
-        total += a @ b.T
+        total += left.centred_rows(start, stop).flatten(1) @ right.centred_rows(start, stop).flatten(1).T
     return total
 
 
@@ -250,15 +275,15 @@ def unbiased_self(self_products: torch.Tensor, diagonals: torch.Tensor) -> torch
     return (self_products - n / (n - 2) * cross + diagonals.sum(dim=1).square() / ((n - 1) * (n - 2))) / (n * (n - 3))
 
 
-def check_not_constant(stack: KernelStack, diagonals: torch.Tensor, *, name: str) -> None:
-    """InputError naming the layer of `name` whose centred kernel vanishes (constant features).
+def check_not_constant(centred_traces: torch.Tensor, raw_traces: torch.Tensor, *, name: str, first_layer: int = 0) -> None:
+    """InputError naming the layer of `name` whose centred kernel vanishes (features constant across rows).
 
-    `diagonals` [L, N] are diag(H K H), whose sum is the rows' total squared distance to their mean.
+    `centred_traces` [L] are tr(H K H), the rows' total squared distance to their mean, `raw_traces`
+    [L] tr(K); layers are numbered from `first_layer`.
     """
-    centred_traces = diagonals.sum(dim=1)
-    flat = centred_traces <= DEGENERATE_FRACTION * stack.raw_traces.abs().clamp_min(1e-300)
+    flat = centred_traces <= DEGENERATE_FRACTION * raw_traces.abs().clamp_min(1e-300)
     if bool(flat.any()):
-        layer = int(flat.nonzero()[0, 0])
+        layer = first_layer + int(flat.nonzero()[0, 0])
         raise InputError(
             f"`{name}` layer {layer} is constant across rows (up to float32 rounding), so every metric is undefined "
             "there (kNN sets would be decided by ties alone). Drop that layer, e.g. a ViT's embedding state 0, "
@@ -266,22 +291,27 @@ def check_not_constant(stack: KernelStack, diagonals: torch.Tensor, *, name: str
         )
 
 
+def check_stack_not_constant(stack: "KernelStack", *, name: str) -> None:
+    """`check_not_constant` for every layer of a GramStack or FeatureStack."""
+    check_not_constant(stack.centred_diagonals().sum(dim=1), stack.raw_traces, name=name)
+
+
 def cka_from_hsic(cross: torch.Tensor, left_self: torch.Tensor, right_self: torch.Tensor) -> torch.Tensor:
     """CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for every pair: float64 [La, Lb]."""
     return cross / torch.sqrt(left_self[:, None] * right_self[None, :])
 
 
+def _explicit(kernel: torch.Tensor, *, zero_diagonal: bool = False) -> GramStack:
+    """A one-layer float64 GramStack from an explicit kernel [N, N]."""
+    out = torch.as_tensor(kernel, dtype=torch.float64).clone()
+    if zero_diagonal:
+        out.fill_diagonal_(0.0)
+    return GramStack.centre_in_place(out[None])
+
+
 def hsic_biased(kernel_a: torch.Tensor, kernel_b: torch.Tensor) -> float:
     """tr(K H L H) for explicit symmetric kernels [N, N] (no 1/N^2 factor, as PRH)."""
-    a = GramStack.from_kernels(torch.as_tensor(kernel_a, dtype=torch.float64)[None])
-    b = GramStack.from_kernels(torch.as_tensor(kernel_b, dtype=torch.float64)[None])
-    return float(gram_products(a, b)[0, 0])
-
-
-def _zero_diagonal(kernel: torch.Tensor) -> torch.Tensor:
-    out = torch.as_tensor(kernel, dtype=torch.float64).clone()
-    out.fill_diagonal_(0.0)
-    return out
+    return float(gram_products(_explicit(kernel_a), _explicit(kernel_b))[0, 0])
 
 
 def hsic_unbiased(kernel_a: torch.Tensor, kernel_b: torch.Tensor) -> float:
@@ -290,44 +320,33 @@ def hsic_unbiased(kernel_a: torch.Tensor, kernel_b: torch.Tensor) -> float:
     The diagonals are zeroed first: the result does not depend on them, and a large diagonal would
     otherwise cost precision in the centred form.
     """
-    a = GramStack.from_kernels(_zero_diagonal(kernel_a)[None])
-    b = GramStack.from_kernels(_zero_diagonal(kernel_b)[None])
-    value = unbiased_from_centred(gram_products(a, b), a.centred_diagonals(), b.centred_diagonals())
-    return float(value[0, 0])
-
-
-def linear_grams(layers: list[torch.Tensor]) -> GramStack:
-    """Linear kernels X X^T of prepared layers [N, D]: a GramStack float32 [L, N, N]."""
-    return GramStack.from_kernels(torch.stack([layer @ layer.T for layer in layers]))
+    a, b = _explicit(kernel_a, zero_diagonal=True), _explicit(kernel_b, zero_diagonal=True)
+    return float(unbiased_from_centred(gram_products(a, b), a.centred_diagonals(), b.centred_diagonals())[0, 0])
 
 
 def median_distance(gram: torch.Tensor) -> float:
-    """Median Euclidean distance over pairs i < j, from a Gram matrix [N, N]."""
-    squared = squared_distances(gram)
+    """Median Euclidean distance over pairs i < j, from a raw Gram matrix [N, N]."""
     upper = torch.triu_indices(gram.shape[0], gram.shape[0], offset=1, device=gram.device)
-    return float(squared[upper[0], upper[1]].median().sqrt())
+    return float(squared_distances(gram)[upper[0], upper[1]].median().sqrt())
 
 
 def squared_distances(gram: torch.Tensor) -> torch.Tensor:
-    """|x_i - x_j|^2 [N, N] from the Gram matrix [N, N] (clamped at 0 against rounding)."""
+    """|x_i - x_j|^2 [N, N] from the raw Gram matrix [N, N] (clamped at 0 against rounding)."""
     norms = gram.diagonal()
     return (norms[:, None] + norms[None, :] - 2 * gram).clamp_min(0)
 
 
-def rbf_kernels(grams: GramStack, *, sigma: Optional[float], name: str) -> GramStack:
-    """RBF kernels exp(-|x_i - x_j|^2 / (2 sigma^2)) from linear Grams; sigma None = per-layer median distance.
+def rbf_kernel(gram: torch.Tensor, *, sigma: Optional[float], name: str, layer: int) -> torch.Tensor:
+    """exp(-|x_i - x_j|^2 / (2 sigma^2)) [N, N] from a raw Gram [N, N]; sigma None = median pairwise distance.
 
-    InputError naming `name` when a bandwidth is not positive.
+    InputError naming `name` and `layer` when the bandwidth is not positive.
     """
     if sigma is not None and not float(sigma) > 0:
         raise InputError(f"rbf_sigma={sigma} must be > 0 (or None for each layer's median pairwise distance).")
-    kernels = []
-    for layer, gram in enumerate(grams.kernels):
-        width = median_distance(gram) if sigma is None else float(sigma)
-        if not width > 0:
-            raise InputError(
-                f"`{name}` layer {layer}: the median pairwise distance is 0 (the rows are mostly identical, e.g. a "
-                "constant layer), so the RBF bandwidth would be 0; drop the layer or pass rbf_sigma."
-            )
-        kernels.append(torch.exp(-squared_distances(gram) / (2 * width**2)))
-    return GramStack.from_kernels(torch.stack(kernels))
+    width = median_distance(gram) if sigma is None else float(sigma)
+    if not width > 0:
+        raise InputError(
+            f"`{name}` layer {layer}: the median pairwise distance is 0 (the rows are mostly identical, e.g. a "
+            "constant layer), so the RBF bandwidth would be 0; drop the layer or pass rbf_sigma."
+        )
+    return torch.exp(-squared_distances(gram) / (2 * width**2))

@@ -11,7 +11,7 @@ layer's edges (i, j) in the other's edge set (a bitmap for moderate N, sorted ed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -32,17 +32,19 @@ def ranked_top(scores: torch.Tensor, count: int) -> torch.Tensor:
     """Indices [B, count] of the largest entries of each row of `scores` [B, M], ties to the lower index.
 
     topk alone leaves the order of equal values unspecified, so the chosen set is re-ranked by
-    (value desc, index asc), and rows whose boundary value is shared beyond the cut get a full
-    stable sort (rare outside degenerate data).
+    (value desc, index asc). The set itself is ambiguous only when the count-th and (count+1)-th
+    largest values are equal; those rows (rare outside degenerate data) get a full stable sort.
     """
-    values, picked = scores.topk(count, dim=1)
-    by_index = picked.sort(dim=1).values
+    spare = 1 if count < scores.shape[1] else 0
+    values, picked = scores.topk(count + spare, dim=1)
+    by_index = picked[:, :count].sort(dim=1).values
     order = scores.gather(1, by_index).argsort(dim=1, descending=True, stable=True)
     ranked = by_index.gather(1, order)
-    crowded = (scores >= values[:, -1:]).sum(dim=1) > count
-    if bool(crowded.any()):
-        rows = crowded.nonzero().squeeze(1)
-        ranked[rows] = scores[rows].argsort(dim=1, descending=True, stable=True)[:, :count]
+    if spare:
+        crowded = values[:, count - 1] == values[:, count]
+        if bool(crowded.any()):
+            rows = crowded.nonzero().squeeze(1)
+            ranked[rows] = scores[rows].argsort(dim=1, descending=True, stable=True)[:, :count]
     return ranked
 
 
@@ -50,13 +52,14 @@ def ranked_neighbours(similarity_rows: SimilarityRows, *, num_rows: int, count: 
     """Each row's `count` nearest other rows, best first: int64 [N, count].
 
     `similarity_rows(start, stop)` returns the dot products [stop - start, N] of those rows with all
-    rows (a slice of a Gram matrix, or a block product of features). The diagonal is excluded.
+    rows (a block product of features, or a view of a Gram matrix). The returned block is
+    overwritten: its self-similarities are set to -inf to exclude each row from its own list.
     """
     block = similarity_block_rows(num_rows)
     parts = []
     for start in range(0, num_rows, block):
         stop = min(start + block, num_rows)
-        scores = similarity_rows(start, stop).clone()
+        scores = similarity_rows(start, stop)
         rows = torch.arange(stop - start, device=scores.device)
         scores[rows, rows + start] = float("-inf")
         parts.append(ranked_top(scores, count))
@@ -64,29 +67,38 @@ def ranked_neighbours(similarity_rows: SimilarityRows, *, num_rows: int, count: 
 
 
 def reciprocal_flags(neighbours: torch.Tensor) -> torch.Tensor:
-    """For kNN lists [N, k]: bool [N, k], True where edge (i, j) has its reverse (j, i) too."""
-    num_rows = neighbours.shape[0]
-    rows = torch.arange(num_rows, device=neighbours.device)[:, None].expand_as(neighbours)
-    return EdgeSet(neighbours).contains(neighbours, rows)
+    """For kNN lists [L, N, k]: bool [L, N, k], True where edge (i, j) has its reverse (j, i) too."""
+    edges = EdgeMembership(num_rows=neighbours.shape[1], device=neighbours.device)
+    rows = torch.arange(neighbours.shape[1], device=neighbours.device)[:, None].expand_as(neighbours[0])
+    return torch.stack([edges.load(lists).contains(lists, rows) for lists in neighbours])
 
 
-class EdgeSet:
-    """The edges (i, j), j in kNN(i), of one layer; answers membership for many (row, col) queries."""
+class EdgeMembership:
+    """Answers "is (i, j) an edge, j in kNN(i)" for the layer last loaded.
 
-    def __init__(self, neighbours: torch.Tensor) -> None:
-        num_rows = neighbours.shape[0]
+    Up to BITMAP_MAX_ROWS rows the edges are marked in an N*N bitmap allocated once and reused across
+    layers (loading clears only the previous layer's edges); beyond, queries search sorted edge keys.
+    """
+
+    def __init__(self, *, num_rows: int, device: torch.device) -> None:
         self.num_rows = num_rows
-        keys = (torch.arange(num_rows, device=neighbours.device)[:, None] * num_rows + neighbours).flatten()
-        if num_rows <= BITMAP_MAX_ROWS:
-            self.bitmap = torch.zeros(num_rows * num_rows, dtype=torch.bool, device=neighbours.device)
+        self.bitmap = torch.zeros(num_rows * num_rows, dtype=torch.bool, device=device) if num_rows <= BITMAP_MAX_ROWS else None
+        self.keys: Optional[torch.Tensor] = None
+
+    def load(self, neighbours: torch.Tensor) -> "EdgeMembership":
+        """Make the kNN lists [N, k] of one layer the current edge set; returns self."""
+        keys = (torch.arange(self.num_rows, device=neighbours.device)[:, None] * self.num_rows + neighbours).flatten()
+        if self.bitmap is not None:
+            if self.keys is not None:
+                self.bitmap[self.keys] = False
             self.bitmap[keys] = True
-            self.keys = None
+            self.keys = keys
         else:
-            self.bitmap = None
             self.keys = keys.sort().values
+        return self
 
     def contains(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Bool tensor (broadcast shape of `rows` and `cols`): is (row, col) an edge."""
+        """Bool tensor (broadcast shape of `rows` and `cols`): is (row, col) a current edge."""
         queries = rows * self.num_rows + cols
         if self.bitmap is not None:
             return self.bitmap[queries]
@@ -116,7 +128,7 @@ class NeighbourSets:
 
     def reciprocal(self) -> torch.Tensor:
         """bool [L, N, k]: True where (i, j) is an edge in both directions."""
-        return torch.stack([reciprocal_flags(layer) for layer in self.indices])
+        return reciprocal_flags(self.indices)
 
     def permuted(self, order: torch.Tensor) -> "NeighbourSets":
         """The sets after reordering rows: new row i is old row `order[i]` (indices relabelled)."""
@@ -158,8 +170,9 @@ def edge_lookups(first: NeighbourSets, second: NeighbourSets) -> Iterator[EdgeLo
     """Yield `EdgeLookups` for each layer of `first` (one pass over `second`'s edges per layer)."""
     cols = second.indices
     rows = torch.arange(second.num_rows, device=cols.device)[None, :, None].expand_as(cols)
+    edges = EdgeMembership(num_rows=first.num_rows, device=cols.device)
     for layer, lists in enumerate(first.indices):
-        edges = EdgeSet(lists)
+        edges.load(lists)
         yield EdgeLookups(layer=layer, shared=edges.contains(rows, cols), returning=edges.contains(cols, rows))
 
 

@@ -10,6 +10,7 @@ layer's rows are scaled to unit L2 norm.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Union, runtime_checkable
 
@@ -78,15 +79,21 @@ def as_layer_source(features: LayerInput, *, name: str) -> LayerSource:
 
 
 def as_matrix(values: Any, *, name: str, device: torch.device) -> torch.Tensor:
-    """`values` as a finite float32 tensor [N, D] on `device`; InputError naming `name` otherwise."""
-    tensor = torch.as_tensor(values)
+    """`values` as a finite float32 tensor [N, D] on `device`; InputError naming `name` otherwise.
+
+    May return a view of `values` (callers must not modify it in place).
+    """
+    tensor = torch.as_tensor(values).detach()
     if tensor.ndim != 2:
         raise InputError(f"`{name}` must be a matrix [N, D]; got shape {tuple(tensor.shape)}.")
     if not tensor.is_floating_point():
         tensor = tensor.to(torch.float64)
-    if not bool(torch.isfinite(tensor).all()):
+    tensor = tensor.to(device=device, dtype=torch.float32)
+    # The sum is NaN/Inf whenever an entry is (one cheap pass); only then is every entry checked, since
+    # a sum of large finite values can also overflow.
+    if not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
         raise InputError(f"`{name}` contains NaN or Inf values; clean or re-extract these features.")
-    return tensor.to(device=device, dtype=torch.float32)
+    return tensor
 
 
 def read_layers(source: LayerSource, *, name: str, device: torch.device) -> list[torch.Tensor]:
@@ -106,44 +113,64 @@ def read_layers(source: LayerSource, *, name: str, device: torch.device) -> list
     return layers
 
 
-def _sample_quantiles(rows: torch.Tensor, quantile: float) -> np.ndarray:
-    """Per-row `quantile` of `rows` [B, M] (linear interpolation, as torch.quantile), float64 [B]."""
-    position = quantile * (rows.shape[1] - 1)
+def _quantile_positions(quantile: float, count: int) -> tuple[int, int, float]:
+    """Order statistics (low, high) and weight of linear interpolation for `quantile` of `count` values."""
+    position = quantile * (count - 1)
     low = int(np.floor(position))
-    high = min(low + 1, rows.shape[1] - 1)
-    fraction = position - low
-    if rows.device.type == "cpu":
-        # numpy's introselect is several times faster than torch.kthvalue on CPU.
-        parted = np.partition(rows.numpy(), [low, high], axis=1)
-        below, above = parted[:, low].astype(np.float64), parted[:, high].astype(np.float64)
-    else:
-        below = torch.kthvalue(rows, low + 1, dim=1).values.double().cpu().numpy()
-        above = torch.kthvalue(rows, high + 1, dim=1).values.double().cpu().numpy()
+    return low, min(low + 1, count - 1), position - low
+
+
+def _slab_quantiles_numpy(layers: list[torch.Tensor], start: int, stop: int, quantile: float) -> np.ndarray:
+    """Per-row `quantile` of |x| over all layers for rows start:stop (CPU), float64 [rows]."""
+    widths = [layer.shape[1] for layer in layers]
+    slab = np.empty((stop - start, sum(widths)), dtype=np.float32)
+    offset = 0
+    for layer, width in zip(layers, widths):
+        np.abs(layer[start:stop].numpy(), out=slab[:, offset : offset + width])
+        offset += width
+    low, high, fraction = _quantile_positions(quantile, slab.shape[1])
+    slab.partition([low, high], axis=1)  # in place: numpy's introselect beats torch.kthvalue on CPU
+    below, above = slab[:, low].astype(np.float64), slab[:, high].astype(np.float64)
     return below + fraction * (above - below)
+
+
+def _slab_quantiles_torch(layers: list[torch.Tensor], start: int, stop: int, quantile: float) -> np.ndarray:
+    """As `_slab_quantiles_numpy`, on the layers' (accelerator) device."""
+    slab = torch.cat([layer[start:stop].abs() for layer in layers], dim=1)
+    low, high, fraction = _quantile_positions(quantile, slab.shape[1])
+    below = torch.kthvalue(slab, low + 1, dim=1).values.double()
+    above = torch.kthvalue(slab, high + 1, dim=1).values.double()
+    return (below + fraction * (above - below)).cpu().numpy()
 
 
 def clip_threshold(layers: list[torch.Tensor], *, quantile: float) -> float:
     """PRH's clamp level for one modality: mean over rows of each row's `quantile` of |x| over all layers.
 
-    `layers` are [N, D_l]; each row's values across every layer and dim form one sample.
+    `layers` are [N, D_l]; each row's values across every layer and dim form one sample. Quantiles
+    use linear interpolation, as torch.quantile.
     """
     if not 0.0 < quantile <= 1.0:
         raise InputError(f"clip_quantile={quantile} must be in (0, 1], or None to turn the clamp off.")
     num_rows = layers[0].shape[0]
-    per_sample = []
-    for start in range(0, num_rows, QUANTILE_ROW_BLOCK):
-        rows = torch.cat([layer[start : start + QUANTILE_ROW_BLOCK].abs() for layer in layers], dim=1)
-        per_sample.append(_sample_quantiles(rows, quantile))
+    slabs = [(start, min(start + QUANTILE_ROW_BLOCK, num_rows)) for start in range(0, num_rows, QUANTILE_ROW_BLOCK)]
+    if layers[0].device.type != "cpu":
+        per_sample = [_slab_quantiles_torch(layers, start, stop, quantile) for start, stop in slabs]
+    else:
+        # numpy releases the GIL while partitioning: slabs run on torch's CPU threads.
+        with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+            per_sample = list(pool.map(lambda bounds: _slab_quantiles_numpy(layers, *bounds, quantile), slabs))
     return float(np.concatenate(per_sample).mean())
 
 
 def prepare_layer(layer: torch.Tensor, *, clip: Optional[float], normalize: bool) -> torch.Tensor:
-    """One layer [N, D] clamped to [-clip, clip] (when given) and with unit-norm rows (when `normalize`)."""
-    if clip is not None:
-        layer = layer.clamp(-clip, clip)
+    """One layer [N, D] clamped to [-clip, clip] (when given) and with unit-norm rows (when `normalize`).
+
+    Returns a new tensor; `layer` is left untouched.
+    """
+    out = layer.clamp(-clip, clip) if clip is not None else layer.clone()
     if normalize:
-        layer = layer / layer.norm(dim=1, keepdim=True).clamp_min(NORM_FLOOR)
-    return layer
+        out /= out.norm(dim=1, keepdim=True).clamp_min(NORM_FLOOR)
+    return out
 
 
 @dataclass(frozen=True)

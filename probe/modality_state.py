@@ -19,7 +19,15 @@ from typing import Literal, Optional
 import torch
 
 from probe.cknna import cknna_self_similarity
-from probe.hsic import FeatureStack, GramStack, KernelStack, check_not_constant, rbf_kernels, unbiased_self
+from probe.hsic import (
+    FeatureStack,
+    GramStack,
+    KernelStack,
+    check_not_constant,
+    check_stack_not_constant,
+    rbf_kernel,
+    unbiased_self,
+)
 from probe.knn import NeighbourSets, ranked_neighbours, ranked_top
 from probe.layer_prep import PreparedLayers
 from probe.metric_specs import MetricSpec
@@ -103,7 +111,7 @@ class ModalityState:
     def restricted(self, rows: torch.Tensor) -> "ModalityState":
         """The state of the sub-dataset `rows` (sorted int64 row indices)."""
         linear = self.linear.restricted(rows)
-        check_not_constant(linear, linear.centred_diagonals(), name=self.name)
+        check_stack_not_constant(linear, name=self.name)
         neighbours = None
         if self.plan.needs_knn:
             if isinstance(linear, GramStack):
@@ -141,12 +149,20 @@ def compute_self_terms(
 
 
 def gram_neighbours(grams: GramStack, *, k: int) -> NeighbourSets:
-    """kNN lists [L, N, k] of every layer from its Gram matrix."""
+    """kNN lists [L, N, k] of every layer from its (reconstructed raw) Gram matrix."""
     ranked = [
-        ranked_neighbours(lambda start, stop, layer=layer: grams.rows(start, stop, layer), num_rows=grams.num_rows, count=k)
+        ranked_neighbours(lambda start, stop, layer=layer: grams.raw_rows(start, stop, layer), num_rows=grams.num_rows, count=k)
         for layer in range(grams.num_layers)
     ]
     return NeighbourSets(ranked=torch.stack(ranked), k=k)
+
+
+def _ranked_from_gram(gram: torch.Tensor, *, count: int) -> torch.Tensor:
+    """Ranked kNN lists [N, count] from a raw Gram [N, N], used in place (its diagonal is restored)."""
+    diagonal = gram.diagonal().clone()
+    ranked = ranked_neighbours(lambda start, stop: gram[start:stop], num_rows=gram.shape[0], count=count)
+    gram.diagonal().copy_(diagonal)
+    return ranked
 
 
 def feature_neighbours(features: FeatureStack, *, count: int, k: int) -> NeighbourSets:
@@ -180,28 +196,35 @@ def build_state(
 ) -> ModalityState:
     """Do the per-layer work for one prepared modality.
 
-    Raises InputError naming `name` for a layer that is constant across rows (undefined for every metric).
-
-    Consumes `prepared.layers` on the dense path (each layer is replaced by its Gram as it goes, so
-    features and Grams of all layers are never held together).
+    Consumes `prepared.layers` on the dense path (each layer is dropped once its Gram is made, so
+    features and Grams of all layers are never held together). Raises InputError naming `name` for a
+    layer that is constant across rows (undefined for every metric).
     """
     layers = prepared.layers
     total = len(layers)
     if plan.path == "dense":
         n = layers[0].shape[0]
+        # One buffer for all Grams, centred in place afterwards: raw and centred never coexist.
         grams = torch.empty(total, n, n, dtype=torch.float32, device=layers[0].device)
+        rbf_raw = torch.empty_like(grams) if plan.needs_rbf else None
+        ranked = []
         for index in range(total):
-            torch.matmul(layers[index], layers[index].T, out=grams[index])
+            gram = torch.matmul(layers[index], layers[index].T, out=grams[index])
             layers[index] = None  # type: ignore[call-overload]
+            trace = gram.diagonal().sum(dtype=torch.float64)
+            check_not_constant((trace - gram.sum(dtype=torch.float64) / n)[None], trace[None], name=name, first_layer=index)
+            if plan.needs_knn:
+                ranked.append(_ranked_from_gram(grams[index], count=plan.k))
+            if rbf_raw is not None:
+                rbf_raw[index] = rbf_kernel(grams[index], sigma=plan.rbf_sigma, name=name, layer=index)
             if progress is not None:
                 progress(index + 1, total, f"kernels {name}")
-        linear: KernelStack = GramStack.from_kernels(grams)
-        check_not_constant(linear, linear.centred_diagonals(), name=name)
-        neighbours = gram_neighbours(linear, k=plan.k) if plan.needs_knn else None
-        rbf = rbf_kernels(linear, sigma=plan.rbf_sigma, name=name) if plan.needs_rbf else None
+        linear: KernelStack = GramStack.centre_in_place(grams)
+        neighbours = NeighbourSets(ranked=torch.stack(ranked), k=plan.k) if plan.needs_knn else None
+        rbf = None if rbf_raw is None else GramStack.centre_in_place(rbf_raw)
     else:
         linear = FeatureStack.from_layers(list(layers))
-        check_not_constant(linear, linear.centred_diagonals(), name=name)
+        check_stack_not_constant(linear, name=name)
         count = min(plan.k + plan.spare_neighbours, linear.num_rows - 1)
         neighbours = feature_neighbours(linear, count=count, k=plan.k) if plan.needs_knn else None
         rbf = None
