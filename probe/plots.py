@@ -34,7 +34,7 @@ def heatmap_png(
     import matplotlib.pyplot as plt
 
     m = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * m.shape[1] + 2.5), max(3.0, 0.22 * m.shape[0] + 1.5)), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.22 * m.shape[1] + 3.0), max(4.5, 0.22 * m.shape[0] + 2.0)), dpi=120, layout="constrained")
     im = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
     cb = fig.colorbar(im, ax=ax)
     if chance is not None:
@@ -49,7 +49,6 @@ def heatmap_png(
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

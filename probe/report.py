@@ -81,3 +81,47 @@ def render_align(run: Any, console: Optional[Console] = None, *, heatmap_metric:
     if run.results_path is not None:
         console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
         console.print(f"heatmaps: {run.results_path.parent}/*.png", highlight=False, soft_wrap=True)
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}"
+
+
+def linear_task_table(task: Any) -> Table:
+    """Per-layer table of one `probe.linear_run.LinearTask`, each figure beside its control; best layer starred."""
+    table = Table(title=f"{task.name} ({task.kind}); best layer by validation: {task.best_state}", title_justify="left")
+    table.add_column("layer", justify="right")
+    if task.kind == "labels":
+        cols = ("test acc %", "shuffled-label acc %", "majority %", "balanced acc %", "macro-F1 %", "C")
+    elif task.kind == "words":
+        cols = ("mean AP %", "shuffled AP %", "base rate %", "macro AUROC", "shuffled AUROC", "alpha")
+    else:
+        cols = ("R² %", "shuffled R² %", "top-1 %", "shuffled top-1 %", "chance top-1 %", "top-5 %", "chance top-5 %", "alpha")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for entry, state in zip(task.sweep.layers, task.hidden_states):
+        r = entry.result
+        mark = "★ " if entry.layer == task.sweep.best_layer else ""
+        if task.kind == "labels":
+            cells = (_pct(r.probe.accuracy), _pct(r.control.accuracy), _pct(r.majority_rate), _pct(r.probe.balanced_accuracy),
+                     _pct(r.probe.macro_f1), f"{r.probe.chosen_c:.0e}")
+        elif task.kind == "words":
+            cells = (_pct(r.probe.macro_average_precision), _pct(r.control.macro_average_precision), _pct(r.probe.macro_base_rate),
+                     _fmt(r.probe.macro_auroc), _fmt(r.control.macro_auroc), f"{r.probe.chosen_alpha:.0e}")
+        else:
+            cells = (_pct(r.probe.r2), _pct(r.control.r2), _pct(r.probe.top1), _pct(r.control.top1), _pct(r.chance_top1),
+                     _pct(r.probe.top5), _pct(r.chance_top5), f"{r.probe.chosen_alpha:.0e}")
+        table.add_row(f"{mark}{state}", *cells, style="bold" if mark else None)
+    return table
+
+
+def render_linear(run: Any, console: Optional[Console] = None) -> None:
+    """Print the per-layer tables of a `LinearRun` and where the results were written."""
+    console = console or Console()
+    console.print(f"[bold]linear probes[/] of {run.vision.key['model']['name']} on {run.dataset['name']} (N={run.dataset['rows']}), seed {run.settings.seed}")
+    for task in run.tasks:
+        console.print(linear_task_table(task))
+    console.print("The best layer is chosen on validation data, so its test figures are not selected on the test split. "
+                  "Controls: the same procedure on shuffled labels / shuffled image-caption pairs.", style="dim")
+    if run.results_path is not None:
+        console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)

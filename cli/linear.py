@@ -1,0 +1,48 @@
+"""`probe linear`: per-layer linear probes of a vision model, each figure beside its control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import options as opt
+from cli.main import app
+
+
+@app.command()
+def linear(
+    vision: str = typer.Option(..., "--vision", "-v", help="Vision model: alias, hub id or folder."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Registered dataset or manifest."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated label fields of the dataset, and/or 'words' (caption words)."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="Text model whose features a ridge probe predicts (caption retrieval too)."),
+    text_layer: str = typer.Option("-1", "--text-layer", help="Which stored text layer is the ridge target (default: last)."),
+    probe_layers: str = typer.Option("all", "--layers", help="Vision layers to probe: all | -1 | 0,12,24 | ::4."),
+    seed: int = opt.Seed,
+    pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default) | mean | both."),
+    pool_text: Optional[str] = typer.Option(None, "--pool-text", help="mean (default) | last."),
+    cache_dir: Optional[Path] = opt.CacheDir,
+    output: Path = opt.Output,
+    device: str = opt.Device,
+    dtype: str = opt.Dtype,
+    batch_size: Optional[int] = opt.BatchSize,
+    limit: Optional[int] = opt.Limit,
+    overwrite: str = opt.Overwrite,
+    trust_remote_code: bool = opt.TrustRemoteCode,
+    no_progress: bool = opt.NoProgress,
+) -> None:
+    """Probe every layer of VISION linearly: dataset labels, caption words, and a text model's features."""
+    from probe.linear_run import LinearSettings, run_linear
+    from probe.pipeline import ExtractOptions, split_models
+    from probe.progress import rich_progress
+    from probe.report import render_linear
+
+    settings = LinearSettings(labels=tuple(split_models(labels, flag="--labels")) if labels else (), text_layer=text_layer,
+                              probe_layers=probe_layers, seed=seed)
+    options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
+                             limit=limit, overwrite=overwrite, trust_remote_code=trust_remote_code)
+    with rich_progress(enabled=not no_progress) as progress:
+        run = run_linear(vision=vision, dataset=dataset, settings=settings, options=options, text=text, output=output,
+                         pool_vision=pool_vision, pool_text=pool_text, progress=progress)
+    render_linear(run)

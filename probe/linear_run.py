@@ -1,0 +1,179 @@
+"""`probe linear` as a library call: per-layer linear probes of a vision model's cached features, each
+beside its control, for label fields, caption words and a text model's features; results JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from probe.cache import FeatureCache
+from probe.datasets import PairedDataset
+from probe.errors import InputError
+from probe.layers import parse_layers
+from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.progress import ProgressCallback
+
+WORDS = "words"
+
+
+@dataclass(frozen=True)
+class LinearSettings:
+    """What `probe linear` probes: label fields and/or `words`, optional cross-modal text target."""
+
+    labels: tuple[str, ...] = ()
+    text_layer: str = "-1"
+    probe_layers: str = "all"
+    seed: int = 0
+    top_words: int = 50
+    min_word_count: int = 5
+
+
+@dataclass
+class LinearTask:
+    """One probed target over the vision layers: `sweep` is a probe.linear.LayerSweepResult whose layer
+    numbers are positions in `vision.layers`; `hidden_states` maps them to hidden-state indices."""
+
+    name: str
+    kind: str
+    sweep: Any
+    hidden_states: list[int]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_state(self) -> int:
+        return self.hidden_states[self.sweep.best_layer]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.sweep.to_dict()
+        for entry in out["layers"]:
+            entry["hidden_state"] = self.hidden_states[entry["layer"]]
+        return {"name": self.name, "kind": self.kind, "best_hidden_state": self.best_state, **self.detail, **out}
+
+
+@dataclass
+class LinearRun:
+    """Everything a `probe linear` run produced."""
+
+    vision: FeatureCache
+    tasks: list[LinearTask]
+    dataset: dict[str, Any]
+    settings: LinearSettings
+    results_path: Optional[Path] = None
+
+
+class _Positions:
+    """A cache pool restricted to some stored-layer positions (and optionally some rows), as probe.linear's
+    layer protocol."""
+
+    def __init__(self, cache: FeatureCache, positions: Sequence[int], rows: Optional[np.ndarray] = None) -> None:
+        self.cache, self.positions, self.rows = cache, list(positions), rows
+        self.num_layers = len(self.positions)
+        self.num_rows = cache.num_rows if rows is None else int(len(rows))
+
+    def layer(self, i: int) -> np.ndarray:
+        x = self.cache.layer(self.positions[i])
+        return x if self.rows is None else x[self.rows]
+
+
+def _positions(cache: FeatureCache, spec: str, *, flag: str) -> list[int]:
+    """Stored-layer positions selected by `spec` over the cache's stored layers (InputError naming `flag`)."""
+    try:
+        return parse_layers(spec, num_states=cache.num_layers)
+    except InputError as exc:
+        raise InputError(f"{flag}: {exc} (positions count the {cache.num_layers} stored layers {cache.layers})") from None
+
+
+def label_targets(
+    data: PairedDataset, name: str, settings: LinearSettings
+) -> tuple[Any, Optional[list[str]], Optional[np.ndarray], dict[str, Any]]:
+    """(targets, column names or None, kept row indices or None for all, description) for a label field or
+    `words`. Rows of classes too rare for a stratified train/val/test split are left out, and the results
+    name them: a class with fewer rows than that cannot be probed at all."""
+    from probe.linear_labels import MIN_ROWS_PER_CLASS
+    from probe.log import logger
+
+    if name == WORDS:
+        from probe.words import caption_word_targets
+
+        data.require_captions()
+        words, y = caption_word_targets([c or "" for c in data.captions], top=settings.top_words, min_count=settings.min_word_count)
+        return y, words, None, {"words": words, "positive_rate": y.mean(0).round(4).tolist()}
+    values = np.asarray(data.labels(name))
+    classes, counts = np.unique(values, return_counts=True)
+    rare = [str(c) for c, n in zip(classes, counts) if n < MIN_ROWS_PER_CLASS]
+    rows = None
+    if rare:
+        rows = np.flatnonzero(~np.isin(values, rare))
+        logger.warning("--labels %s: leaving out %d rows of %d classes with fewer than %d rows (%s)",
+                       name, len(values) - len(rows), len(rare), MIN_ROWS_PER_CLASS, ", ".join(rare))
+        values, counts = values[rows], counts[counts >= MIN_ROWS_PER_CLASS]
+    detail = {"classes": int(len(counts)), "largest_class_fraction": float(counts.max() / counts.sum()) if len(counts) else None,
+              "rows_probed": int(len(values)), "dropped_rare_classes": rare}
+    return values, None, rows, detail
+
+
+def run_linear(
+    *,
+    vision: str,
+    dataset: str | Path,
+    settings: LinearSettings,
+    options: ExtractOptions,
+    text: Optional[str] = None,
+    output: Optional[Path] = None,
+    pool_vision: Optional[str] = None,
+    pool_text: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> LinearRun:
+    """Probe every requested layer of `vision` for each label field / `words`, and (with `text`) ridge to that
+    text model's `settings.text_layer`. Extracts missing caches; writes results JSON to `output` if given."""
+    from probe.linear import ProbeTask, probe_layers
+    from probe.results import cache_input_record, write_results
+
+    (vision_name,) = split_models(vision, flag="--vision")
+    if not settings.labels and text is None:
+        raise InputError("nothing to probe: pass --labels FIELD (a dataset label field), --labels words, and/or --text MODEL")
+    data = open_dataset(dataset, options)
+    for name in settings.labels:
+        if name != WORDS:
+            data.labels(name)  # fail on a missing field before any extraction
+    vcache = ensure_cache(vision_name, data, pool=pool_vision, options=options, progress=progress, modality="vision")
+    positions = _positions(vcache, settings.probe_layers, flag="--layers")
+    source = _Positions(vcache, positions)
+    states = [vcache.layers[p] for p in positions]
+    tasks: list[LinearTask] = []
+    inputs = [vcache]
+    for name in settings.labels:
+        target, names, rows, detail = label_targets(data, name, settings)
+        what = f"probe {name}"
+        sweep = probe_layers(source if rows is None else _Positions(vcache, positions, rows), task=ProbeTask.LABELS, target=target, names=names, seed=settings.seed,
+                             progress=(lambda d, t, _w, what=what: progress(d, t, what)) if progress else None)
+        tasks.append(LinearTask(name, "words" if name == WORDS else "labels", sweep, states, detail))
+    if text is not None:
+        (text_name,) = split_models(text, flag="--text")
+        tcache = ensure_cache(text_name, data, pool=pool_text, options=options, progress=progress, modality="text")
+        ensure_paired([vcache, tcache])
+        inputs.append(tcache)
+        chosen = _positions(tcache, settings.text_layer, flag="--text-layer")
+        if len(chosen) != 1:
+            raise InputError(f"--text-layer {settings.text_layer!r} selects {len(chosen)} layers; name one, e.g. -1 or 16")
+        tpos = chosen[0]
+        text_name = str(tcache.key["model"]["name"])
+        what = f"ridge to {text_name}"
+        sweep = probe_layers(source, task=ProbeTask.CROSSMODAL, target=tcache.layer(tpos), seed=settings.seed,
+                             progress=(lambda d, t, _w: progress(d, t, what)) if progress else None)
+        tasks.append(LinearTask(f"text:{text_name}", "crossmodal", sweep, states,
+                                {"text_model": text_name, "text_hidden_state": tcache.layers[tpos]}))
+    dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
+    run = LinearRun(vcache, tasks, dataset_info, settings)
+    if output is not None:
+        run.results_path = write_results(
+            Path(output), command="linear",
+            settings={"linear": settings.__dict__, "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
+                      "pool_vision": pool_vision, "pool_text": pool_text},
+            inputs=[cache_input_record(c) for c in inputs], dataset=dataset_info,
+            results={"vision": vcache.key["model"]["name"], "tasks": [t.to_dict() for t in tasks]},
+        )
+    return run

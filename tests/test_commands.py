@@ -1,0 +1,106 @@
+"""`probe align` and `probe linear` end to end on tiny local checkpoints: caches extracted on demand,
+results JSON written with every documented key, PNG heatmaps, and bad flags refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.main import main
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def labelled_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(N):
+        colour = ["red", "green", "blue", "gray"][i % 4]
+        base = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (120, 120, 120)}[colour]
+        img = np.clip(np.array(base) + rng.normal(0, 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{i}.png")
+        rows.append({"id": f"x{i}", "image": f"{i}.png", "caption": f"a {colour} square number {i % 5}", "colour": colour})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "manifest.jsonl"
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    out_dir = tmp_path / "out"
+    code, out, err = _cli(
+                          ["align", "--vision", str(tiny_model_dir("dinov2")), "--text", f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
+                           "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "cache"), "--output", str(out_dir),
+                           "--permutations", "20", "--subsamples", "5", "--topk", "5", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "mutual_knn" in out and "calibrated" in out
+    (results,) = out_dir.glob("align-*.json")
+    record = json.loads(results.read_text())
+    assert record["schema_version"] == 1 and record["command"] == "align"
+    assert {"settings", "inputs", "dataset", "results", "provenance"} <= set(record)
+    assert record["dataset"]["rows"] == N and len(record["inputs"]) == 3
+    pair = record["results"]["pairs"][0]
+    assert pair["dropped_constant_layers"]["vision"] == [0]  # the CLS token of the embedding state
+    m = pair["report"]["metrics"]["mutual_knn"]
+    matrix = np.array(m["matrix"])
+    assert matrix.shape == (len(pair["vision_layers"]), len(pair["text_layers"]))
+    assert m["best_score"] == pytest.approx(matrix.max())
+    assert m["chance_level"] == pytest.approx(5 / (N - 1))
+    assert 0 < m["p_value"] <= 1 and len(m["max_interval"]) == 2
+    assert set(record["results"]["pairs"][0]["report"]["metrics"]) == {"mutual_knn", "cka", "unbiased_cka", "cknna"}
+    assert len(list(out_dir.glob("*.png"))) == 2 * 4
+    assert record["provenance"]["packages"]["torch"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--topk", "40"], "--topk 40 must be between 1 and N-1 = 39"),
+    (["--clip-quantile", "high"], "--clip-quantile"),
+    (["--metric", "mutual_knn,ckaa"], "did you mean 'cka'"),
+])
+def test_align_bad_flags(tiny_model_dir, labelled_dataset, tmp_path, capsys, args, message) -> None:
+    code, _, err = _cli(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset",
+                         str(labelled_dataset), "--cache-dir", str(tmp_path), "--output", str(tmp_path / "o"), "--no-progress",
+                         "--permutations", "0", "--subsamples", "0", *args], capsys)
+    assert code == 2 and message.lower() in err.lower(), err
+
+
+def test_align_refuses_swapped_modalities(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+    code, _, err = _cli(["align", "--vision", str(tiny_model_dir("bert")), "--text", str(tiny_model_dir("vit")), "--dataset",
+                         str(labelled_dataset), "--cache-dir", str(tmp_path), "--no-progress"], capsys)
+    assert code == 2 and "is a text model" in err
+
+
+def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    out_dir = tmp_path / "out"
+    code, out, err = _cli(["linear", "--vision", str(tiny_model_dir("vit")), "--labels", "colour,words", "--text", str(tiny_model_dir("bert")),
+                           "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "cache"), "--output", str(out_dir), "--no-progress"], capsys)
+    assert code == 0, err
+    (results,) = out_dir.glob("linear-*.json")
+    tasks = {t["name"]: t for t in json.loads(results.read_text())["results"]["tasks"]}
+    assert set(tasks) == {"colour", "words", f"text:{tiny_model_dir('bert').name}"}
+    colour = tasks["colour"]
+    # colour is planted in the pixels: even a random-weight ViT separates four flat colours linearly
+    best = next(e for e in colour["layers"] if e["layer"] == colour["best_layer"])
+    assert best["probe"]["accuracy"] >= 0.75 and best["control"]["accuracy"] <= 0.6
+    assert "colour" in out and "shuffled" in out
+
+
+def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+    base = ["linear", "--vision", str(tiny_model_dir("vit")), "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path), "--no-progress"]
+    code, _, err = _cli(base + ["--labels", "shape"], capsys)
+    assert code == 2 and "'shape' is missing" in err and "colour" in err
+    code, _, err = _cli(base, capsys)
+    assert code == 2 and "nothing to probe" in err
