@@ -125,3 +125,50 @@ def render_linear(run: Any, console: Optional[Console] = None) -> None:
                   "Controls: the same procedure on shuffled labels / shuffled image-caption pairs.", style="dim")
     if run.results_path is not None:
         console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
+
+
+def demo_table(summary: dict[str, Any]) -> Table:
+    """Trained model beside its random-init control for every alignment metric and probe, with chance."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    visions: list[str] = []
+    for r in summary["alignment"]:
+        visions += [r["vision"]] if r["vision"] not in visions else []
+        rows.setdefault((f"align {r['metric']}", r["text"]), {})[r["vision"]] = (r["best"], r["calibrated"], r["p_value"], r["chance"])
+    for r in summary["linear"]:
+        visions += [r["vision"]] if r["vision"] not in visions else []
+        rows.setdefault((f"linear {r['task']}: {r['figure']}", ""), {})[r["vision"]] = (r["value"], r["control"], None, r["chance"])
+    table = Table(title="trained without text vs random-init control", title_justify="left")
+    table.add_column("score")
+    table.add_column("text model")
+    for v in visions:
+        table.add_column(v, justify="right")
+    table.add_column("chance", justify="right")
+    for (score, text), cells in rows.items():
+        out = []
+        chance = None
+        for v in visions:
+            if v not in cells:
+                out.append("-")
+                continue
+            value, second, p, chance = cells[v]
+            if score.startswith("align"):
+                out.append(f"{value:.3f} (cal {_fmt(second)}, p {_p(p)})")
+            else:
+                out.append(f"{value:.3f} (control {_fmt(second)})")
+        table.add_row(score, text, *out, _fmt(chance))
+    return table
+
+
+def render_demo(run: Any, console: Optional[Console] = None) -> None:
+    """The demo report: the alignment report, the linear tables, and the trained-vs-control summary last."""
+    console = console or Console()
+    render_align(run.align, console)
+    for lin in run.linear.values():
+        render_linear(lin, console)
+    console.rule("summary")
+    console.print(demo_table(run.summary))
+    console.print("align: best score over all layer pairs (cal = calibrated against the permutation null of that max; chance for "
+                  "kNN = k/(N-1)). linear: best layer chosen on validation; control = shuffled labels / pairs; chance = "
+                  "majority class, word base rate, 5/N_test.", style="dim")
+    if run.results_path is not None:
+        console.print(f"demo results: {run.results_path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,33 @@
+"""`probe demo`: the whole study in miniature, offline, on a CPU (see probe.demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import options as opt
+from cli.main import app
+
+
+@app.command()
+def demo(
+    cache_dir: Optional[Path] = opt.CacheDir,
+    output: Path = typer.Option(Path("probe-demo"), "--output", "-o", help="Folder for the results JSON and heatmaps."),
+    limit: int = typer.Option(1024, "--limit", min=12, help="OpenMoji rows to use (PRH used 1024 pairs)."),
+    permutations: int = typer.Option(200, "--permutations", min=0, help="Shuffles for the permutation null."),
+    subsamples: int = typer.Option(50, "--subsamples", min=0, help="Subsamples (80%% of rows) for intervals."),
+    seed: int = opt.Seed,
+    device: str = opt.Device,
+    no_progress: bool = opt.NoProgress,
+) -> None:
+    """Run the offline miniature: a ViT trained without text and its random control vs MiniLM and SmolLM2 on OpenMoji."""
+    from probe.demo import DemoSettings, run_demo
+    from probe.progress import rich_progress
+    from probe.report import render_demo
+
+    settings = DemoSettings(limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device)
+    with rich_progress(enabled=not no_progress) as progress:
+        run = run_demo(cache_dir=opt.cache_dir_or_default(cache_dir), output=output, settings=settings, progress=progress)
+    render_demo(run)

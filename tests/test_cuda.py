@@ -1,0 +1,70 @@
+"""CUDA checks, skipped where no GPU is present (CI has none; run them on a GPU machine):
+extraction in bfloat16 on the GPU agrees with float32 on the CPU, a real out-of-memory error halves the
+batch, and the alignment engine gives the CPU's numbers on the GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from probe.extract import extract_features
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+N = 64
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cuda-ds")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(N):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        rows.append({"id": str(i), "image": f"{i}.png", "caption": " ".join(["word"] * (1 + i % 9)) + f" {i}"})
+    (root / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "m.jsonl"
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "llama"])
+def test_gpu_bf16_matches_cpu_fp32(tiny_model_dir, images, tmp_path, kind) -> None:
+    folder = str(tiny_model_dir(kind))
+    cpu = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cpu", dtype="float32", num_workers=0).open().read()
+    gpu32 = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="float32", num_workers=2).open().read()
+    gpu16 = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="bfloat16", num_workers=2).open().read()
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
+    assert rel(gpu32, cpu) < 1e-3  # TF32 matmuls may be on
+    assert rel(gpu16, cpu) < 3e-2
+
+
+def test_real_out_of_memory_halves_the_batch(tiny_model_dir, images, tmp_path, monkeypatch) -> None:
+    import probe.models
+
+    original = probe.models.LoadedModel.encode
+
+    def encode_with_big_activation(self, batch, *, pools):
+        n = next(iter(batch.values())).shape[0]
+        if n > 8:  # a real CUDA allocation that cannot fit: ~ n * 64 GiB
+            torch.empty((n, 64, 1024, 1024, 256), dtype=torch.float32, device=self.device)
+        return original(self, batch, pools=pools)
+
+    monkeypatch.setattr(probe.models.LoadedModel, "encode", encode_with_big_activation)
+    res = extract_features(model=str(tiny_model_dir("vit")), dataset=images, cache_dir=tmp_path, device="cuda", batch_size=32, num_workers=0)
+    assert res.batch_size == 8 and res.open().num_rows == N
+
+
+def test_alignment_on_gpu_equals_cpu() -> None:
+    from probe.align import alignment_matrices
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(300, 4, 64)).astype(np.float32)
+    t = (v[:, :3, :48] + rng.normal(scale=0.5, size=(300, 3, 48))).astype(np.float32)
+    metrics = ("mutual_knn", "cka", "unbiased_cka", "cknna")
+    cpu = alignment_matrices(v, t, metrics=metrics, device="cpu")
+    gpu = alignment_matrices(v, t, metrics=metrics, device="cuda")
+    for m in metrics:
+        np.testing.assert_allclose(gpu[m], cpu[m], atol=2e-3, err_msg=m)
