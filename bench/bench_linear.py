@@ -92,7 +92,7 @@ def main() -> None:
     best = sweep.best.result
     print(
         f"  best layer {sweep.best_layer} (by leave-one-out R^2): R^2 {best.r2:.3f}, "
-        f"top1 {best.top1:.3f}, top5 {best.top5:.3f}, alpha {best.chosen_alpha:g}; control R^2 "
+        f"top1 {best.top1:.3f}, top5 {best.top5:.3f}, alpha {best.probe.chosen_alpha:g}; control R^2 "
         f"{best.control.r2:.3f}, top1 {best.control.top1:.3f}, top5 {best.control.top5:.3f}; "
         f"chance top1 {best.chance_top1:.4f}, top5 {best.chance_top5:.4f}"
     )
@@ -110,8 +110,8 @@ def main() -> None:
     best = sweep.best.result
     print(
         f"  best layer {sweep.best_layer} (by leave-one-out AP): macro AUROC "
-        f"{best.macro_auroc:.3f} (control {best.control.macro_auroc:.3f}), macro AP "
-        f"{best.macro_average_precision:.3f} (control {best.control.macro_average_precision:.3f}, "
+        f"{best.probe.macro_auroc:.3f} (control {best.control.macro_auroc:.3f}), macro AP "
+        f"{best.probe.macro_average_precision:.3f} (control {best.control.macro_average_precision:.3f}, "
         f"base rate {best.probe.macro_base_rate:.3f}), macro F1 {best.probe.macro_f1:.3f} "
         f"(all-positive {best.probe.macro_f1_baseline:.3f})"
     )

@@ -34,6 +34,7 @@ from probe.linear_multilabel import (
     multilabel_probe,
 )
 from probe.log import logger
+from probe.progress import ProgressCallback
 
 __all__ = [
     "DEFAULT_ALPHA_GRID",
@@ -58,20 +59,13 @@ __all__ = [
 ]
 
 ProbeResult = Union[LabelProbeResult, MultiLabelProbeResult, CrossmodalProbeResult]
-ProgressCallback = Callable[[int, int, str], None]
-
-# Name of the validation score behind each result's `selection_score`.
-SELECTION_METRICS: dict[type, str] = {
-    LabelProbeResult: "val_accuracy",
-    MultiLabelProbeResult: "cv_average_precision",
-    CrossmodalProbeResult: "cv_r2",
-}
 
 
 class ProbeTask(str, Enum):
     """What `probe_layers` fits on each layer.
 
-    LABELS: logistic probe of `target` = class labels [N] or binary targets [N, W].
+    LABELS: `target` = class labels [N] (logistic probe) or binary targets [N, W] such as caption
+        words (ridge readout).
     CROSSMODAL: ridge probe of `target` = text features [N, Dy].
     """
 
@@ -226,5 +220,5 @@ def probe_layers(
         task=task,
         layers=results,
         best_layer=results[best].layer,
-        selection_metric=SELECTION_METRICS[type(results[0].result)],
+        selection_metric=results[0].result.SELECTION_METRIC,
     )

@@ -1,4 +1,4 @@
-"""Shared plumbing of the linear probes: settings, input checks, splits, standardisation, JSON.
+"""Shared plumbing of the linear probes: settings, result base, input checks, splits, standardisation.
 
 The probes themselves live in `probe.linear_labels` (logistic readouts of class labels and of
 caption words) and `probe.linear_crossmodal` (ridge from vision to text features); `probe.linear`
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from probe.errors import InputError
+from probe.results import to_jsonable
 
 # Regularisation grid of the logistic probes (inverse strength C, scikit-learn convention), two
 # points per decade from 1e-4 to 1e2. dinov2 sweeps 1e-6..1e5 (45 points) on raw features; on
@@ -78,9 +79,23 @@ class ProbeSettings:
         if self.max_iter < 1 or not self.tol > 0:
             raise InputError(f"max_iter must be >= 1 and tol > 0, got {self.max_iter}, {self.tol}")
 
+
+class ProbeResultBase:
+    """What every probe result shares: `probe` and `control` scores, the validation score that
+    ranks layers, and JSON output. Subclasses are frozen dataclasses that set the two constants."""
+
+    KIND: ClassVar[str]  # "labels", "multilabel" or "crossmodal", the `kind` key of to_dict()
+    SELECTION_METRIC: ClassVar[str]  # the field of `probe` that ranks layers (a validation score)
+    probe: Any  # the subclass's score dataclass for the true targets
+
+    @property
+    def selection_score(self) -> float:
+        """The validation score of the probe (not the control) named by SELECTION_METRIC."""
+        return float(getattr(self.probe, self.SELECTION_METRIC))
+
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-safe dict (recorded with every result)."""
-        return to_json_safe(self.__dict__)
+        """All fields, settings included, as a JSON-safe dict (NaN -> None)."""
+        return to_jsonable({"kind": self.KIND, **asdict(self)})  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -188,18 +203,3 @@ def one_blas_thread() -> AbstractContextManager[Any]:
     under load, QR of a [1024, 821] matrix took 8 s on two threads and 0.13 s on one.
     """
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def to_json_safe(value: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and non-finite floats (-> None) for json.dumps."""
-    if isinstance(value, dict):
-        return {str(k): to_json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

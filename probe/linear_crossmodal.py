@@ -18,19 +18,19 @@ Scores:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from probe.linear_base import (
     CONTROL_STREAM,
+    ProbeResultBase,
     ProbeSettings,
     check_features,
     check_same_rows,
     one_blas_thread,
     rng_for,
-    to_json_safe,
 )
 from probe.linear_ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
 
@@ -54,8 +54,11 @@ class RegressionScores:
 
 
 @dataclass(frozen=True)
-class CrossmodalProbeResult:
+class CrossmodalProbeResult(ProbeResultBase):
     """Result of `crossmodal_probe`: the probe, its shuffled-pair control and chance levels."""
+
+    KIND: ClassVar[str] = "crossmodal"
+    SELECTION_METRIC: ClassVar[str] = "cv_r2"
 
     probe: RegressionScores
     control: RegressionScores
@@ -79,21 +82,6 @@ class CrossmodalProbeResult:
     @property
     def top5(self) -> float:
         return self.probe.top5
-
-    @property
-    def chosen_alpha(self) -> float:
-        return self.probe.chosen_alpha
-
-    @property
-    def selection_score(self) -> float:
-        """Validation score that ranks layers (leave-one-out R^2 on the training rows)."""
-        return self.probe.cv_r2
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-safe dict (NaN -> None)."""
-        return to_json_safe(
-            {"kind": "crossmodal", **asdict(self), "settings": self.settings.to_dict()}
-        )
 
 
 def _r2(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:

@@ -16,8 +16,8 @@ D = 1024..4096.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -27,6 +27,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from probe.errors import InputError
 from probe.linear_base import (
     CONTROL_STREAM,
+    ProbeResultBase,
     ProbeSettings,
     Split,
     check_features,
@@ -35,7 +36,6 @@ from probe.linear_base import (
     rng_for,
     standardiser,
     stratified_split,
-    to_json_safe,
 )
 from probe.log import logger
 
@@ -59,13 +59,16 @@ class ClassifierScores:
 
 
 @dataclass(frozen=True)
-class LabelProbeResult:
+class LabelProbeResult(ProbeResultBase):
     """Result of `label_probe` on one feature matrix.
 
     probe / control: scores on the true labels / on labels shuffled across rows.
     majority_rate: test accuracy of always answering the most frequent train + val class.
     chance_rate: 1 / number of classes.
     """
+
+    KIND: ClassVar[str] = "labels"
+    SELECTION_METRIC: ClassVar[str] = "val_accuracy"
 
     probe: ClassifierScores
     control: ClassifierScores
@@ -99,42 +102,6 @@ class LabelProbeResult:
     def control_accuracy(self) -> float:
         return self.control.accuracy
 
-    @property
-    def selection_score(self) -> float:
-        """Validation score that ranks layers (validation accuracy)."""
-        return self.probe.val_accuracy
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-safe dict (NaN -> None)."""
-        return to_json_safe({"kind": "labels", **asdict(self), "settings": self.settings.to_dict()})
-
-
-@dataclass(frozen=True)
-class _Design:
-    """Standardised rows of one split: train [n_train, D] and val [n_val, D] serve the C sweep;
-    fit [n_train + n_val, D] (train rows, then val rows) and test [n_test, D] serve the refit."""
-
-    train: np.ndarray
-    val: np.ndarray
-    fit: np.ndarray
-    test: np.ndarray
-
-
-def _design(features: np.ndarray, split: Split) -> _Design:
-    """Standardise features [N, D] with the training rows' statistics and cut them by split.
-
-    The standardiser is fitted on the training rows only and reused for the refit, so no statistic
-    of the validation or test rows enters the C selection. Returns a Design (see its docstring).
-    """
-    mean, scale = standardiser(features[split.train])
-    standard = (features - mean) / scale
-    return _Design(
-        train=standard[split.train],
-        val=standard[split.val],
-        fit=standard[split.fit],
-        test=standard[split.test],
-    )
-
 
 def _new_model(c: float, settings: ProbeSettings) -> LogisticRegression:
     return LogisticRegression(C=c, max_iter=settings.max_iter, tol=settings.tol, warm_start=True)
@@ -155,7 +122,7 @@ def _sweep_c(
 ) -> np.ndarray:
     """Fit one logistic model per C of settings.c_grid and return its validation probabilities.
 
-    train [n_train, k], train_targets [n_train] integer classes 0..K-1 (all present), val [n_val, k].
+    train [n_train, D], train_targets [n_train] integer classes 0..K-1 (all present), val [n_val, D].
     C runs from strong to weak regularisation, each fit warm-started from the previous one.
     Returns [n_C, n_val, K] class probabilities.
     """
@@ -171,7 +138,7 @@ def _sweep_c(
 def _fit_and_predict(
     fit: np.ndarray, fit_targets: np.ndarray, test: np.ndarray, *, c: float, settings: ProbeSettings
 ) -> np.ndarray:
-    """Fit at one C on fit [n, k] / fit_targets [n] and return test probabilities [n_test, K]."""
+    """Fit at one C on fit [n, D] / fit_targets [n] and return test probabilities [n_test, K]."""
     model = _new_model(c, settings)
     _fit_quietly(model, fit, fit_targets)
     return model.predict_proba(test)
@@ -218,15 +185,20 @@ def _run(
     split = stratified_split(
         codes, test_fraction=settings.test_fraction, val_fraction=settings.val_fraction, seed=seed
     )
-    design = _design(features, split)
+    # Standardised with the training rows' statistics only, for the C sweep and the refit alike, so
+    # no statistic of the validation or test rows enters the choice of C.
+    mean, scale = standardiser(features[split.train])
+    standard = (features - mean) / scale
     val_truth = codes[split.val]
-    val_probabilities = _sweep_c(design.train, codes[split.train], design.val, settings=settings)
+    val_probabilities = _sweep_c(
+        standard[split.train], codes[split.train], standard[split.val], settings=settings
+    )
     val_accuracies = (val_probabilities.argmax(axis=2) == val_truth).mean(axis=1)
     # argmax takes the first maximum: on ties, the stronger regularisation.
     best = int(np.argmax(val_accuracies))
     chosen_c = settings.c_grid[best]
     test_probabilities = _fit_and_predict(
-        design.fit, codes[split.fit], design.test, c=chosen_c, settings=settings
+        standard[split.fit], codes[split.fit], standard[split.test], c=chosen_c, settings=settings
     )
     predicted = test_probabilities.argmax(axis=1)
     truth = codes[split.test]

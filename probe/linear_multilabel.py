@@ -24,20 +24,20 @@ value there) is NaN and left out of the macro means.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from probe.errors import InputError
 from probe.linear_base import (
     CONTROL_STREAM,
+    ProbeResultBase,
     ProbeSettings,
     check_features,
     check_same_rows,
     one_blas_thread,
     rng_for,
-    to_json_safe,
 )
 from probe.linear_ranking import auroc, average_precision, best_f1_threshold, f1_at
 from probe.linear_ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
@@ -76,8 +76,11 @@ class MultiLabelScores:
 
 
 @dataclass(frozen=True)
-class MultiLabelProbeResult:
+class MultiLabelProbeResult(ProbeResultBase):
     """Result of `multilabel_probe`: probe on the true targets, control on row-permuted targets."""
+
+    KIND: ClassVar[str] = "multilabel"
+    SELECTION_METRIC: ClassVar[str] = "cv_average_precision"
 
     probe: MultiLabelScores
     control: MultiLabelScores
@@ -86,29 +89,6 @@ class MultiLabelProbeResult:
     n_features: int
     seed: int
     settings: ProbeSettings
-
-    @property
-    def macro_auroc(self) -> float:
-        return self.probe.macro_auroc
-
-    @property
-    def macro_average_precision(self) -> float:
-        return self.probe.macro_average_precision
-
-    @property
-    def chosen_alpha(self) -> float:
-        return self.probe.chosen_alpha
-
-    @property
-    def selection_score(self) -> float:
-        """Score that ranks layers (mean leave-one-out average precision on the training rows)."""
-        return self.probe.cv_average_precision
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-safe dict (NaN -> None)."""
-        return to_json_safe(
-            {"kind": "multilabel", **asdict(self), "settings": self.settings.to_dict()}
-        )
 
 
 def check_targets(targets: Any, *, n_rows: int) -> np.ndarray:

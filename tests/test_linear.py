@@ -151,7 +151,7 @@ def test_multilabel_probe_finds_planted_words_and_control_is_at_chance() -> None
     result = label_probe(features, targets, names=names, seed=0)
     assert isinstance(result, MultiLabelProbeResult)
     assert [w.word for w in result.probe.words] == names
-    assert result.macro_auroc >= 0.9 and result.probe.n_words_scored == 5
+    assert result.probe.macro_auroc >= 0.9 and result.probe.n_words_scored == 5
     for word in result.probe.words:
         assert word.average_precision > word.base_rate + 0.3
         assert word.f1 > word.f1_baseline
@@ -233,8 +233,8 @@ def test_crossmodal_alpha_and_r2_match_scikit_learn(dim_x: int) -> None:
     mean, scale = standardiser(x[split.train])
     train, test = (x[split.train] - mean) / scale, (x[split.test] - mean) / scale
     reference = RidgeCV(alphas=settings.alpha_grid).fit(train, y[split.train])
-    assert result.chosen_alpha == pytest.approx(reference.alpha_)
-    predicted = Ridge(alpha=result.chosen_alpha).fit(train, y[split.train]).predict(test)
+    assert result.probe.chosen_alpha == pytest.approx(reference.alpha_)
+    predicted = Ridge(alpha=result.probe.chosen_alpha).fit(train, y[split.train]).predict(test)
     expected = r2_score(y[split.test], predicted, multioutput="variance_weighted")
     assert result.r2 == pytest.approx(expected, abs=1e-9)
     assert result.probe.r2_uniform == pytest.approx(
