@@ -96,6 +96,7 @@ def prepare_modalities(
     device: DeviceLike = None,
     path: PathChoice = "auto",
     rbf_sigma: Optional[float] = None,
+    denominator_epsilon: float = 0.0,
     spare_neighbours: int = 0,
     names: tuple[str, str] = ("vision", "text"),
     progress: Optional[ProgressCallback] = None,
@@ -125,6 +126,7 @@ def prepare_modalities(
         ),
         rbf_sigma=rbf_sigma,
         spare_neighbours=spare_neighbours,
+        denominator_epsilon=float(denominator_epsilon),
     )
     prepared_vision = prepare_layers(
         vision_source, name=first_name, clip_quantile=clip_quantile, normalize=normalize, device=torch_device,
@@ -155,13 +157,16 @@ def _knn_family_matrices(first: ModalityState, second: ModalityState, specs: Seq
             )
     out = {name: torch.stack(values) for name, values in rows.items()}
     if with_cknna:
-        out["cknna"] = cka_from_hsic(out["cknna"], first.self_terms.cknna, second.self_terms.cknna)
+        out["cknna"] = cka_from_hsic(
+            out["cknna"], first.self_terms.cknna, second.self_terms.cknna, epsilon=first.plan.denominator_epsilon
+        )
     return out
 
 
 def _kernel_matrices(first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]) -> dict[str, torch.Tensor]:
     """CKA (biased and/or unbiased) of all pairs: one products matrix per kernel shared by both."""
     out: dict[str, torch.Tensor] = {}
+    epsilon = first.plan.denominator_epsilon
     for kernel in dict.fromkeys(spec.kernel for spec in specs if spec.family == "kernel"):
         left, right = first.kernel(kernel), second.kernel(kernel)
         products = kernel_products(left, right)
@@ -171,10 +176,12 @@ def _kernel_matrices(first: ModalityState, second: ModalityState, specs: Sequenc
             if spec.unbiased:
                 cross = unbiased_from_centred(products, left.centred_diagonals(), right.centred_diagonals())
                 out[spec.name] = cka_from_hsic(
-                    cross, first.self_terms.unbiased[kernel], second.self_terms.unbiased[kernel]
+                    cross, first.self_terms.unbiased[kernel], second.self_terms.unbiased[kernel], epsilon=epsilon
                 )
             else:
-                out[spec.name] = cka_from_hsic(products, first.self_terms.biased[kernel], second.self_terms.biased[kernel])
+                out[spec.name] = cka_from_hsic(
+                    products, first.self_terms.biased[kernel], second.self_terms.biased[kernel], epsilon=epsilon
+                )
     return out
 
 
@@ -204,6 +211,7 @@ def alignment_matrices(
     device: DeviceLike = None,
     path: PathChoice = "auto",
     rbf_sigma: Optional[float] = None,
+    denominator_epsilon: float = 0.0,
     progress: Optional[ProgressCallback] = None,
 ) -> dict[str, np.ndarray]:
     """Several metrics for all (vision layer, text layer) pairs, sharing the per-layer work.
@@ -212,8 +220,10 @@ def alignment_matrices(
     (`num_layers`, `num_rows`, `layer(i) -> [N, D]`, e.g. feature caches), read layer by layer.
     Preprocessing as PRH: clamp each modality at the mean per-sample `clip_quantile` of |x| (None: no
     clamp), then L2-normalise rows (`normalize`). `k`: neighbours for kNN metrics and CKNNA.
-    `rbf_sigma`: RBF bandwidth (None: each layer's median pairwise distance). `path`: "auto", "dense"
-    or "blocked" (module docstring). `device`: torch device (None: CUDA if available, else CPU).
+    `rbf_sigma`: RBF bandwidth (None: each layer's median pairwise distance). `denominator_epsilon`:
+    added to CKA/CKNNA denominators (0, the definition; 1e-6 reproduces PRH's code exactly). `path`:
+    "auto", "dense" or "blocked" (module docstring). `device`: torch device (None: CUDA if available,
+    else CPU).
 
     Returns metric name -> float64 array [Lv, Lt], entry [a, b] = metric(vision layer a, text layer b).
     Raises InputError for unknown metrics, unpaired or non-finite inputs, N <= k, N <= 3 (unbiased),
@@ -221,7 +231,7 @@ def alignment_matrices(
     """
     vision_state, text_state = prepare_modalities(
         vision, text, metrics=metrics, k=k, clip_quantile=clip_quantile, normalize=normalize,
-        device=device, path=path, rbf_sigma=rbf_sigma, progress=progress,
+        device=device, path=path, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon, progress=progress,
     )  # fmt: skip
     return {name: matrix.cpu().numpy() for name, matrix in pair_matrices(vision_state, text_state).items()}
 
@@ -237,10 +247,11 @@ def alignment_matrix(
     device: DeviceLike = None,
     path: PathChoice = "auto",
     rbf_sigma: Optional[float] = None,
+    denominator_epsilon: float = 0.0,
 ) -> np.ndarray:
     """One metric for all layer pairs: float64 [Lv, Lt]. Arguments as `alignment_matrices`."""
     matrices = alignment_matrices(
         vision, text, metrics=(metric,), k=k, clip_quantile=clip_quantile, normalize=normalize,
-        device=device, path=path, rbf_sigma=rbf_sigma,
+        device=device, path=path, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon,
     )  # fmt: skip
     return matrices[metric]

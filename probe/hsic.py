@@ -296,9 +296,14 @@ def check_stack_not_constant(stack: "KernelStack", *, name: str) -> None:
     check_not_constant(stack.centred_diagonals().sum(dim=1), stack.raw_traces, name=name)
 
 
-def cka_from_hsic(cross: torch.Tensor, left_self: torch.Tensor, right_self: torch.Tensor) -> torch.Tensor:
-    """CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for every pair: float64 [La, Lb]."""
-    return cross / torch.sqrt(left_self[:, None] * right_self[None, :])
+def cka_from_hsic(
+    cross: torch.Tensor, left_self: torch.Tensor, right_self: torch.Tensor, *, epsilon: float = 0.0
+) -> torch.Tensor:
+    """CKA = HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + epsilon) for every pair: float64 [La, Lb].
+
+    epsilon = 0 is the definition; PRH's code adds 1e-6.
+    """
+    return cross / (torch.sqrt(left_self[:, None] * right_self[None, :]) + epsilon)
 
 
 def _explicit(kernel: torch.Tensor, *, zero_diagonal: bool = False) -> GramStack:

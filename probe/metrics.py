@@ -27,6 +27,7 @@ def _pair_score(
     *,
     k: int = 10,
     rbf_sigma: Optional[float] = None,
+    denominator_epsilon: float = 0.0,
     device: DeviceLike = None,
 ) -> float:
     """`metric` for one pair of matrices [N, Da], [N, Db] through the all-pairs machinery."""
@@ -36,7 +37,7 @@ def _pair_score(
         raise InputError(f"`a` has {first.shape[0]} rows but `b` has {second.shape[0]}; rows must be paired.")
     states = prepare_modalities(
         first[:, None, :], second[:, None, :], metrics=(metric,), k=k, clip_quantile=None, normalize=False,
-        device=torch_device, rbf_sigma=rbf_sigma, names=("a", "b"),
+        device=torch_device, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon, names=("a", "b"),
     )  # fmt: skip
     return float(pair_matrices(*states)[metric][0, 0])
 
@@ -67,24 +68,26 @@ def cka(
     kernel: KernelName = "linear",
     sigma: Optional[float] = None,
     unbiased: bool = False,
+    epsilon: float = 0.0,
     device: DeviceLike = None,
 ) -> float:
     """Centred kernel alignment HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for `a` [N, Da], `b` [N, Db].
 
     `kernel`: "linear" (K = a a^T) or "rbf" (exp(-|a_i - a_j|^2 / (2 sigma^2)); `sigma` None = the
     median pairwise distance of each input). `unbiased`: Song et al.'s unbiased HSIC (needs N > 3).
-    Unlike PRH no 1e-6 is added to the denominator (see docs/metrics.md).
+    `epsilon` is added to the denominator: 0 is the definition, PRH's code uses 1e-6.
     """
     if kernel not in ("linear", "rbf"):
         raise InputError(f"kernel={kernel!r}: choose 'linear' or 'rbf'.")
     name = ("unbiased_" if unbiased else "") + ("rbf_cka" if kernel == "rbf" else "cka")
-    return _pair_score(name, a, b, rbf_sigma=sigma, device=device)  # type: ignore[arg-type]
+    return _pair_score(name, a, b, rbf_sigma=sigma, denominator_epsilon=epsilon, device=device)  # type: ignore[arg-type]
 
 
-def cknna(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
+def cknna(a: ArrayLike, b: ArrayLike, *, k: int = 10, epsilon: float = 0.0, device: DeviceLike = None) -> float:
     """CKNNA (PRH): unbiased HSIC on the kNN edges shared by `a` [N, Da] and `b` [N, Db], normalised by
-    each input's own-edge term. Needs 2 <= k < N and N > 3; k = N - 1 gives unbiased linear CKA."""
-    return _pair_score("cknna", a, b, k=k, device=device)
+    each input's own-edge term (+ `epsilon`; PRH's code: 1e-6). Needs 2 <= k < N and N > 3; k = N - 1
+    gives unbiased linear CKA. Asymmetric, as PRH defines it."""
+    return _pair_score("cknna", a, b, k=k, denominator_epsilon=epsilon, device=device)
 
 
 __all__ = ["mutual_knn", "jaccard_knn", "cycle_knn", "cka", "cknna"]

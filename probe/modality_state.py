@@ -41,6 +41,7 @@ class ComputePlan:
     """What to compute per layer: for which metrics, with which k, on which path.
 
     `spare_neighbours` extra ranked neighbours are kept per row on the blocked path (for subsets).
+    `denominator_epsilon` is added to CKA's and CKNNA's denominators (0: the definition; PRH: 1e-6).
     """
 
     specs: tuple[MetricSpec, ...]
@@ -48,6 +49,7 @@ class ComputePlan:
     path: ComputePath
     rbf_sigma: Optional[float] = None
     spare_neighbours: int = 0
+    denominator_epsilon: float = 0.0
 
     @property
     def needs_knn(self) -> bool:
@@ -211,8 +213,9 @@ def build_state(
         for index in range(total):
             gram = torch.matmul(layers[index], layers[index].T, out=grams[index])
             layers[index] = None  # type: ignore[call-overload]
-            trace = gram.diagonal().sum(dtype=torch.float64)
-            check_not_constant((trace - gram.sum(dtype=torch.float64) / n)[None], trace[None], name=name, first_layer=index)
+            trace = gram.diagonal().double().sum()
+            entries_sum = gram.sum(dim=1).double().sum()
+            check_not_constant((trace - entries_sum / n)[None], trace[None], name=name, first_layer=index)
             if plan.needs_knn:
                 ranked.append(_ranked_from_gram(grams[index], count=plan.k))
             if rbf_raw is not None:

@@ -129,6 +129,7 @@ class AlignmentSettings:
     path: str
     device: str
     rbf_sigma: Optional[float]
+    denominator_epsilon: float
     interval_method: str = "delete-d jackknife over subsets without replacement"
     p_value_rule: str = "(1 + #{null max >= observed max}) / (permutations + 1)"
     calibrated_rule: str = "(observed max - null max mean) / (1 - null max mean)"
@@ -279,12 +280,13 @@ def score_alignment(
     device: DeviceLike = None,
     path: PathChoice = "auto",
     rbf_sigma: Optional[float] = None,
+    denominator_epsilon: float = 0.0,
     progress: Optional[ProgressCallback] = None,
 ) -> AlignmentReport:
     """Alignment of all (vision layer, text layer) pairs with chance, permutation null and intervals.
 
-    Inputs and preprocessing as `probe.align.alignment_matrices` (vision [N, Lv, Dv], text [N, Lt, Dt]
-    or layer sources). `permutations` (P) re-pairings give the null of the max over pairs;
+    Inputs, preprocessing and metric options as `probe.align.alignment_matrices` (vision [N, Lv, Dv],
+    text [N, Lt, Dt] or layer sources). `permutations` (P) re-pairings give the null of the max over pairs;
     `subsamples` (S) subsets of `subsample_fraction` of the rows, without replacement, give intervals
     at level `confidence` for the max and for the best pair's score. 0 skips either step. `seed`
     fixes both (they draw from independent streams, so changing P leaves the subsets unchanged).
@@ -304,7 +306,8 @@ def score_alignment(
     spare = math.ceil(2 * k * (1 / subsample_fraction - 1)) + 10 if subsamples else 0
     first, second = prepare_modalities(
         vision, text, metrics=names, k=k, clip_quantile=clip_quantile, normalize=normalize, device=device,
-        path=path, rbf_sigma=rbf_sigma, spare_neighbours=spare, progress=progress,
+        path=path, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon, spare_neighbours=spare,
+        progress=progress,
     )  # fmt: skip
     observed = {name: matrix.cpu().numpy() for name, matrix in pair_matrices(first, second).items()}
     best = {name: best_pair(matrix) for name, matrix in observed.items()}
@@ -352,6 +355,6 @@ def score_alignment(
         clip_quantile=clip_quantile, vision_clip=first.clip, text_clip=second.clip, normalize=normalize,
         permutations=int(permutations), subsamples=int(subsamples), subsample_fraction=float(subsample_fraction),
         subsample_rows=subset_rows, confidence=float(confidence), seed=int(seed), path=first.plan.path,
-        device=str(first.device), rbf_sigma=rbf_sigma,
+        device=str(first.device), rbf_sigma=rbf_sigma, denominator_epsilon=float(denominator_epsilon),
     )  # fmt: skip
     return AlignmentReport(metrics=reports, settings=settings)

@@ -147,10 +147,11 @@ def test_cka_equals_reference(pair, kernel, unbiased):
 
 
 @pytest.mark.parametrize("kernel,unbiased", KERNEL_CASES)
-def test_cka_within_prh_tolerance_of_prh_epsilon(pair, kernel, unbiased):
-    """PRH adds 1e-6 to the denominator; on normalised rows that moves CKA by far less than 1e-4."""
+def test_cka_with_prh_epsilon_reproduces_prh(pair, kernel, unbiased):
+    """PRH adds 1e-6 to the denominator: epsilon=1e-6 reproduces it; the definition differs by < 1e-4 here."""
     a, b = pair
     prh = ref_cka(a, b, kernel=kernel, unbiased=unbiased, eps=1e-6)
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu") == pytest.approx(prh, abs=1e-5)
     assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, device="cpu") == pytest.approx(prh, abs=1e-4)
 
 
@@ -158,7 +159,7 @@ def test_cka_within_prh_tolerance_of_prh_epsilon(pair, kernel, unbiased):
 def test_cknna_equals_reference(pair, k):
     a, b = pair
     assert metrics.cknna(a, b, k=k, device="cpu") == pytest.approx(ref_cknna(a, b, k), abs=1e-5)
-    assert metrics.cknna(a, b, k=k, device="cpu") == pytest.approx(ref_cknna(a, b, k, eps=1e-6), abs=1e-4)
+    assert metrics.cknna(a, b, k=k, epsilon=1e-6, device="cpu") == pytest.approx(ref_cknna(a, b, k, eps=1e-6), abs=1e-5)
 
 
 def test_cknna_with_all_neighbours_is_unbiased_cka(pair):
