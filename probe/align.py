@@ -118,24 +118,28 @@ def prepare_modalities(
             "rows must be paired (same samples, same order)."
         )
     check_sizes(num_rows=num_rows, k=k, specs=specs)
+    num_layers = int(vision_source.num_layers) + int(text_source.num_layers)
+    path_taken = choose_path(path, num_rows=num_rows, num_layers=num_layers, specs=specs)
     plan = ComputePlan(
         specs=tuple(specs),
         k=int(k),
-        path=choose_path(
-            path, num_rows=num_rows, num_layers=int(vision_source.num_layers) + int(text_source.num_layers), specs=specs
-        ),
+        path=path_taken,
         rbf_sigma=rbf_sigma,
         spare_neighbours=spare_neighbours,
         denominator_epsilon=float(denominator_epsilon),
+        normalize_grams=normalize and path_taken == "dense",
     )
+    # On the dense path rows are normalised through their Grams (N x N work instead of N x D).
+    normalize_features = normalize and path_taken == "blocked"
     prepared_vision = prepare_layers(
-        vision_source, name=first_name, clip_quantile=clip_quantile, normalize=normalize, device=torch_device,
+        vision_source, name=first_name, clip_quantile=clip_quantile, normalize=normalize_features, device=torch_device,
         progress=progress,
     )  # fmt: skip
     vision_state = build_state(prepared_vision, name=first_name, plan=plan, progress=progress)
     del prepared_vision
     prepared_text = prepare_layers(
-        text_source, name=second_name, clip_quantile=clip_quantile, normalize=normalize, device=torch_device, progress=progress
+        text_source, name=second_name, clip_quantile=clip_quantile, normalize=normalize_features, device=torch_device,
+        progress=progress,
     )
     return vision_state, build_state(prepared_text, name=second_name, plan=plan, progress=progress)
 

@@ -82,5 +82,5 @@ def cknna_numerators(
     `second_values` [Lb, N, k] are L_b at its own edges, `second_reciprocal` [Lb, N, k] its reciprocal flags.
     """
     cols = second.indices
-    first_values = first_grams.raw_values(lookups.layer, cols)
+    first_values = first_grams.raw_values(lookups.layer, cols, keys=lookups.edge_keys)
     return _shared_edge_hsic(lookups.shared, lookups.returning, second_reciprocal, first_values, second_values, cols)

@@ -56,28 +56,25 @@ class GramStack:
 
     @classmethod
     def centre_in_place(cls, kernels: torch.Tensor) -> "GramStack":
-        """Centre raw symmetric kernels [L, N, N] in place (their buffer becomes `centred`).
+        """Centre raw symmetric kernels [L, N, N] in place (their buffer becomes `centred`)."""
+        summaries = [kernel_summary(kernel) for kernel in kernels]
+        squares = [centre_kernel_in_place(kernel, row_means) for kernel, (row_means, _) in zip(kernels, summaries)]
+        return cls.from_centred(
+            kernels,
+            row_means=torch.stack([row_means for row_means, _ in summaries]),
+            raw_traces=torch.stack([trace for _, trace in summaries]),
+            self_products=torch.stack(squares),
+        )
 
-        Row means are taken in float64 and subtracted in the buffer's precision: a rounding error in
-        them adds a_i + a_j terms, to which both HSICs are blind. <Kc, Kc> is summed in float64 from
-        the stored entries, exactly as the cross products are, so that CKA(X, X) = 1.
-        """
-        num_layers, n = kernels.shape[0], kernels.shape[1]
-        row_means = torch.empty(num_layers, n, dtype=torch.float64, device=kernels.device)
-        traces = torch.empty(num_layers, dtype=torch.float64, device=kernels.device)
-        squares = torch.empty(num_layers, dtype=torch.float64, device=kernels.device)
-        for layer, kernel in enumerate(kernels):
-            row_means[layer] = kernel.sum(dim=1).double() / n
-            traces[layer] = kernel.diagonal().double().sum()
-            means = row_means[layer].to(kernel.dtype)
-            kernel -= means[:, None]
-            kernel -= means[None, :]
-            kernel += row_means[layer].mean().to(kernel.dtype)
-            flat = kernel.flatten().double()
-            squares[layer] = torch.dot(flat, flat)
+    @classmethod
+    def from_centred(
+        cls, centred: torch.Tensor, *, row_means: torch.Tensor, raw_traces: torch.Tensor, self_products: torch.Tensor
+    ) -> "GramStack":
+        """Wrap kernels [L, N, N] already centred by `centre_kernel_in_place`, with their raw row means
+        [L, N], raw traces [L] and <Kc, Kc> [L] (all float64)."""
         return cls(
-            centred=kernels, row_means=row_means, grand_means=row_means.mean(dim=1), raw_traces=traces,
-            stored_self_products=squares,
+            centred=centred, row_means=row_means, grand_means=row_means.mean(dim=1), raw_traces=raw_traces,
+            stored_self_products=self_products,
         )  # fmt: skip
 
     @property
@@ -107,14 +104,19 @@ class GramStack:
         raw = _take(picked, self.order, 1).double() + means[start:stop, None] + means[None, :] - self.grand_means[layer]
         return raw.float()
 
-    def raw_values(self, layer: int, cols: torch.Tensor) -> torch.Tensor:
-        """Raw kernel entries K_layer[i, cols[..., i, s]] for cols [..., N, k] (row i implicit), float64."""
+    def raw_values(self, layer: int, cols: torch.Tensor, keys: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Raw kernel entries K_layer[i, cols[..., i, s]] for cols [..., N, k] (row i implicit), float64.
+
+        `keys` may pass the entries' positions i * N + cols when the caller has them.
+        """
         n = self.centred.shape[1]
         rows = torch.arange(self.num_rows, device=cols.device)[:, None]
         if self.order is not None:
-            rows, cols = self.order[rows], self.order[cols]
+            rows, cols, keys = self.order[rows], self.order[cols], None
+        if keys is None:
+            keys = rows * n + cols
         means = self.row_means[layer]
-        centred = torch.take(self.centred[layer], rows * n + cols).double()
+        centred = torch.take(self.centred[layer], keys).double()
         return centred + means[rows] + means[cols] - self.grand_means[layer]
 
     def centred_diagonals(self) -> torch.Tensor:
@@ -141,6 +143,26 @@ class GramStack:
             - self.grand_means[:, None, None]
         )
         return GramStack.centre_in_place(raw.to(self.centred.dtype))
+
+
+def kernel_summary(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row means (float64 [N]) and trace (float64 scalar) of a raw kernel [N, N]."""
+    return kernel.sum(dim=1).double() / kernel.shape[0], kernel.diagonal().double().sum()
+
+
+def centre_kernel_in_place(kernel: torch.Tensor, row_means: torch.Tensor) -> torch.Tensor:
+    """Turn a raw symmetric kernel [N, N] into H K H in place, given its float64 row means [N].
+
+    Means are subtracted in the kernel's precision: a rounding error in them adds a_i + a_j terms, to
+    which both HSICs are blind. Returns <Kc, Kc>, summed in float64 from the stored entries exactly as
+    the cross products are (so that CKA(X, X) = 1).
+    """
+    means = row_means.to(kernel.dtype)
+    kernel -= means[:, None]
+    kernel -= means[None, :]
+    kernel += row_means.mean().to(kernel.dtype)
+    flat = kernel.flatten().double()
+    return torch.dot(flat, flat)
 
 
 def _slabs(num_rows: int, num_layers: int) -> list[tuple[int, int]]:

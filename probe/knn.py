@@ -99,11 +99,14 @@ class EdgeMembership:
 
     def contains(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Bool tensor (broadcast shape of `rows` and `cols`): is (row, col) a current edge."""
-        queries = rows * self.num_rows + cols
+        return self.contains_keys(rows * self.num_rows + cols)
+
+    def contains_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """`contains` for edges given as keys row * N + col (any shape)."""
         if self.bitmap is not None:
-            return self.bitmap[queries]
-        where = torch.searchsorted(self.keys, queries).clamp_max(self.keys.numel() - 1)
-        return self.keys[where] == queries
+            return torch.take(self.bitmap, keys)
+        where = torch.searchsorted(self.keys, keys).clamp_max(self.keys.numel() - 1)
+        return self.keys[where] == keys
 
 
 @dataclass(frozen=True)
@@ -159,21 +162,26 @@ class NeighbourSets:
 class EdgeLookups:
     """For one layer `a` of the first modality against every layer of the second, per edge (i, s)
     of the second modality (j = its s-th neighbour of i): `shared` [Lt, N, k] is j in kNN_a(i), and
-    `returning` [Lt, N, k] is i in kNN_a(j)."""
+    `returning` [Lt, N, k] is i in kNN_a(j). `edge_keys` [Lt, N, k] are the edges as i * N + j."""
 
     layer: int
     shared: torch.Tensor
     returning: torch.Tensor
+    edge_keys: torch.Tensor
 
 
 def edge_lookups(first: NeighbourSets, second: NeighbourSets) -> Iterator[EdgeLookups]:
     """Yield `EdgeLookups` for each layer of `first` (one pass over `second`'s edges per layer)."""
     cols = second.indices
-    rows = torch.arange(second.num_rows, device=cols.device)[None, :, None].expand_as(cols)
+    rows = torch.arange(second.num_rows, device=cols.device)[None, :, None]
+    # The same queries serve every layer of `first`: build them once.
+    forward, backward = rows * second.num_rows + cols, cols * second.num_rows + rows
     edges = EdgeMembership(num_rows=first.num_rows, device=cols.device)
     for layer, lists in enumerate(first.indices):
         edges.load(lists)
-        yield EdgeLookups(layer=layer, shared=edges.contains(rows, cols), returning=edges.contains(cols, rows))
+        yield EdgeLookups(
+            layer=layer, shared=edges.contains_keys(forward), returning=edges.contains_keys(backward), edge_keys=forward
+        )
 
 
 def mutual_knn_row(lookups: EdgeLookups) -> torch.Tensor:

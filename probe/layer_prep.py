@@ -19,6 +19,7 @@ import torch
 
 from probe.errors import InputError
 from probe.progress import ProgressCallback
+from probe.row_quantiles import quantile_positions, row_quantiles
 
 # Same floor as torch.nn.functional.normalize, which PRH uses: an all-zero row stays zero.
 NORM_FLOOR = 1e-12
@@ -113,13 +114,6 @@ def read_layers(source: LayerSource, *, name: str, device: torch.device) -> list
     return layers
 
 
-def _quantile_positions(quantile: float, count: int) -> tuple[int, int, float]:
-    """Order statistics (low, high) and weight of linear interpolation for `quantile` of `count` values."""
-    position = quantile * (count - 1)
-    low = int(np.floor(position))
-    return low, min(low + 1, count - 1), position - low
-
-
 def _slab_quantiles_numpy(layers: list[torch.Tensor], start: int, stop: int, quantile: float) -> np.ndarray:
     """Per-row `quantile` of |x| over all layers for rows start:stop (CPU), float64 [rows]."""
     widths = [layer.shape[1] for layer in layers]
@@ -128,16 +122,13 @@ def _slab_quantiles_numpy(layers: list[torch.Tensor], start: int, stop: int, qua
     for layer, width in zip(layers, widths):
         np.abs(layer[start:stop].numpy(), out=slab[:, offset : offset + width])
         offset += width
-    low, high, fraction = _quantile_positions(quantile, slab.shape[1])
-    slab.partition([low, high], axis=1)  # in place: numpy's introselect beats torch.kthvalue on CPU
-    below, above = slab[:, low].astype(np.float64), slab[:, high].astype(np.float64)
-    return below + fraction * (above - below)
+    return row_quantiles(slab, quantile)
 
 
 def _slab_quantiles_torch(layers: list[torch.Tensor], start: int, stop: int, quantile: float) -> np.ndarray:
     """As `_slab_quantiles_numpy`, on the layers' (accelerator) device."""
     slab = torch.cat([layer[start:stop].abs() for layer in layers], dim=1)
-    low, high, fraction = _quantile_positions(quantile, slab.shape[1])
+    low, high, fraction = quantile_positions(quantile, slab.shape[1])
     below = torch.kthvalue(slab, low + 1, dim=1).values.double()
     above = torch.kthvalue(slab, high + 1, dim=1).values.double()
     return (below + fraction * (above - below)).cpu().numpy()
@@ -156,7 +147,7 @@ def clip_threshold(layers: list[torch.Tensor], *, quantile: float) -> float:
     if layers[0].device.type != "cpu":
         per_sample = [_slab_quantiles_torch(layers, start, stop, quantile) for start, stop in slabs]
     else:
-        # numpy releases the GIL while partitioning: slabs run on torch's CPU threads.
+        # numpy releases the GIL in these loops: slabs run on torch's CPU threads.
         with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
             per_sample = list(pool.map(lambda bounds: _slab_quantiles_numpy(layers, *bounds, quantile), slabs))
     return float(np.concatenate(per_sample).mean())
@@ -165,12 +156,25 @@ def clip_threshold(layers: list[torch.Tensor], *, quantile: float) -> float:
 def prepare_layer(layer: torch.Tensor, *, clip: Optional[float], normalize: bool) -> torch.Tensor:
     """One layer [N, D] clamped to [-clip, clip] (when given) and with unit-norm rows (when `normalize`).
 
-    Returns a new tensor; `layer` is left untouched.
+    `layer` is never modified; with neither step it is returned as is.
     """
+    if clip is None and not normalize:
+        return layer
     out = layer.clamp(-clip, clip) if clip is not None else layer.clone()
     if normalize:
         out /= out.norm(dim=1, keepdim=True).clamp_min(NORM_FLOOR)
     return out
+
+
+def normalize_gram_in_place(gram: torch.Tensor) -> torch.Tensor:
+    """Turn the Gram [N, N] of rows x_i into that of x_i / max(|x_i|, NORM_FLOOR), in place.
+
+    Same numbers as normalising the rows first, for N x N work instead of N x D.
+    """
+    norms = gram.diagonal().clamp_min(0).sqrt().clamp_min(NORM_FLOOR)
+    gram /= norms[:, None]
+    gram /= norms[None, :]
+    return gram
 
 
 @dataclass(frozen=True)

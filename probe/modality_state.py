@@ -23,13 +23,15 @@ from probe.hsic import (
     FeatureStack,
     GramStack,
     KernelStack,
+    centre_kernel_in_place,
     check_not_constant,
     check_stack_not_constant,
+    kernel_summary,
     rbf_kernel,
     unbiased_self,
 )
 from probe.knn import NeighbourSets, ranked_neighbours, ranked_top
-from probe.layer_prep import PreparedLayers
+from probe.layer_prep import PreparedLayers, normalize_gram_in_place
 from probe.metric_specs import MetricSpec
 from probe.progress import ProgressCallback
 
@@ -42,6 +44,8 @@ class ComputePlan:
 
     `spare_neighbours` extra ranked neighbours are kept per row on the blocked path (for subsets).
     `denominator_epsilon` is added to CKA's and CKNNA's denominators (0: the definition; PRH: 1e-6).
+    `normalize_grams`: the dense path's layers come unnormalised and their Grams are scaled to unit
+    rows (the cheaper way to the same numbers).
     """
 
     specs: tuple[MetricSpec, ...]
@@ -50,6 +54,7 @@ class ComputePlan:
     rbf_sigma: Optional[float] = None
     spare_neighbours: int = 0
     denominator_epsilon: float = 0.0
+    normalize_grams: bool = False
 
     @property
     def needs_knn(self) -> bool:
@@ -206,23 +211,31 @@ def build_state(
     total = len(layers)
     if plan.path == "dense":
         n = layers[0].shape[0]
-        # One buffer for all Grams, centred in place afterwards: raw and centred never coexist.
+        # One buffer for all Grams, each centred in place once used raw: raw and centred never coexist.
         grams = torch.empty(total, n, n, dtype=torch.float32, device=layers[0].device)
         rbf_raw = torch.empty_like(grams) if plan.needs_rbf else None
-        ranked = []
+        ranked, summaries, squares = [], [], []
         for index in range(total):
             gram = torch.matmul(layers[index], layers[index].T, out=grams[index])
             layers[index] = None  # type: ignore[call-overload]
-            trace = gram.diagonal().double().sum()
-            entries_sum = gram.sum(dim=1).double().sum()
-            check_not_constant((trace - entries_sum / n)[None], trace[None], name=name, first_layer=index)
+            if plan.normalize_grams:
+                normalize_gram_in_place(gram)
+            row_means, trace = kernel_summary(gram)
+            check_not_constant((trace - n * row_means.mean())[None], trace[None], name=name, first_layer=index)
             if plan.needs_knn:
-                ranked.append(_ranked_from_gram(grams[index], count=plan.k))
+                ranked.append(_ranked_from_gram(gram, count=plan.k))
             if rbf_raw is not None:
-                rbf_raw[index] = rbf_kernel(grams[index], sigma=plan.rbf_sigma, name=name, layer=index)
+                rbf_raw[index] = rbf_kernel(gram, sigma=plan.rbf_sigma, name=name, layer=index)
+            squares.append(centre_kernel_in_place(gram, row_means))
+            summaries.append((row_means, trace))
             if progress is not None:
                 progress(index + 1, total, f"kernels {name}")
-        linear: KernelStack = GramStack.centre_in_place(grams)
+        linear: KernelStack = GramStack.from_centred(
+            grams,
+            row_means=torch.stack([means for means, _ in summaries]),
+            raw_traces=torch.stack([trace for _, trace in summaries]),
+            self_products=torch.stack(squares),
+        )
         neighbours = NeighbourSets(ranked=torch.stack(ranked), k=plan.k) if plan.needs_knn else None
         rbf = None if rbf_raw is None else GramStack.centre_in_place(rbf_raw)
     else:
