@@ -134,8 +134,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--pairs", type=int, default=3, help="pairs per metric timed for the per-pair baseline")
     parser.add_argument("--device", default="cpu", help="torch device for probe (the baseline runs on CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     sizes = Sizes(256, 5, 128, 7, 512, 10) if args.quick else Sizes(1024, 25, 1024, 33, 4096, 10)
     device = resolve_device(args.device)
     total_pairs = sizes.vision_layers * sizes.text_layers

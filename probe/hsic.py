@@ -29,6 +29,8 @@ from probe.errors import InputError
 KERNEL_SLAB_ENTRIES = 2**22
 # Rows per chunk of feature-space products: float32 inside a chunk, float64 across chunks.
 FEATURE_CHUNK_ROWS = 1024
+# Float64 accumulators [Da, Db] of feature-space products held at once (pairs beyond take another pass).
+CROSS_PRODUCT_BUDGET_BYTES = 512 * 2**20
 # A centred kernel whose trace is below this fraction of the raw trace is treated as constant: below
 # it the structure is under float32 rounding of the Gram entries.
 DEGENERATE_FRACTION = 1e-6
@@ -214,9 +216,13 @@ class FeatureStack:
         return _take(self.features[index], self.order, 0)
 
     def centred_chunk(self, index: int, start: int, stop: int) -> torch.Tensor:
-        """Rows start:stop of layer `index`, column-centred, float32 [rows, D]."""
+        """Rows start:stop of layer `index`, column-centred, float32 [rows, D].
+
+        The mean is subtracted in float32: its rounding error shifts every row alike, which adds
+        a_i + a_j terms to the kernel, to which both HSICs are blind.
+        """
         rows = self.features[index][start:stop] if self.order is None else self.features[index][self.order[start:stop]]
-        return (rows.double() - self.means[index]).float()
+        return rows - self.means[index].to(rows.dtype)
 
     def centred_diagonals(self) -> torch.Tensor:
         """diag(Xc Xc^T) (squared norms of centred rows) of every layer, float64 [L, N]."""
@@ -229,7 +235,8 @@ class FeatureStack:
 
     def self_products(self) -> torch.Tensor:
         """<Kc, Kc> = ||Xc^T Xc||_F^2 of every layer, float64 [L]."""
-        return torch.stack([_cross_product(self, index, self, index).square().sum() for index in range(self.num_layers)])
+        products = _squared_cross_products(self, self, [(index, index) for index in range(self.num_layers)])
+        return torch.stack([products[(index, index)] for index in range(self.num_layers)])
 
     @property
     def raw_traces(self) -> torch.Tensor:
@@ -245,23 +252,47 @@ class FeatureStack:
         return FeatureStack.from_layers([self.layer(index)[rows] for index in range(self.num_layers)])
 
 
-def _cross_product(left: FeatureStack, a: int, right: FeatureStack, b: int) -> torch.Tensor:
-    """Xc_a^T Yc_b, float64 [Da, Db]; chunks of rows in float32, summed across chunks in float64."""
-    total = None
-    for start in range(0, left.num_rows, FEATURE_CHUNK_ROWS):
-        stop = min(start + FEATURE_CHUNK_ROWS, left.num_rows)
-        part = (left.centred_chunk(a, start, stop).T @ right.centred_chunk(b, start, stop)).double()
-        total = part if total is None else total + part
-    return total
+def _pair_groups(left: FeatureStack, right: FeatureStack, pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Split `pairs` so that each group's float64 accumulators [Da, Db] fit CROSS_PRODUCT_BUDGET_BYTES."""
+    groups: list[list[tuple[int, int]]] = [[]]
+    used = 0
+    for a, b in pairs:
+        size = 8 * left.features[a].shape[1] * right.features[b].shape[1]
+        if groups[-1] and used + size > CROSS_PRODUCT_BUDGET_BYTES:
+            groups.append([])
+            used = 0
+        groups[-1].append((a, b))
+        used += size
+    return groups
+
+
+def _squared_cross_products(
+    left: FeatureStack, right: FeatureStack, pairs: list[tuple[int, int]]
+) -> dict[tuple[int, int], torch.Tensor]:
+    """||Xc_a^T Yc_b||_F^2 (float64 scalars) for `pairs` of (left layer, right layer).
+
+    One pass over row chunks per group of pairs: each layer's chunk is centred once and multiplied in
+    float32; the products [Da, Db] are summed across chunks in float64.
+    """
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    for group in _pair_groups(left, right, pairs):
+        totals: dict[tuple[int, int], torch.Tensor] = {}
+        for start in range(0, left.num_rows, FEATURE_CHUNK_ROWS):
+            stop = min(start + FEATURE_CHUNK_ROWS, left.num_rows)
+            left_chunks = {a: left.centred_chunk(a, start, stop) for a in dict.fromkeys(a for a, _ in group)}
+            right_chunks = {b: right.centred_chunk(b, start, stop) for b in dict.fromkeys(b for _, b in group)}
+            for a, b in group:
+                part = (left_chunks[a].T @ right_chunks[b]).double()
+                totals[(a, b)] = part if (a, b) not in totals else totals[(a, b)] + part
+        out.update({pair: total.square().sum() for pair, total in totals.items()})
+    return out
 
 
 def feature_products(left: FeatureStack, right: FeatureStack) -> torch.Tensor:
     """<Kc_a, Lc_b> = ||Xc_a^T Yc_b||_F^2 for every layer pair: float64 [La, Lb]."""
-    out = torch.empty(left.num_layers, right.num_layers, dtype=torch.float64, device=left.features[0].device)
-    for a in range(left.num_layers):
-        for b in range(right.num_layers):
-            out[a, b] = _cross_product(left, a, right, b).square().sum()
-    return out
+    pairs = [(a, b) for a in range(left.num_layers) for b in range(right.num_layers)]
+    products = _squared_cross_products(left, right, pairs)
+    return torch.stack([products[pair] for pair in pairs]).reshape(left.num_layers, right.num_layers)
 
 
 KernelStack = Union[GramStack, FeatureStack]
