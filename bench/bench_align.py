@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from probe.align import alignment_matrices, resolve_device
 from probe.layer_prep import prepare_layers
+from probe.stats import score_alignment
 
 METRICS = ("mutual_knn", "cka", "unbiased_cka", "cknna")
 
@@ -129,12 +130,39 @@ def sample_pairs(sizes: Sizes, count: int) -> list[tuple[int, int]]:
     return [(round(s * (sizes.vision_layers - 1)), round(s * (sizes.text_layers - 1))) for s in steps]
 
 
+def time_statistics(vision, text, *, sizes: Sizes, device: torch.device, permutations: int, subsamples: int) -> None:
+    """Time score_alignment and its phases (from the progress callback's timestamps)."""
+    stamps: dict[str, list[float]] = {}
+
+    def progress(done: int, total: int, what: str) -> None:
+        stamps.setdefault(what, []).append(time.perf_counter())
+
+    start = time.perf_counter()
+    report = score_alignment(
+        vision, text, metrics=METRICS, k=sizes.k, permutations=permutations, subsamples=subsamples, device=device,
+        progress=progress, seed=0,
+    )  # fmt: skip
+    total = time.perf_counter() - start
+    print(f"score_alignment with {permutations} permutations and {subsamples} subsets: {total:.1f} s")
+    for what, count in (("permutation null", permutations), ("subsamples", subsamples)):
+        if count > 1:
+            times = stamps[what]
+            print(f"  {what}: {(times[-1] - times[0]) / (count - 1):.2f} s each (all {len(METRICS)} metrics, all pairs)")
+    for name, result in report.metrics.items():
+        print(
+            f"  {name:>13}: best {result.best_score:.4f} at {result.best_pair}, chance {result.chance_level}, "
+            f"p {result.p_value}, calibrated {result.calibrated_score}, max interval {result.max_interval}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--pairs", type=int, default=3, help="pairs per metric timed for the per-pair baseline")
     parser.add_argument("--device", default="cpu", help="torch device for probe (the baseline runs on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--permutations", type=int, default=0, help="also time score_alignment with this many permutations")
+    parser.add_argument("--subsamples", type=int, default=0, help="... and this many subsets of 80%% of the rows")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads is not None:
@@ -196,7 +224,7 @@ def main() -> None:
     vision_index, text_index = [a for a, _ in pairs], [b for _, b in pairs]
     ours_prh = alignment_matrices(
         clipped["vision"][:, vision_index].double(), clipped["text"][:, text_index].double(), metrics=METRICS,
-        k=sizes.k, clip_quantile=None, denominator_epsilon=1e-6, device="cpu",
+        k=sizes.k, clip_quantile=None, denominator_epsilon=1e-6, device=device,
     )  # fmt: skip
     gaps = {
         metric: max(
@@ -210,6 +238,8 @@ def main() -> None:
     default_gaps = {metric: float(np.abs(ours[metric][vision_index, text_index] - np.diag(ours_prh[metric])).max()) for metric in METRICS}
     print("effect of the epsilon (and float32 features) on the same pairs, max |default - PRH epsilon|:")
     print("  " + ", ".join(f"{metric} {gap:.1e}" for metric, gap in default_gaps.items()))
+    if args.permutations or args.subsamples:
+        time_statistics(vision, text, sizes=sizes, device=device, permutations=args.permutations, subsamples=args.subsamples)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak resident memory of this process: {peak:.2f} GiB (inputs: {(vision.nbytes + text.nbytes) / 2**30:.2f} GiB)")
 
