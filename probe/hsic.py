@@ -91,20 +91,20 @@ class GramStack:
     def device(self) -> torch.device:
         return self.centred.device
 
-    def _means(self) -> torch.Tensor:
-        return _take(self.row_means, self.order, 1)
-
     def centred_rows(self, start: int, stop: int) -> torch.Tensor:
         """Rows start:stop of every centred kernel, in this stack's order, float64 [L, stop - start, N]."""
         picked = self.centred[:, start:stop] if self.order is None else self.centred[:, self.order[start:stop]]
         return _take(picked, self.order, 2).double()
 
-    def raw_rows(self, start: int, stop: int, layer: int) -> torch.Tensor:
-        """Rows start:stop of raw kernel `layer`, in this stack's order, float32 [stop - start, N]."""
-        picked = self.centred[layer, start:stop] if self.order is None else self.centred[layer, self.order[start:stop]]
-        means = self._means()[layer]
-        raw = _take(picked, self.order, 1).double() + means[start:stop, None] + means[None, :] - self.grand_means[layer]
-        return raw.float()
+    def raw_submatrix(self, layer: int, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Write the raw kernel `layer` among `rows` (this stack's order) into `out` [n, n]; returns it."""
+        index = rows if self.order is None else self.order[rows]
+        means = self.row_means[layer, index].to(out.dtype)
+        torch.index_select(self.centred[layer].index_select(0, index), 1, index, out=out)
+        out += means[:, None]
+        out += means[None, :]
+        out -= self.grand_means[layer].to(out.dtype)
+        return out
 
     def raw_values(self, layer: int, cols: torch.Tensor, keys: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Raw kernel entries K_layer[i, cols[..., i, s]] for cols [..., N, k] (row i implicit), float64.
@@ -133,19 +133,6 @@ class GramStack:
         """The stack with rows and columns reordered: new row i is current row `order[i]` (lazy)."""
         combined = order if self.order is None else self.order[order]
         return replace(self, order=combined)
-
-    def restricted(self, rows: torch.Tensor) -> "GramStack":
-        """The kernels among `rows` only: a new stack [L, n, n], re-centred from the raw entries."""
-        index = rows if self.order is None else self.order[rows]
-        means = self.row_means[:, index]
-        raw = (
-            self.centred[:, index][:, :, index].double()
-            + means[:, :, None]
-            + means[:, None, :]
-            - self.grand_means[:, None, None]
-        )
-        return GramStack.centre_in_place(raw.to(self.centred.dtype))
-
 
 def kernel_summary(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Row means (float64 [N]) and trace (float64 scalar) of a raw kernel [N, N]."""

@@ -14,7 +14,7 @@ subsampling) without re-reading features:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 
@@ -116,16 +116,28 @@ class ModalityState:
         )
 
     def restricted(self, rows: torch.Tensor) -> "ModalityState":
-        """The state of the sub-dataset `rows` (sorted int64 row indices)."""
-        linear = self.linear.restricted(rows)
-        check_stack_not_constant(linear, name=self.name)
-        neighbours = None
-        if self.plan.needs_knn:
-            if isinstance(linear, GramStack):
-                neighbours = gram_neighbours(linear, k=self.plan.k)
-            else:
+        """The state of the sub-dataset `rows` (sorted int64 row indices).
+
+        Dense: each layer's raw sub-kernel is rebuilt from the stored centred kernel and goes through
+        the same per-layer work as at build time. Blocked: the features are cut and the kNN lists
+        taken from the longer ranked lists.
+        """
+        if isinstance(self.linear, GramStack):
+            parent = self.linear
+            rbf_parent = self.rbf
+            linear, neighbours, rbf = _dense_work(
+                parent.num_layers, rows.numel(), rows.device,
+                fill_raw=lambda index, out: parent.raw_submatrix(index, rows, out),
+                fill_rbf=None if rbf_parent is None else lambda index, gram, out: rbf_parent.raw_submatrix(index, rows, out),
+                plan=self.plan, name=self.name,
+            )  # fmt: skip
+        else:
+            linear = self.linear.restricted(rows)
+            check_stack_not_constant(linear, name=self.name)
+            neighbours = None
+            if self.plan.needs_knn:
                 neighbours = _restricted_neighbours(self.neighbours, linear, rows, k=self.plan.k)
-        rbf = None if self.rbf is None else self.rbf.restricted(rows)
+            rbf = None
         self_terms = compute_self_terms(self.plan, linear, neighbours, rbf, name=self.name)
         return replace(self, linear=linear, neighbours=neighbours, rbf=rbf, self_terms=self_terms)
 
@@ -153,15 +165,6 @@ def compute_self_terms(
     if any(spec.family == "cknna" for spec in plan.specs):
         cknna = cknna_self_similarity(neighbours, linear, name=name)
     return SelfTerms(biased=biased, unbiased=unbiased, cknna=cknna)
-
-
-def gram_neighbours(grams: GramStack, *, k: int) -> NeighbourSets:
-    """kNN lists [L, N, k] of every layer from its (reconstructed raw) Gram matrix."""
-    ranked = [
-        ranked_neighbours(lambda start, stop, layer=layer: grams.raw_rows(start, stop, layer), num_rows=grams.num_rows, count=k)
-        for layer in range(grams.num_layers)
-    ]
-    return NeighbourSets(ranked=torch.stack(ranked), k=k)
 
 
 def _ranked_from_gram(gram: torch.Tensor, *, count: int) -> torch.Tensor:
@@ -198,6 +201,49 @@ def _restricted_neighbours(
     return NeighbourSets(ranked=ranked, k=k)
 
 
+def _dense_work(
+    num_layers: int,
+    num_rows: int,
+    device: torch.device,
+    *,
+    fill_raw: Callable[[int, torch.Tensor], object],
+    fill_rbf: Optional[Callable[[int, torch.Tensor, torch.Tensor], object]],
+    plan: ComputePlan,
+    name: str,
+    progress: Optional[ProgressCallback] = None,
+) -> tuple[GramStack, Optional[NeighbourSets], Optional[GramStack]]:
+    """The per-layer work of the dense path: each raw kernel, written by `fill_raw(layer, out [N, N])`,
+    is checked for constancy, gives its kNN lists (and RBF kernel, by `fill_rbf(layer, gram, out)`),
+    then is centred in place. Returns (linear stack, kNN sets or None, RBF stack or None).
+    """
+    # One buffer for all kernels, each centred in place once used raw: raw and centred never coexist.
+    grams = torch.empty(num_layers, num_rows, num_rows, dtype=torch.float32, device=device)
+    rbf_raw = torch.empty_like(grams) if fill_rbf is not None else None
+    ranked, summaries, squares = [], [], []
+    for index in range(num_layers):
+        gram = grams[index]
+        fill_raw(index, gram)
+        row_means, trace = kernel_summary(gram)
+        check_not_constant((trace - num_rows * row_means.mean())[None], trace[None], name=name, first_layer=index)
+        if plan.needs_knn:
+            ranked.append(_ranked_from_gram(gram, count=plan.k))
+        if rbf_raw is not None:
+            fill_rbf(index, gram, rbf_raw[index])
+        squares.append(centre_kernel_in_place(gram, row_means))
+        summaries.append((row_means, trace))
+        if progress is not None:
+            progress(index + 1, num_layers, f"kernels {name}")
+    linear = GramStack.from_centred(
+        grams,
+        row_means=torch.stack([means for means, _ in summaries]),
+        raw_traces=torch.stack([trace for _, trace in summaries]),
+        self_products=torch.stack(squares),
+    )
+    neighbours = NeighbourSets(ranked=torch.stack(ranked), k=plan.k) if plan.needs_knn else None
+    rbf = None if rbf_raw is None else GramStack.centre_in_place(rbf_raw)
+    return linear, neighbours, rbf
+
+
 def build_state(
     prepared: PreparedLayers, *, name: str, plan: ComputePlan, progress: Optional[ProgressCallback] = None
 ) -> ModalityState:
@@ -210,34 +256,20 @@ def build_state(
     layers = prepared.layers
     total = len(layers)
     if plan.path == "dense":
-        n = layers[0].shape[0]
-        # One buffer for all Grams, each centred in place once used raw: raw and centred never coexist.
-        grams = torch.empty(total, n, n, dtype=torch.float32, device=layers[0].device)
-        rbf_raw = torch.empty_like(grams) if plan.needs_rbf else None
-        ranked, summaries, squares = [], [], []
-        for index in range(total):
-            gram = torch.matmul(layers[index], layers[index].T, out=grams[index])
+
+        def fill_raw(index: int, out: torch.Tensor) -> None:
+            torch.matmul(layers[index], layers[index].T, out=out)
             layers[index] = None  # type: ignore[call-overload]
             if plan.normalize_grams:
-                normalize_gram_in_place(gram)
-            row_means, trace = kernel_summary(gram)
-            check_not_constant((trace - n * row_means.mean())[None], trace[None], name=name, first_layer=index)
-            if plan.needs_knn:
-                ranked.append(_ranked_from_gram(gram, count=plan.k))
-            if rbf_raw is not None:
-                rbf_raw[index] = rbf_kernel(gram, sigma=plan.rbf_sigma, name=name, layer=index)
-            squares.append(centre_kernel_in_place(gram, row_means))
-            summaries.append((row_means, trace))
-            if progress is not None:
-                progress(index + 1, total, f"kernels {name}")
-        linear: KernelStack = GramStack.from_centred(
-            grams,
-            row_means=torch.stack([means for means, _ in summaries]),
-            raw_traces=torch.stack([trace for _, trace in summaries]),
-            self_products=torch.stack(squares),
-        )
-        neighbours = NeighbourSets(ranked=torch.stack(ranked), k=plan.k) if plan.needs_knn else None
-        rbf = None if rbf_raw is None else GramStack.centre_in_place(rbf_raw)
+                normalize_gram_in_place(out)
+
+        def fill_rbf(index: int, gram: torch.Tensor, out: torch.Tensor) -> None:
+            out.copy_(rbf_kernel(gram, sigma=plan.rbf_sigma, name=name, layer=index))
+
+        linear, neighbours, rbf = _dense_work(
+            total, layers[0].shape[0], layers[0].device, fill_raw=fill_raw, fill_rbf=fill_rbf if plan.needs_rbf else None,
+            plan=plan, name=name, progress=progress,
+        )  # fmt: skip
     else:
         linear = FeatureStack.from_layers(list(layers))
         check_stack_not_constant(linear, name=name)
