@@ -20,7 +20,7 @@ from probe.metric_specs import MetricName
 KernelName = Literal["linear", "rbf"]
 
 
-def _pair_score(
+def pair_score(
     metric: MetricName,
     a: ArrayLike,
     b: ArrayLike,
@@ -30,7 +30,11 @@ def _pair_score(
     denominator_epsilon: float = 0.0,
     device: DeviceLike = None,
 ) -> float:
-    """`metric` for one pair of matrices [N, Da], [N, Db] through the all-pairs machinery."""
+    """Metric `metric` (a name from `probe.metric_specs.METRICS`) for one pair `a` [N, Da], `b` [N, Db].
+
+    `k` is used by the kNN metrics and CKNNA, `rbf_sigma` by the RBF ones, `denominator_epsilon` by
+    CKA and CKNNA. Runs the all-pairs machinery on a single pair.
+    """
     torch_device = resolve_device(device)
     first, second = as_matrix(a, name="a", device=torch_device), as_matrix(b, name="b", device=torch_device)
     if first.shape[0] != second.shape[0]:
@@ -45,12 +49,12 @@ def _pair_score(
 def mutual_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
     """mean_i |kNN_a(i) & kNN_b(i)| / k for `a` [N, Da], `b` [N, Db]. 1 for identical neighbourhoods;
     k/(N-1) expected when the pairing is random."""
-    return _pair_score("mutual_knn", a, b, k=k, device=device)
+    return pair_score("mutual_knn", a, b, k=k, device=device)
 
 
 def jaccard_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
     """mean_i |kNN_a(i) & kNN_b(i)| / |kNN_a(i) | kNN_b(i)| for `a` [N, Da], `b` [N, Db]."""
-    return _pair_score("jaccard_knn", a, b, k=k, device=device)
+    return pair_score("jaccard_knn", a, b, k=k, device=device)
 
 
 def cycle_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = None) -> float:
@@ -58,7 +62,7 @@ def cycle_knn(a: ArrayLike, b: ArrayLike, *, k: int = 10, device: DeviceLike = N
 
     `a` [N, Da], `b` [N, Db]; asymmetric (PRH: `knn_A[knn_B]`, with A the vision side in its runs).
     """
-    return _pair_score("cycle_knn", a, b, k=k, device=device)
+    return pair_score("cycle_knn", a, b, k=k, device=device)
 
 
 def cka(
@@ -80,14 +84,14 @@ def cka(
     if kernel not in ("linear", "rbf"):
         raise InputError(f"kernel={kernel!r}: choose 'linear' or 'rbf'.")
     name = ("unbiased_" if unbiased else "") + ("rbf_cka" if kernel == "rbf" else "cka")
-    return _pair_score(name, a, b, rbf_sigma=sigma, denominator_epsilon=epsilon, device=device)  # type: ignore[arg-type]
+    return pair_score(name, a, b, rbf_sigma=sigma, denominator_epsilon=epsilon, device=device)  # type: ignore[arg-type]
 
 
 def cknna(a: ArrayLike, b: ArrayLike, *, k: int = 10, epsilon: float = 0.0, device: DeviceLike = None) -> float:
     """CKNNA (PRH): unbiased HSIC on the kNN edges shared by `a` [N, Da] and `b` [N, Db], normalised by
     each input's own-edge term (+ `epsilon`; PRH's code: 1e-6). Needs 2 <= k < N and N > 3; k = N - 1
     gives unbiased linear CKA. Asymmetric, as PRH defines it."""
-    return _pair_score("cknna", a, b, k=k, denominator_epsilon=epsilon, device=device)
+    return pair_score("cknna", a, b, k=k, denominator_epsilon=epsilon, device=device)
 
 
-__all__ = ["mutual_knn", "jaccard_knn", "cycle_knn", "cka", "cknna"]
+__all__ = ["mutual_knn", "jaccard_knn", "cycle_knn", "cka", "cknna", "pair_score"]

@@ -20,9 +20,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -172,6 +173,24 @@ def _collect(
     return ResampledScores(maxima=maxima, at_best=at_best)
 
 
+def _resampled(
+    draws: Iterator[tuple[ModalityState, ModalityState]],
+    *,
+    count: int,
+    best: dict[str, tuple[int, int]],
+    what: str,
+    progress: Optional[ProgressCallback],
+) -> ResampledScores:
+    """Score `count` resampled (first, second) state pairs from `draws`, reporting progress as `what`."""
+    matrices = []
+    for done, (first, second) in enumerate(itertools.islice(draws, count)):
+        scores = pair_matrices(first, second)
+        matrices.append({name: scores[name].cpu() for name in best})
+        if progress is not None:
+            progress(done + 1, count, what)
+    return _collect(matrices, best)
+
+
 def permutation_null(
     first: ModalityState,
     second: ModalityState,
@@ -182,15 +201,11 @@ def permutation_null(
     progress: Optional[ProgressCallback] = None,
 ) -> ResampledScores:
     """Scores under `permutations` random re-pairings of the rows (the second side reordered)."""
-    device = first.device
-    matrices = []
-    for done in range(permutations):
-        order = torch.as_tensor(rng.permutation(first.num_rows), device=device)
-        shuffled = pair_matrices(first, second.permuted(order))
-        matrices.append({name: shuffled[name].cpu() for name in best})
-        if progress is not None:
-            progress(done + 1, permutations, "permutation null")
-    return _collect(matrices, best)
+    draws = (
+        (first, second.permuted(torch.as_tensor(rng.permutation(first.num_rows), device=first.device)))
+        for _ in itertools.count()
+    )
+    return _resampled(draws, count=permutations, best=best, what="permutation null", progress=progress)
 
 
 def subsample_scores(
@@ -204,15 +219,13 @@ def subsample_scores(
     progress: Optional[ProgressCallback] = None,
 ) -> ResampledScores:
     """Scores on `subsamples` subsets of `rows` rows drawn without replacement."""
-    device = first.device
-    matrices = []
-    for done in range(subsamples):
-        chosen = torch.as_tensor(np.sort(rng.choice(first.num_rows, size=rows, replace=False)), device=device)
-        subset = pair_matrices(first.restricted(chosen), second.restricted(chosen))
-        matrices.append({name: subset[name].cpu() for name in best})
-        if progress is not None:
-            progress(done + 1, subsamples, "subsamples")
-    return _collect(matrices, best)
+
+    def draws() -> Iterator[tuple[ModalityState, ModalityState]]:
+        while True:
+            chosen = torch.as_tensor(np.sort(rng.choice(first.num_rows, size=rows, replace=False)), device=first.device)
+            yield first.restricted(chosen), second.restricted(chosen)
+
+    return _resampled(draws(), count=subsamples, best=best, what="subsamples", progress=progress)
 
 
 def jackknife_interval(

@@ -11,17 +11,10 @@ from probe.align import alignment_matrices, alignment_matrix, pair_matrices, pre
 from probe.errors import InputError
 from probe.metric_specs import METRICS
 
+from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
+
 BLOCKED_METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka")
 ALL_METRICS = tuple(METRICS)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors run faster on one thread, and the shared 2-core machine is often busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_stacks(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -45,18 +38,6 @@ def prh_prepare(stack: np.ndarray, quantile: float | None) -> list[np.ndarray]:
     return [x[:, i] / np.linalg.norm(x[:, i], axis=1, keepdims=True) for i in range(x.shape[1])]
 
 
-PER_PAIR = {
-    "mutual_knn": lambda a, b: metrics.mutual_knn(a, b, k=5, device="cpu"),
-    "cycle_knn": lambda a, b: metrics.cycle_knn(a, b, k=5, device="cpu"),
-    "jaccard_knn": lambda a, b: metrics.jaccard_knn(a, b, k=5, device="cpu"),
-    "cka": lambda a, b: metrics.cka(a, b, device="cpu"),
-    "unbiased_cka": lambda a, b: metrics.cka(a, b, unbiased=True, device="cpu"),
-    "rbf_cka": lambda a, b: metrics.cka(a, b, kernel="rbf", device="cpu"),
-    "unbiased_rbf_cka": lambda a, b: metrics.cka(a, b, kernel="rbf", unbiased=True, device="cpu"),
-    "cknna": lambda a, b: metrics.cknna(a, b, k=5, device="cpu"),
-}
-
-
 @pytest.fixture(scope="module")
 def stacks():
     return make_stacks()
@@ -72,7 +53,7 @@ def all_matrices(stacks):
 def test_all_pairs_equal_per_pair_scores(stacks, all_matrices, name):
     vision, text = stacks
     layers_v, layers_t = prh_prepare(vision, 0.95), prh_prepare(text, 0.95)
-    expected = np.array([[PER_PAIR[name](a, b) for b in layers_t] for a in layers_v])
+    expected = np.array([[metrics.pair_score(name, a, b, k=5, device="cpu") for b in layers_t] for a in layers_v])
     tolerance = 1e-6 if name.endswith("knn") else 1e-5
     assert all_matrices[name].shape == (3, 4)
     np.testing.assert_allclose(all_matrices[name], expected, atol=tolerance)

@@ -10,15 +10,9 @@ from probe import metrics
 from probe.errors import InputError
 from probe.hsic import hsic_biased, hsic_unbiased
 from probe.knn import ranked_neighbours
+from probe.metric_specs import METRICS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors run faster on one thread, and the shared 2-core machine is often busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from alignment_helpers import one_thread, unit_rows  # noqa: F401  (one_thread is an autouse fixture)
 
 
 # ---------------------------------------------------------------- references (definitions, guide §2)
@@ -105,10 +99,6 @@ def ref_cknna(a, b, k, eps=0.0):
 # ---------------------------------------------------------------- data
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def pair() -> tuple[np.ndarray, np.ndarray]:
     """Two related L2-normalised matrices [40, 6] and [40, 9] (float64)."""
@@ -192,23 +182,19 @@ def test_unbiased_hsic_zeroes_the_diagonal():
 # ---------------------------------------------------------------- properties
 
 
-ALL_SCORES = {
-    "mutual_knn": lambda a, b: metrics.mutual_knn(a, b, k=5, device="cpu"),
-    "jaccard_knn": lambda a, b: metrics.jaccard_knn(a, b, k=5, device="cpu"),
-    "cycle_knn": lambda a, b: metrics.cycle_knn(a, b, k=5, device="cpu"),
-    "cka": lambda a, b: metrics.cka(a, b, device="cpu"),
-    "unbiased_cka": lambda a, b: metrics.cka(a, b, unbiased=True, device="cpu"),
-    "rbf_cka": lambda a, b: metrics.cka(a, b, kernel="rbf", device="cpu"),
-    "unbiased_rbf_cka": lambda a, b: metrics.cka(a, b, kernel="rbf", unbiased=True, device="cpu"),
-    "cknna": lambda a, b: metrics.cknna(a, b, k=5, device="cpu"),
-}
-SYMMETRIC = [name for name in ALL_SCORES if name not in ("cycle_knn", "cknna")]
+def score(name: str, a: np.ndarray, b: np.ndarray) -> float:
+    """Metric `name` for one pair, k = 5 where it applies."""
+    return metrics.pair_score(name, a, b, k=5, device="cpu")
 
 
-@pytest.mark.parametrize("name", [name for name in ALL_SCORES if name != "cycle_knn"])
+ALL_METRICS = list(METRICS)
+SYMMETRIC = [name for name, spec in METRICS.items() if spec.symmetric]
+
+
+@pytest.mark.parametrize("name", [name for name in ALL_METRICS if name != "cycle_knn"])
 def test_self_similarity_is_one(pair, name):
     a, _ = pair
-    assert ALL_SCORES[name](a, a) == pytest.approx(1.0, abs=1e-9)
+    assert score(name, a, a) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_cycle_knn_of_itself_counts_rows_with_a_reciprocal_neighbour(pair):
@@ -220,23 +206,23 @@ def test_cycle_knn_of_itself_counts_rows_with_a_reciprocal_neighbour(pair):
     assert expected < 1.0
 
 
-@pytest.mark.parametrize("name", list(ALL_SCORES))
+@pytest.mark.parametrize("name", ALL_METRICS)
 def test_rotation_invariance(pair, name):
     a, b = pair
     rotation, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((a.shape[1], a.shape[1])))
-    assert ALL_SCORES[name](a @ rotation, b) == pytest.approx(ALL_SCORES[name](a, b), abs=1e-6)
+    assert score(name, a @ rotation, b) == pytest.approx(score(name, a, b), abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["cka", "unbiased_cka", "rbf_cka", "unbiased_rbf_cka"])
 def test_cka_scale_invariance(pair, name):
     a, b = pair
-    assert ALL_SCORES[name](7.5 * a, 0.01 * b) == pytest.approx(ALL_SCORES[name](a, b), abs=1e-6)
+    assert score(name, 7.5 * a, 0.01 * b) == pytest.approx(score(name, a, b), abs=1e-6)
 
 
 @pytest.mark.parametrize("name", SYMMETRIC)
 def test_symmetric_metrics_are_symmetric(pair, name):
     a, b = pair
-    assert ALL_SCORES[name](a, b) == pytest.approx(ALL_SCORES[name](b, a), abs=1e-9)
+    assert score(name, a, b) == pytest.approx(score(name, b, a), abs=1e-9)
 
 
 def test_cycle_knn_and_cknna_are_asymmetric_as_defined(pair):
@@ -275,9 +261,9 @@ def test_ties_go_to_the_lower_index():
 def test_constant_features_raise_input_error_for_every_metric():
     const = np.ones((12, 3))
     other = np.random.default_rng(6).standard_normal((12, 3))
-    for score in ALL_SCORES.values():
+    for name in ALL_METRICS:
         with pytest.raises(InputError, match="`b` layer 0 is constant across rows"):
-            score(other, const)
+            score(name, other, const)
     # Also when equal rows come out of the Gram with float32 rounding noise.
     row = unit_rows(np.random.default_rng(7).standard_normal((1, 64)))
     with pytest.raises(InputError, match="`a` layer 0 is constant"):

@@ -22,14 +22,7 @@ from probe.stats import (
     score_alignment,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors run faster on one thread, and the shared 2-core machine is often busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 
 
 def independent(n: int, seed: int, layers: tuple[int, int] = (2, 3)) -> tuple[np.ndarray, np.ndarray]:
