@@ -238,6 +238,36 @@ def jackknife_interval(
     return observed + scale * float(low), observed + scale * float(high)
 
 
+def null_summary(observed: float, null_maxima: Optional[np.ndarray]) -> dict[str, Optional[float]]:
+    """Null mean/std of the max, p-value, z-score and calibrated score of an `observed` max, given the
+    null maxima [P] (all None without them)."""
+    if null_maxima is None:
+        return dict.fromkeys(("null_max_mean", "null_max_std", "p_value", "z_score", "calibrated_score"))
+    count = len(null_maxima)
+    mean = float(null_maxima.mean())
+    std = float(null_maxima.std(ddof=1)) if count > 1 else 0.0
+    reached = int((null_maxima >= observed - TIE_TOLERANCE * max(1.0, abs(observed))).sum())
+    return {
+        "null_max_mean": mean,
+        "null_max_std": std,
+        "p_value": (1 + reached) / (count + 1),
+        "z_score": (observed - mean) / std if std > 0 else None,
+        "calibrated_score": (observed - mean) / (1 - mean) if mean < 1 else None,
+    }
+
+
+def interval_summary(
+    observed: float, spread: Optional[ResampledScores], name: str, *, fraction: float, confidence: float
+) -> dict[str, Optional[tuple[float, float]]]:
+    """Jackknife intervals of the max and of the best pair's score of metric `name` (None without subsets)."""
+    if spread is None:
+        return {"max_interval": None, "best_pair_interval": None}
+    return {
+        "max_interval": jackknife_interval(observed, spread.maxima[name], fraction=fraction, confidence=confidence),
+        "best_pair_interval": jackknife_interval(observed, spread.at_best[name], fraction=fraction, confidence=confidence),
+    }
+
+
 def _chance(
     name: str, *, first: ModalityState, pair: tuple[int, int], k: int, null_at_best: Optional[np.ndarray]
 ) -> tuple[Optional[float], ChanceSource]:
@@ -336,33 +366,15 @@ def score_alignment(
     reports = {}
     for name in names:
         score = float(observed[name][best[name]])
-        chance, source = _chance(name, first=first, pair=best[name], k=k, null_at_best=None if null is None else null.at_best[name])
-        null_fields: dict[str, Optional[float]] = dict.fromkeys(("null_max_mean", "null_max_std", "p_value", "z_score", "calibrated_score"))
-        if null is not None:
-            maxima = null.maxima[name]
-            mean = float(maxima.mean())
-            std = float(maxima.std(ddof=1)) if permutations > 1 else 0.0
-            reached = int((maxima >= score - TIE_TOLERANCE * max(1.0, abs(score))).sum())
-            null_fields.update(
-                null_max_mean=mean,
-                null_max_std=std,
-                p_value=(1 + reached) / (permutations + 1),
-                z_score=(score - mean) / std if std > 0 else None,
-                calibrated_score=(score - mean) / (1 - mean) if mean < 1 else None,
-            )
-        intervals: dict[str, Optional[tuple[float, float]]] = {"max_interval": None, "best_pair_interval": None}
-        if spread is not None:
-            intervals = {
-                "max_interval": jackknife_interval(score, spread.maxima[name], fraction=subsample_fraction, confidence=confidence),
-                "best_pair_interval": jackknife_interval(
-                    score, spread.at_best[name], fraction=subsample_fraction, confidence=confidence
-                ),
-            }
+        chance, source = _chance(
+            name, first=first, pair=best[name], k=k, null_at_best=None if null is None else null.at_best[name]
+        )
         reports[name] = MetricReport(
             metric=name, matrix=observed[name], best_score=score, best_pair=best[name], chance_level=chance,
-            chance_source=source, **null_fields, **intervals,
+            chance_source=source, **null_summary(score, None if null is None else null.maxima[name]),
+            **interval_summary(score, spread, name, fraction=subsample_fraction, confidence=confidence),
         )  # fmt: skip
-        logger.info("%s: best %.4f at %s, chance %s, p=%s", name, score, best[name], chance, null_fields["p_value"])
+        logger.info("%s: best %.4f at %s, chance %s, p=%s", name, score, best[name], chance, reports[name].p_value)
     settings = AlignmentSettings(
         num_rows=num_rows, vision_layers=first.num_layers, text_layers=second.num_layers, metrics=tuple(names), k=int(k),
         clip_quantile=clip_quantile, vision_clip=first.clip, text_clip=second.clip, normalize=normalize,

@@ -200,6 +200,8 @@ def test_input_errors_name_the_problem(stacks):
 
 def test_progress_reports_every_layer(stacks):
     seen = []
-    alignment_matrices(*stacks, metrics=("cka",), device="cpu", progress=lambda done, total, what: seen.append((what, done, total)))
+    alignment_matrices(
+        *stacks, metrics=("cka",), device="cpu", progress=lambda done, total, what: seen.append((what, done, total))
+    )
     assert ("prepare vision", 3, 3) in seen and ("kernels text", 4, 4) in seen
     assert [done for what, done, _ in seen if what == "kernels vision"] == [1, 2, 3]

@@ -45,9 +45,8 @@ def null_scores_at(name: str, vision, text, *, k: int, permutations: int, seed: 
     """A metric's score for (vision layer 0, text layer 0) under `permutations` random pairings."""
     first, second = prepare_modalities(vision, text, metrics=(name,), k=k, device="cpu")
     rng = np.random.default_rng(seed)
-    return np.array(
-        [float(pair_matrices(first, second.permuted(torch.as_tensor(rng.permutation(len(text)))))[name][0, 0]) for _ in range(permutations)]
-    )
+    orders = (torch.as_tensor(rng.permutation(len(text))) for _ in range(permutations))
+    return np.array([float(pair_matrices(first, second.permuted(order))[name][0, 0]) for order in orders])
 
 
 def test_mutual_and_jaccard_chance_are_exact_hypergeometric_means():
@@ -104,7 +103,9 @@ def test_planted_alignment_has_the_smallest_p_value():
 def test_independent_data_give_spread_out_p_values():
     p_values, calibrated = [], []
     for seed in range(12):
-        report = score_alignment(*independent(50, seed=10 + seed), metrics=("mutual_knn",), k=5, permutations=39, subsamples=0, device="cpu")
+        report = score_alignment(
+            *independent(50, seed=10 + seed), metrics=("mutual_knn",), k=5, permutations=39, subsamples=0, device="cpu"
+        )
         p_values.append(report.metrics["mutual_knn"].p_value)
         calibrated.append(report.metrics["mutual_knn"].calibrated_score)
     p_values = np.array(p_values)
@@ -115,7 +116,9 @@ def test_independent_data_give_spread_out_p_values():
 
 def test_null_is_of_the_max_over_pairs():
     """With 6 pairs the null max sits above the single-pair chance level; a best-pair-only null would not."""
-    report = score_alignment(*independent(60, seed=3), metrics=("mutual_knn",), k=5, permutations=60, subsamples=0, device="cpu")
+    report = score_alignment(
+        *independent(60, seed=3), metrics=("mutual_knn",), k=5, permutations=60, subsamples=0, device="cpu"
+    )
     result = report.metrics["mutual_knn"]
     assert result.chance_level == pytest.approx(5 / 59)
     assert result.null_max_mean > result.chance_level + 2 * result.null_max_std / math.sqrt(60)
