@@ -7,8 +7,8 @@ Reproduce the checkpoint in data/tiny-ssl-vit/ (about 17 min on one CPU core):
 It renders the full de-duplicated `openmoji` set at 160 px into --work-dir, trains on random resized crops
 (128 px) with flips, saves the encoder as a ViTModel + ViTImageProcessor folder (checked to reproduce the
 trained encoder's hidden states), writes train_log.json and loss.png, and, unless --no-sanity, records the
-leave-one-out kNN (k=10) category accuracy of CLS features on the first 1024 rows for the trained model and
-its random control (`random_init_vit`, same config, seed 0).
+leave-one-out kNN (k=10) category and subcategory accuracy of CLS and mean-pooled features on the first 1024
+rows for the trained model and its random control (`random_init_vit`, same config, seed 0).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import argparse
 import json
 import platform
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -26,12 +27,55 @@ import transformers
 from PIL import Image
 
 from probe.datasets.openmoji import DATASET_VERSION, build_openmoji
-from probe.ssl import MaeSpec, export_encoder, random_init_vit, train_mae
+from probe.ssl.loop import TrainResult, VitEncoderSpec
+from probe.ssl import (
+    ContrastiveSpec,
+    MaeSpec,
+    export_mae_encoder,
+    export_vit_encoder,
+    random_init_vit,
+    train_contrastive,
+    train_mae,
+)
 from probe.ssl.sanity import knn_by_layer
 
 RENDER_SIZE = 160
-SPEC = MaeSpec(batch_size=64)
 SANITY_ROWS = 1024
+CROPS = "random resized crop (area 0.35-1, ratio 3/4-4/3) to 128 px, horizontal flip"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One way to train the encoder: its spec, trainer, exporter and what the record says about it."""
+
+    spec: VitEncoderSpec
+    train: Callable[..., TrainResult]
+    export: Callable[[Any, Path, VitEncoderSpec, int], Path]
+    steps: int
+    description: str
+    augmentation: str
+
+
+OBJECTIVES = {
+    "contrastive": Objective(
+        spec=ContrastiveSpec(batch_size=64, learning_rate=5e-4),
+        train=train_contrastive,
+        export=lambda model, out, spec, seed: export_vit_encoder(model.encoder, out, spec=spec, seed=seed),
+        steps=600,
+        description="joint-embedding (SimCLR InfoNCE between two views, temperature 0.2) on the CLS token; "
+        "encoder exported as ViTModel; pooler untrained and unused",
+        augmentation=CROPS + ", colour jitter (brightness/contrast/saturation 0.4, grey 20%)",
+    ),
+    "mae": Objective(
+        spec=MaeSpec(batch_size=64),
+        train=train_mae,
+        export=lambda model, out, spec, seed: export_mae_encoder(model, out, spec=spec, seed=seed),
+        steps=1000,
+        description="MAE (ViTMAEForPreTraining, mask 0.75, normalised-pixel loss), encoder exported as ViTModel; "
+        "pooler untrained and unused",
+        augmentation=CROPS,
+    ),
+}
 
 
 def read_manifest(manifest: Path) -> list[dict]:
@@ -45,7 +89,7 @@ def load_images(manifest: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def save_loss_plot(losses: list[float], path: Path) -> None:
+def save_loss_plot(losses: list[float], path: Path, *, ylabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +102,7 @@ def save_loss_plot(losses: list[float], path: Path) -> None:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(range(window - 1, len(losses)), smooth, label=f"mean of {window}")
     ax.set_xlabel("step")
-    ax.set_ylabel("MAE loss (normalised pixels, masked patches)")
+    ax.set_ylabel(ylabel)
     ax.set_title("tiny-ssl-vit training")
     ax.legend()
     fig.tight_layout()
@@ -67,31 +111,30 @@ def save_loss_plot(losses: list[float], path: Path) -> None:
 
 
 def sanity_check(out: Path, work_dir: Path, *, seed: int) -> dict:
-    """kNN category accuracy per layer on the first 1024 rows at 224 px, trained vs random control."""
+    """kNN accuracy per layer on the first 1024 rows at 224 px, trained vs random control, for the category and
+    subcategory labels and for CLS and mean-of-patch-tokens features."""
+    from transformers import ViTModel
+
     manifest = build_openmoji(work_dir / "openmoji-224")
     rows = read_manifest(manifest)[:SANITY_ROWS]
     paths = [manifest.parent / r["image"] for r in rows]
-    labels = [r["category"] for r in rows]
-    from transformers import ViTModel
-
-    trained = knn_by_layer(out, ViTModel.from_pretrained(out), paths, labels, k=10)
-    control = knn_by_layer(out, random_init_vit(out, seed=seed), paths, labels, k=10)
-    majority = max(labels.count(c) for c in set(labels)) / len(labels)
-    return {
-        "rows": len(rows),
-        "k": 10,
-        "label": "category",
-        "majority_class_rate": round(majority, 4),
-        "trained_by_layer": [round(a, 4) for a in trained],
-        "random_control_by_layer": [round(a, 4) for a in control],
-        "feature": "CLS token of each hidden state (0 = embeddings), before the final norm",
-    }
+    models = {"trained": ViTModel.from_pretrained(out), "random_control": random_init_vit(out, seed=seed)}
+    record: dict = {"rows": len(rows), "k": 10, "layers": "index 0 = embeddings; hidden states before the final norm"}
+    for label in ("category", "subcategory"):
+        labels = [r[label] for r in rows]
+        record[f"{label}_majority_rate"] = round(max(labels.count(c) for c in set(labels)) / len(labels), 4)
+        for pool in ("cls", "mean"):
+            for name, model in models.items():
+                accuracy = knn_by_layer(out, model, paths, labels, k=10, pool=pool)
+                record[f"{label}_{pool}_{name}"] = [round(a, 4) for a in accuracy]
+    return record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/tiny-ssl-vit"))
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="contrastive")
+    parser.add_argument("--steps", type=int, default=None, help="default: the objective's (contrastive 600, mae 1000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where to render OpenMoji (default: a temp dir)")
@@ -101,32 +144,35 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="tiny-ssl-vit-"))
     log_path = args.out / "train_log.json"
+    objective = OBJECTIVES[args.objective]
+    steps = args.steps or objective.steps
 
     if not args.sanity_only:
         manifest = build_openmoji(work_dir / f"openmoji-{RENDER_SIZE}", size=RENDER_SIZE)
         images = load_images(manifest)
-        print(f"training on {images.shape[0]} OpenMoji renders {tuple(images.shape[1:])}, {args.steps} steps", flush=True)
+        print(f"training on {images.shape[0]} OpenMoji renders {tuple(images.shape[1:])}, {steps} steps of {args.objective}", flush=True)
 
         def report(step: int, loss: float) -> None:
-            if step % 25 == 0 or step == args.steps - 1:
+            if step % 25 == 0 or step == steps - 1:
                 print(f"step {step:5d}  loss {loss:.4f}", flush=True)
 
-        result = train_mae(images, spec=SPEC, steps=args.steps, seed=args.seed, on_step=report)
-        export_encoder(result.model, args.out, spec=SPEC, seed=args.seed)
-        save_loss_plot(result.losses, args.out / "loss.png")
+        result = objective.train(images, spec=objective.spec, steps=steps, seed=args.seed, on_step=report)
+        objective.export(result.model, args.out, objective.spec, args.seed)
+        save_loss_plot(result.losses, args.out / "loss.png", ylabel=f"{args.objective} loss")
         tail = result.losses[-50:]
         record = {
             "model": "tiny-ssl-vit",
-            "objective": "MAE (ViTMAEForPreTraining), encoder exported as ViTModel; pooler untrained and unused",
+            "objective": args.objective,
+            "method": objective.description,
             "seed": args.seed,
-            "steps": args.steps,
-            "spec": asdict(SPEC),
+            "steps": steps,
+            "spec": asdict(objective.spec),
             "data": {
                 "dataset": DATASET_VERSION,
                 "images": int(images.shape[0]),
                 "render_size": RENDER_SIZE,
                 "captions_used": False,
-                "augmentation": "random resized crop (area 0.35-1, ratio 3/4-4/3) to 128 px, horizontal flip",
+                "augmentation": objective.augmentation,
             },
             "wall_s": round(result.wall_s, 1),
             "threads": args.threads,

@@ -43,3 +43,24 @@ def random_resized_crops(
     theta[:, 1, 2] = centre_y
     grid = F.affine_grid(theta, [batch, images.shape[1], size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def colour_jitter(images: torch.Tensor, *, generator: torch.Generator, strength: float = 0.4, grayscale_p: float = 0.2) -> torch.Tensor:
+    """Randomly scale brightness, contrast and saturation by factors in [1 - strength, 1 + strength] and turn a
+    fraction `grayscale_p` of the images grey, so an invariance objective cannot match views by colour alone.
+
+    images: [B, 3, H, W] floats in [0, 1]. Returns the same shape, clamped to [0, 1]; draws only from `generator`.
+    """
+    batch = images.shape[0]
+
+    def factor() -> torch.Tensor:
+        return (1.0 + strength * (2.0 * torch.rand(batch, generator=generator) - 1.0)).view(batch, 1, 1, 1)
+
+    luma_weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    out = images * factor()
+    out = (out - out.mean(dim=(1, 2, 3), keepdim=True)) * factor() + out.mean(dim=(1, 2, 3), keepdim=True)
+    grey = (out * luma_weights).sum(dim=1, keepdim=True)
+    out = grey + (out - grey) * factor()
+    to_grey = (torch.rand(batch, generator=generator) < grayscale_p).view(batch, 1, 1, 1)
+    out = torch.where(to_grey, (out * luma_weights).sum(dim=1, keepdim=True).expand_as(out), out)
+    return out.clamp(0.0, 1.0)
