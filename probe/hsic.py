@@ -93,8 +93,12 @@ class GramStack:
 
     def centred_rows(self, start: int, stop: int) -> torch.Tensor:
         """Rows start:stop of every centred kernel, in this stack's order, float64 [L, stop - start, N]."""
-        picked = self.centred[:, start:stop] if self.order is None else self.centred[:, self.order[start:stop]]
-        return _take(picked, self.order, 2).double()
+        if self.order is None:
+            return self.centred[:, start:stop].double()
+        # One gather of flat positions: much faster than selecting rows and then columns.
+        n = self.centred.shape[1]
+        positions = (self.order[start:stop, None] * n + self.order[None, :]).flatten()
+        return self.centred.flatten(1).index_select(1, positions).view(-1, stop - start, n).double()
 
     def raw_submatrix(self, layer: int, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write the raw kernel `layer` among `rows` (this stack's order) into `out` [n, n]; returns it."""
