@@ -3,12 +3,14 @@ JSON and heatmap PNGs. Rendering to the terminal is `probe.report`'s job."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from probe.cache import FeatureCache
 from probe.errors import InputError
+from probe.log import logger
 from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
 
@@ -207,7 +209,10 @@ def run_align(
     tsubsets = [informative_layers(c) for c in tcaches]
     for v in vsubsets:
         for t in tsubsets:
+            t0 = time.perf_counter()
             pair = AlignPair(v, t, score_pair(v, t, settings, progress=progress))
+            logger.info("scored %s vs %s (%d x %d layer pairs) in %.1f s", pair.vision_name, pair.text_name,
+                        v.num_layers, t.num_layers, time.perf_counter() - t0)
             if output is not None:
                 pair.heatmaps = write_heatmaps(pair, Path(output))
             pairs.append(pair)

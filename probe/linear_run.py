@@ -3,6 +3,7 @@ beside its control, for label fields, caption words and a text model's features;
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -13,6 +14,7 @@ from probe.cache import FeatureCache
 from probe.datasets import PairedDataset
 from probe.errors import InputError
 from probe.layers import parse_layers
+from probe.log import logger
 from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
 
@@ -93,7 +95,6 @@ def label_targets(
     `words`. Rows of classes too rare for a stratified train/val/test split are left out, and the results
     name them: a class with fewer rows than that cannot be probed at all."""
     from probe.linear_labels import MIN_ROWS_PER_CLASS
-    from probe.log import logger
 
     if name == WORDS:
         from probe.words import caption_word_targets
@@ -144,6 +145,7 @@ def run_linear(
     source = _Positions(vcache, positions)
     states = [vcache.layers[p] for p in positions]
     tasks: list[LinearTask] = []
+    t0 = time.perf_counter()
     inputs = [vcache]
     for name in settings.labels:
         target, names, rows, detail = label_targets(data, name, settings)
@@ -166,6 +168,7 @@ def run_linear(
                              progress=(lambda d, t, _w: progress(d, t, what)) if progress else None)
         tasks.append(LinearTask(f"text:{text_name}", "crossmodal", sweep, states,
                                 {"text_model": text_name, "text_hidden_state": tcache.layers[tpos]}))
+    logger.info("probed %d layers of %s for %d targets in %.1f s", len(positions), vision_name, len(tasks), time.perf_counter() - t0)
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
     run = LinearRun(vcache, tasks, dataset_info, settings)
     if output is not None:

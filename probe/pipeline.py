@@ -67,6 +67,10 @@ def ensure_cache(
         progress=progress,
     )
     cache = result.open()
+    if not result.reused:
+        from probe.log import logger
+
+        logger.info("extracted %s on %s: %d rows in %.1f s", model, data.name, result.rows_extracted, result.seconds)
     if modality is not None and cache.modality != modality:
         flag = "--vision" if modality == "vision" else "--text"
         raise InputError(f"{flag} {model!r} is a {cache.modality} model; pass a {modality} model there")

@@ -34,7 +34,7 @@ def heatmap_png(
     import matplotlib.pyplot as plt
 
     m = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.22 * m.shape[1] + 3.0), max(4.5, 0.22 * m.shape[0] + 2.0)), dpi=120, layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.22 * m.shape[1] + 3.0), max(4.5, 0.22 * m.shape[0] + 2.0)), dpi=120)
     im = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
     cb = fig.colorbar(im, ax=ax)
     if chance is not None:
@@ -51,7 +51,7 @@ def heatmap_png(
     ax.set_ylabel(ylabel)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
