@@ -34,6 +34,7 @@ def align(
     clip_quantile: str = typer.Option("0.95", "--clip-quantile", help="Outlier clamp quantile per modality (PRH: 0.95), or 'none'."),
     permutations: int = typer.Option(200, "--permutations", help="Shuffles of the pairing for the null of the max over layer pairs (0: skip)."),
     subsamples: int = typer.Option(100, "--subsamples", help="Subsamples of 80%% of rows, without replacement, for intervals (0: skip)."),
+    cka_epsilon: float = typer.Option(1e-6, "--cka-epsilon", min=0.0, help="Added to CKA/CKNNA denominators (PRH: 1e-6; 0 = textbook definition)."),
     pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default, as PRH) | mean | both."),
     pool_text: Optional[str] = typer.Option(None, "--pool-text", help="mean (default, as PRH) | last."),
     seed: int = opt.Seed,
@@ -57,7 +58,8 @@ def align(
 
     settings = AlignSettings(metrics=tuple(split_models(metric, flag="--metric")), k=topk,
                              clip_quantile=parse_clip_quantile(clip_quantile), permutations=permutations,
-                             subsamples=subsamples, seed=seed, device=None if device == "auto" else device)
+                             subsamples=subsamples, seed=seed, device=None if device == "auto" else device,
+                             denominator_epsilon=cka_epsilon)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
                              limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)
     with rich_progress(enabled=not no_progress) as progress:

@@ -34,6 +34,8 @@ class AlignSettings:
     subsample_fraction: float = 0.8
     seed: int = 0
     device: Optional[str] = None
+    # PRH's code adds 1e-6 to CKA/CKNNA denominators; numbers must compare with it, so it is the default.
+    denominator_epsilon: float = 1e-6
 
 
 @dataclass
@@ -144,7 +146,8 @@ def score_pair(vision: "LayerSubset", text: "LayerSubset", settings: AlignSettin
     return score_alignment(
         vision, text, metrics=settings.metrics, k=settings.k, clip_quantile=settings.clip_quantile,
         permutations=settings.permutations, subsamples=settings.subsamples,
-        subsample_fraction=settings.subsample_fraction, seed=settings.seed, device=settings.device, progress=progress,
+        subsample_fraction=settings.subsample_fraction, seed=settings.seed, device=settings.device,
+        denominator_epsilon=settings.denominator_epsilon, progress=progress,
     )
 
 
