@@ -13,6 +13,7 @@ from probe.errors import InputError
 from probe.log import logger
 from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
+from probe.score_cache import cached_score
 
 # PRH's defaults: mutual kNN with k = 10 on 1024 pairs, features clamped at the 0.95 quantile.
 DEFAULT_METRICS = ("mutual_knn", "cka", "unbiased_cka", "cknna")
@@ -213,7 +214,11 @@ def run_align(
     for v in vsubsets:
         for t in tsubsets:
             t0 = time.perf_counter()
-            pair = AlignPair(v, t, score_pair(v, t, settings, progress=progress))
+            key = {"vision": v.cache.key, "vision_layers": v.layers, "text": t.cache.key, "text_layers": t.layers,
+                   "settings": settings.__dict__}
+            report = cached_score(options.cache_dir, "align", key, lambda: score_pair(v, t, settings, progress=progress),
+                                  refresh=options.overwrite == "always")
+            pair = AlignPair(v, t, report)
             logger.info("scored %s vs %s (%d x %d layer pairs) in %.1f s", pair.vision_name, pair.text_name,
                         v.num_layers, t.num_layers, time.perf_counter() - t0)
             if output is not None:

@@ -17,6 +17,7 @@ from probe.layers import parse_layers
 from probe.log import logger
 from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
+from probe.score_cache import cached_score
 
 WORDS = "words"
 
@@ -78,6 +79,16 @@ class _Positions:
     def layer(self, i: int) -> np.ndarray:
         x = self.cache.layer(self.positions[i])
         return x if self.rows is None else x[self.rows]
+
+
+def _digest(values: Any) -> Optional[str]:
+    """sha256 of an array's dtype, shape and bytes (None for None), to key cached scores on targets."""
+    import hashlib
+
+    if values is None:
+        return None
+    arr = np.ascontiguousarray(np.asarray(values).astype(str) if np.asarray(values).dtype.kind in "OU" else np.asarray(values))
+    return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
 def _positions(cache: FeatureCache, spec: str, *, flag: str) -> list[int]:
@@ -150,8 +161,13 @@ def run_linear(
     for name in settings.labels:
         target, names, rows, detail = label_targets(data, name, settings)
         what = f"probe {name}"
-        sweep = probe_layers(source if rows is None else _Positions(vcache, positions, rows), task=ProbeTask.LABELS, target=target, names=names, seed=settings.seed,
-                             progress=(lambda d, t, _w, what=what: progress(d, t, what)) if progress else None)
+        layers_in = source if rows is None else _Positions(vcache, positions, rows)
+        sweep = cached_score(
+            options.cache_dir, "linear", {"vision": vcache.key, "positions": positions, "rows": _digest(rows), "target": _digest(target),
+                                          "names": names, "task": "labels", "seed": settings.seed},
+            lambda: probe_layers(layers_in, task=ProbeTask.LABELS, target=target, names=names, seed=settings.seed,
+                                 progress=(lambda d, t, _w: progress(d, t, what)) if progress else None),
+            refresh=options.overwrite == "always")
         tasks.append(LinearTask(name, "words" if name == WORDS else "labels", sweep, states, detail))
     if text is not None:
         (text_name,) = split_models(text, flag="--text")
@@ -164,8 +180,12 @@ def run_linear(
         tpos = chosen[0]
         text_name = str(tcache.key["model"]["name"])
         what = f"ridge to {text_name}"
-        sweep = probe_layers(source, task=ProbeTask.CROSSMODAL, target=tcache.layer(tpos), seed=settings.seed,
-                             progress=(lambda d, t, _w: progress(d, t, what)) if progress else None)
+        sweep = cached_score(
+            options.cache_dir, "linear", {"vision": vcache.key, "positions": positions, "text": tcache.key, "text_position": tpos,
+                                          "task": "crossmodal", "seed": settings.seed},
+            lambda: probe_layers(source, task=ProbeTask.CROSSMODAL, target=tcache.layer(tpos), seed=settings.seed,
+                                 progress=(lambda d, t, _w: progress(d, t, what)) if progress else None),
+            refresh=options.overwrite == "always")
         tasks.append(LinearTask(f"text:{text_name}", "crossmodal", sweep, states,
                                 {"text_model": text_name, "text_hidden_state": tcache.layers[tpos]}))
     logger.info("probed %d layers of %s for %d targets in %.1f s", len(positions), vision_name, len(tasks), time.perf_counter() - t0)

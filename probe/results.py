@@ -90,6 +90,10 @@ def write_results(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / (filename or f"{command}-{now.strftime('%Y%m%dT%H%M%SZ')}.json")
+    serial = 1
+    while filename is None and path.exists():  # two runs in one second keep both files
+        serial += 1
+        path = out / f"{command}-{now.strftime('%Y%m%dT%H%M%SZ')}-{serial}.json"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(to_jsonable(record), indent=1, allow_nan=False))
     os.replace(tmp, path)

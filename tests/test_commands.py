@@ -104,3 +104,21 @@ def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, capsys) -
     assert code == 2 and "'shape' is missing" in err and "colour" in err
     code, _, err = _cli(base, capsys)
     assert code == 2 and "nothing to probe" in err
+
+
+def test_scores_are_reused_until_inputs_settings_or_overwrite_change(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
+    import probe.align_run
+
+    calls = []
+    real = probe.align_run.score_pair
+    monkeypatch.setattr(probe.align_run, "score_pair", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset", str(labelled_dataset),
+            "--cache-dir", str(tmp_path), "--output", str(tmp_path / "o"), "--permutations", "5", "--subsamples", "0", "--no-progress"]
+    outs = []
+    for extra in ([], [], ["--topk", "3"], ["--overwrite", "always"]):
+        code, _, err = _cli(base + extra, capsys)
+        assert code == 0, err
+        outs.append(sorted((tmp_path / "o").glob("align-*.json"))[-1].read_text())
+    assert len(calls) == 3  # the second run read the first one's scores; new k and --overwrite always recompute
+    first, second = (json.loads(o)["results"]["pairs"][0]["report"] for o in outs[:2])
+    assert first == second
