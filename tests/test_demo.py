@@ -1,0 +1,43 @@
+"""`probe demo --limit` end to end, offline: OpenMoji renders, the trained ViT and its random control,
+MiniLM and SmolLM2, alignment with a null, probes; then a second run that reads every cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["--threads", "1", "demo", "--limit", "96", "--permutations", "10", "--subsamples", "3",
+            "--cache-dir", str(session_cache_dir), "--no-progress"]
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--output", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert info.value.code == 0, err
+    assert "trained without text vs random-init control" in out
+    (demo_file,) = (tmp_path / "out").glob("demo-*.json")
+    summary = json.loads(demo_file.read_text())["results"]["summary"]
+    pairs = {(r["vision"], r["text"]) for r in summary["alignment"]}
+    assert pairs == {(v, t) for v in ("tiny-ssl-vit", "tiny-random-vit") for t in ("minilm", "smollm2")}
+    for r in summary["alignment"]:
+        assert r["chance"] is not None and 0 < r["p_value"] <= 1
+        if r["metric"] == "mutual_knn":
+            assert r["chance"] == pytest.approx(10 / 95)
+    tasks = {(r["vision"], r["task"]) for r in summary["linear"]}
+    assert ("tiny-ssl-vit", "category") in tasks and ("tiny-random-vit", "text:smollm2") in tasks
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2 * 2 * 4
+
+    # Second run: every feature cache and score is reused, and the numbers are identical.
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--output", str(tmp_path / "again")])
+    _, err2 = capsys.readouterr()
+    assert info.value.code == 0
+    assert "extracted" not in err2 and "reusing align scores" in err2
+    (again,) = (tmp_path / "again").glob("demo-*.json")
+    assert json.loads(again.read_text())["results"]["summary"] == summary
