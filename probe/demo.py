@@ -1,7 +1,7 @@
 """`probe demo`: the whole study in miniature, offline, on a CPU.
 
 OpenMoji renders with their English names (probe.datasets.openmoji) -> two vision models that never saw
-text: `tiny-ssl-vit` (a small ViT trained here with an MAE objective on images only) and its random-init
+text: `tiny-ssl-vit` (a small ViT trained here with a self-supervised contrastive objective on images only) and its random-init
 control `tiny-random-vit` -> two language models shipped on PyPI: `minilm` (all-MiniLM-L6-v2) and
 `smollm2` (SmolLM2-135M, a LLaMA-architecture decoder, the offline stand-in for LLaMA-3) -> alignment
 (PRH's metrics with permutation null and intervals) and linear probes (Unicode category, caption words,
