@@ -199,6 +199,10 @@ def load_model(
     off by default. Raises `ModelError` with the fix when weights are missing, gated, or the hub is
     unreachable and the model is not cached.
     """
+    from transformers.utils import logging as hf_logging
+
+    # probe draws its own progress bar; transformers' per-load tqdm bars would interleave with it.
+    hf_logging.disable_progress_bar()
     source = locate_weights(spec, cache_dir=Path(cache_dir))
     try:
         model = _load_network(spec, source, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
