@@ -37,7 +37,7 @@ def heatmap_png(
     fig, ax = plt.subplots(figsize=(max(5.5, 0.22 * m.shape[1] + 3.0), max(4.5, 0.22 * m.shape[0] + 2.0)), dpi=120)
     im = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
     cb = fig.colorbar(im, ax=ax)
-    if chance is not None:
+    if chance is not None and np.nanmin(m) <= chance <= np.nanmax(m):  # else the title states it
         cb.ax.axhline(chance, color="red", linewidth=1.5)
         cb.ax.text(1.05, chance, " chance", color="red", transform=cb.ax.get_yaxis_transform(), va="center", fontsize=7)
     if best is not None:
