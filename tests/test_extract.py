@@ -195,3 +195,15 @@ def test_bad_inputs(tiny_model_dir, tiny_dataset, tmp_path) -> None:
         extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path / "empty", overwrite="never")
     with pytest.raises(ProbeError):
         extract_features(model=vit, dataset=tmp_path / "missing.jsonl", cache_dir=tmp_path)
+
+
+def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    from probe.extract import Shard
+
+    folder = str(tiny_model_dir("vit"))
+    single = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "one", num_workers=0).open().read()
+    first = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(0, 2))
+    assert first.path is None and first.rows_extracted == N // 2  # rank 0 alone cannot complete the file
+    second = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(1, 2))
+    assert second.rows_extracted == N // 2
+    np.testing.assert_array_equal(second.open().read(), single)
