@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from probe.cache import FeatureCache, check_paired, verify_cache
+from probe.cache import check_paired, verify_cache
 from probe.errors import InputError, ModelError, ProbeError
 from probe.extract import _text_batches, extract_features
 
