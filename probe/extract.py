@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Sequence
 
@@ -59,7 +59,6 @@ class ExtractResult:
     rows_extracted: int
     seconds: float
     batch_size: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def open(self) -> FeatureCache:
         if self.path is None:
