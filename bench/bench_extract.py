@@ -52,10 +52,10 @@ def _time_batches(loaded, batches: list[list[str]], *, pad_to: int | None) -> tu
 
 
 def bench_batching(loaded, captions: list[str], name: str, batch: int = 64) -> None:
-    from probe.extract import _text_batches
+    from probe.extract import plan_batches
 
     lengths = loaded.text_lengths(captions)
-    grouped = [[captions[i] for i in b] for b in _text_batches(lengths, np.arange(len(captions)), batch)]
+    grouped = [[captions[i] for i in b] for b in plan_batches(np.arange(len(captions)), batch, lengths=lengths)]
     padded = [captions[s : s + batch] for s in range(0, len(captions), batch)]
     _time_batches(loaded, grouped[:2], pad_to=None)  # warm-up
     tg, ng = _time_batches(loaded, grouped, pad_to=None)

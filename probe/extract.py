@@ -159,9 +159,16 @@ class _Collate:
         return rows, self.model_collate([im for _, im, _ in items]), []
 
 
-def _text_batches(lengths: Sequence[int], todo: np.ndarray, batch_size: int) -> list[list[int]]:
-    """Row batches grouped by token length (longest first, so an out-of-memory error shows at once)."""
-    order = sorted(todo.tolist(), key=lambda i: (-lengths[i], i))
+def plan_batches(rows: np.ndarray, batch_size: int, *, lengths: Optional[Sequence[int]] = None) -> list[list[int]]:
+    """Fixed batches over this shard's `rows`: [B] row lists covering each row once.
+
+    Text rows are ordered by token length (longest first, so an out-of-memory error shows at once; ties by
+    row index), image rows by index; the order is then cut every `batch_size` rows. The plan depends only on
+    the dataset, the shard and the batch size, never on which rows are already written: a resumed run redoes
+    whole batches of the same plan, so its features are bit-identical to an uninterrupted run's (float32
+    kernels give results that depend on which rows share a batch; see docs/cache.md).
+    """
+    order = sorted(rows.tolist(), key=lambda i: (-lengths[i], i)) if lengths is not None else rows.tolist()
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
@@ -195,22 +202,23 @@ class _AdaptiveEncoder:
 
 
 def _iter_batches(
-    loaded: Any, dataset: PairedDataset, todo: np.ndarray, *, batch_size: int, num_workers: int, prompt: Optional[str]
+    loaded: Any, dataset: PairedDataset, batches: Sequence[Sequence[int]], *, num_workers: int, prompt: Optional[str]
 ) -> Iterator[tuple[list[int], dict]]:
-    """Yield (row indices, model inputs) for the rows in `todo`."""
+    """Yield (row indices, model inputs) for each planned batch, in order."""
     from torch.utils.data import DataLoader, Subset
 
     if loaded.modality == "text":
-        texts = [prompt.format(caption=c) if prompt else c for c in dataset.captions]
-        lengths = loaded.text_lengths(texts)
-        for rows in _text_batches(lengths, todo, batch_size):
-            yield rows, loaded.collate([texts[i] for i in rows])
+        texts = _texts(dataset, prompt)
+        for rows in batches:
+            yield list(rows), loaded.collate([texts[i] for i in rows])
         return
-    subset = Subset(_ImageRows(dataset), todo.tolist())
+    flat = [i for rows in batches for i in rows]
+    sizes = [len(rows) for rows in batches]
+    # One DataLoader over the planned rows in plan order; a batch sampler cuts it at the plan's boundaries.
+    bounds = np.cumsum([0, *sizes])
     loader = DataLoader(
-        subset,
-        batch_size=batch_size,
-        shuffle=False,
+        Subset(_ImageRows(dataset), flat),
+        batch_sampler=[list(range(bounds[j], bounds[j + 1])) for j in range(len(sizes))],
         num_workers=num_workers,
         collate_fn=_Collate(loaded.collate),
         pin_memory=loaded.device.type == "cuda",
@@ -222,6 +230,11 @@ def _iter_batches(
             i, err = bad[0]
             raise InputError(f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row")
         yield rows, inputs
+
+
+def _texts(dataset: PairedDataset, prompt: Optional[str]) -> list[str]:
+    """The strings a text model encodes: each caption, through `prompt` when one is given."""
+    return [prompt.format(caption=c) if prompt else c for c in dataset.captions]
 
 
 def _validate_prompt(prompt: Optional[str]) -> None:
@@ -315,8 +328,9 @@ def extract_features(
     final.parent.mkdir(parents=True, exist_ok=True)
     writer.begin()
     done = writer.written_mask()
-    todo = np.flatnonzero(~done)
-    todo = todo[todo % shard.world == shard.rank]
+    shard_rows = np.arange(len(data))
+    shard_rows = shard_rows[shard_rows % shard.world == shard.rank]
+    todo = shard_rows[~done[shard_rows]]
     if done.any():
         logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
 
@@ -336,10 +350,13 @@ def extract_features(
         base = int(done.sum())
         if progress:
             progress(base, len(data), what)
-        for rows, inputs in _iter_batches(loaded, data, todo, batch_size=bs, num_workers=workers, prompt=prompt):
+        lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
+        # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
+        batches = [b for b in plan_batches(shard_rows, bs, lengths=lengths) if not done[b].all()]
+        for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt):
             feats = encoder(inputs)
             writer.write_batch(rows, {p: x[:, select, :] for p, x in feats.items()})
-            rows_extracted += len(rows)
+            rows_extracted += int((~done[rows]).sum())
             if progress:
                 progress(base + rows_extracted, len(data), what)
         bs = encoder.max_batch

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)  # `--threads 1` sets them; restore them for later tests' subprocesses
     args = ["--threads", "1", "demo", "--limit", "96", "--permutations", "10", "--subsamples", "3",
             "--cache-dir", str(session_cache_dir), "--no-progress"]
     with pytest.raises(SystemExit) as info:
