@@ -5,7 +5,7 @@ Default sizes follow PRH's headline setting: N = 1024 rows, a 25-state ViT-L (10
 Features are synthetic (a shared latent plus noise, with a few 'massive activation' dims on the text
 side); timings do not depend on the values.
 
-Printed: the time of `probe.align.alignment_matrices` for all metrics and pairs; the time of the Gram
+Printed: the time of `probe.align.engine.alignment_matrices` for all metrics and pairs; the time of the Gram
 matrices alone (the floor); and the per-pair approach of PRH's published code (normalise the pair,
 then each metric from scratch: Grams, a full argsort for kNN, N^3 products for HSIC), timed on a few
 pairs per metric and extrapolated to all pairs, with the agreement of both on those pairs.
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.align import alignment_matrices, resolve_device
-from probe.layer_prep import prepare_layers
-from probe.stats import score_alignment
+from probe.align.engine import alignment_matrices, resolve_device
+from probe.align.prep import prepare_layers
+from probe.align.stats import score_alignment
 
 METRICS = ("mutual_knn", "cka", "unbiased_cka", "cknna")
 
@@ -184,7 +184,7 @@ def main() -> None:
     alignment_matrices(vision[:64, :2], text[:64, :2], metrics=METRICS, k=sizes.k, device=device)  # warm-up
     sync()
     ours, ours_seconds = timed(lambda: (alignment_matrices(vision, text, metrics=METRICS, k=sizes.k, device=device), sync())[0])
-    print(f"all pairs, all metrics (probe.align.alignment_matrices): {ours_seconds:.2f} s")
+    print(f"all pairs, all metrics (probe.align.engine.alignment_matrices): {ours_seconds:.2f} s")
 
     prepared = {}
     prepare_seconds = 0.0

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from probe.align import alignment_matrices, pair_matrices, prepare_modalities, resolve_device
+from probe.align.engine import alignment_matrices, pair_matrices, prepare_modalities, resolve_device
 
 METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka")
 

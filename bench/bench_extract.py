@@ -52,7 +52,7 @@ def _time_batches(loaded, batches: list[list[str]], *, pad_to: int | None) -> tu
 
 
 def bench_batching(loaded, captions: list[str], name: str, batch: int = 64) -> None:
-    from probe.extract import plan_batches
+    from probe.features.extract import plan_batches
 
     lengths = loaded.text_lengths(captions)
     grouped = [[captions[i] for i in b] for b in plan_batches(np.arange(len(captions)), batch, lengths=lengths)]
@@ -71,9 +71,9 @@ def main() -> None:
     args = ap.parse_args()
     from probe.datasets import load_dataset
     from probe.devices import resolve_device
-    from probe.extract import extract_features
-    from probe.models import load_model
-    from probe.registry import resolve_model
+    from probe.features.extract import extract_features
+    from probe.models.loading import load_model
+    from probe.models.registry import resolve_model
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from probe.linear import ProbeTask, probe_layers
+from probe.linear.sweep import ProbeTask, probe_layers
 
 
 def planted_stack(

@@ -51,10 +51,10 @@ def align(
     no_progress: bool = opt.NoProgress,
 ) -> None:
     """Score how well each vision model's geometry matches each language model's, at every layer pair."""
-    from probe.align_run import AlignSettings, run_align
-    from probe.pipeline import ExtractOptions, split_models
+    from probe.runs.align import AlignSettings, run_align
+    from probe.runs.inputs import ExtractOptions, split_models
     from probe.progress import rich_progress
-    from probe.report import render_align
+    from probe.report.terminal import render_align
 
     settings = AlignSettings(metrics=tuple(split_models(metric, flag="--metric")), k=topk,
                              clip_quantile=parse_clip_quantile(clip_quantile), permutations=permutations,

@@ -26,7 +26,7 @@ def _human(n: int) -> str:
 def _select(cache_dir: Path, pattern: Optional[str]):
     import fnmatch
 
-    from probe.cache import list_entries
+    from probe.features.inventory import list_entries
 
     entries = list_entries(cache_dir)
     if pattern:
@@ -67,7 +67,7 @@ def cache_verify(
     """Check every complete cache: format, shapes, finite values and stored checksums. Exit 1 on a problem."""
     from rich.console import Console
 
-    from probe.cache import verify_cache
+    from probe.features.inventory import verify_cache
 
     console = Console()
     bad = 0

@@ -1,4 +1,4 @@
-"""`probe demo`: the whole study in miniature, offline, on a CPU (see probe.demo)."""
+"""`probe demo`: the whole study in miniature, offline, on a CPU (see probe.runs.demo)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def demo(
     no_progress: bool = opt.NoProgress,
 ) -> None:
     """Run the offline miniature: a ViT trained without text and its random control vs MiniLM and SmolLM2 on OpenMoji."""
-    from probe.demo import DemoSettings, run_demo
+    from probe.runs.demo import DemoSettings, run_demo
     from probe.progress import rich_progress
-    from probe.report import render_demo
+    from probe.report.terminal import render_demo
 
     settings = DemoSettings(limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device)
     with rich_progress(enabled=not no_progress) as progress:

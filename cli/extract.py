@@ -32,7 +32,7 @@ def extract(
     """Extract and cache features (every hidden state, pooled) of MODEL over DATASET."""
     from rich.console import Console
 
-    from probe.extract import extract_features
+    from probe.features.extract import extract_features
     from probe.progress import rich_progress
 
     with rich_progress(enabled=not no_progress) as progress:

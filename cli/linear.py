@@ -33,10 +33,10 @@ def linear(
     no_progress: bool = opt.NoProgress,
 ) -> None:
     """Probe every layer of VISION linearly: dataset labels, caption words, and a text model's features."""
-    from probe.linear_run import LinearSettings, run_linear
-    from probe.pipeline import ExtractOptions, split_models
+    from probe.runs.linear import LinearSettings, run_linear
+    from probe.runs.inputs import ExtractOptions, split_models
     from probe.progress import rich_progress
-    from probe.report import render_linear
+    from probe.report.terminal import render_linear
 
     settings = LinearSettings(labels=tuple(split_models(labels, flag="--labels")) if labels else (), text_layer=text_layer,
                               probe_layers=probe_layers, seed=seed)

@@ -14,7 +14,7 @@ from rich.table import Table
 from cli.main import app
 
 if TYPE_CHECKING:
-    from probe.registry import ModelSpec
+    from probe.models.registry import ModelSpec
 
 
 def _params(millions: float | None) -> str:
@@ -39,7 +39,7 @@ def models_command(
 ) -> None:
     """List the models probe knows: alias, hub id, modality, size, default pooling, and whether it works offline."""
     from probe.errors import InputError
-    from probe.registry import list_models, suggest
+    from probe.models.registry import list_models, suggest
 
     specs = list_models(pattern)
     if not specs:

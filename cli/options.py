@@ -22,6 +22,6 @@ NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
 
 
 def cache_dir_or_default(value: Optional[Path]) -> Path:
-    from probe.cache import default_cache_dir
+    from probe.features.format import default_cache_dir
 
     return value if value is not None else default_cache_dir()

@@ -2,7 +2,7 @@
 
 Every function takes `a` [N, Da] and `b` [N, Db] (numpy or torch; row i of both describes the same
 sample), uses them as given (no clamping or normalising: PRH applies those before scoring; see
-`probe.align` for that and for all layer pairs at once) and returns a float. Definitions: guide §2
+`probe.align.engine` for that and for all layer pairs at once) and returns a float. Definitions: guide §2
 and docs/metrics.md. kNN is by dot product, self excluded, ties to the lower row index.
 
 These run the same code as the all-pairs path, on a single pair.
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from probe.align import DeviceLike, pair_matrices, prepare_modalities, resolve_device
+from probe.align.engine import DeviceLike, pair_matrices, prepare_modalities, resolve_device
 from probe.errors import InputError
-from probe.layer_prep import ArrayLike, as_matrix
-from probe.metric_specs import MetricName
+from probe.align.prep import ArrayLike, as_matrix
+from probe.align.specs import MetricName
 
 KernelName = Literal["linear", "rbf"]
 
@@ -30,7 +30,7 @@ def pair_score(
     denominator_epsilon: float = 0.0,
     device: DeviceLike = None,
 ) -> float:
-    """Metric `metric` (a name from `probe.metric_specs.METRICS`) for one pair `a` [N, Da], `b` [N, Db].
+    """Metric `metric` (a name from `probe.align.specs.METRICS`) for one pair `a` [N, Da], `b` [N, Db].
 
     `k` is used by the kNN metrics and CKNNA, `rbf_sigma` by the RBF ones, `denominator_epsilon` by
     CKA and CKNNA. Runs the all-pairs machinery on a single pair.

@@ -47,7 +47,7 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def cache_input_record(cache: Any) -> dict[str, Any]:
-    """What the results file records about one input cache (`probe.cache.FeatureCache`)."""
+    """What the results file records about one input cache (`probe.features.cache.FeatureCache`)."""
     model = cache.key.get("model", {})
     return {
         "model": model.get("name"),

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from probe import align, hsic, knn, metrics
-from probe.align import alignment_matrices, alignment_matrix, pair_matrices, prepare_modalities
+from probe import metrics
+from probe.align import engine as align, hsic, knn
+from probe.align.engine import alignment_matrices, alignment_matrix, pair_matrices, prepare_modalities
 from probe.errors import InputError
-from probe.metric_specs import METRICS
+from probe.align.specs import METRICS
 
 from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 

@@ -9,8 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from probe.cache import FeatureCache, cache_path, check_paired, key_hash, list_entries, verify_cache
-from probe.cache_writer import PartialWriter
+from probe.features.cache import FeatureCache, check_paired
+from probe.features.format import cache_path, key_hash
+from probe.features.inventory import list_entries, verify_cache
+from probe.features.writer import PartialWriter
 from probe.errors import CacheError
 
 N, S, D = 10, 3, 4

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from probe.extract import extract_features
+from probe.features.extract import extract_features
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 N = 64
@@ -42,9 +42,9 @@ def test_gpu_bf16_matches_cpu_fp32(tiny_model_dir, images, tmp_path, kind) -> No
 
 
 def test_real_out_of_memory_halves_the_batch(tiny_model_dir, images, tmp_path, monkeypatch) -> None:
-    import probe.models
+    import probe.models.loading
 
-    original = probe.models.LoadedModel.encode
+    original = probe.models.loading.LoadedModel.encode
 
     def encode_with_big_activation(self, batch, *, pools):
         n = next(iter(batch.values())).shape[0]
@@ -52,13 +52,13 @@ def test_real_out_of_memory_halves_the_batch(tiny_model_dir, images, tmp_path, m
             torch.empty((n, 64, 1024, 1024, 256), dtype=torch.float32, device=self.device)
         return original(self, batch, pools=pools)
 
-    monkeypatch.setattr(probe.models.LoadedModel, "encode", encode_with_big_activation)
+    monkeypatch.setattr(probe.models.loading.LoadedModel, "encode", encode_with_big_activation)
     res = extract_features(model=str(tiny_model_dir("vit")), dataset=images, cache_dir=tmp_path, device="cuda", batch_size=32, num_workers=0)
     assert res.batch_size == 8 and res.open().num_rows == N
 
 
 def test_alignment_on_gpu_equals_cpu() -> None:
-    from probe.align import alignment_matrices
+    from probe.align.engine import alignment_matrices
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=(300, 4, 64)).astype(np.float32)

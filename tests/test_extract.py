@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from probe.cache import check_paired, verify_cache
+from probe.features.cache import check_paired
+from probe.features.inventory import verify_cache
 from probe.errors import InputError, ModelError, ProbeError
-from probe.extract import extract_features, plan_batches
+from probe.features.extract import extract_features, plan_batches
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 N = 12
@@ -115,11 +116,11 @@ def test_vision_and_text_caches_are_paired(tiny_model_dir, tiny_dataset, tmp_pat
 
 
 def test_out_of_memory_halves_the_batch_and_gives_the_same_features(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
-    import probe.models
+    import probe.models.loading
 
     folder = tiny_model_dir("vit")
     ref = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "a", batch_size=8, num_workers=0).open().read()
-    original = probe.models.LoadedModel.encode
+    original = probe.models.loading.LoadedModel.encode
     seen = []
 
     def fake_encode(self, batch, *, pools):
@@ -129,7 +130,7 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_features(tiny_model_d
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return original(self, batch, pools=pools)
 
-    monkeypatch.setattr(probe.models.LoadedModel, "encode", fake_encode)
+    monkeypatch.setattr(probe.models.loading.LoadedModel, "encode", fake_encode)
     res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "b", batch_size=8, num_workers=0)
     assert res.batch_size == 2 and seen[:3] == [8, 4, 2]
     np.testing.assert_allclose(res.open().read(), ref, atol=COMPOSITION_ATOL, rtol=COMPOSITION_RTOL)
@@ -138,8 +139,8 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_features(tiny_model_d
 _CRASH_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    import probe.cache_writer as cw
-    from probe.extract import extract_features
+    import probe.features.writer as cw
+    from probe.features.extract import extract_features
     original = cw.PartialWriter.write_batch
     count = {"n": 0}
     def write_then_die(self, rows, features):
@@ -183,7 +184,7 @@ def test_batch_plan_is_fixed_and_length_grouped() -> None:
 def test_resume_redoes_whole_planned_batches_of_text(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
     """A text run killed mid-way (simulated by deleting one batch file) redoes exactly that planned batch,
     with the same companions, and the cache is bit-identical to the uninterrupted one."""
-    import probe.cache_writer as cw
+    import probe.features.writer as cw
 
     folder = str(tiny_model_dir("llama"))
     ref = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "clean", batch_size=5).open().read()
@@ -240,7 +241,7 @@ def test_bad_inputs(tiny_model_dir, tiny_dataset, tmp_path) -> None:
 
 
 def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tiny_dataset, tmp_path) -> None:
-    from probe.extract import Shard
+    from probe.features.extract import Shard
 
     folder = str(tiny_model_dir("vit"))
     single = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "one", num_workers=0).open().read()

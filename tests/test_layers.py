@@ -3,7 +3,7 @@
 import pytest
 
 from probe.errors import InputError
-from probe.layers import parse_layers
+from probe.features.layers import parse_layers
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from sklearn.metrics import (
 )
 
 from probe.errors import InputError
-from probe.linear import (
+from probe.linear.sweep import (
     CrossmodalProbeResult,
     LabelProbeResult,
     MultiLabelProbeResult,
@@ -27,10 +27,10 @@ from probe.linear import (
     label_probe,
     probe_layers,
 )
-from probe.linear_base import random_split, standardiser, stratified_split
-from probe.linear_crossmodal import retrieval_ranks
-from probe.linear_ranking import auroc, average_precision, best_f1_threshold, f1_at
-from probe.linear_ridge import fit_ridge_loo, ridge_basis
+from probe.linear.base import random_split, standardiser, stratified_split
+from probe.linear.crossmodal import retrieval_ranks
+from probe.linear.ranking import auroc, average_precision, best_f1_threshold, f1_at
+from probe.linear.ridge import fit_ridge_loo, ridge_basis
 
 
 def planted_classes(

@@ -8,9 +8,9 @@ import torch
 
 from probe import metrics
 from probe.errors import InputError
-from probe.hsic import hsic_biased, hsic_unbiased
-from probe.knn import ranked_neighbours
-from probe.metric_specs import METRICS
+from probe.align.hsic import hsic_biased, hsic_unbiased
+from probe.align.knn import ranked_neighbours
+from probe.align.specs import METRICS
 
 from alignment_helpers import one_thread, unit_rows  # noqa: F401  (one_thread is an autouse fixture)
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from probe.devices import resolve_device, resolve_dtype
 from probe.errors import InputError, ModelError
-from probe.models import LoadedModel, load_model
-from probe.registry import resolve_model
+from probe.models.loading import LoadedModel, load_model
+from probe.models.registry import resolve_model
 
 CPU = torch.device("cpu")
 CAPTIONS = ["a red cat", "the big dog sitting on the grass next to a tree", "a photo of water"]
@@ -203,7 +203,7 @@ def test_missing_package_names_the_install_command(tmp_path):
 
 
 def test_missing_repo_data_says_how_to_make_it(tmp_path, monkeypatch):
-    import probe.models_sources as sources
+    import probe.models.sources as sources
 
     monkeypatch.setattr(sources, "repo_root", lambda: tmp_path)
     for alias in ("tiny-ssl-vit", "tiny-random-vit"):
@@ -214,7 +214,7 @@ def test_missing_repo_data_says_how_to_make_it(tmp_path, monkeypatch):
 def test_tiny_ssl_vit_and_its_random_twin_load_from_repo_data(tiny_model_dir, tmp_path, monkeypatch):
     import shutil
 
-    import probe.models_sources as sources
+    import probe.models.sources as sources
 
     shutil.copytree(tiny_model_dir("vit"), tmp_path / "data" / "tiny-ssl-vit")
     monkeypatch.setattr(sources, "repo_root", lambda: tmp_path)

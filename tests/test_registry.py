@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 
 from probe.errors import InputError, ModelError
-from probe.models_sources import explain_hub_error
-from probe.registry import (
+from probe.models.hub import explain_hub_error
+from probe.models.registry import (
     LOADERS,
     ModelSpec,
     all_specs,

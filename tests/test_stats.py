@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from probe import stats
-from probe.align import pair_matrices, prepare_modalities
+from probe.align import stats
+from probe.align.engine import pair_matrices, prepare_modalities
 from probe.errors import InputError
-from probe.modality_state import ModalityState
-from probe.stats import (
+from probe.align.state import ModalityState
+from probe.align.stats import (
     cycle_knn_chance,
     cycle_knn_regular_chance,
     jaccard_knn_chance,

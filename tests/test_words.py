@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from probe.errors import InputError
-from probe.words import caption_word_targets, caption_words
+from probe.linear.words import caption_word_targets, caption_words
 
 
 def test_caption_words_lowercases_splits_on_letters_and_drops_stop_words() -> None:

@@ -3,7 +3,7 @@ caption retrieval among the held-out pairs.
 
 Procedure: random train / test split of the pairs; standardise x and centre y with the training
 rows' statistics; ridge from x to y with alpha picked by exact leave-one-out error on the training
-rows (`probe.linear_ridge`: one decomposition per layer serves every alpha); predict the test rows'
+rows (`probe.linear.ridge`: one decomposition per layer serves every alpha); predict the test rows'
 text features. The control permutes the rows of y (breaking the pairing) and runs the same steps on
 the same split.
 
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probe.linear_base import (
+from probe.linear.base import (
     CONTROL_STREAM,
     ProbeResultBase,
     ProbeSettings,
@@ -32,7 +32,7 @@ from probe.linear_base import (
     one_blas_thread,
     rng_for,
 )
-from probe.linear_ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
+from probe.linear.ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
 
 RETRIEVAL_KS = (1, 5)
 
@@ -42,7 +42,7 @@ class RegressionScores:
     """Test scores of one run (the probe, or the shuffled-pair control).
 
     cv_r2 is the leave-one-out variance-weighted R^2 on the training rows at the chosen alpha; it
-    picks alpha here and the best layer in `probe.linear.probe_layers`.
+    picks alpha here and the best layer in `probe.linear.sweep.probe_layers`.
     """
 
     r2: float

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from probe.errors import InputError
-from probe.linear_base import ProbeSettings, Split, random_split, standardiser
+from probe.linear.base import ProbeSettings, Split, random_split, standardiser
 from probe.log import logger
 
 # Leave-one-out needs a few training rows, retrieval and ranking metrics a few test rows.

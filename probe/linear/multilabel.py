@@ -2,7 +2,7 @@
 
 Readout: ridge regression from the standardised features to the 0/1 target columns (a linear
 probability model, as in scikit-learn's RidgeClassifier), one alpha shared by all columns and picked
-by exact leave-one-out error on the training rows (`probe.linear_ridge`). One decomposition of the
+by exact leave-one-out error on the training rows (`probe.linear.ridge`). One decomposition of the
 training rows serves every word and every alpha, so 50 words cost about as much as one. One-vs-rest
 logistic regression was measured too (scikit-learn, warm-started C sweep, N=1024, D=1024, 50 words):
 18-33 s per layer on the shared 2-core machine against about 1 s for this readout, at the same mean
@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from probe.errors import InputError
-from probe.linear_base import (
+from probe.linear.base import (
     CONTROL_STREAM,
     ProbeResultBase,
     ProbeSettings,
@@ -39,8 +39,8 @@ from probe.linear_base import (
     one_blas_thread,
     rng_for,
 )
-from probe.linear_ranking import auroc, average_precision, best_f1_threshold, f1_at
-from probe.linear_ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
+from probe.linear.ranking import auroc, average_precision, best_f1_threshold, f1_at
+from probe.linear.ridge import RidgeBasis, fit_ridge_loo, ridge_basis, ridge_split
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class MultiLabelScores:
     """Macro means over the scored columns, and every column's scores, for one run.
 
     cv_average_precision: mean over words of the average precision of the leave-one-out predictions
-    on the training rows; it ranks layers in `probe.linear.probe_layers`.
+    on the training rows; it ranks layers in `probe.linear.sweep.probe_layers`.
     """
 
     macro_auroc: float

@@ -19,8 +19,9 @@ import torch
 
 from probe.errors import InputError, ModelError, ProbeError
 from probe.log import logger
-from probe.models_sources import WeightsSource, explain_hub_error, hub_commit, locate_weights
-from probe.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
+from probe.models.hub import explain_hub_error, hub_commit
+from probe.models.sources import WeightsSource, locate_weights
+from probe.models.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
 
 # Keys of an image processor's settings that change the pixels a model sees.
 _PIXEL_SETTINGS = (

@@ -11,13 +11,12 @@ Layout of a complete cache file (`FORMAT_VERSION` 1; documented in docs/cache.md
 - `written` [N] bool: every row written (all True in a complete file; the partial writer tracks it).
 - `features/<pool>` [S, N, D] float32, chunked one layer at a time, so reading one layer reads only it.
 
-Files are created only by `probe.cache_writer`, whole, and renamed into place: a file at a final path is a
+Files are created only by `probe.features.writer`, whole, and renamed into place: a file at a final path is a
 complete cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,38 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from probe.errors import CacheError
-
-FORMAT_VERSION = 1
-# Bump when what a stored feature means changes (pooling rule, padding rule, state indexing).
-FEATURE_VERSION = 1
-CACHE_SUFFIX = ".h5"
-
-
-def key_hash(key: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of `key`."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _slug(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text.strip("/"))
-    return keep[-80:] or "model"
-
-
-def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
-    """Where the cache for `key` lives: `<cache_dir>/features/<model>/<dataset>/<modality>-<pools>-<hash16>.h5`."""
-    model = _slug(str(key["model"]["name"]).replace("/", "--"))
-    dataset = _slug(str(key["dataset"]["name"]))
-    pools = "+".join(key["pools"])
-    return Path(cache_dir) / "features" / model / dataset / f"{key['modality']}-{pools}-{key_hash(key)[:16]}{CACHE_SUFFIX}"
-
-
-def default_cache_dir() -> Path:
-    """`$PROBE_CACHE`, else `~/.cache/probe`."""
-    import os
-
-    env = os.environ.get("PROBE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "probe"
-
+from probe.features.format import CACHE_SUFFIX, FORMAT_VERSION, key_hash
 
 @dataclass(frozen=True)
 class LayerStack:
@@ -167,86 +135,3 @@ def check_paired(a: FeatureCache, b: FeatureCache) -> None:
                 f"caches are not paired row by row: {name} differ first at row {i} ({xa[i]!r} vs {xb[i]!r}) between "
                 f"{a.path} and {b.path}; extract both from the same dataset version"
             )
-
-
-def layer_checksum(x: np.ndarray) -> str:
-    """sha256 of a layer's float32 bytes (C order)."""
-    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """A file found under a cache folder: complete caches and unfinished `.partial` folders."""
-
-    path: Path
-    complete: bool
-    model: str
-    dataset: str
-    modality: str
-    pools: tuple[str, ...]
-    rows: int
-    rows_written: int
-    layers: int
-    size_bytes: int
-
-
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def list_entries(cache_dir: Path) -> list[CacheEntry]:
-    """Every feature cache under `cache_dir`, complete or partial, sorted by path."""
-    from probe.cache_writer import PartialWriter
-
-    root = Path(cache_dir) / "features"
-    entries: list[CacheEntry] = []
-    if not root.is_dir():
-        return entries
-    for path in sorted(root.rglob(f"*{CACHE_SUFFIX}")):
-        try:
-            c = FeatureCache(path)
-        except CacheError:
-            entries.append(CacheEntry(path, False, "?", "?", "?", (), 0, 0, 0, path.stat().st_size))
-            continue
-        entries.append(
-            CacheEntry(path, True, c.key["model"]["name"], c.key["dataset"]["name"], c.modality, tuple(c.pools),
-                       c.num_rows, c.num_rows, c.num_layers, path.stat().st_size)
-        )
-    for part in sorted(root.rglob("*.partial")):
-        info = PartialWriter.inspect(part)
-        key = info["key"] or {}
-        entries.append(
-            CacheEntry(part, False, key.get("model", {}).get("name", "?"), key.get("dataset", {}).get("name", "?"),
-                       key.get("modality", "?"), tuple(key.get("pools", ())), int(key.get("dataset", {}).get("rows", 0)),
-                       info["rows_written"], 0, _dir_size(part))
-        )
-    return entries
-
-
-def verify_cache(path: Path) -> list[str]:
-    """Problems found in the cache at `path` (empty when sound): format, completeness, shapes, finite values, checksums."""
-    import h5py
-
-    try:
-        cache = FeatureCache(path)
-    except CacheError as exc:
-        return [str(exc)]
-    problems: list[str] = []
-    with h5py.File(path, "r") as f:
-        if not bool(np.all(f["written"][()])):
-            problems.append("some rows are not marked written")
-        for pool in cache.pools:
-            ds = f["features"][pool]
-            if ds.shape[:2] != (cache.num_layers, cache.num_rows):
-                problems.append(f"features/{pool} has shape {ds.shape}, expected ({cache.num_layers}, {cache.num_rows}, D)")
-                continue
-            sums = cache.layer_sha256.get(pool, [])
-            for i in range(cache.num_layers):
-                x = np.asarray(ds[i], dtype=np.float32)
-                if not np.isfinite(x).all():
-                    problems.append(f"features/{pool} layer {cache.layers[i]} has NaN or Inf values")
-                if i < len(sums) and layer_checksum(x) != sums[i]:
-                    problems.append(f"features/{pool} layer {cache.layers[i]} does not match its stored checksum")
-    if cache.key.get("dataset", {}).get("rows") not in (None, cache.num_rows):
-        problems.append("row count differs from the key's dataset rows")
-    return problems

@@ -10,14 +10,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from probe.cache import FeatureCache
+from probe.features.cache import FeatureCache
 from probe.datasets import PairedDataset
 from probe.errors import InputError
-from probe.layers import parse_layers
+from probe.features.layers import parse_layers
 from probe.log import logger
-from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
-from probe.score_cache import cached_score
+from probe.runs.score_cache import cached_score
 
 WORDS = "words"
 
@@ -36,7 +36,7 @@ class LinearSettings:
 
 @dataclass
 class LinearTask:
-    """One probed target over the vision layers: `sweep` is a probe.linear.LayerSweepResult whose layer
+    """One probed target over the vision layers: `sweep` is a probe.linear.sweep.LayerSweepResult whose layer
     numbers are positions in `vision.layers`; `hidden_states` maps them to hidden-state indices."""
 
     name: str
@@ -68,7 +68,7 @@ class LinearRun:
 
 
 class _Positions:
-    """A cache pool restricted to some stored-layer positions (and optionally some rows), as probe.linear's
+    """A cache pool restricted to some stored-layer positions (and optionally some rows), as probe.linear.sweep's
     layer protocol."""
 
     def __init__(self, cache: FeatureCache, positions: Sequence[int], rows: Optional[np.ndarray] = None) -> None:
@@ -105,10 +105,10 @@ def label_targets(
     """(targets, column names or None, kept row indices or None for all, description) for a label field or
     `words`. Rows of classes too rare for a stratified train/val/test split are left out, and the results
     name them: a class with fewer rows than that cannot be probed at all."""
-    from probe.linear_labels import MIN_ROWS_PER_CLASS
+    from probe.linear.labels import MIN_ROWS_PER_CLASS
 
     if name == WORDS:
-        from probe.words import caption_word_targets
+        from probe.linear.words import caption_word_targets
 
         data.require_captions()
         words, y = caption_word_targets([c or "" for c in data.captions], top=settings.top_words, min_count=settings.min_word_count)
@@ -141,7 +141,7 @@ def run_linear(
 ) -> LinearRun:
     """Probe every requested layer of `vision` for each label field / `words`, and (with `text`) ridge to that
     text model's `settings.text_layer`. Extracts missing caches; writes results JSON to `output` if given."""
-    from probe.linear import ProbeTask, probe_layers
+    from probe.linear.sweep import ProbeTask, probe_layers
     from probe.results import cache_input_record, write_results
 
     (vision_name,) = split_models(vision, flag="--vision")

@@ -19,7 +19,7 @@ import torch
 
 from probe.errors import InputError
 from probe.progress import ProgressCallback
-from probe.row_quantiles import quantile_positions, row_quantiles
+from probe.align.quantiles import quantile_positions, row_quantiles
 
 # Same floor as torch.nn.functional.normalize, which PRH uses: an all-zero row stays zero.
 NORM_FLOOR = 1e-12

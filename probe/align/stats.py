@@ -28,12 +28,12 @@ from typing import Any, Iterator, Literal, Optional, Sequence
 import numpy as np
 import torch
 
-from probe.align import DeviceLike, PathChoice, pair_matrices, prepare_modalities
+from probe.align.engine import DeviceLike, PathChoice, pair_matrices, prepare_modalities
 from probe.errors import InputError
-from probe.layer_prep import LayerInput, as_layer_source
+from probe.align.prep import LayerInput, as_layer_source
 from probe.log import logger
-from probe.metric_specs import MetricName, metric_specs
-from probe.modality_state import ModalityState
+from probe.align.specs import MetricName, metric_specs
+from probe.align.state import ModalityState
 from probe.progress import ProgressCallback
 
 ChanceSource = Literal["exact", "null", "unavailable"]
@@ -328,7 +328,7 @@ def score_alignment(
 ) -> AlignmentReport:
     """Alignment of all (vision layer, text layer) pairs with chance, permutation null and intervals.
 
-    Inputs, preprocessing and metric options as `probe.align.alignment_matrices` (vision [N, Lv, Dv],
+    Inputs, preprocessing and metric options as `probe.align.engine.alignment_matrices` (vision [N, Lv, Dv],
     text [N, Lt, Dt] or layer sources). `permutations` (P) re-pairings give the null of the max over pairs;
     `subsamples` (S) subsets of `subsample_fraction` of the rows, without replacement, give intervals
     at level `confidence` for the max and for the best pair's score. 0 skips either step. `seed`

@@ -6,7 +6,7 @@ Two tables drive everything: `LOADERS` (how a kind of checkpoint is loaded: a la
 folder gets a spec inferred from its config.json `model_type` through `MODEL_TYPE_LOADERS`.
 
 This module imports only the standard library; `huggingface_hub` is imported (through
-`probe.models_sources`) only to fetch the config.json of an unregistered hub id.
+`probe.models.hub`) only to fetch the config.json of an unregistered hub id.
 
 Default members: `webssl-dino` is `webssl-dino1b-full2b-224` and `webssl-mae` is
 `webssl-mae1b-full2b-224`. The 1B members are chosen because both families have one (a like-for-like
@@ -439,7 +439,7 @@ def resolve_model(name: str, *, revision: str | None = None) -> ModelSpec:
         elif _looks_like_path(key):
             raise ModelError(f"model folder {key!r} does not exist: check the --model path.")
         elif _HUB_ID.match(key):
-            from probe.models_sources import fetch_hub_config  # imports huggingface_hub: only for unknown ids
+            from probe.models.hub import fetch_hub_config  # imports huggingface_hub: only for unknown ids
 
             spec = spec_from_config(fetch_hub_config(key, revision=revision or "main"), alias=key, hub_id=key)
         else:

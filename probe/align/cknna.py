@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from probe.errors import InputError
-from probe.hsic import GramStack
-from probe.knn import EdgeLookups, NeighbourSets
+from probe.align.hsic import GramStack
+from probe.align.knn import EdgeLookups, NeighbourSets
 
 
 def _shared_edge_hsic(

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
-from probe.plots import heatmap_text
+from probe.report.plots import heatmap_text
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
@@ -88,7 +88,7 @@ def _pct(x: Optional[float]) -> str:
 
 
 def linear_task_table(task: Any) -> Table:
-    """Per-layer table of one `probe.linear_run.LinearTask`, each figure beside its control; best layer starred."""
+    """Per-layer table of one `probe.runs.linear.LinearTask`, each figure beside its control; best layer starred."""
     table = Table(title=f"{task.name} ({task.kind}); best layer by validation: {task.best_state}", title_justify="left")
     table.add_column("layer", justify="right")
     if task.kind == "labels":

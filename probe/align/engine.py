@@ -1,9 +1,9 @@
 """Alignment of every (vision layer, text layer) pair, with the per-layer work shared across pairs.
 
 `alignment_matrices` reads each modality layer by layer, applies PRH's preprocessing (clamp, then
-L2 rows), does each layer's work once (kNN lists, kernels; see `probe.modality_state`) and then
+L2 rows), does each layer's work once (kNN lists, kernels; see `probe.align.state`) and then
 scores all pairs for several metrics at once: kNN overlaps by edge lookups, CKA of all pairs as one
-product of flattened centred kernels (`probe.hsic`), CKNNA on the shared edges (`probe.cknna`).
+product of flattened centred kernels (`probe.align.hsic`), CKNNA on the shared edges (`probe.align.cknna`).
 
 Two paths: "dense" holds an N x N kernel per layer (fastest for N up to a few thousand); "blocked"
 never forms N x N (kNN by row blocks, linear CKA in feature space) and serves large N for the
@@ -17,13 +17,13 @@ from typing import Literal, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from probe.cknna import cknna_numerators, own_edge_values
+from probe.align.cknna import cknna_numerators, own_edge_values
 from probe.errors import InputError
-from probe.hsic import cka_from_hsic, kernel_products, unbiased_from_centred
-from probe.knn import cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
-from probe.layer_prep import LayerInput, as_layer_source, prepare_layers
-from probe.metric_specs import MetricName, MetricSpec, metric_specs
-from probe.modality_state import ComputePath, ComputePlan, ModalityState, build_state
+from probe.align.hsic import cka_from_hsic, kernel_products, unbiased_from_centred
+from probe.align.knn import cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
+from probe.align.prep import LayerInput, as_layer_source, prepare_layers
+from probe.align.specs import MetricName, MetricSpec, metric_specs
+from probe.align.state import ComputePath, ComputePlan, ModalityState, build_state
 from probe.progress import ProgressCallback
 
 PathChoice = Literal["auto", "dense", "blocked"]

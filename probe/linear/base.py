@@ -1,7 +1,7 @@
 """Shared plumbing of the linear probes: settings, result base, input checks, splits, standardisation.
 
-The probes themselves live in `probe.linear_labels` (logistic readouts of class labels and of
-caption words) and `probe.linear_crossmodal` (ridge from vision to text features); `probe.linear`
+The probes themselves live in `probe.linear.labels` (logistic readouts of class labels and of
+caption words) and `probe.linear.crossmodal` (ridge from vision to text features); `probe.linear.sweep`
 is the public entry point and runs them over layers.
 """
 

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from probe.errors import InputError
-from probe.linear_base import (
+from probe.linear.base import (
     CONTROL_STREAM,
     ProbeResultBase,
     ProbeSettings,
@@ -48,7 +48,7 @@ class ClassifierScores:
     """Test-split scores of one run of the procedure (the probe, or its shuffled-label control).
 
     val_accuracy is the validation accuracy of the train-only fit at the chosen C; it picks C here
-    and picks the best layer in `probe.linear.probe_layers`, so the test scores stay unselected.
+    and picks the best layer in `probe.linear.sweep.probe_layers`, so the test scores stay unselected.
     """
 
     accuracy: float

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from probe.cache import FORMAT_VERSION, key_hash, layer_checksum
+from probe.features.format import FORMAT_VERSION, key_hash, layer_checksum
 from probe.errors import CacheError
 from probe.log import logger
 

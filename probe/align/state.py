@@ -18,8 +18,8 @@ from typing import Callable, Literal, Optional
 
 import torch
 
-from probe.cknna import cknna_self_similarity
-from probe.hsic import (
+from probe.align.cknna import cknna_self_similarity
+from probe.align.hsic import (
     FeatureStack,
     GramStack,
     KernelStack,
@@ -30,9 +30,9 @@ from probe.hsic import (
     rbf_kernel,
     unbiased_self,
 )
-from probe.knn import NeighbourSets, ranked_neighbours, ranked_top
-from probe.layer_prep import PreparedLayers, normalize_gram_in_place
-from probe.metric_specs import MetricSpec
+from probe.align.knn import NeighbourSets, ranked_neighbours, ranked_top
+from probe.align.prep import PreparedLayers, normalize_gram_in_place
+from probe.align.specs import MetricSpec
 from probe.progress import ProgressCallback
 
 ComputePath = Literal["dense", "blocked"]

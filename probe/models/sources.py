@@ -25,7 +25,7 @@ from typing import Any
 import probe
 from probe.errors import ModelError
 from probe.log import logger
-from probe.registry import ModelSpec
+from probe.models.registry import ModelSpec
 
 TRAIN_TINY_SSL_VIT = "python scripts/train_tiny_ssl_vit.py"
 _GGUF_MARKER = "probe_source.json"
@@ -73,11 +73,11 @@ def locate_weights(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
             identity={"weights": spec.hub_id, "revision": spec.revision},
         )
     if spec.source == "local":
-        folder = _existing_folder(Path(str(spec.local_path)), spec=spec, fix="check the --model path")
+        folder = _existing_folder(spec_folder(spec), spec=spec, fix="check the --model path")
         return _folder_source(folder, identity={"weights": str(folder), "fingerprint": folder_fingerprint(folder)})
     if spec.source == "package":
         return _package_source(spec, cache_dir=cache_dir)
-    folder = _existing_folder(repo_root() / str(spec.local_path), spec=spec, fix=f"run `{TRAIN_TINY_SSL_VIT}`")
+    folder = _existing_folder(spec_folder(spec), spec=spec, fix=f"run `{TRAIN_TINY_SSL_VIT}`")
     fingerprint = folder_fingerprint(folder)
     if spec.source == "repo-data":
         return _folder_source(folder, identity={"weights": f"repo:{spec.local_path}", "fingerprint": fingerprint})
@@ -203,89 +203,53 @@ def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
         return False
 
 
-def hub_commit(hub_id: str, revision: str) -> str | None:
-    """The commit hash of `hub_id` at `revision` in the local HF cache, or None when not cached."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(hub_id, "config.json", revision=revision)
-    except Exception:  # a malformed id or cache: the key simply lacks the commit
-        return None
-    # The cache lays files out as .../snapshots/<commit>/config.json.
-    return Path(cached).parent.name if isinstance(cached, str) else None
-
-
-def fetch_hub_config(hub_id: str, *, revision: str) -> dict[str, Any]:
-    """The config.json of `hub_id` at `revision` (from the HF cache or the hub); ModelError on failure."""
-    try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(hub_id, "config.json", revision=revision)
-        return json.loads(Path(path).read_text())
-    except Exception as exc:  # every hub failure becomes one actionable message
-        raise ModelError(explain_hub_error(exc, hub_id=hub_id, revision=revision)) from exc
-
-
-_UNREACHABLE_HINTS = (
-    "offline", "couldn't connect", "could not connect", "cannot find the requested files", "connection",
-)  # fmt: skip
-
-
-def _error_chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return chain
-
-
-def explain_hub_error(exc: BaseException, *, hub_id: str, revision: str) -> str:
-    """One actionable sentence for a failed hub download or `from_pretrained` of `hub_id`.
-
-    Walks the exception's cause chain for huggingface_hub's error types (transformers re-raises
-    them as OSError) and falls back to the message text.
-    """
-    names = {type(e).__name__ for e in _error_chain(exc)}
-    text = " ".join(str(e) for e in _error_chain(exc)).lower()
-    if "GatedRepoError" in names or "gated" in text:
-        return (
-            f"model {hub_id!r} is gated: accept its license at https://huggingface.co/{hub_id}, log in "
-            "(`hf auth login` or set HF_TOKEN), or pass a local folder to --model."
-        )
-    if "RevisionNotFoundError" in names:
-        return f"revision {revision!r} does not exist for {hub_id!r}: check --revision."
-    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError"} or any(
-        hint in text for hint in _UNREACHABLE_HINTS
-    ):
-        return (
-            f"model {hub_id!r} (revision {revision}) is not cached locally and the hub is unreachable: "
-            "download it on a machine with access or pass a local folder to --model."
-        )
-    if "RepositoryNotFoundError" in names:
-        return f"no model {hub_id!r} on the hub (or it is private): check the name; `probe models` lists known ones."
-    if "EntryNotFoundError" in names or "RemoteEntryNotFoundError" in names:
-        return f"model {hub_id!r} has no config.json at revision {revision}: is it a transformers checkpoint?"
-    return f"cannot load model {hub_id!r} (revision {revision}): {exc}"
-
-
 def _config_hash(folder: Path) -> str:
     return hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
 
 
+_SMALL_FILES = (".json", ".txt", ".model", ".py", ".jinja")
+_WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
 def folder_fingerprint(folder: Path) -> str:
-    """A cheap content fingerprint of a checkpoint folder: config.json plus each weight file's name,
-    size, first and last MiB. Changes when the folder is retrained or replaced; reads at most 2 MiB
-    per weight file, so it is fast for multi-GB checkpoints too.
+    """The content fingerprint of a checkpoint folder (the one probe uses everywhere).
+
+    Hashes the bytes of every small file (configs, tokenizer, processor) and, for each weight file, its
+    name, size and first and last MiB: it changes when the folder is retrained or replaced, reads at most
+    2 MiB per weight file (fast for multi-GB checkpoints), and depends neither on the folder's path nor on
+    file times, so a copy or the same folder reached from another working directory gives the same value.
     """
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for path in sorted(folder.iterdir()):
-        if path.suffix not in (".safetensors", ".bin", ".pt", ".pth", ".gguf"):
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_file():
             continue
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as handle:
-            digest.update(handle.read(_FINGERPRINT_BYTES))
-            if size > _FINGERPRINT_BYTES:
-                handle.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+        if path.suffix in _SMALL_FILES:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        elif path.suffix in _WEIGHT_FILES:
+            size = path.stat().st_size
+            digest.update(f"{path.name}:{size}".encode())
+            with path.open("rb") as handle:
                 digest.update(handle.read(_FINGERPRINT_BYTES))
+                if size > _FINGERPRINT_BYTES:
+                    handle.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+                    digest.update(handle.read(_FINGERPRINT_BYTES))
     return digest.hexdigest()[:16]
+
+
+def spec_folder(spec: ModelSpec) -> Path | None:
+    """The absolute checkpoint folder behind a local, repo-data or random-init spec (None for hub and
+    package specs): repo paths resolve against the repository, never the working directory."""
+    if spec.source == "local" and spec.local_path:
+        return Path(spec.local_path).expanduser().resolve()
+    if spec.source in ("repo-data", "random-init") and spec.local_path:
+        return repo_root() / str(spec.local_path)
+    return None
+
+
+def weights_fingerprint(spec: ModelSpec) -> str | None:
+    """`folder_fingerprint` of the spec's folder when it has one that exists, else None."""
+    folder = spec_folder(spec)
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    # A random-init twin depends on the config alone, not on the trained weights beside it.
+    return _config_hash(folder) if spec.source == "random-init" else folder_fingerprint(folder)

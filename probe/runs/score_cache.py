@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from probe.cache import key_hash
+from probe.features.format import key_hash
 from probe.log import logger
 
 T = TypeVar("T")

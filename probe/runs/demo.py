@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from probe.align_run import AlignRun, AlignSettings, run_align
-from probe.linear_run import LinearRun, LinearSettings, run_linear
-from probe.pipeline import ExtractOptions
+from probe.runs.align import AlignRun, AlignSettings, run_align
+from probe.runs.linear import LinearRun, LinearSettings, run_linear
+from probe.runs.inputs import ExtractOptions
 from probe.progress import ProgressCallback
 
 DEMO_DATASET = "openmoji"

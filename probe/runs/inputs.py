@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from probe.cache import FeatureCache, check_paired
+from probe.features.cache import FeatureCache, check_paired
 from probe.datasets import PairedDataset, load_dataset
 from probe.errors import InputError
 from probe.progress import ProgressCallback
@@ -19,7 +19,7 @@ from probe.progress import ProgressCallback
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """The extraction settings shared by the analysis commands (see `probe.extract.extract_features`)."""
+    """The extraction settings shared by the analysis commands (see `probe.features.extract.extract_features`)."""
 
     cache_dir: Path
     device: str = "auto"
@@ -57,7 +57,7 @@ def ensure_cache(
     progress: Optional[ProgressCallback] = None, modality: Optional[str] = None,
 ) -> FeatureCache:
     """The complete cache of `model` on `data` (extracted now if missing), checked to be of `modality`."""
-    from probe.extract import extract_features
+    from probe.features.extract import extract_features
 
     text_prompt = options.prompt if modality == "text" else None
     result = extract_features(

@@ -3,12 +3,11 @@
 `extract_features` is the one entry point (the CLI's `probe extract`, and `probe align`/`probe linear`
 when a cache is missing, call it). It computes the cache key first and returns an existing complete cache
 without loading the model; otherwise it loads the model, runs only the rows not yet written, saves each
-batch crash-safely (see `probe.cache_writer`) and assembles the HDF5 file at the end.
+batch crash-safely (see `probe.features.writer`) and assembles the HDF5 file at the end.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ from typing import Any, Iterator, Literal, Optional, Sequence
 
 import numpy as np
 
-from probe.cache import FEATURE_VERSION, FeatureCache, cache_path, default_cache_dir
-from probe.cache_writer import PartialWriter
+from probe.features.cache import FeatureCache
+from probe.features.format import build_key, cache_path, default_cache_dir
+from probe.features.writer import PartialWriter
 from probe.datasets import PairedDataset, load_dataset
 from probe.errors import InputError, ProbeError
-from probe.layers import parse_layers
+from probe.features.layers import parse_layers
 from probe.log import logger
 from probe.progress import ProgressCallback
 
@@ -77,51 +77,6 @@ def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[
         extra = ", both" if modality == "vision" else ""
         raise InputError(f"--pool {pool!r} does not apply to a {modality} model; choose one of {', '.join(allowed)}{extra}")
     return (pool,)
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """Content hash of a local model folder's configs plus the size and mtime of its weight files.
-
-    Hashing multi-GB weights on every call would cost minutes; size+mtime changes whenever they are replaced.
-    """
-    h = hashlib.sha256()
-    for p in sorted(folder.iterdir()):
-        if not p.is_file():
-            continue
-        if p.suffix in (".json", ".txt", ".model", ".py"):
-            h.update(p.name.encode() + b"\0" + p.read_bytes())
-        else:
-            st = p.stat()
-            h.update(f"{p.name}\0{st.st_size}\0{int(st.st_mtime)}".encode())
-    return h.hexdigest()
-
-
-def model_key(spec: Any) -> dict[str, Any]:
-    """The part of the cache key that names the model: hub id + revision, or a local folder's fingerprint."""
-    local = getattr(spec, "local_path", None)
-    key: dict[str, Any] = {"name": spec.alias or spec.hub_id, "hub_id": spec.hub_id, "revision": spec.revision,
-                           "source": spec.source}
-    if local is not None and Path(local).is_dir():
-        key["local_fingerprint"] = _folder_fingerprint(Path(local))
-    if getattr(spec, "seed", None) is not None:
-        key["seed"] = spec.seed
-    return key
-
-
-def build_key(
-    *, spec: Any, dataset: PairedDataset, pools: Sequence[str], layers: Sequence[int] | str, prompt: Optional[str], dtype: str
-) -> dict[str, Any]:
-    """Everything that changes the stored numbers, as a JSON-safe dict (see docs/cache.md)."""
-    return {
-        "feature_version": FEATURE_VERSION,
-        "model": model_key(spec),
-        "modality": spec.modality,
-        "pools": list(pools),
-        "layers": list(layers) if not isinstance(layers, str) else layers,
-        "prompt": prompt,
-        "dtype": dtype,
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "rows": len(dataset)},
-    }
 
 
 class _ImageRows:
@@ -276,7 +231,7 @@ def extract_features(
     `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D].
     """
     from probe.devices import resolve_device, resolve_dtype
-    from probe.registry import resolve_model
+    from probe.models.registry import resolve_model
 
     t0 = time.perf_counter()
     if overwrite not in ("never", "missing", "always"):
@@ -338,7 +293,7 @@ def extract_features(
     rows_extracted = 0
     loaded = None
     if len(todo):
-        from probe.models import load_model
+        from probe.models.loading import load_model
 
         loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
         if isinstance(layer_idx, str):

@@ -1,10 +1,10 @@
 """Linear probes of layer features: the public entry point.
 
 - `label_probe(features [N, D], labels)`: logistic readout of class labels [N] (see
-  `probe.linear_labels`), or ridge readout of binary targets [N, W] such as caption words (see
-  `probe.linear_multilabel`), each with a shuffled-target control.
+  `probe.linear.labels`), or ridge readout of binary targets [N, W] such as caption words (see
+  `probe.linear.multilabel`), each with a shuffled-target control.
 - `crossmodal_probe(x [N, Dx], y [N, Dy])`: ridge from vision to text features, scored by R^2 and
-  caption retrieval, with a shuffled-pair control (see `probe.linear_crossmodal`).
+  caption retrieval, with a shuffled-pair control (see `probe.linear.crossmodal`).
 - `probe_layers(layers, task=..., target=...)`: either probe on every layer, and the best layer.
 
 The best layer is the one with the best *validation* score (validation accuracy for class labels;
@@ -24,10 +24,10 @@ from typing import Any, Protocol, Union, runtime_checkable
 import numpy as np
 
 from probe.errors import InputError
-from probe.linear_base import DEFAULT_ALPHA_GRID, DEFAULT_C_GRID, ProbeSettings, one_blas_thread
-from probe.linear_crossmodal import CrossmodalProbeResult, RegressionScores, crossmodal_probe
-from probe.linear_labels import ClassifierScores, LabelProbeResult, multiclass_probe
-from probe.linear_multilabel import (
+from probe.linear.base import DEFAULT_ALPHA_GRID, DEFAULT_C_GRID, ProbeSettings, one_blas_thread
+from probe.linear.crossmodal import CrossmodalProbeResult, RegressionScores, crossmodal_probe
+from probe.linear.labels import ClassifierScores, LabelProbeResult, multiclass_probe
+from probe.linear.multilabel import (
     MultiLabelProbeResult,
     MultiLabelScores,
     WordScore,

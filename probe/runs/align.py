@@ -1,5 +1,5 @@
 """`probe align` as a library call: caches for every vision and text model, scores for every pair, results
-JSON and heatmap PNGs. Rendering to the terminal is `probe.report`'s job."""
+JSON and heatmap PNGs. Rendering to the terminal is `probe.report.terminal`'s job."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from probe.cache import FeatureCache
+from probe.features.cache import FeatureCache
 from probe.errors import InputError
 from probe.log import logger
-from probe.pipeline import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
-from probe.score_cache import cached_score
+from probe.runs.score_cache import cached_score
 
 # PRH's defaults: mutual kNN with k = 10 on 1024 pairs, features clamped at the 0.95 quantile.
 DEFAULT_METRICS = ("mutual_knn", "cka", "unbiased_cka", "cknna")
@@ -41,7 +41,7 @@ class AlignSettings:
 
 @dataclass
 class AlignPair:
-    """One (vision model, text model) comparison: its caches, report (probe.stats.AlignmentReport) and plots."""
+    """One (vision model, text model) comparison: its caches, report (probe.align.stats.AlignmentReport) and plots."""
 
     vision: "LayerSubset"
     text: "LayerSubset"
@@ -73,7 +73,7 @@ def _name(cache: FeatureCache) -> str:
 
 
 def _params_m(name: str) -> Optional[float]:
-    from probe.registry import resolve_model
+    from probe.models.registry import resolve_model
 
     try:
         return resolve_model(name).params_m
@@ -95,7 +95,7 @@ def check_align_settings(settings: AlignSettings, *, num_rows: int) -> None:
 
 @dataclass(frozen=True)
 class LayerSubset:
-    """Some stored layers of one cache pool, as the layer stack `probe.align` reads: `layers` are their
+    """Some stored layers of one cache pool, as the layer stack `probe.align.engine` reads: `layers` are their
     hidden-state indices, `dropped` the hidden-state indices left out as constant across rows."""
 
     cache: FeatureCache
@@ -123,11 +123,11 @@ def informative_layers(cache: FeatureCache) -> LayerSubset:
     which is the same learned vector for every image and would make every metric a tie-break artefact).
 
     Uses the alignment engine's rule: after L2-normalising rows, the layer's total squared deviation from
-    its mean row is at most `probe.hsic.DEGENERATE_FRACTION` of N.
+    its mean row is at most `probe.align.hsic.DEGENERATE_FRACTION` of N.
     """
     import numpy as np
 
-    from probe.hsic import DEGENERATE_FRACTION
+    from probe.align.hsic import DEGENERATE_FRACTION
 
     keep, dropped = [], []
     for i in range(cache.num_layers):
@@ -141,8 +141,8 @@ def informative_layers(cache: FeatureCache) -> LayerSubset:
 
 
 def score_pair(vision: "LayerSubset", text: "LayerSubset", settings: AlignSettings, *, progress: Optional[ProgressCallback] = None):
-    """probe.stats.score_alignment on two layer subsets (see `informative_layers`) with `settings`."""
-    from probe.stats import score_alignment
+    """probe.align.stats.score_alignment on two layer subsets (see `informative_layers`) with `settings`."""
+    from probe.align.stats import score_alignment
 
     return score_alignment(
         vision, text, metrics=settings.metrics, k=settings.k, clip_quantile=settings.clip_quantile,
@@ -154,7 +154,7 @@ def score_pair(vision: "LayerSubset", text: "LayerSubset", settings: AlignSettin
 
 def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[str, Path]:
     """One PNG per metric of `pair` under `output`; returns metric -> path."""
-    from probe.plots import heatmap_png
+    from probe.report.plots import heatmap_png
 
     paths = {}
     for name, m in pair.report.metrics.items():

@@ -1,0 +1,84 @@
+"""What a feature cache is called and what it must hold: the key, the path derived from it, checksums.
+
+The key (`build_key`) holds everything that changes the stored numbers (docs/cache.md); the file name is
+derived from its hash, so two runs that would store different numbers never share a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from probe.datasets import PairedDataset
+from probe.models.sources import weights_fingerprint
+
+FORMAT_VERSION = 1
+# Bump when what a stored feature means changes (pooling rule, padding rule, state indexing).
+FEATURE_VERSION = 1
+CACHE_SUFFIX = ".h5"
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of `key`."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text.strip("/"))
+    return keep[-80:] or "model"
+
+
+def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    """Where the cache for `key` lives: `<cache_dir>/features/<model>/<dataset>/<modality>-<pools>-<hash16>.h5`."""
+    model = _slug(str(key["model"]["name"]).replace("/", "--"))
+    dataset = _slug(str(key["dataset"]["name"]))
+    pools = "+".join(key["pools"])
+    return Path(cache_dir) / "features" / model / dataset / f"{key['modality']}-{pools}-{key_hash(key)[:16]}{CACHE_SUFFIX}"
+
+
+def default_cache_dir() -> Path:
+    """`$PROBE_CACHE`, else `~/.cache/probe`."""
+    import os
+
+    env = os.environ.get("PROBE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "probe"
+
+
+
+def layer_checksum(x: np.ndarray) -> str:
+    """sha256 of a layer's float32 bytes (C order)."""
+    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
+
+
+def model_key(spec: Any) -> dict[str, Any]:
+    """The part of the cache key that names the model: hub id + revision, or a local folder's fingerprint."""
+    key: dict[str, Any] = {"name": spec.alias or spec.hub_id, "hub_id": spec.hub_id, "revision": spec.revision,
+                           "source": spec.source}
+    fingerprint = weights_fingerprint(spec)
+    if fingerprint is not None:
+        key["local_fingerprint"] = fingerprint
+    if getattr(spec, "seed", None) is not None:
+        key["seed"] = spec.seed
+    return key
+
+
+def build_key(
+    *, spec: Any, dataset: PairedDataset, pools: Sequence[str], layers: Sequence[int] | str, prompt: Optional[str], dtype: str
+) -> dict[str, Any]:
+    """Everything that changes the stored numbers, as a JSON-safe dict (see docs/cache.md)."""
+    return {
+        "feature_version": FEATURE_VERSION,
+        "model": model_key(spec),
+        "modality": spec.modality,
+        "pools": list(pools),
+        "layers": list(layers) if not isinstance(layers, str) else layers,
+        "prompt": prompt,
+        "dtype": dtype,
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "rows": len(dataset)},
+    }
+
+

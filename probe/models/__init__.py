@@ -1,0 +1,21 @@
+"""Models: the registry of specs, where their weights come from, and loading them for extraction.
+
+`registry` holds the frozen `ModelSpec`s and name resolution, `hub` the hub's commits, configs and errors,
+`sources` where a spec's weights live (hub, folder, package, repo data) and their fingerprint, `loading`
+the transformers model and processor behind a spec (`LoadedModel`). `load_model` is imported on first use:
+it pulls in torch and transformers.
+"""
+
+from typing import Any
+
+from probe.models.registry import ModelSpec, list_models, resolve_model
+
+__all__ = ["ModelSpec", "list_models", "load_model", "resolve_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load_model", "LoadedModel"):
+        from probe.models import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module 'probe.models' has no attribute {name!r}")

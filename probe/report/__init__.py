@@ -1,0 +1,1 @@
+"""What people read: the rich terminal report (`terminal`) and the figures (`plots`)."""
