@@ -9,6 +9,7 @@ import typer
 
 from cli import options as opt
 from cli.main import app
+from probe.align.settings import DEFAULT_METRICS, PRH_DENOMINATOR_EPSILON
 
 
 def parse_clip_quantile(value: str) -> Optional[float]:
@@ -28,13 +29,13 @@ def align(
     vision: str = typer.Option(..., "--vision", "-v", help="Vision model(s), comma-separated: aliases, hub ids or folders."),
     text: str = typer.Option(..., "--text", "-t", help="Language model(s), comma-separated."),
     dataset: str = typer.Option("wit-1024", "--dataset", "-d", help="Registered dataset or manifest (PRH used wit-1024; offline: openmoji)."),
-    metric: str = typer.Option(",".join(("mutual_knn", "cka", "unbiased_cka", "cknna")), "--metric",
+    metric: str = typer.Option(",".join(DEFAULT_METRICS), "--metric",
                                help="Comma-separated: mutual_knn, cycle_knn, jaccard_knn, cka, unbiased_cka, rbf_cka, unbiased_rbf_cka, cknna."),
     topk: int = typer.Option(10, "--topk", "-k", help="Neighbours for the kNN metrics (PRH: 10)."),
     clip_quantile: str = typer.Option("0.95", "--clip-quantile", help="Outlier clamp quantile per modality (PRH: 0.95), or 'none'."),
     permutations: int = typer.Option(200, "--permutations", help="Shuffles of the pairing for the null of the max over layer pairs (0: skip)."),
     subsamples: int = typer.Option(100, "--subsamples", help="Subsamples of 80%% of rows, without replacement, for intervals (0: skip)."),
-    cka_epsilon: float = typer.Option(1e-6, "--cka-epsilon", min=0.0, help="Added to CKA/CKNNA denominators (PRH: 1e-6; 0 = textbook definition)."),
+    cka_epsilon: float = typer.Option(PRH_DENOMINATOR_EPSILON, "--cka-epsilon", min=0.0, help="Added to CKA/CKNNA denominators (PRH: 1e-6; 0 = textbook definition)."),
     pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default, as PRH) | mean | both."),
     pool_text: Optional[str] = typer.Option(None, "--pool-text", help="mean (default, as PRH) | last."),
     seed: int = opt.Seed,
@@ -51,14 +52,15 @@ def align(
     no_progress: bool = opt.NoProgress,
 ) -> None:
     """Score how well each vision model's geometry matches each language model's, at every layer pair."""
-    from probe.runs.align import AlignSettings, run_align
+    from probe.align.settings import AlignSettings
+    from probe.runs.align import run_align
     from probe.runs.inputs import ExtractOptions, split_models
     from probe.progress import rich_progress
     from probe.report.terminal import render_align
 
-    settings = AlignSettings(metrics=tuple(split_models(metric, flag="--metric")), k=topk,
+    settings = AlignSettings(metrics=tuple(split_models(metric, param="metrics")), k=topk,
                              clip_quantile=parse_clip_quantile(clip_quantile), permutations=permutations,
-                             subsamples=subsamples, seed=seed, device=None if device == "auto" else device,
+                             subsamples=subsamples, seed=seed, device=device,
                              denominator_epsilon=cka_epsilon)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
                              limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)

@@ -38,7 +38,7 @@ def linear(
     from probe.progress import rich_progress
     from probe.report.terminal import render_linear
 
-    settings = LinearSettings(labels=tuple(split_models(labels, flag="--labels")) if labels else (), text_layer=text_layer,
+    settings = LinearSettings(labels=tuple(split_models(labels, param="labels")) if labels else (), text_layer=text_layer,
                               probe_layers=probe_layers, seed=seed)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
                              limit=limit, overwrite=overwrite, trust_remote_code=trust_remote_code)

@@ -85,7 +85,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except ProbeError as exc:
         if debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        from cli.options import as_flags
+
+        err_console.print(f"[bold red]error:[/] {escape(as_flags(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("[red]aborted[/]")

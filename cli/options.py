@@ -25,3 +25,39 @@ def cache_dir_or_default(value: Optional[Path]) -> Path:
     from probe.features.format import default_cache_dir
 
     return value if value is not None else default_cache_dir()
+
+
+# The library names its arguments (`k=10`); the command line shows the flag a user typed instead. One table,
+# used by cli.main for every error message, so each check is worded once, in the library.
+LIBRARY_FLAGS: dict[str, str] = {
+    "k": "--topk",
+    "metrics": "--metric",
+    "clip_quantile": "--clip-quantile",
+    "permutations": "--permutations",
+    "subsamples": "--subsamples",
+    "denominator_epsilon": "--cka-epsilon",
+    "device": "--device",
+    "dtype": "--dtype",
+    "pool": "--pool",
+    "layers": "--layers",
+    "text_layer": "--text-layer",
+    "batch_size": "--batch-size",
+    "overwrite": "--overwrite",
+    "prompt": "--prompt",
+    "limit": "--limit",
+    "dataset": "--dataset",
+    "model": "--model",
+    "vision": "--vision",
+    "text": "--text",
+    "labels": "--labels",
+    "revision": "--revision",
+    "seed": "--seed",
+}
+
+
+def as_flags(message: str) -> str:
+    """`message` with each library argument `name=` written as its flag: "k=40 must ..." -> "--topk 40 must"."""
+    import re
+
+    pattern = re.compile(r"(?<![\w\-.'\"`])(" + "|".join(sorted(LIBRARY_FLAGS, key=len, reverse=True)) + r")=(\s?)")
+    return pattern.sub(lambda m: LIBRARY_FLAGS[m.group(1)] + " ", message)

@@ -1,4 +1,4 @@
-"""Turn the --device and --dtype flags into torch objects, checking they can be used here."""
+"""Turn device and dtype names (the --device and --dtype flags) into torch objects, checking they can be used here."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """The torch device for a --device value: "auto", "cpu", "cuda", "cuda:N" or "mps".
+def resolve_device(name: "str | torch.device | None" = "auto") -> torch.device:
+    """The torch device for a device name: "auto" (or None), "cpu", "cuda", "cuda:N", "mps", or a torch.device.
 
-    "auto" picks CUDA when available, else MPS, else CPU. Raises `InputError` naming --device for
-    a string torch does not parse or a device this machine does not have.
+    "auto" picks CUDA when available, else MPS, else CPU. This is the only device resolver in probe.
+    Raises `InputError` naming `device=` for a name torch does not parse or a device this machine does not
+    have (the CLI shows it as --device).
     """
-    text = name.strip().lower()
+    if name is None:
+        name = "auto"
+    text = str(name).strip().lower()
     if text == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -37,28 +40,28 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError):
-        raise InputError(f"--device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps.") from None
+        raise InputError(f"device={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {name!r}: CUDA is not available on this machine; use --device cpu or auto.")
+            raise InputError(f"device={name!r}: CUDA is not available on this machine; use device='cpu' or 'auto'.")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InputError(
-                f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                 f"numbered 0..{torch.cuda.device_count() - 1}."
             )
     elif device.type == "mps" and not _mps_available():
-        raise InputError(f"--device {name!r}: MPS is not available on this machine; use --device cpu or auto.")
+        raise InputError(f"device={name!r}: MPS is not available on this machine; use device='cpu' or 'auto'.")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"--device {name!r} is not supported: use auto, cpu, cuda, cuda:N or mps.")
+        raise InputError(f"device={name!r} is not supported: use auto, cpu, cuda, cuda:N or mps.")
     return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The torch dtype for a --dtype value on `device`.
+    """The torch dtype for a dtype name on `device`.
 
     "auto" is bfloat16 on CUDA (float16 where the GPU lacks bfloat16) and float32 elsewhere. Half
     precision on CPU is allowed but logged as a warning: it is slow there and changes the features.
-    Raises `InputError` naming --dtype for an unknown name.
+    Raises `InputError` naming `dtype=` for an unknown name.
     """
     text = name.strip().lower()
     if text == "auto":
@@ -67,7 +70,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         return torch.float32
     dtype = DTYPE_NAMES.get(text)
     if dtype is None:
-        raise InputError(f"--dtype {name!r} is not a dtype: use auto, float32, bfloat16 or float16.")
+        raise InputError(f"dtype={name!r} is not a dtype: use auto, float32, bfloat16 or float16.")
     if device.type == "cpu" and dtype != torch.float32:
-        logger.warning("--dtype %s on CPU is slow and lowers precision; float32 is the usual choice there.", text)
+        logger.warning("dtype=%s on CPU is slow and lowers precision; float32 is the usual choice there.", text)
     return dtype

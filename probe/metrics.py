@@ -10,14 +10,16 @@ These run the same code as the all-pairs path, on a single pair.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
-from probe.align.engine import DeviceLike, pair_matrices, prepare_modalities, resolve_device
-from probe.errors import InputError
+from probe.align.engine import pair_matrices, prepare_modalities
 from probe.align.prep import ArrayLike, as_matrix
-from probe.align.specs import MetricName
+from probe.align.settings import PRH_DENOMINATOR_EPSILON, AlignSettings, DeviceLike
+from probe.align.specs import KernelName, MetricName
+from probe.devices import resolve_device
+from probe.errors import InputError
 
-KernelName = Literal["linear", "rbf"]
+EPSILON = PRH_DENOMINATOR_EPSILON
 
 
 def pair_score(
@@ -27,7 +29,7 @@ def pair_score(
     *,
     k: int = 10,
     rbf_sigma: Optional[float] = None,
-    denominator_epsilon: float = 0.0,
+    denominator_epsilon: float = EPSILON,
     device: DeviceLike = None,
 ) -> float:
     """Metric `metric` (a name from `probe.align.specs.METRICS`) for one pair `a` [N, Da], `b` [N, Db].
@@ -39,10 +41,11 @@ def pair_score(
     first, second = as_matrix(a, name="a", device=torch_device), as_matrix(b, name="b", device=torch_device)
     if first.shape[0] != second.shape[0]:
         raise InputError(f"`a` has {first.shape[0]} rows but `b` has {second.shape[0]}; rows must be paired.")
-    states = prepare_modalities(
-        first[:, None, :], second[:, None, :], metrics=(metric,), k=k, clip_quantile=None, normalize=False,
-        device=torch_device, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon, names=("a", "b"),
+    settings = AlignSettings(
+        metrics=(metric,), k=k, clip_quantile=None, normalize=False, device=str(torch_device), rbf_sigma=rbf_sigma,
+        denominator_epsilon=denominator_epsilon,
     )  # fmt: skip
+    states = prepare_modalities(first[:, None, :], second[:, None, :], settings, names=("a", "b"))
     return float(pair_matrices(*states)[metric][0, 0])
 
 
@@ -72,14 +75,15 @@ def cka(
     kernel: KernelName = "linear",
     sigma: Optional[float] = None,
     unbiased: bool = False,
-    epsilon: float = 0.0,
+    epsilon: float = EPSILON,
     device: DeviceLike = None,
 ) -> float:
     """Centred kernel alignment HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for `a` [N, Da], `b` [N, Db].
 
     `kernel`: "linear" (K = a a^T) or "rbf" (exp(-|a_i - a_j|^2 / (2 sigma^2)); `sigma` None = the
     median pairwise distance of each input). `unbiased`: Song et al.'s unbiased HSIC (needs N > 3).
-    `epsilon` is added to the denominator: 0 is the definition, PRH's code uses 1e-6.
+    `epsilon` is added to the denominator: PRH's code uses 1e-6 (the default here and everywhere in probe);
+    0 is the definition.
     """
     if kernel not in ("linear", "rbf"):
         raise InputError(f"kernel={kernel!r}: choose 'linear' or 'rbf'.")
@@ -87,9 +91,9 @@ def cka(
     return pair_score(name, a, b, rbf_sigma=sigma, denominator_epsilon=epsilon, device=device)  # type: ignore[arg-type]
 
 
-def cknna(a: ArrayLike, b: ArrayLike, *, k: int = 10, epsilon: float = 0.0, device: DeviceLike = None) -> float:
+def cknna(a: ArrayLike, b: ArrayLike, *, k: int = 10, epsilon: float = EPSILON, device: DeviceLike = None) -> float:
     """CKNNA (PRH): unbiased HSIC on the kNN edges shared by `a` [N, Da] and `b` [N, Db], normalised by
-    each input's own-edge term (+ `epsilon`; PRH's code: 1e-6). Needs 2 <= k < N and N > 3; k = N - 1
+    each input's own-edge term (+ `epsilon`; default PRH's 1e-6). Needs 2 <= k < N and N > 3; k = N - 1
     gives unbiased linear CKA. Asymmetric, as PRH defines it."""
     return pair_score("cknna", a, b, k=k, denominator_epsilon=epsilon, device=device)
 

@@ -20,10 +20,13 @@ SCHEMA_VERSION = 1
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types from numpy/torch scalars and arrays, dataclasses (via to_dict), paths and tuples.
+    """Plain JSON types from numpy/torch scalars and arrays, dataclasses (via to_dict), enums (their value),
+    paths and tuples; any other object becomes its str(). The one JSON-safe converter in probe.
 
     Non-finite floats become None so that the file is strict JSON.
     """
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
     if hasattr(obj, "to_dict"):
         return to_jsonable(obj.to_dict())
     if isinstance(obj, dict):
@@ -43,7 +46,10 @@ def to_jsonable(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "tolist"):
         return to_jsonable(obj.tolist())
-    return obj
+    enum_value = getattr(obj, "value", None)
+    if isinstance(enum_value, (int, str)):
+        return enum_value
+    return str(obj)
 
 
 def cache_input_record(cache: Any) -> dict[str, Any]:

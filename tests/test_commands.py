@@ -110,8 +110,8 @@ def test_scores_are_reused_until_inputs_settings_or_overwrite_change(tiny_model_
     import probe.runs.align
 
     calls = []
-    real = probe.runs.align.score_pair
-    monkeypatch.setattr(probe.runs.align, "score_pair", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = probe.runs.align.score_alignment
+    monkeypatch.setattr(probe.runs.align, "score_alignment", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset", str(labelled_dataset),
             "--cache-dir", str(tmp_path), "--output", str(tmp_path / "o"), "--permutations", "5", "--subsamples", "0", "--no-progress"]
     outs = []

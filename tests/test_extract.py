@@ -224,9 +224,9 @@ def test_bad_inputs(tiny_model_dir, tiny_dataset, tmp_path) -> None:
     (bad / "nocap.jsonl").write_text('{"id": "a", "image": "broken.png"}\n')
     with pytest.raises(InputError, match="no caption"):
         extract_features(model=bert, dataset=bad / "nocap.jsonl", cache_dir=tmp_path)
-    with pytest.raises(InputError, match="--layers"):
+    with pytest.raises(InputError, match="layers="):
         extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path, layers="99")
-    with pytest.raises(InputError, match="--pool 'last' does not apply to a vision model"):
+    with pytest.raises(InputError, match="pool='last' does not apply to a vision model"):
         extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path, pool="last")
     with pytest.raises(InputError, match="placeholder"):
         extract_features(model=bert, dataset=tiny_dataset, cache_dir=tmp_path, prompt="no slot")
@@ -234,7 +234,7 @@ def test_bad_inputs(tiny_model_dir, tiny_dataset, tmp_path) -> None:
         extract_features(model=str(tmp_path / "no-such-model"), dataset=tiny_dataset, cache_dir=tmp_path)
     with pytest.raises(ModelError, match="(?i)did you mean"):
         extract_features(model="webssl-dinno", dataset=tiny_dataset, cache_dir=tmp_path)
-    with pytest.raises(InputError, match="--overwrite never"):
+    with pytest.raises(InputError, match="overwrite='never'"):
         extract_features(model=vit, dataset=tiny_dataset, cache_dir=tmp_path / "empty", overwrite="never")
     with pytest.raises(ProbeError):
         extract_features(model=vit, dataset=tmp_path / "missing.jsonl", cache_dir=tmp_path)

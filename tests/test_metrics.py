@@ -133,7 +133,7 @@ def test_knn_metrics_equal_reference(pair, name, k):
 def test_cka_equals_reference(pair, kernel, unbiased):
     a, b = pair
     expected = ref_cka(a, b, kernel=kernel, unbiased=unbiased)
-    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, device="cpu") == pytest.approx(expected, abs=1e-5)
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=0.0, device="cpu") == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize("kernel,unbiased", KERNEL_CASES)
@@ -142,20 +142,23 @@ def test_cka_with_prh_epsilon_reproduces_prh(pair, kernel, unbiased):
     a, b = pair
     prh = ref_cka(a, b, kernel=kernel, unbiased=unbiased, eps=1e-6)
     assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu") == pytest.approx(prh, abs=1e-5)
-    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, device="cpu") == pytest.approx(prh, abs=1e-4)
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=0.0, device="cpu") == pytest.approx(prh, abs=1e-4)
+    # The default everywhere in probe is PRH's epsilon.
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, device="cpu") == metrics.cka(
+        a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu")
 
 
 @pytest.mark.parametrize("k", [2, 6])
 def test_cknna_equals_reference(pair, k):
     a, b = pair
-    assert metrics.cknna(a, b, k=k, device="cpu") == pytest.approx(ref_cknna(a, b, k), abs=1e-5)
+    assert metrics.cknna(a, b, k=k, epsilon=0.0, device="cpu") == pytest.approx(ref_cknna(a, b, k), abs=1e-5)
     assert metrics.cknna(a, b, k=k, epsilon=1e-6, device="cpu") == pytest.approx(ref_cknna(a, b, k, eps=1e-6), abs=1e-5)
 
 
 def test_cknna_with_all_neighbours_is_unbiased_cka(pair):
     a, b = pair
-    assert metrics.cknna(a, b, k=len(a) - 1, device="cpu") == pytest.approx(
-        metrics.cka(a, b, unbiased=True, device="cpu"), abs=1e-7
+    assert metrics.cknna(a, b, k=len(a) - 1, epsilon=0.0, device="cpu") == pytest.approx(
+        metrics.cka(a, b, unbiased=True, epsilon=0.0, device="cpu"), abs=1e-7
     )
 
 
@@ -183,8 +186,8 @@ def test_unbiased_hsic_zeroes_the_diagonal():
 
 
 def score(name: str, a: np.ndarray, b: np.ndarray) -> float:
-    """Metric `name` for one pair, k = 5 where it applies."""
-    return metrics.pair_score(name, a, b, k=5, device="cpu")
+    """Metric `name` for one pair, k = 5 where it applies, as defined (no denominator epsilon)."""
+    return metrics.pair_score(name, a, b, k=5, denominator_epsilon=0.0, device="cpu")
 
 
 ALL_METRICS = list(METRICS)
@@ -230,7 +233,7 @@ def test_cycle_knn_and_cknna_are_asymmetric_as_defined(pair):
     a, b = pair
     assert metrics.cycle_knn(a, b, k=3, device="cpu") == pytest.approx(ref_cycle_knn(a, b, 3), abs=1e-12)
     assert metrics.cycle_knn(a, b, k=3, device="cpu") != pytest.approx(metrics.cycle_knn(b, a, k=3, device="cpu"))
-    forward, backward = metrics.cknna(a, b, k=5, device="cpu"), metrics.cknna(b, a, k=5, device="cpu")
+    forward, backward = metrics.cknna(a, b, k=5, epsilon=0.0, device="cpu"), metrics.cknna(b, a, k=5, epsilon=0.0, device="cpu")
     assert forward == pytest.approx(ref_cknna(a, b, 5), abs=1e-6)
     assert backward == pytest.approx(ref_cknna(b, a, 5), abs=1e-6)
     assert forward != pytest.approx(backward, abs=1e-5)
@@ -277,7 +280,7 @@ def test_constant_similarities_rank_neighbours_by_index():
 
 def test_too_few_rows_raise_input_error():
     x = np.random.default_rng(7).standard_normal((10, 4))
-    with pytest.raises(InputError, match="k=10 need more than k rows; got N=10"):
+    with pytest.raises(InputError, match="k=10 must be between 1 and N-1 = 9 for the kNN metrics on N=10 rows"):
         metrics.mutual_knn(x, x, k=10, device="cpu")
     with pytest.raises(InputError, match="N > 3"):
         metrics.cka(x[:3], x[:3], unbiased=True, device="cpu")

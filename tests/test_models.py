@@ -93,7 +93,7 @@ def test_mae_keeps_every_patch_in_order(tiny_model_dir, tmp_path):
 def test_siglip_has_no_cls_pool(tiny_model_dir, tmp_path):
     loaded = _load(tiny_model_dir("siglip"), tmp_path)
     assert loaded.spec.default_pool == "mean"
-    with pytest.raises(InputError, match="--pool 'cls'"):
+    with pytest.raises(InputError, match="pool='cls'"):
         loaded.encode(loaded.collate(_images(1)), pools=["cls"])
 
 
@@ -183,9 +183,9 @@ def test_wrong_items_and_pools_are_input_errors(tiny_model_dir, tmp_path):
         vision.collate(["a caption"])
     with pytest.raises(InputError, match="strings"):
         text.collate(_images(1))
-    with pytest.raises(InputError, match="--pool 'last'"):
+    with pytest.raises(InputError, match="pool='last'"):
         vision.encode(vision.collate(_images(1)), pools=["last"])
-    with pytest.raises(InputError, match="--pool 'cls'"):
+    with pytest.raises(InputError, match="pool='cls'"):
         text.encode(text.collate(["a cat"]), pools=["cls"])
 
 
@@ -244,7 +244,7 @@ def test_uncached_hub_model_offline_says_what_to_do(tmp_path):
 def test_devices_and_dtypes(caplog):
     assert resolve_device("auto").type in ("cuda", "mps", "cpu")
     assert resolve_device("CPU") == CPU
-    with pytest.raises(InputError, match="--device 'gpu0'"):
+    with pytest.raises(InputError, match="device='gpu0'"):
         resolve_device("gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
@@ -254,7 +254,7 @@ def test_devices_and_dtypes(caplog):
     with caplog.at_level("WARNING", logger="probe"):
         assert resolve_dtype("bf16", CPU) == torch.bfloat16
     assert "slow" in caplog.text
-    with pytest.raises(InputError, match="--dtype 'int8'"):
+    with pytest.raises(InputError, match="dtype='int8'"):
         resolve_dtype("int8", CPU)
 
 

@@ -189,7 +189,7 @@ def test_report_is_json_safe_and_complete():
     assert settings["num_rows"] == 40 and settings["k"] == 4 and settings["permutations"] == 5
     assert settings["subsample_rows"] == 32 and settings["seed"] == 0 and settings["path"] == "dense"
     assert settings["vision_clip"] > 0 and settings["metrics"] == ["mutual_knn", "unbiased_cka"]
-    assert settings["denominator_epsilon"] == 0.0
+    assert settings["denominator_epsilon"] == 1e-6  # PRH's, the default everywhere
     entry = data["metrics"]["mutual_knn"]
     assert np.array(entry["matrix"]).shape == (2, 3)
     assert entry["best_score"] == max(max(row) for row in entry["matrix"])

@@ -1,24 +1,35 @@
 """Representation alignment between two layer stacks: metrics, all layer pairs at once, and statistics.
 
-Inside: `prep` (PRH's clamp and L2 rows), `quantiles` (the clamp level), `knn`, `hsic` and `cknna` (the
-per-metric kernels), `specs` (the metric table), `state` (each modality's per-layer work, done once),
-`engine` (every layer pair of every metric), `stats` (chance, permutation null, intervals, the report).
-This package takes arrays or any object with the small layer-source protocol (`prep.LayerSource`); it never
-reads feature caches itself.
+Inside: `settings` (AlignSettings, the one settings object), `prep` (PRH's clamp and L2 rows, the
+constant-layer rule), `quantiles` (the clamp level), `knn`, `hsic` and `cknna` (the per-metric kernels),
+`specs` (the metric table), `state` (each modality's per-layer work, done once), `engine` (every layer pair
+of every metric), `stats` (chance, permutation null, intervals, the report). This package takes arrays or
+any `probe.layer_source.LayerSource`; it never reads feature caches itself.
+
+The names below are imported on first use, so `from probe.align.settings import AlignSettings` stays cheap
+(no torch) for the CLI.
 """
 
-from probe.align.engine import alignment_matrices, alignment_matrix
-from probe.align.prep import LayerSource
-from probe.align.specs import METRICS, MetricName
-from probe.align.stats import AlignmentReport, MetricReport, score_alignment
+from typing import Any
 
-__all__ = [
-    "METRICS",
-    "AlignmentReport",
-    "LayerSource",
-    "MetricName",
-    "MetricReport",
-    "alignment_matrices",
-    "alignment_matrix",
-    "score_alignment",
-]
+_FACE = {
+    "AlignSettings": "probe.align.settings",
+    "alignment_matrices": "probe.align.engine",
+    "alignment_matrix": "probe.align.engine",
+    "score_alignment": "probe.align.stats",
+    "AlignmentReport": "probe.align.stats",
+    "MetricReport": "probe.align.stats",
+    "METRICS": "probe.align.specs",
+    "MetricName": "probe.align.specs",
+}
+
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probe.align' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

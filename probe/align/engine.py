@@ -12,7 +12,7 @@ kNN metrics and linear CKA. "auto" picks dense while the kernels fit DENSE_KERNE
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,27 +22,16 @@ from probe.errors import InputError
 from probe.align.hsic import cka_from_hsic, kernel_products, unbiased_from_centred
 from probe.align.knn import cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
 from probe.align.prep import LayerInput, as_layer_source, prepare_layers
+from probe.align.settings import AlignSettings, PathChoice, check_sizes
 from probe.align.specs import MetricName, MetricSpec, metric_specs
 from probe.align.state import ComputePath, ComputePlan, ModalityState, build_state
+from probe.devices import resolve_device
 from probe.progress import ProgressCallback
-
-PathChoice = Literal["auto", "dense", "blocked"]
-DeviceLike = Union[str, torch.device, None]
 
 # "auto" stays dense while all layers' N x N float32 kernels fit in this many bytes.
 DENSE_KERNEL_BUDGET_BYTES = 2 * 2**30
 
 _KNN_ROWS = {"mutual_knn": mutual_knn_row, "jaccard_knn": jaccard_knn_row, "cycle_knn": cycle_knn_row}
-
-
-def resolve_device(device: DeviceLike) -> torch.device:
-    """`device` as a torch device; None means CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
 
 
 def dense_kernel_bytes(*, num_rows: int, num_layers: int, specs: Sequence[MetricSpec]) -> int:
@@ -73,43 +62,27 @@ def choose_path(path: PathChoice, *, num_rows: int, num_layers: int, specs: Sequ
     return path
 
 
-def check_sizes(*, num_rows: int, k: int, specs: Sequence[MetricSpec]) -> None:
-    """InputError when N or k cannot give the metrics in `specs` (N <= k, k < 1, N <= 3 for unbiased)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k={k!r} must be a positive integer (the number of nearest neighbours).")
-    if any(spec.family in ("knn", "cknna") for spec in specs) and num_rows <= k:
-        raise InputError(f"kNN metrics with k={k} need more than k rows; got N={num_rows}. Lower k or add rows.")
-    if any(spec.family == "cknna" for spec in specs) and k < 2:
-        raise InputError("cknna needs k >= 2 (as PRH); raise k.")
-    if any(spec.unbiased for spec in specs) and num_rows <= 3:
-        raise InputError(f"unbiased HSIC (unbiased_cka, cknna) needs N > 3 rows; got N={num_rows}.")
-
-
 def prepare_modalities(
     vision: LayerInput,
     text: LayerInput,
+    settings: Optional[AlignSettings] = None,
     *,
-    metrics: Sequence[MetricName],
-    k: int = 10,
-    clip_quantile: Optional[float] = 0.95,
-    normalize: bool = True,
-    device: DeviceLike = None,
-    path: PathChoice = "auto",
-    rbf_sigma: Optional[float] = None,
-    denominator_epsilon: float = 0.0,
     spare_neighbours: int = 0,
     names: tuple[str, str] = ("vision", "text"),
     progress: Optional[ProgressCallback] = None,
+    **options: Any,
 ) -> tuple[ModalityState, ModalityState]:
-    """Read, preprocess and do the per-layer work of both modalities (see `alignment_matrices`).
+    """Read, preprocess and do the per-layer work of both modalities (see `alignment_matrices`; `settings`
+    and keyword `options` as there).
 
     `spare_neighbours` keeps that many extra ranked neighbours per row on the blocked path, so that
     row subsets can be scored without recomputing kNN. `names` label the two inputs in error
     messages. Returns (vision state, text state).
     """
+    settings = AlignSettings.from_options(settings, **options)
     first_name, second_name = names
-    specs = metric_specs(metrics)
-    torch_device = resolve_device(device)
+    specs = metric_specs(settings.metrics)
+    torch_device = resolve_device(settings.device)
     vision_source, text_source = as_layer_source(vision, name=first_name), as_layer_source(text, name=second_name)
     num_rows = int(vision_source.num_rows)
     if int(text_source.num_rows) != num_rows:
@@ -117,30 +90,31 @@ def prepare_modalities(
             f"`{first_name}` has {num_rows} rows but `{second_name}` has {text_source.num_rows}; "
             "rows must be paired (same samples, same order)."
         )
-    check_sizes(num_rows=num_rows, k=k, specs=specs)
+    check_sizes(num_rows=num_rows, k=settings.k, specs=specs)
     num_layers = int(vision_source.num_layers) + int(text_source.num_layers)
-    path_taken = choose_path(path, num_rows=num_rows, num_layers=num_layers, specs=specs)
+    path_taken = choose_path(settings.path, num_rows=num_rows, num_layers=num_layers, specs=specs)
+    # The resolved plan of the per-layer work: the settings plus what was decided from them here.
     plan = ComputePlan(
         specs=tuple(specs),
-        k=int(k),
+        k=int(settings.k),
         path=path_taken,
-        rbf_sigma=rbf_sigma,
+        rbf_sigma=settings.rbf_sigma,
         spare_neighbours=spare_neighbours,
-        denominator_epsilon=float(denominator_epsilon),
-        normalize_grams=normalize and path_taken == "dense",
+        denominator_epsilon=float(settings.denominator_epsilon),
+        normalize_grams=settings.normalize and path_taken == "dense",
     )
     # On the dense path rows are normalised through their Grams (N x N work instead of N x D).
-    normalize_features = normalize and path_taken == "blocked"
+    normalize_features = settings.normalize and path_taken == "blocked"
     prepared_vision = prepare_layers(
-        vision_source, name=first_name, clip_quantile=clip_quantile, normalize=normalize_features, device=torch_device,
-        progress=progress,
+        vision_source, name=first_name, clip_quantile=settings.clip_quantile, normalize=normalize_features,
+        device=torch_device, progress=progress,
     )  # fmt: skip
     vision_state = build_state(prepared_vision, name=first_name, plan=plan, progress=progress)
     del prepared_vision
     prepared_text = prepare_layers(
-        text_source, name=second_name, clip_quantile=clip_quantile, normalize=normalize_features, device=torch_device,
-        progress=progress,
-    )
+        text_source, name=second_name, clip_quantile=settings.clip_quantile, normalize=normalize_features,
+        device=torch_device, progress=progress,
+    )  # fmt: skip
     return vision_state, build_state(prepared_text, name=second_name, plan=plan, progress=progress)
 
 
@@ -207,55 +181,37 @@ def pair_matrices(first: ModalityState, second: ModalityState) -> dict[str, torc
 def alignment_matrices(
     vision: LayerInput,
     text: LayerInput,
+    settings: Optional[AlignSettings] = None,
     *,
-    metrics: Sequence[MetricName] = ("mutual_knn",),
-    k: int = 10,
-    clip_quantile: Optional[float] = 0.95,
-    normalize: bool = True,
-    device: DeviceLike = None,
-    path: PathChoice = "auto",
-    rbf_sigma: Optional[float] = None,
-    denominator_epsilon: float = 0.0,
     progress: Optional[ProgressCallback] = None,
+    **options: Any,
 ) -> dict[str, np.ndarray]:
     """Several metrics for all (vision layer, text layer) pairs, sharing the per-layer work.
 
     `vision` is [N, Lv, Dv] and `text` [N, Lt, Dt] (numpy or torch, rows paired), or layer sources
     (`num_layers`, `num_rows`, `layer(i) -> [N, D]`, e.g. feature caches), read layer by layer.
-    Preprocessing as PRH: clamp each modality at the mean per-sample `clip_quantile` of |x| (None: no
-    clamp), then L2-normalise rows (`normalize`). `k`: neighbours for kNN metrics and CKNNA.
-    `rbf_sigma`: RBF bandwidth (None: each layer's median pairwise distance). `denominator_epsilon`:
-    added to CKA/CKNNA denominators (0, the definition; 1e-6 reproduces PRH's code exactly). `path`:
-    "auto", "dense" or "blocked" (module docstring). `device`: torch device (None: CUDA if available,
-    else CPU).
+    `settings` (`AlignSettings`; default PRH's) or any of its fields as keywords (`metrics=("cka",), k=5`)
+    say what to compute: preprocessing as PRH (clamp each modality at the mean per-sample `clip_quantile`
+    of |x|, then L2 rows), `k` for kNN metrics and CKNNA, `rbf_sigma`, `denominator_epsilon`, `path`
+    ("auto", "dense" or "blocked"; module docstring) and `device`. Resampling fields are not used here.
 
     Returns metric name -> float64 array [Lv, Lt], entry [a, b] = metric(vision layer a, text layer b).
     Raises InputError for unknown metrics, unpaired or non-finite inputs, N <= k, N <= 3 (unbiased),
     constant layers (CKA), or a dense-only metric at a size beyond the dense budget.
     """
-    vision_state, text_state = prepare_modalities(
-        vision, text, metrics=metrics, k=k, clip_quantile=clip_quantile, normalize=normalize,
-        device=device, path=path, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon, progress=progress,
-    )  # fmt: skip
+    settings = AlignSettings.from_options(settings, **options)
+    vision_state, text_state = prepare_modalities(vision, text, settings, progress=progress)
     return {name: matrix.cpu().numpy() for name, matrix in pair_matrices(vision_state, text_state).items()}
 
 
 def alignment_matrix(
     vision: LayerInput,
     text: LayerInput,
+    settings: Optional[AlignSettings] = None,
     *,
     metric: MetricName = "mutual_knn",
-    k: int = 10,
-    clip_quantile: Optional[float] = 0.95,
-    normalize: bool = True,
-    device: DeviceLike = None,
-    path: PathChoice = "auto",
-    rbf_sigma: Optional[float] = None,
-    denominator_epsilon: float = 0.0,
+    **options: Any,
 ) -> np.ndarray:
     """One metric for all layer pairs: float64 [Lv, Lt]. Arguments as `alignment_matrices`."""
-    matrices = alignment_matrices(
-        vision, text, metrics=(metric,), k=k, clip_quantile=clip_quantile, normalize=normalize,
-        device=device, path=path, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon,
-    )  # fmt: skip
-    return matrices[metric]
+    settings = AlignSettings.from_options(settings, **options, metrics=(metric,))
+    return alignment_matrices(vision, text, settings)[metric]

@@ -19,7 +19,7 @@ biased and unbiased CKA together. Two ways to get the inner products:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -319,13 +319,21 @@ def unbiased_self(self_products: torch.Tensor, diagonals: torch.Tensor) -> torch
     return (self_products - n / (n - 2) * cross + diagonals.sum(dim=1).square() / ((n - 1) * (n - 2))) / (n * (n - 3))
 
 
+def is_constant(centred_trace: Any, raw_trace: Any) -> Any:
+    """The one rule for "constant across rows": tr(H K H) <= DEGENERATE_FRACTION * |tr(K)|, elementwise on
+    floats, numpy arrays or tensors (True where the layer's rows all sit at their mean, up to rounding)."""
+    if isinstance(raw_trace, torch.Tensor):
+        return centred_trace <= DEGENERATE_FRACTION * raw_trace.abs().clamp_min(1e-300)
+    return centred_trace <= DEGENERATE_FRACTION * max(abs(raw_trace), 1e-300)
+
+
 def check_not_constant(centred_traces: torch.Tensor, raw_traces: torch.Tensor, *, name: str, first_layer: int = 0) -> None:
     """InputError naming the layer of `name` whose centred kernel vanishes (features constant across rows).
 
     `centred_traces` [L] are tr(H K H), the rows' total squared distance to their mean, `raw_traces`
     [L] tr(K); layers are numbered from `first_layer`.
     """
-    flat = centred_traces <= DEGENERATE_FRACTION * raw_traces.abs().clamp_min(1e-300)
+    flat = is_constant(centred_traces, raw_traces)
     if bool(flat.any()):
         layer = first_layer + int(flat.nonzero()[0, 0])
         raise InputError(

@@ -1,7 +1,7 @@
 """Reading one modality's layers and applying PRH's preprocessing (outlier clamp, then L2 rows).
 
-A modality is a *layer stack*: an array [N, L, D] (numpy or torch) or any object with `num_layers: int`,
-`num_rows: int` and `layer(i) -> np.ndarray [N, D]` (a feature cache). Each layer is read exactly once.
+A modality is a *layer stack*: an array [N, L, D] (numpy or torch) or any `probe.layer_source.LayerSource`
+(a feature cache's `LayerStack`, for example). Each layer is read exactly once.
 
 PRH's clamp (guide §1): q = mean over samples of each sample's `quantile` of |x| over all its layers and
 dims (linear interpolation, as `torch.quantile`), then x is clamped to [-q, q]; after that every
@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Union, runtime_checkable
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
-from probe.errors import InputError
-from probe.progress import ProgressCallback
+from probe.align.hsic import is_constant
 from probe.align.quantiles import quantile_positions, row_quantiles
+from probe.errors import InputError
+from probe.layer_source import LayerSource, as_layer_source
+from probe.progress import ProgressCallback
 
 # Same floor as torch.nn.functional.normalize, which PRH uses: an all-zero row stays zero.
 NORM_FLOOR = 1e-12
@@ -28,56 +30,8 @@ NORM_FLOOR = 1e-12
 QUANTILE_ROW_BLOCK = 32
 
 
-@runtime_checkable
-class LayerSource(Protocol):
-    """Anything that hands out one modality's layers one at a time (a feature cache, for example)."""
-
-    num_layers: int
-    num_rows: int
-
-    def layer(self, index: int) -> Any: ...
-
-
 ArrayLike = Union[np.ndarray, torch.Tensor]
 LayerInput = Union[ArrayLike, LayerSource]
-
-
-@dataclass(frozen=True)
-class ArrayLayers:
-    """An array [N, L, D] seen as a layer source."""
-
-    features: ArrayLike
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.features.shape[1])
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.features.shape[0])
-
-    def layer(self, index: int) -> ArrayLike:
-        return self.features[:, index, :]
-
-
-def as_layer_source(features: LayerInput, *, name: str) -> LayerSource:
-    """`features` as a layer source: arrays must be [N, L, D]; objects with `layer(i)` pass through.
-
-    Raises InputError naming `name` for anything else.
-    """
-    if isinstance(features, (np.ndarray, torch.Tensor)):
-        if features.ndim != 3:
-            raise InputError(
-                f"`{name}` must be an array [N, L, D] (rows, layers, dims); got shape {tuple(features.shape)}. "
-                "For a single layer use features[:, None, :]."
-            )
-        return ArrayLayers(features)
-    if all(hasattr(features, attr) for attr in ("num_layers", "num_rows", "layer")):
-        return features  # type: ignore[return-value]
-    raise InputError(
-        f"`{name}` must be an array [N, L, D] or a feature cache with num_layers, num_rows and layer(i); "
-        f"got {type(features).__name__}."
-    )
 
 
 def as_matrix(values: Any, *, name: str, device: torch.device) -> torch.Tensor:
@@ -210,3 +164,19 @@ def prepare_layers(
         if progress is not None:
             progress(index + 1, len(layers), f"prepare {name}")
     return PreparedLayers(layers=prepared, clip=clip)
+
+
+def constant_layers(features: LayerInput, *, name: str) -> list[int]:
+    """Positions of the layers of `features` that are constant across rows once rows are L2-normalised (a
+    ViT's CLS token at the embedding state 0 is one learned vector for every image). The rule is
+    `probe.align.hsic.is_constant`, the one the engine refuses such layers by; each layer is read once."""
+    source = as_layer_source(features, name=name)
+    found = []
+    for index in range(int(source.num_layers)):
+        x = np.asarray(source.layer(index), dtype=np.float64)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        # tr(H K H) of the normalised linear kernel (the rows' total squared distance to their mean) vs tr(K).
+        centred, raw = float(((x - x.mean(0)) ** 2).sum()), float((x**2).sum())
+        if is_constant(centred, raw):
+            found.append(index)
+    return found

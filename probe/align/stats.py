@@ -28,7 +28,8 @@ from typing import Any, Iterator, Literal, Optional, Sequence
 import numpy as np
 import torch
 
-from probe.align.engine import DeviceLike, PathChoice, pair_matrices, prepare_modalities
+from probe.align.engine import pair_matrices, prepare_modalities
+from probe.align.settings import AlignSettings, check_settings
 from probe.errors import InputError
 from probe.align.prep import LayerInput, as_layer_source
 from probe.log import logger
@@ -109,45 +110,49 @@ class MetricReport:
 
 
 @dataclass(frozen=True)
-class AlignmentSettings:
-    """The settings and sizes behind a report (all plain types)."""
+class ScoredSizes:
+    """What scoring found or decided from the inputs and `AlignSettings`: sizes, clamp levels, resolved path
+    and device (all plain types)."""
 
     num_rows: int
     vision_layers: int
     text_layers: int
-    metrics: tuple[str, ...]
-    k: int
-    clip_quantile: Optional[float]
     vision_clip: Optional[float]
     text_clip: Optional[float]
-    normalize: bool
-    permutations: int
-    subsamples: int
-    subsample_fraction: float
     subsample_rows: int
-    confidence: float
-    seed: int
     path: str
     device: str
-    rbf_sigma: Optional[float]
-    denominator_epsilon: float
-    interval_method: str = "delete-d jackknife over subsets without replacement"
-    p_value_rule: str = "(1 + #{null max >= observed max}) / (permutations + 1)"
-    calibrated_rule: str = "(observed max - null max mean) / (1 - null max mean)"
+
+
+INTERVAL_METHOD = "delete-d jackknife over subsets without replacement"
+P_VALUE_RULE = "(1 + #{null max >= observed max}) / (permutations + 1)"
+CALIBRATED_RULE = "(observed max - null max mean) / (1 - null max mean)"
 
 
 @dataclass(frozen=True)
 class AlignmentReport:
-    """`metrics`: name -> MetricReport; `settings`: how it was computed."""
+    """`metrics`: name -> MetricReport; `settings`: what was asked; `sizes`: what it ran on."""
 
     metrics: dict[str, MetricReport]
-    settings: AlignmentSettings
+    settings: AlignSettings
+    sizes: ScoredSizes
+
+    def settings_record(self) -> dict[str, Any]:
+        """The settings and sizes as one flat JSON-safe dict (the results JSON's `settings`)."""
+        s, z = self.settings, self.sizes
+        return {
+            "num_rows": z.num_rows, "vision_layers": z.vision_layers, "text_layers": z.text_layers,
+            "metrics": list(s.metrics), "k": s.k, "clip_quantile": s.clip_quantile, "vision_clip": z.vision_clip,
+            "text_clip": z.text_clip, "normalize": s.normalize, "permutations": s.permutations,
+            "subsamples": s.subsamples, "subsample_fraction": s.subsample_fraction,
+            "subsample_rows": z.subsample_rows, "confidence": s.confidence, "seed": s.seed, "path": z.path,
+            "device": z.device, "rbf_sigma": s.rbf_sigma, "denominator_epsilon": s.denominator_epsilon,
+            "interval_method": INTERVAL_METHOD, "p_value_rule": P_VALUE_RULE, "calibrated_rule": CALIBRATED_RULE,
+        }  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain types: {"settings": {...}, "metrics": {name: {...}}}."""
-        settings = asdict(self.settings)
-        settings["metrics"] = list(settings["metrics"])
-        return {"settings": settings, "metrics": {name: report.to_dict() for name, report in self.metrics.items()}}
+        return {"settings": self.settings_record(), "metrics": {name: r.to_dict() for name, r in self.metrics.items()}}
 
 
 @dataclass(frozen=True)
@@ -285,84 +290,49 @@ def _chance(
     return None, "unavailable"
 
 
-def _check_resampling(
-    *, permutations: int, subsamples: int, fraction: float, confidence: float, num_rows: int, k: int
-) -> int:
-    """Validate the resampling settings; returns the subset size."""
-    for label, value in (("permutations", permutations), ("subsamples", subsamples)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise InputError(f"{label}={value!r} must be a non-negative integer (0 skips that step).")
-    if not 0.0 < confidence < 1.0:
-        raise InputError(f"confidence={confidence} must be in (0, 1), e.g. 0.95.")
-    if subsamples == 0:
-        return 0
-    if not 0.0 < fraction < 1.0:
-        raise InputError(f"subsample_fraction={fraction} must be in (0, 1), e.g. 0.8 (rows drawn without replacement).")
-    rows = int(round(fraction * num_rows))
-    if rows <= max(k, 3):
-        raise InputError(
-            f"subsample_fraction={fraction} keeps {rows} of {num_rows} rows; it must keep more than "
-            f"max(k, 3) = {max(k, 3)}. Raise the fraction or use subsamples=0."
-        )
-    return rows
-
-
 def score_alignment(
     vision: LayerInput,
     text: LayerInput,
+    settings: Optional[AlignSettings] = None,
     *,
-    metrics: Sequence[MetricName] = ("mutual_knn",),
-    k: int = 10,
-    clip_quantile: Optional[float] = 0.95,
-    normalize: bool = True,
-    permutations: int = 200,
-    subsamples: int = 100,
-    subsample_fraction: float = 0.8,
-    confidence: float = 0.95,
-    seed: int = 0,
-    device: DeviceLike = None,
-    path: PathChoice = "auto",
-    rbf_sigma: Optional[float] = None,
-    denominator_epsilon: float = 0.0,
     progress: Optional[ProgressCallback] = None,
+    **options: Any,
 ) -> AlignmentReport:
     """Alignment of all (vision layer, text layer) pairs with chance, permutation null and intervals.
 
-    Inputs, preprocessing and metric options as `probe.align.engine.alignment_matrices` (vision [N, Lv, Dv],
-    text [N, Lt, Dt] or layer sources). `permutations` (P) re-pairings give the null of the max over pairs;
-    `subsamples` (S) subsets of `subsample_fraction` of the rows, without replacement, give intervals
-    at level `confidence` for the max and for the best pair's score. 0 skips either step. `seed`
-    fixes both (they draw from independent streams, so changing P leaves the subsets unchanged).
-    `progress(done, total, what)` is called per layer, permutation and subsample.
+    Inputs as `probe.align.engine.alignment_matrices` (vision [N, Lv, Dv], text [N, Lt, Dt] or layer
+    sources). `settings` (`AlignSettings`; default PRH's) or any of its fields as keywords: besides the
+    metric options, `permutations` (P) re-pairings give the null of the max over pairs; `subsamples` (S)
+    subsets of `subsample_fraction` of the rows, without replacement, give intervals at level `confidence`
+    for the max and for the best pair's score. 0 skips either step. `seed` fixes both (they draw from
+    independent streams, so changing P leaves the subsets unchanged). `progress(done, total, what)` is
+    called per layer, permutation and subsample.
 
     Returns an AlignmentReport (module docstring defines every field). Raises InputError for bad
     inputs or settings.
     """
-    specs = metric_specs(metrics)
-    names = [spec.name for spec in specs]
+    settings = AlignSettings.from_options(settings, **options)
+    k, subsample_fraction, confidence = settings.k, settings.subsample_fraction, settings.confidence
+    names = [spec.name for spec in metric_specs(settings.metrics)]
     num_rows = int(as_layer_source(vision, name="vision").num_rows)
-    subset_rows = _check_resampling(
-        permutations=permutations, subsamples=subsamples, fraction=subsample_fraction, confidence=confidence,
-        num_rows=num_rows, k=k,
-    )  # fmt: skip
+    subset_rows = check_settings(settings, num_rows=num_rows)
     # On the blocked path, longer kNN lists let subsets find their neighbours without recomputing.
-    spare = math.ceil(2 * k * (1 / subsample_fraction - 1)) + 10 if subsamples else 0
-    first, second = prepare_modalities(
-        vision, text, metrics=names, k=k, clip_quantile=clip_quantile, normalize=normalize, device=device,
-        path=path, rbf_sigma=rbf_sigma, denominator_epsilon=denominator_epsilon, spare_neighbours=spare,
-        progress=progress,
-    )  # fmt: skip
+    spare = math.ceil(2 * k * (1 / subsample_fraction - 1)) + 10 if settings.subsamples else 0
+    first, second = prepare_modalities(vision, text, settings, spare_neighbours=spare, progress=progress)
     observed = {name: matrix.cpu().numpy() for name, matrix in pair_matrices(first, second).items()}
     best = {name: best_pair(matrix) for name, matrix in observed.items()}
-    null_stream, subset_stream = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    null_stream, subset_stream = (np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(2))
     null = None
-    if permutations:
-        null = permutation_null(first, second, permutations=permutations, best=best, rng=null_stream, progress=progress)
-    spread = None
-    if subsamples:
-        spread = subsample_scores(
-            first, second, subsamples=subsamples, rows=subset_rows, best=best, rng=subset_stream, progress=progress
+    if settings.permutations:
+        null = permutation_null(
+            first, second, permutations=settings.permutations, best=best, rng=null_stream, progress=progress
         )
+    spread = None
+    if settings.subsamples:
+        spread = subsample_scores(
+            first, second, subsamples=settings.subsamples, rows=subset_rows, best=best, rng=subset_stream,
+            progress=progress,
+        )  # fmt: skip
     reports = {}
     for name in names:
         score = float(observed[name][best[name]])
@@ -375,11 +345,8 @@ def score_alignment(
             **interval_summary(score, spread, name, fraction=subsample_fraction, confidence=confidence),
         )  # fmt: skip
         logger.info("%s: best %.4f at %s, chance %s, p=%s", name, score, best[name], chance, reports[name].p_value)
-    settings = AlignmentSettings(
-        num_rows=num_rows, vision_layers=first.num_layers, text_layers=second.num_layers, metrics=tuple(names), k=int(k),
-        clip_quantile=clip_quantile, vision_clip=first.clip, text_clip=second.clip, normalize=normalize,
-        permutations=int(permutations), subsamples=int(subsamples), subsample_fraction=float(subsample_fraction),
-        subsample_rows=subset_rows, confidence=float(confidence), seed=int(seed), path=first.plan.path,
-        device=str(first.device), rbf_sigma=rbf_sigma, denominator_epsilon=float(denominator_epsilon),
+    sizes = ScoredSizes(
+        num_rows=num_rows, vision_layers=first.num_layers, text_layers=second.num_layers, vision_clip=first.clip,
+        text_clip=second.clip, subsample_rows=subset_rows, path=first.plan.path, device=str(first.device),
     )  # fmt: skip
-    return AlignmentReport(metrics=reports, settings=settings)
+    return AlignmentReport(metrics=reports, settings=settings, sizes=sizes)

@@ -96,7 +96,7 @@ def load_dataset(name_or_path: str | Path, *, cache_dir: Path, limit: Optional[i
         close = difflib.get_close_matches(text, DATASETS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError(
-            f"--dataset {text!r} is neither a registered dataset nor an existing path{hint} "
+            f"dataset={text!r} is neither a registered dataset nor an existing path{hint} "
             f"(registered: {', '.join(DATASETS)}; see 'probe datasets')"
         )
     return load_manifest(path).head(limit)

@@ -83,7 +83,7 @@ class PairedDataset:
         if limit is None or limit >= len(self.rows):
             return self
         if limit < 1:
-            raise InputError(f"--limit must be at least 1 (got {limit})")
+            raise InputError(f"limit={limit} must be at least 1")
         return replace(self, rows=self.rows[:limit])
 
     @cached_property

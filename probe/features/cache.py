@@ -18,9 +18,9 @@ complete cache.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -29,21 +29,54 @@ from probe.features.format import CACHE_SUFFIX, FORMAT_VERSION, key_hash
 
 @dataclass(frozen=True)
 class LayerStack:
-    """One pool of a cache seen as a stack of layers: `layer(i)` is [N, D] float32 for stored layer i."""
+    """Some stored layers of one pool of a cache, optionally restricted to some rows: the layer source
+    (`probe.layer_source.LayerSource`) that alignment and probes read.
+
+    `positions` index the cache's stored layers (None: all), `rows` the dataset rows (None: all),
+    `dropped` records hidden-state indices left out on purpose (constant layers), for reports.
+    """
 
     cache: "FeatureCache"
-    pool: str
+    pool: Optional[str] = None
+    positions: Optional[tuple[int, ...]] = None
+    rows: Optional[np.ndarray] = field(default=None, compare=False)
+    dropped: tuple[int, ...] = ()
+
+    @property
+    def _positions(self) -> tuple[int, ...]:
+        return self.positions if self.positions is not None else tuple(range(self.cache.num_layers))
 
     @property
     def num_layers(self) -> int:
-        return len(self.cache.layers)
+        return len(self._positions)
 
     @property
     def num_rows(self) -> int:
-        return self.cache.num_rows
+        return self.cache.num_rows if self.rows is None else int(len(self.rows))
+
+    @property
+    def layers(self) -> list[int]:
+        """Hidden-state indices (0 = embeddings) of the layers in this stack, in order."""
+        return [self.cache.layers[p] for p in self._positions]
+
+    @property
+    def name(self) -> str:
+        """The model's name as the cache key records it."""
+        return str(self.cache.key["model"]["name"])
 
     def layer(self, i: int) -> np.ndarray:
-        return self.cache.layer(i, pool=self.pool)
+        """Layer `i` of this stack as [num_rows, D] float32."""
+        x = self.cache.layer(self._positions[i], pool=self.pool)
+        return x if self.rows is None else x[self.rows]
+
+    def select(self, positions: Sequence[int], *, dropped: Sequence[int] = ()) -> "LayerStack":
+        """The stack restricted to `positions` (indices into this stack's layers)."""
+        mine = self._positions
+        return replace(self, positions=tuple(mine[p] for p in positions), dropped=tuple(dropped))
+
+    def take_rows(self, rows: Optional[np.ndarray]) -> "LayerStack":
+        """The stack restricted to dataset rows `rows` (None: unchanged)."""
+        return self if rows is None else replace(self, rows=np.asarray(rows))
 
 
 class FeatureCache:
@@ -116,7 +149,7 @@ class FeatureCache:
         return np.ascontiguousarray(data.transpose(1, 0, 2))
 
     def stack(self, pool: Optional[str] = None) -> LayerStack:
-        """A `LayerStack` view of one pool, for code that reads layer by layer."""
+        """A `LayerStack` view of one pool (all stored layers, all rows), for code that reads layer by layer."""
         return LayerStack(self, self._pool(pool))
 
     def __repr__(self) -> str:

@@ -23,11 +23,10 @@ from probe.datasets import PairedDataset, load_dataset
 from probe.errors import InputError, ProbeError
 from probe.features.layers import parse_layers
 from probe.log import logger
+from probe.models.registry import POOLS_BY_MODALITY
 from probe.progress import ProgressCallback
 
 Overwrite = Literal["never", "missing", "always"]
-VISION_POOLS = ("cls", "mean")
-TEXT_POOLS = ("mean", "last")
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
 
 
@@ -67,15 +66,15 @@ class ExtractResult:
 
 
 def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[str, ...]:
-    """`--pool` value -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
-    allowed = VISION_POOLS if modality == "vision" else TEXT_POOLS
+    """A `pool` value (the --pool flag) -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
+    allowed = POOLS_BY_MODALITY[modality]
     if pool is None:
         return (default,)
     if pool == "both" and modality == "vision":
-        return VISION_POOLS
+        return allowed
     if pool not in allowed:
         extra = ", both" if modality == "vision" else ""
-        raise InputError(f"--pool {pool!r} does not apply to a {modality} model; choose one of {', '.join(allowed)}{extra}")
+        raise InputError(f"pool={pool!r} does not apply to a {modality} model; choose one of {', '.join(allowed)}{extra}")
     return (pool,)
 
 
@@ -146,7 +145,7 @@ class _AdaptiveEncoder:
                 outs.append(self.loaded.encode(sub, pools=self.pools))
             except torch.OutOfMemoryError:
                 if step == 1:
-                    raise ProbeError("out of GPU memory even at batch size 1; use a smaller --dtype or another device") from None
+                    raise ProbeError("out of GPU memory even at batch size 1; use a smaller dtype= or another device=") from None
                 self.max_batch = max(1, step // 2)
                 logger.warning("out of memory at batch size %d; continuing at %d", step, self.max_batch)
                 if torch.cuda.is_available():
@@ -196,11 +195,11 @@ def _validate_prompt(prompt: Optional[str]) -> None:
     if prompt is None:
         return
     if "{caption}" not in prompt:
-        raise InputError(f"--prompt {prompt!r} has no '{{caption}}' placeholder; e.g. --prompt 'A photo of {{caption}}'")
+        raise InputError(f"prompt={prompt!r} has no '{{caption}}' placeholder; e.g. prompt='A photo of {{caption}}'")
     try:
         prompt.format(caption="x")
     except (KeyError, IndexError, ValueError) as exc:
-        raise InputError(f"--prompt {prompt!r} is not a valid template ({exc}); only '{{caption}}' may appear in braces") from None
+        raise InputError(f"prompt={prompt!r} is not a valid template ({exc}); only '{{caption}}' may appear in braces") from None
 
 
 def extract_features(
@@ -226,7 +225,7 @@ def extract_features(
 
     model: alias, hub id, local folder or a ModelSpec. dataset: registered name, manifest path or a
     PairedDataset. pool: vision `cls` (default) | `mean` | `both`; text `mean` (default) | `last`.
-    layers: `--layers` spec over the L+1 hidden states. overwrite: `never` (use an existing cache, error if
+    layers: a layer spec (`probe.features.layers`) over the L+1 hidden states. overwrite: `never` (use an existing cache, error if
     none), `missing` (resume/complete; default), `always` (discard and redo). Returns an ExtractResult whose
     `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D].
     """
@@ -235,9 +234,9 @@ def extract_features(
 
     t0 = time.perf_counter()
     if overwrite not in ("never", "missing", "always"):
-        raise InputError(f"--overwrite {overwrite!r}: choose never, missing or always")
+        raise InputError(f"overwrite={overwrite!r}: choose 'never', 'missing' or 'always'")
     if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1 (got {batch_size})")
+        raise InputError(f"batch_size={batch_size} must be at least 1")
     _validate_prompt(prompt)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     shard = shard or Shard.from_env()
@@ -251,7 +250,7 @@ def extract_features(
     else:
         data.require_images()
         if prompt is not None:
-            raise InputError("--prompt applies to text models only")
+            raise InputError("prompt= applies to text models only")
     pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
     if device == "auto" and shard.world > 1 and "LOCAL_RANK" in os.environ:
         import torch
@@ -278,7 +277,7 @@ def extract_features(
         logger.info("using cached features %s", final)
         return ExtractResult(final, key, True, len(data), 0, time.perf_counter() - t0)
     if overwrite == "never":
-        raise InputError(f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and --overwrite never; use --overwrite missing to extract")
+        raise InputError(f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; use overwrite='missing' to extract")
 
     final.parent.mkdir(parents=True, exist_ok=True)
     writer.begin()

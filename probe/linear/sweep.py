@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Union
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from probe.linear.multilabel import (
     WordScore,
     multilabel_probe,
 )
+from probe.layer_source import LayerSource
 from probe.log import logger
 from probe.progress import ProgressCallback
 
@@ -73,14 +74,8 @@ class ProbeTask(str, Enum):
     CROSSMODAL = "crossmodal"
 
 
-@runtime_checkable
-class FeatureLayers(Protocol):
-    """Anything that hands out one layer at a time, like the feature cache."""
-
-    num_layers: int
-    num_rows: int
-
-    def layer(self, index: int) -> np.ndarray: ...
+# Kept as the linear-probe name of the one layer-stack protocol.
+FeatureLayers = LayerSource
 
 
 def label_probe(
@@ -138,7 +133,7 @@ class LayerSweepResult:
 
 def _layer_loaders(layers: Any) -> list[tuple[int, Callable[[], Any]]]:
     """Turn any accepted layer source into (layer index, load function) pairs, loading nothing."""
-    if isinstance(layers, FeatureLayers):
+    if isinstance(layers, LayerSource):
         return [(i, lambda i=i: layers.layer(i)) for i in range(int(layers.num_layers))]
     if isinstance(layers, np.ndarray):
         if layers.ndim != 3:

@@ -19,6 +19,7 @@ import torch
 
 from probe.errors import InputError, ModelError, ProbeError
 from probe.log import logger
+from probe.results import to_jsonable
 from probe.models.hub import explain_hub_error, hub_commit
 from probe.models.sources import WeightsSource, locate_weights
 from probe.models.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
@@ -135,7 +136,7 @@ class LoadedModel:
         for pool in pools:
             if pool not in allowed or (pool == "cls" and self._kind.prefix_tokens == 0):
                 options = [p for p in allowed if not (p == "cls" and self._kind.prefix_tokens == 0)]
-                raise InputError(f"--pool {pool!r} does not apply to {self.spec.alias}: use one of {options}.")
+                raise InputError(f"pool={pool!r} does not apply to {self.spec.alias}: use one of {options}.")
         if not pools:
             raise InputError("encode needs at least one pool name")
         with torch.inference_mode():
@@ -226,7 +227,7 @@ def load_model(
         "processor": _processor_identity(processor, spec.modality),
     }
     return LoadedModel(
-        spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=_json_safe(identity)
+        spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=to_jsonable(identity)
     )
 
 
@@ -361,19 +362,3 @@ def _max_length(tokenizer: Any, config: Any) -> int | None:
     limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)]
     usable = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < _NO_LIMIT]
     return min(usable) if usable else None
-
-
-def _json_safe(value: Any) -> Any:
-    """Dicts, lists and scalars only: tuples become lists, enums their value, other objects str()."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    enum_value = getattr(value, "value", None)
-    if isinstance(enum_value, (int, str)):
-        return enum_value
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from probe.runs.align import AlignRun, AlignSettings, run_align
+from probe.align.settings import AlignSettings
+from probe.runs.align import AlignRun, run_align
 from probe.runs.linear import LinearRun, LinearSettings, run_linear
 from probe.runs.inputs import ExtractOptions
 from probe.progress import ProgressCallback
@@ -87,7 +88,8 @@ def run_demo(
     options = ExtractOptions(cache_dir=Path(cache_dir), device=settings.device, limit=settings.limit)
     align = run_align(
         vision=(TRAINED_VISION, CONTROL_VISION), text=DEMO_TEXT, dataset=DEMO_DATASET,
-        settings=AlignSettings(permutations=settings.permutations, subsamples=settings.subsamples, seed=settings.seed),
+        settings=AlignSettings(permutations=settings.permutations, subsamples=settings.subsamples, seed=settings.seed,
+                               device=settings.device),
         options=options, output=output, progress=progress,
     )
     linear = {

@@ -33,15 +33,15 @@ class ExtractOptions:
     prompt: Optional[str] = None
 
 
-def split_models(value: str | Sequence[str], *, flag: str) -> list[str]:
-    """'a,b' or ['a', 'b,c'] -> ['a', 'b', 'c']; InputError naming `flag` when empty or repeated."""
+def split_models(value: str | Sequence[str], *, param: str) -> list[str]:
+    """'a,b' or ['a', 'b,c'] -> ['a', 'b', 'c']; InputError naming `param` when empty or repeated."""
     items = [value] if isinstance(value, str) else list(value)
     names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
     if not names:
-        raise InputError(f"{flag} needs at least one model (alias, hub id or folder)")
+        raise InputError(f"{param}= needs at least one name")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise InputError(f"{flag} names {', '.join(dupes)} more than once")
+        raise InputError(f"{param}= names {', '.join(dupes)} more than once")
     return names
 
 
@@ -72,8 +72,7 @@ def ensure_cache(
 
         logger.info("extracted %s on %s: %d rows in %.1f s", model, data.name, result.rows_extracted, result.seconds)
     if modality is not None and cache.modality != modality:
-        flag = "--vision" if modality == "vision" else "--text"
-        raise InputError(f"{flag} {model!r} is a {cache.modality} model; pass a {modality} model there")
+        raise InputError(f"{modality}={model!r} is a {cache.modality} model; pass a {modality} model there")
     return cache
 
 

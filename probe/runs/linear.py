@@ -67,20 +67,6 @@ class LinearRun:
     results_path: Optional[Path] = None
 
 
-class _Positions:
-    """A cache pool restricted to some stored-layer positions (and optionally some rows), as probe.linear.sweep's
-    layer protocol."""
-
-    def __init__(self, cache: FeatureCache, positions: Sequence[int], rows: Optional[np.ndarray] = None) -> None:
-        self.cache, self.positions, self.rows = cache, list(positions), rows
-        self.num_layers = len(self.positions)
-        self.num_rows = cache.num_rows if rows is None else int(len(rows))
-
-    def layer(self, i: int) -> np.ndarray:
-        x = self.cache.layer(self.positions[i])
-        return x if self.rows is None else x[self.rows]
-
-
 def _digest(values: Any) -> Optional[str]:
     """sha256 of an array's dtype, shape and bytes (None for None), to key cached scores on targets."""
     import hashlib
@@ -91,12 +77,12 @@ def _digest(values: Any) -> Optional[str]:
     return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
-def _positions(cache: FeatureCache, spec: str, *, flag: str) -> list[int]:
-    """Stored-layer positions selected by `spec` over the cache's stored layers (InputError naming `flag`)."""
+def _positions(cache: FeatureCache, spec: str, *, param: str) -> list[int]:
+    """Stored-layer positions selected by `spec` over the cache's stored layers (InputError naming `param`)."""
     try:
-        return parse_layers(spec, num_states=cache.num_layers)
+        return parse_layers(spec, num_states=cache.num_layers, param=param)
     except InputError as exc:
-        raise InputError(f"{flag}: {exc} (positions count the {cache.num_layers} stored layers {cache.layers})") from None
+        raise InputError(f"{exc} (positions count the {cache.num_layers} stored layers {cache.layers})") from None
 
 
 def label_targets(
@@ -119,7 +105,7 @@ def label_targets(
     rows = None
     if rare:
         rows = np.flatnonzero(~np.isin(values, rare))
-        logger.warning("--labels %s: leaving out %d rows of %d classes with fewer than %d rows (%s)",
+        logger.warning("labels=%s: leaving out %d rows of %d classes with fewer than %d rows (%s)",
                        name, len(values) - len(rows), len(rare), MIN_ROWS_PER_CLASS, ", ".join(rare))
         values, counts = values[rows], counts[counts >= MIN_ROWS_PER_CLASS]
     detail = {"classes": int(len(counts)), "largest_class_fraction": float(counts.max() / counts.sum()) if len(counts) else None,
@@ -144,16 +130,16 @@ def run_linear(
     from probe.linear.sweep import ProbeTask, probe_layers
     from probe.results import cache_input_record, write_results
 
-    (vision_name,) = split_models(vision, flag="--vision")
+    (vision_name,) = split_models(vision, param="vision")
     if not settings.labels and text is None:
-        raise InputError("nothing to probe: pass --labels FIELD (a dataset label field), --labels words, and/or --text MODEL")
+        raise InputError("nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)")
     data = open_dataset(dataset, options)
     for name in settings.labels:
         if name != WORDS:
             data.labels(name)  # fail on a missing field before any extraction
     vcache = ensure_cache(vision_name, data, pool=pool_vision, options=options, progress=progress, modality="vision")
-    positions = _positions(vcache, settings.probe_layers, flag="--layers")
-    source = _Positions(vcache, positions)
+    positions = _positions(vcache, settings.probe_layers, param="layers")
+    source = vcache.stack().select(positions)
     states = [vcache.layers[p] for p in positions]
     tasks: list[LinearTask] = []
     t0 = time.perf_counter()
@@ -161,7 +147,7 @@ def run_linear(
     for name in settings.labels:
         target, names, rows, detail = label_targets(data, name, settings)
         what = f"probe {name}"
-        layers_in = source if rows is None else _Positions(vcache, positions, rows)
+        layers_in = source.take_rows(rows)
         sweep = cached_score(
             options.cache_dir, "linear", {"vision": vcache.key, "positions": positions, "rows": _digest(rows), "target": _digest(target),
                                           "names": names, "task": "labels", "seed": settings.seed},
@@ -170,13 +156,13 @@ def run_linear(
             refresh=options.overwrite == "always")
         tasks.append(LinearTask(name, "words" if name == WORDS else "labels", sweep, states, detail))
     if text is not None:
-        (text_name,) = split_models(text, flag="--text")
+        (text_name,) = split_models(text, param="text")
         tcache = ensure_cache(text_name, data, pool=pool_text, options=options, progress=progress, modality="text")
         ensure_paired([vcache, tcache])
         inputs.append(tcache)
-        chosen = _positions(tcache, settings.text_layer, flag="--text-layer")
+        chosen = _positions(tcache, settings.text_layer, param="text_layer")
         if len(chosen) != 1:
-            raise InputError(f"--text-layer {settings.text_layer!r} selects {len(chosen)} layers; name one, e.g. -1 or 16")
+            raise InputError(f"text_layer={settings.text_layer!r} selects {len(chosen)} layers; name one, e.g. -1 or 16")
         tpos = chosen[0]
         text_name = str(tcache.key["model"]["name"])
         what = f"ridge to {text_name}"
