@@ -105,7 +105,7 @@ def label_targets(
     rows = None
     if rare:
         rows = np.flatnonzero(~np.isin(values, rare))
-        logger.warning("labels=%s: leaving out %d rows of %d classes with fewer than %d rows (%s)",
+        logger.warning("label field %r: leaving out %d rows of %d classes with fewer than %d rows (%s)",
                        name, len(values) - len(rows), len(rare), MIN_ROWS_PER_CLASS, ", ".join(rare))
         values, counts = values[rows], counts[counts >= MIN_ROWS_PER_CLASS]
     detail = {"classes": int(len(counts)), "largest_class_fraction": float(counts.max() / counts.sum()) if len(counts) else None,
