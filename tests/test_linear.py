@@ -17,7 +17,7 @@ from sklearn.metrics import (
 )
 
 from probe.errors import InputError
-from probe.linear.sweep import (
+from probe.linear import (
     CrossmodalProbeResult,
     LabelProbeResult,
     MultiLabelProbeResult,

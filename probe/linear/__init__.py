@@ -17,27 +17,11 @@ Inside: `base` (settings, splits, result base), `labels`, `multilabel`, `crossmo
 (the probes and their scores), `words` (caption-word targets), `sweep` (every layer, and the best).
 """
 
-from probe.linear.sweep import (
-    DEFAULT_ALPHA_GRID,
-    DEFAULT_C_GRID,
-    ClassifierScores,
-    CrossmodalProbeResult,
-    FeatureLayers,
-    LabelProbeResult,
-    LayerProbe,
-    LayerSweepResult,
-    MultiLabelProbeResult,
-    MultiLabelScores,
-    ProbeSettings,
-    ProbeTask,
-    RegressionScores,
-    WordScore,
-    crossmodal_probe,
-    label_probe,
-    multiclass_probe,
-    multilabel_probe,
-    probe_layers,
-)
+from probe.linear.base import DEFAULT_ALPHA_GRID, DEFAULT_C_GRID, ProbeSettings
+from probe.linear.crossmodal import CrossmodalProbeResult, RegressionScores, crossmodal_probe
+from probe.linear.labels import ClassifierScores, LabelProbeResult, multiclass_probe
+from probe.linear.multilabel import MultiLabelProbeResult, MultiLabelScores, WordScore, multilabel_probe
+from probe.linear.sweep import FeatureLayers, LayerProbe, LayerSweepResult, ProbeTask, label_probe, probe_layers
 
 __all__ = [
     "DEFAULT_ALPHA_GRID",

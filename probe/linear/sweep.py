@@ -1,17 +1,8 @@
-"""Linear probes of layer features: the public entry point.
+"""Linear probes on every layer of a stack, and the best layer chosen on validation scores.
 
-- `label_probe(features [N, D], labels)`: logistic readout of class labels [N] (see
-  `probe.linear.labels`), or ridge readout of binary targets [N, W] such as caption words (see
-  `probe.linear.multilabel`), each with a shuffled-target control.
-- `crossmodal_probe(x [N, Dx], y [N, Dy])`: ridge from vision to text features, scored by R^2 and
-  caption retrieval, with a shuffled-pair control (see `probe.linear.crossmodal`).
-- `probe_layers(layers, task=..., target=...)`: either probe on every layer, and the best layer.
-
-The best layer is the one with the best *validation* score (validation accuracy for class labels;
-for words and text features, which pick their ridge penalty by leave-one-out on the training rows,
-the leave-one-out average precision or R^2), not the best test score, so the reported test scores
-of the best layer are not inflated by the choice among layers.
-Settings (grids, split fractions, lbfgs limits) are one `ProbeSettings`; see `docs/linear.md`.
+`label_probe` dispatches one layer to the label, word or cross-modal probe; `probe_layers` runs it on every
+layer of a layer source and names the best layer by its *validation* score (never the test score). See
+`probe.linear` for the overview and docs/linear.md for the procedures.
 """
 
 from __future__ import annotations
@@ -24,40 +15,15 @@ from typing import Any, Union
 import numpy as np
 
 from probe.errors import InputError
-from probe.linear.base import DEFAULT_ALPHA_GRID, DEFAULT_C_GRID, ProbeSettings, one_blas_thread
-from probe.linear.crossmodal import CrossmodalProbeResult, RegressionScores, crossmodal_probe
-from probe.linear.labels import ClassifierScores, LabelProbeResult, multiclass_probe
-from probe.linear.multilabel import (
-    MultiLabelProbeResult,
-    MultiLabelScores,
-    WordScore,
-    multilabel_probe,
-)
+from probe.linear.base import ProbeSettings, one_blas_thread
+from probe.linear.crossmodal import CrossmodalProbeResult, crossmodal_probe
+from probe.linear.labels import LabelProbeResult, multiclass_probe
+from probe.linear.multilabel import MultiLabelProbeResult, multilabel_probe
 from probe.layer_source import LayerSource
 from probe.log import logger
 from probe.progress import ProgressCallback
 
-__all__ = [
-    "DEFAULT_ALPHA_GRID",
-    "DEFAULT_C_GRID",
-    "ClassifierScores",
-    "CrossmodalProbeResult",
-    "FeatureLayers",
-    "LabelProbeResult",
-    "LayerProbe",
-    "LayerSweepResult",
-    "MultiLabelProbeResult",
-    "MultiLabelScores",
-    "ProbeSettings",
-    "ProbeTask",
-    "RegressionScores",
-    "WordScore",
-    "crossmodal_probe",
-    "label_probe",
-    "multiclass_probe",
-    "multilabel_probe",
-    "probe_layers",
-]
+__all__ = ["FeatureLayers", "LayerProbe", "LayerSweepResult", "ProbeTask", "label_probe", "probe_layers"]
 
 ProbeResult = Union[LabelProbeResult, MultiLabelProbeResult, CrossmodalProbeResult]
 
