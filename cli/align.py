@@ -24,7 +24,7 @@ def parse_clip_quantile(value: str) -> Optional[float]:
         raise InputError(f"--clip-quantile {value!r}: give a number in (0, 1] such as 0.95, or 'none'") from None
 
 
-@app.command()
+@app.command(short_help="Alignment of every layer pair of vision and language models.")
 def align(
     vision: str = typer.Option(..., "--vision", "-v", help="Vision model(s), comma-separated: aliases, hub ids or folders."),
     text: str = typer.Option(..., "--text", "-t", help="Language model(s), comma-separated."),
@@ -34,7 +34,7 @@ def align(
     topk: int = typer.Option(10, "--topk", "-k", help="Neighbours for the kNN metrics (PRH: 10)."),
     clip_quantile: str = typer.Option("0.95", "--clip-quantile", help="Outlier clamp quantile per modality (PRH: 0.95), or 'none'."),
     permutations: int = typer.Option(200, "--permutations", help="Shuffles of the pairing for the null of the max over layer pairs (0: skip)."),
-    subsamples: int = typer.Option(100, "--subsamples", help="Subsamples of 80%% of rows, without replacement, for intervals (0: skip)."),
+    subsamples: int = typer.Option(100, "--subsamples", help="Subsamples of 80% of rows, without replacement, for intervals (0: skip)."),
     cka_epsilon: float = typer.Option(PRH_DENOMINATOR_EPSILON, "--cka-epsilon", min=0.0, help="Added to CKA/CKNNA denominators (PRH: 1e-6; 0 = textbook definition)."),
     pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default, as PRH) | mean | both."),
     pool_text: Optional[str] = typer.Option(None, "--pool-text", help="mean (default, as PRH) | last."),

@@ -11,13 +11,13 @@ from cli import options as opt
 from cli.main import app
 
 
-@app.command()
+@app.command(short_help="The offline miniature of the whole study.")
 def demo(
     cache_dir: Optional[Path] = opt.CacheDir,
     output: Path = typer.Option(Path("probe-demo"), "--output", "-o", help="Folder for the results JSON and heatmaps."),
     limit: int = typer.Option(1024, "--limit", min=12, help="OpenMoji rows to use (PRH used 1024 pairs)."),
     permutations: int = typer.Option(200, "--permutations", min=0, help="Shuffles for the permutation null."),
-    subsamples: int = typer.Option(50, "--subsamples", min=0, help="Subsamples (80%% of rows) for intervals."),
+    subsamples: int = typer.Option(50, "--subsamples", min=0, help="Subsamples (80% of rows) for intervals."),
     seed: int = opt.Seed,
     device: str = opt.Device,
     no_progress: bool = opt.NoProgress,

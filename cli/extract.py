@@ -11,7 +11,7 @@ from cli import options as opt
 from cli.main import app
 
 
-@app.command()
+@app.command(short_help="Cache every hidden state of a model over a dataset.")
 def extract(
     model: str = typer.Option(..., "--model", "-m", help="Alias (see 'probe models'), hub id, or local model folder."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Registered dataset (see 'probe datasets') or a manifest file/folder."),

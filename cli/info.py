@@ -5,7 +5,7 @@ from __future__ import annotations
 from cli.main import app
 
 
-@app.command()
+@app.command(short_help="The registered datasets (manifests and folders also work).")
 def datasets() -> None:
     """List the registered datasets (manifest files and folders work anywhere --dataset is taken)."""
     from rich.console import Console

@@ -11,13 +11,13 @@ from cli import options as opt
 from cli.main import app
 
 
-@app.command()
+@app.command(short_help="Linear probes of every layer of a vision model.")
 def linear(
     vision: str = typer.Option(..., "--vision", "-v", help="Vision model: alias, hub id or folder."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Registered dataset or manifest."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated label fields of the dataset, and/or 'words' (caption words)."),
     text: Optional[str] = typer.Option(None, "--text", "-t", help="Text model whose features a ridge probe predicts (caption retrieval too)."),
-    text_layer: str = typer.Option("-1", "--text-layer", help="Which stored text layer is the ridge target (default: last)."),
+    text_layer: str = typer.Option("-1", "--text-layer", help="Which stored text layer is the ridge target (-1 = the last)."),
     probe_layers: str = typer.Option("all", "--layers", help="Vision layers to probe: all | -1 | 0,12,24 | ::4."),
     seed: int = opt.Seed,
     pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default) | mean | both."),

@@ -31,7 +31,7 @@ def _where(spec: ModelSpec) -> str:
     return "hub (gated)" if spec.gated else "hub"
 
 
-@app.command("models")
+@app.command("models", short_help="The model registry: aliases, hub ids, sizes, offline or not.")
 def models_command(
     pattern: Optional[str] = typer.Argument(
         None, help="Filter on alias or hub id: an fnmatch pattern such as 'webssl*' or '*llama*', or a substring."

@@ -12,6 +12,16 @@ from typing import Callable, Iterator, Optional
 ProgressCallback = Callable[[int, int, str], None]
 
 
+def fmt_rate(per_second: Optional[float]) -> str:
+    """A throughput with 3 significant digits and a k/M suffix: 10774.7 -> "10.8k/s"."""
+    if per_second is None:
+        return ""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if per_second >= scale:
+            return f"{per_second / scale:.3g}{suffix}/s"
+    return f"{per_second:.3g}/s"
+
+
 def _make_columns():
     from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.text import Text
@@ -21,7 +31,7 @@ def _make_columns():
 
         def render(self, task):  # type: ignore[override]
             speed = task.finished_speed or task.speed
-            return Text("" if speed is None else f"{speed:,.1f}/s", style="progress.data.speed")
+            return Text(fmt_rate(speed), style="progress.data.speed")
 
     return (
         TextColumn("[progress.description]{task.description}"),

@@ -32,7 +32,6 @@ from probe.align.engine import pair_matrices, prepare_modalities
 from probe.align.settings import AlignSettings, check_settings
 from probe.errors import InputError
 from probe.align.prep import LayerInput, as_layer_source
-from probe.log import logger
 from probe.align.specs import MetricName, metric_specs
 from probe.align.state import ModalityState
 from probe.progress import ProgressCallback
@@ -344,7 +343,6 @@ def score_alignment(
             chance_source=source, **null_summary(score, None if null is None else null.maxima[name]),
             **interval_summary(score, spread, name, fraction=subsample_fraction, confidence=confidence),
         )  # fmt: skip
-        logger.info("%s: best %.4f at %s, chance %s, p=%s", name, score, best[name], chance, reports[name].p_value)
     sizes = ScoredSizes(
         num_rows=num_rows, vision_layers=first.num_layers, text_layers=second.num_layers, vision_clip=first.clip,
         text_clip=second.clip, subsample_rows=subset_rows, path=first.plan.path, device=str(first.device),

@@ -56,32 +56,63 @@ def heatmap_png(
     return path
 
 
+_SHADES = " ░▒▓█"
+
+
 def heatmap_text(
-    matrix: np.ndarray, *, title: str, row_labels: Sequence[int], col_labels: Sequence[int], best: Optional[tuple[int, int]] = None
+    matrix: np.ndarray,
+    *,
+    title: str,
+    row_labels: Sequence[int],
+    col_labels: Sequence[int],
+    best: Optional[tuple[int, int]] = None,
+    colour: bool = True,
+    width: Optional[int] = None,
 ):
-    """A rich Text heatmap of `matrix` [rows, cols]: one coloured 2-character cell per value, rows bottom-up
-    (row 0 = first vision layer at the bottom, as in the PNG), with a legend of the value range."""
+    """A rich Text heatmap of `matrix` [rows, cols]: one 2-character cell per value, rows bottom-up (row 0 =
+    first vision layer at the bottom, as in the PNG), with a legend of the value range.
+
+    `colour`: viridis cells; without colour (piped output, NO_COLOR) cells are shades " ░▒▓█" from the
+    minimum to the maximum, with the same legend. `width`: when the matrix would be wider, every other
+    column (or every third, ...) is shown and the axis says so.
+    """
     from rich.text import Text
 
     m = np.asarray(matrix, dtype=float)
     lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
     scaled = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
     rgb = _viridis(scaled)
+    label_width = max(len(str(r)) for r in row_labels)
+    step = 1
+    if width is not None:
+        while label_width + 1 + 2 * len(range(0, m.shape[1], step)) > width:
+            step += 1
+    shown = list(range(0, m.shape[1], step))
+    if best is not None and best[1] not in shown:
+        shown = sorted(set(shown) | {best[1]})
     out = Text(f"{title}\n", style="bold")
-    width = max(len(str(r)) for r in row_labels)
     for i in reversed(range(m.shape[0])):
-        out.append(f"{row_labels[i]:>{width}} ")
-        for j in range(m.shape[1]):
-            r, g, b = rgb[i, j]
-            glyph = "★ " if best is not None and (i, j) == tuple(best) else "  "
-            out.append(glyph, style=f"white on rgb({r},{g},{b})")
+        out.append(f"{row_labels[i]:>{label_width}} ")
+        for j in shown:
+            star = best is not None and (i, j) == tuple(best)
+            if colour:
+                r, g, b = rgb[i, j]
+                out.append("★ " if star else "  ", style=f"white on rgb({r},{g},{b})")
+            else:
+                shade = _SHADES[min(len(_SHADES) - 1, int(scaled[i, j] * len(_SHADES)))]
+                out.append("★ " if star else shade * 2)
         out.append("\n")
-    step = max(1, m.shape[1] // 8)
-    axis = "".join(f"{str(col_labels[j]):<{2 * step}}" for j in range(0, m.shape[1], step))
-    out.append(" " * (width + 1) + axis + "\n")
-    out.append(" " * (width + 1) + f"min {lo:.3f} ")
-    for v in np.linspace(0, 1, 10):
-        r, g, b = _viridis(np.array([v]))[0]
-        out.append("  ", style=f"on rgb({r},{g},{b})")
+    tick = max(1, len(shown) // 8)
+    axis = "".join(f"{str(col_labels[j]):<{2 * tick}}" for j in shown[::tick])
+    out.append(" " * (label_width + 1) + axis.rstrip() + "\n")
+    out.append(" " * (label_width + 1) + f"min {lo:.3f} ")
+    for v in np.linspace(0, 1, 10 if colour else len(_SHADES)):
+        if colour:
+            r, g, b = _viridis(np.array([v]))[0]
+            out.append("  ", style=f"on rgb({r},{g},{b})")
+        else:
+            out.append(_SHADES[min(len(_SHADES) - 1, int(v * len(_SHADES)))] * 2)
     out.append(f" max {hi:.3f}")
+    if step > 1:
+        out.append(f"\n{' ' * (label_width + 1)}(1 column in {step} shown, and the best)")
     return out

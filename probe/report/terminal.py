@@ -1,116 +1,132 @@
 """Rich terminal reports for `probe align`, `probe linear` and `probe demo`: every score beside its chance
-level, calibrated score, p-value and interval."""
+level, calibrated score, p-value and interval. Laid out to fit 80 columns: names are never cut (one table
+per model pair, short numeric columns), numbers follow `probe.report.numbers`."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from probe.report.numbers import fmt_interval, fmt_num, fmt_p, wilson_interval
 from probe.report.plots import heatmap_text
 
 
-def _fmt(x: Optional[float], digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+def _table(title: str) -> Table:
+    """The house style: a header rule, no vertical lines, one space of padding, left-aligned title."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                 collapse_padding=True, title_style="bold")
 
 
-def _interval(iv: Optional[tuple[float, float]]) -> str:
-    return "-" if iv is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+def _stacked(name: str) -> str:
+    """A metric name as a column header that wraps at its underscores ("unbiased_\ncka")."""
+    return name.replace("_", "_\n")
 
 
-def _p(p: Optional[float]) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def align_table(pairs: list, *, title: str) -> Table:
-    """One row per (vision, text, metric): best score, its layer pair, chance, null, calibrated, p, interval."""
-    table = Table(title=title, title_justify="left")
-    for col, justify in (("vision", "left"), ("text", "left"), ("metric", "left"), ("best", "right"), ("layers v,t", "right"),
-                         ("chance", "right"), ("null max", "right"), ("calibrated", "right"), ("p", "right"), ("95% interval", "right")):
-        table.add_column(col, justify=justify)
-    for pair in pairs:
-        for name, m in pair.report.metrics.items():
-            vl, tl = pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]
-            null = "-" if m.null_max_mean is None else f"{m.null_max_mean:.3f}±{m.null_max_std:.3f}"
-            sig = "green" if m.p_value is not None and m.p_value < 0.05 else "yellow"
-            table.add_row(pair.vision_name, pair.text_name, name, f"[bold]{m.best_score:.3f}[/]", f"{vl},{tl}",
-                          _fmt(m.chance_level), null, f"[{sig}]{_fmt(m.calibrated_score)}[/]", _p(m.p_value), _interval(m.max_interval))
+def align_table(pair: Any, *, permutations: int) -> Table:
+    """One (vision, text) pair: per metric the best score, its layer pair (hidden states), chance, null max
+    mean, calibrated score, p-value and interval."""
+    table = _table(f"{pair.vision_name} vs {pair.text_name}")
+    for col in ("metric", "best", "v,t", "chance", "null", "calib.", "p", "95% interval"):
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+    for name, m in pair.report.metrics.items():
+        vl, tl = pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]
+        sig = "green" if m.p_value is not None and m.p_value < 0.05 else "yellow"
+        table.add_row(name, f"[bold]{fmt_num(m.best_score)}[/]", f"{vl},{tl}", fmt_num(m.chance_level),
+                      fmt_num(m.null_max_mean), f"[{sig}]{fmt_num(m.calibrated_score)}[/]",
+                      fmt_p(m.p_value, permutations=permutations), fmt_interval(m.max_interval))
     return table
 
 
-def scaling_table(run: Any) -> Table:
-    """Vision models ordered by parameters: the best score of each metric per text model (WebSSL's scaling view)."""
+def scaling_tables(run: Any) -> list[Table]:
+    """Per text model, the vision models ordered by parameters with the best score of each metric (WebSSL's
+    scaling view). One table per text model keeps every name whole at 80 columns."""
     metrics = list(run.settings.metrics)
-    table = Table(title="scaling: vision models by parameters", title_justify="left")
-    table.add_column("vision")
-    table.add_column("params", justify="right")
-    table.add_column("text")
-    for m in metrics:
-        table.add_column(m, justify="right")
-    order = sorted(run.pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name, p.text_name))
-    for pair in order:
-        params = run.vision_params_m.get(pair.vision_name)
-        cells = []
+    tables = []
+    for text in dict.fromkeys(p.text_name for p in run.pairs):
+        table = _table(f"scaling against {text}: best score over layer pairs")
+        table.add_column("vision", no_wrap=True)
+        table.add_column("params", justify="right", no_wrap=True)
         for m in metrics:
-            r = pair.report.metrics[m]
-            cells.append(f"{r.best_score:.3f} {_interval(r.max_interval)}")
-        table.add_row(pair.vision_name, "?" if params is None else f"{params:,.0f}M", pair.text_name, *cells)
-    return table
+            table.add_column(_stacked(m), justify="right", no_wrap=True)
+        pairs = [p for p in run.pairs if p.text_name == text]
+        for pair in sorted(pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name)):
+            params = run.vision_params_m.get(pair.vision_name)
+            size = "?" if params is None else (f"{params:,.0f}M" if params >= 10 else f"{params:.2g}M")
+            table.add_row(pair.vision_name, size, *(fmt_num(pair.report.metrics[m].best_score) for m in metrics))
+        tables.append(table)
+    return tables
 
 
 def render_align(run: Any, console: Optional[Console] = None, *, heatmap_metric: Optional[str] = None) -> None:
-    """Print the alignment report of an `AlignRun`: table, terminal heatmaps, scaling table, file locations."""
+    """Print the alignment report of an `AlignRun`: a table per pair, terminal heatmaps, the scaling table,
+    file locations."""
     console = console or Console()
     s = run.settings
     n = run.dataset["rows"]
-    console.print(f"[bold]alignment[/] on {run.dataset['name']} (N={n}), k={s.k}, clip quantile {s.clip_quantile}, "
-                  f"{s.permutations} permutations, {s.subsamples} subsamples of {int(s.subsample_fraction * 100)}%, seed {s.seed}")
-    console.print(align_table(run.pairs, title="best layer pair per metric (max over all layer pairs)"))
-    console.print("calibrated = (best - null max mean) / (1 - null max mean): 0 at chance for the max over all layer pairs, 1 = perfect. "
-                  "p: permutation test of the max over layer pairs. Interval: subsamples without replacement.", style="dim")
+    clamp = "no clamp" if s.clip_quantile is None else f"clamp at the {s.clip_quantile:g} quantile"
+    console.print(f"[bold]alignment[/] on {run.dataset['name']} (N={n}), k={s.k}, {clamp}, {s.permutations} permutations, "
+                  f"{s.subsamples} subsamples of {s.subsample_fraction:.0%}, seed {s.seed}")
+    for pair in run.pairs:
+        console.print(align_table(pair, permutations=s.permutations))
+    console.print("best: the max over all layer pairs; v,t: its hidden states (0 = embeddings); chance: the best pair's "
+                  "score with random pairing (k/(N-1) for mutual_knn); null: mean of the max under the permutation "
+                  "null; calib. = (best - null) / (1 - null): 0 at chance for the max, 1 = perfect; p: permutation "
+                  "test of the max; interval: subsamples without replacement.", style="dim")
     metric = heatmap_metric or s.metrics[0]
+    colour = console.color_system is not None
     for pair in run.pairs:
         m = pair.report.metrics[metric]
         console.print(heatmap_text(m.matrix, title=f"{metric}: {pair.vision_name} (rows) x {pair.text_name} (columns), ★ = best",
-                                   row_labels=pair.vision.layers, col_labels=pair.text.layers, best=m.best_pair))
+                                   row_labels=pair.vision.layers, col_labels=pair.text.layers, best=m.best_pair,
+                                   colour=colour, width=console.width))
     if len({p.vision_name for p in run.pairs}) > 1:
-        console.print(scaling_table(run))
+        for table in scaling_tables(run):
+            console.print(table)
     if run.results_path is not None:
         console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
         console.print(f"heatmaps: {run.results_path.parent}/*.png", highlight=False, soft_wrap=True)
 
 
-def _pct(x: Optional[float]) -> str:
-    return "-" if x is None or x != x else f"{100 * x:.1f}"
+def _alpha(x: float) -> str:
+    return f"{x:.0e}"
 
 
 def linear_task_table(task: Any) -> Table:
-    """Per-layer table of one `probe.runs.linear.LinearTask`, each figure beside its control; best layer starred."""
-    table = Table(title=f"{task.name} ({task.kind}); best layer by validation: {task.best_state}", title_justify="left")
-    table.add_column("layer", justify="right")
+    """Per-layer table of one `probe.runs.linear.LinearTask`, each figure beside its control; best layer starred.
+    All figures are fractions; the test split's size and a 95% interval of the headline proportion are shown."""
+    first = task.sweep.layers[0].result
+    n_test = int(first.n_test)
+    title = f"{task.name} ({task.kind}); best layer by validation: {task.best_state}; {n_test} test rows"
+    if task.kind == "crossmodal":
+        title += f"; chance top-1 {fmt_num(first.chance_top1)}, top-5 {fmt_num(first.chance_top5)}"
+    table = _table(title)
+    table.add_column("layer", justify="right", no_wrap=True)
     if task.kind == "labels":
-        cols = ("test acc %", "shuffled-label acc %", "majority %", "balanced acc %", "macro-F1 %", "C")
+        cols = ("acc.", "95% CI", "shuffled", "majority", "bal. acc.", "macro-F1", "C")
     elif task.kind == "words":
-        cols = ("mean AP %", "shuffled AP %", "base rate %", "macro AUROC", "shuffled AUROC", "alpha")
+        cols = ("mean AP", "shuffled", "base rate", "AUROC", "shuffled", "alpha")
     else:
-        cols = ("R² %", "shuffled R² %", "top-1 %", "shuffled top-1 %", "chance top-1 %", "top-5 %", "chance top-5 %", "alpha")
+        cols = ("R²", "shuffled", "top-1", "shuffled", "top-5", "95% CI", "shuffled", "alpha")
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=True)
     for entry, state in zip(task.sweep.layers, task.hidden_states):
         r = entry.result
         mark = "★ " if entry.layer == task.sweep.best_layer else ""
         if task.kind == "labels":
-            cells = (_pct(r.probe.accuracy), _pct(r.control.accuracy), _pct(r.majority_rate), _pct(r.probe.balanced_accuracy),
-                     _pct(r.probe.macro_f1), f"{r.probe.chosen_c:.0e}")
+            ci = wilson_interval(r.probe.accuracy * n_test, n_test)
+            cells = (fmt_num(r.probe.accuracy), fmt_interval(ci), fmt_num(r.control.accuracy), fmt_num(r.majority_rate),
+                     fmt_num(r.probe.balanced_accuracy), fmt_num(r.probe.macro_f1), _alpha(r.probe.chosen_c))
         elif task.kind == "words":
-            cells = (_pct(r.probe.macro_average_precision), _pct(r.control.macro_average_precision), _pct(r.probe.macro_base_rate),
-                     _fmt(r.probe.macro_auroc), _fmt(r.control.macro_auroc), f"{r.probe.chosen_alpha:.0e}")
+            cells = (fmt_num(r.probe.macro_average_precision), fmt_num(r.control.macro_average_precision),
+                     fmt_num(r.probe.macro_base_rate), fmt_num(r.probe.macro_auroc), fmt_num(r.control.macro_auroc),
+                     _alpha(r.probe.chosen_alpha))
         else:
-            cells = (_pct(r.probe.r2), _pct(r.control.r2), _pct(r.probe.top1), _pct(r.control.top1), _pct(r.chance_top1),
-                     _pct(r.probe.top5), _pct(r.chance_top5), f"{r.probe.chosen_alpha:.0e}")
+            ci = wilson_interval(r.probe.top5 * n_test, n_test)
+            cells = (fmt_num(r.probe.r2), fmt_num(r.control.r2), fmt_num(r.probe.top1), fmt_num(r.control.top1),
+                     fmt_num(r.probe.top5), fmt_interval(ci), fmt_num(r.control.top5), _alpha(r.probe.chosen_alpha))
         table.add_row(f"{mark}{state}", *cells, style="bold" if mark else None)
     return table
 
@@ -118,45 +134,54 @@ def linear_task_table(task: Any) -> Table:
 def render_linear(run: Any, console: Optional[Console] = None) -> None:
     """Print the per-layer tables of a `LinearRun` and where the results were written."""
     console = console or Console()
-    console.print(f"[bold]linear probes[/] of {run.vision.key['model']['name']} on {run.dataset['name']} (N={run.dataset['rows']}), seed {run.settings.seed}")
+    console.print(f"[bold]linear probes[/] of {run.vision.key['model']['name']} on {run.dataset['name']} "
+                  f"(N={run.dataset['rows']}), seed {run.settings.seed}")
     for task in run.tasks:
         console.print(linear_task_table(task))
-    console.print("The best layer is chosen on validation data, so its test figures are not selected on the test split. "
-                  "Controls: the same procedure on shuffled labels / shuffled image-caption pairs.", style="dim")
+    console.print("Layers are hidden states (0 = embeddings). The best layer is chosen on validation data, so its test "
+                  "figures are not selected on the test split. shuffled: the same procedure on shuffled labels / "
+                  "shuffled image-caption pairs. 95% CI: Wilson interval over the test rows.", style="dim")
     if run.results_path is not None:
         console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
 
 
-def demo_table(summary: dict[str, Any]) -> Table:
-    """Trained model beside its random-init control for every alignment metric and probe, with chance."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+_FIGURES = {"accuracy": "accuracy", "mean average precision": "mean AP", "caption retrieval top-5": "top-5 retrieval"}
+
+
+def demo_tables(summary: dict[str, Any]) -> list[Table]:
+    """Trained model beside its random-init control: one table for alignment (best score, calibrated score in
+    brackets), one for the probes (value, control in brackets), each with its chance column."""
     visions: list[str] = []
-    for r in summary["alignment"]:
+    for r in summary["alignment"] + summary["linear"]:
         visions += [r["vision"]] if r["vision"] not in visions else []
-        rows.setdefault((f"align {r['metric']}", r["text"]), {})[r["vision"]] = (r["best"], r["calibrated"], r["p_value"], r["chance"])
-    for r in summary["linear"]:
-        visions += [r["vision"]] if r["vision"] not in visions else []
-        rows.setdefault((f"linear {r['task']}: {r['figure']}", ""), {})[r["vision"]] = (r["value"], r["control"], None, r["chance"])
-    table = Table(title="trained without text vs random-init control", title_justify="left")
-    table.add_column("score")
-    table.add_column("text model")
+    align = _table("alignment: best over layer pairs (calibrated)")
+    align.add_column("metric", no_wrap=True)
+    align.add_column("text", overflow="fold")
     for v in visions:
-        table.add_column(v, justify="right")
-    table.add_column("chance", justify="right")
-    for (score, text), cells in rows.items():
-        out = []
-        chance = None
-        for v in visions:
-            if v not in cells:
-                out.append("-")
-                continue
-            value, second, p, chance = cells[v]
-            if score.startswith("align"):
-                out.append(f"{value:.3f} (cal {_fmt(second)}, p {_p(p)})")
-            else:
-                out.append(f"{value:.3f} (control {_fmt(second)})")
-        table.add_row(score, text, *out, _fmt(chance))
-    return table
+        align.add_column(v, justify="right", overflow="fold")
+    align.add_column("chance", justify="right", no_wrap=True)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in summary["alignment"]:
+        rows.setdefault((r["metric"], r["text"]), {})[r["vision"]] = r
+    for (metric, text), cells in rows.items():
+        chance = next(iter(cells.values()))["chance"]
+        align.add_row(metric, text, *(f"{fmt_num(cells[v]['best'])} ({fmt_num(cells[v]['calibrated'])})" if v in cells else "–"
+                                      for v in visions), fmt_num(chance))
+    probes = _table("linear probes: best layer's test figure (shuffled control)")
+    probes.add_column("task", overflow="fold")
+    probes.add_column("figure", no_wrap=True)
+    for v in visions:
+        probes.add_column(v, justify="right", overflow="fold")
+    probes.add_column("chance", justify="right", no_wrap=True)
+    lrows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in summary["linear"]:
+        lrows.setdefault((r["task"], r["figure"]), {})[r["vision"]] = r
+    for (task, figure), cells in lrows.items():
+        chance = next(iter(cells.values()))["chance"]
+        probes.add_row(task, _FIGURES.get(figure, figure),
+                       *(f"{fmt_num(cells[v]['value'])} ({fmt_num(cells[v]['control'])})" if v in cells else "–" for v in visions),
+                       fmt_num(chance))
+    return [align, probes]
 
 
 def render_demo(run: Any, console: Optional[Console] = None) -> None:
@@ -166,9 +191,10 @@ def render_demo(run: Any, console: Optional[Console] = None) -> None:
     for lin in run.linear.values():
         render_linear(lin, console)
     console.rule("summary")
-    console.print(demo_table(run.summary))
-    console.print("align: best score over all layer pairs (cal = calibrated against the permutation null of that max; chance for "
-                  "kNN = k/(N-1)). linear: best layer chosen on validation; control = shuffled labels / pairs; chance = "
-                  "majority class, word base rate, 5/N_test.", style="dim")
+    for table in demo_tables(run.summary):
+        console.print(table)
+    console.print("alignment: calibrated against the permutation null of the max over layer pairs; chance for mutual_knn "
+                  "= k/(N-1). probes: best layer chosen on validation; chance = majority class (accuracy), word base "
+                  "rate (mean AP), 5/N_test (top-5).", style="dim")
     if run.results_path is not None:
         console.print(f"demo results: {run.results_path}", highlight=False, soft_wrap=True)

@@ -15,6 +15,7 @@ from probe.errors import InputError
 from probe.features.cache import FeatureCache, LayerStack
 from probe.log import logger
 from probe.progress import ProgressCallback
+from probe.report.numbers import fmt_num, fmt_p
 from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.score_cache import cached_score
 
@@ -139,6 +140,11 @@ def run_align(
             pair = AlignPair(v, t, report)
             logger.info("scored %s vs %s (%d x %d layer pairs) in %.1f s", pair.vision_name, pair.text_name,
                         v.num_layers, t.num_layers, time.perf_counter() - t0)
+            for name, m in report.metrics.items():
+                logger.info("  %s: best %s at hidden states (%d, %d), chance %s, calibrated %s, p %s", name,
+                            fmt_num(m.best_score), v.layers[m.best_pair[0]], t.layers[m.best_pair[1]],
+                            fmt_num(m.chance_level), fmt_num(m.calibrated_score),
+                            fmt_p(m.p_value, permutations=settings.permutations))
             if output is not None:
                 pair.heatmaps = write_heatmaps(pair, Path(output))
             pairs.append(pair)
