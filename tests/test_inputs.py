@@ -111,6 +111,11 @@ def test_relative_paths_may_not_leave_the_manifest_folder(tmp_path: Path) -> Non
     rows[1]["image"] = str(outside)
     (data / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert load_manifest(data / "m.jsonl").rows[1].image == outside.resolve()
+    # so is a symlink the dataset's owner placed inside the folder
+    (data / "link.png").symlink_to(outside)
+    rows[1]["image"] = "link.png"
+    (data / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_manifest(data / "m.jsonl").rows[1].image == outside.resolve()
 
 
 def test_tsv_paths_are_checked_too(tmp_path: Path) -> None:
