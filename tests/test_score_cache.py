@@ -194,7 +194,7 @@ def test_damaged_entries_are_recomputed_with_one_warning(report, tmp_path, caplo
     assert calls == [1, 1]
 
 
-def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_entry(report, tmp_path, monkeypatch) -> None:
+def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_entry(report, tmp_path, monkeypatch, caplog) -> None:
     key = {"pair": "atomic"}
     cached_score(tmp_path, "align", key, lambda: report)
     path = _entry_path(tmp_path, "align", key)
@@ -205,8 +205,12 @@ def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_entry(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(score_cache.os, "fsync", full_disk)
-    with pytest.raises(OSError):
-        cached_score(tmp_path, "align", key, lambda: report, refresh=True)
+    recomputed = dataclasses.replace(report, metrics={})
+    with caplog.at_level(logging.WARNING, logger="probe"):
+        value = cached_score(tmp_path, "align", key, lambda: recomputed, refresh=True)
+    assert value is recomputed  # the computed result is returned; only its reuse is lost
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "could not cache the align scores" in warning and "No space left on device" in warning
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
 
 

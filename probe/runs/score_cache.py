@@ -10,7 +10,8 @@ raw bytes, floats exactly), so a reused entry reproduces the computed result bit
 never runs code (no pickle: a file placed there by someone else is at worst refused). Each file names its
 format, kind, full key digest and result class; the class must be a dataclass of the `probe` package. An
 entry that is unreadable, truncated, tampered with or of another format is recomputed with one warning.
-Writes go to a temporary name in the same folder, then `os.replace`, so a reader sees a whole entry or none.
+Writes go to a temporary name in the same folder, then `os.replace`, so a reader sees a whole entry or none;
+a failed write (disk full, read-only folder) costs only the reuse: the computed value is returned with a warning.
 """
 
 from __future__ import annotations
@@ -109,5 +110,9 @@ def cached_score(cache_dir: Path, kind: str, key: dict[str, Any], compute: Calla
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             logger.warning("recomputing %s scores: the cached entry %s is unreadable (%s)", kind, path, reason[:200])
     value = compute()
-    _write_atomic(path, encode_entry(value, kind=kind, digest=digest))
+    try:
+        _write_atomic(path, encode_entry(value, kind=kind, digest=digest))
+    except (OSError, TypedJsonError) as exc:  # the result stands; only its reuse is lost
+        logger.warning("could not cache the %s scores in %s (%s); they will be recomputed next time",
+                       kind, path.parent, getattr(exc, "strerror", None) or exc)
     return value
