@@ -154,7 +154,7 @@ def test_a_crafted_pickle_is_never_executed_and_is_recomputed(report, tmp_path, 
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "not-utf8", "other-class", "tampered-array", "extra-field",
-                                    "copied-from-other-key", "foreign-module", "deep-nesting"])
+                                    "copied-from-other-key", "foreign-module", "private-module", "deep-nesting"])
 def test_damaged_entries_are_recomputed_with_one_warning(report, tmp_path, caplog, damage) -> None:
     key = {"pair": damage}
     calls, compute = _compute_once(report)
@@ -182,6 +182,9 @@ def test_damaged_entries_are_recomputed_with_one_warning(report, tmp_path, caplo
         path.write_text(_entry_path(tmp_path, "align", {"pair": "elsewhere"}).read_text())
     elif damage == "foreign-module":
         record["class"] = "os.system"
+        path.write_text(json.dumps(record))
+    elif damage == "private-module":
+        record["class"] = "probe.__main__.main"
         path.write_text(json.dumps(record))
     elif damage == "deep-nesting":
         path.write_text("[" * 100000 + "]" * 100000)

@@ -34,8 +34,9 @@ T = TypeVar("T")
 FORMAT = "probe-score-cache"
 FORMAT_VERSION = 1
 SUFFIX = ".json"
-# A stored result class: a dotted name inside the probe package, identifiers only.
-_CLASS_NAME = re.compile(r"probe(\.[A-Za-z_][A-Za-z0-9_]*)+")
+# A stored result class: a dotted name inside the probe package, public identifiers only (no `__main__` or
+# other underscore module whose import could do more than define things).
+_CLASS_NAME = re.compile(r"probe(\.[A-Za-z][A-Za-z0-9_]*)+")
 
 
 def score_path(cache_dir: Path, kind: str, digest: str) -> Path:
