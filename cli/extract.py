@@ -27,11 +27,14 @@ def extract(
     overwrite: str = opt.Overwrite,
     num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="Image decoding worker processes."),
     trust_remote_code: bool = opt.TrustRemoteCode,
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1,
+                                             help="Refuse images whose header declares more pixels than this, before decoding (default 64,000,000)."),
     no_progress: bool = opt.NoProgress,
 ) -> None:
     """Extract and cache features (every hidden state, pooled) of MODEL over DATASET."""
     from rich.console import Console
 
+    from probe.datasets.images import DEFAULT_MAX_PIXELS
     from probe.features.extract import extract_features
     from probe.progress import rich_progress
 
@@ -40,6 +43,7 @@ def extract(
             model=model, dataset=dataset, cache_dir=opt.cache_dir_or_default(cache_dir), pool=pool, layers=layers,
             batch_size=batch_size, device=device, dtype=dtype, limit=limit, revision=revision, prompt=prompt,
             overwrite=overwrite, num_workers=num_workers, trust_remote_code=trust_remote_code, progress=progress,
+            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         )
     console = Console()
     if result.path is None:

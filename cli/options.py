@@ -52,6 +52,9 @@ LIBRARY_FLAGS: dict[str, str] = {
     "labels": "--labels",
     "revision": "--revision",
     "seed": "--seed",
+    "cache_dir": "--cache-dir",
+    "output": "--output",
+    "max_pixels": "--max-pixels",
 }
 
 

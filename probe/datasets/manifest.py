@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
-from typing import Any, Iterable, Optional
+import os
+from pathlib import Path, PurePath
+from typing import Any, Iterable, Iterator, Optional
 
 from probe.datasets.paired import PairedDataset, PairedRow
 from probe.errors import InputError
@@ -20,54 +21,75 @@ FOLDER_MANIFESTS = ("manifest.jsonl", "manifest.csv", "captions.jsonl", "caption
 _CORE_FIELDS = ("id", "image", "caption")
 
 
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 file, line endings kept; a leading BOM is dropped.
+
+    InputError naming the file, line and column at the first byte that is not UTF-8 (e.g. a Latin-1 or
+    UTF-16 export), instead of a UnicodeDecodeError traceback.
+    """
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise InputError(f"{path}, line 1: the file is UTF-16 text; save the manifest as UTF-8")
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}, line {lineno}, column {exc.start + 1}: byte 0x{raw[exc.start]:02x} is not UTF-8 text; "
+                    f"save the manifest as UTF-8"
+                ) from None
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path}, line {lineno}: not valid JSON ({exc.msg}); a .jsonl manifest holds one JSON object "
-                    f"per line with fields id, image, caption"
-                ) from None
-            if not isinstance(obj, dict):
-                raise InputError(f"{path}, line {lineno}: expected a JSON object with fields id, image, caption")
-            records.append(obj)
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"{path}, line {lineno}: not valid JSON ({exc.msg}); a .jsonl manifest holds one JSON object "
+                f"per line with fields id, image, caption"
+            ) from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}, line {lineno}: expected a JSON object with fields id, image, caption")
+        records.append(obj)
     return records
 
 
 def _read_csv(path: Path, *, delimiter: str) -> list[dict[str, Any]]:
+    # csv reads the decoded lines (endings kept, as with newline=""), so quoted fields may span lines.
+    reader = csv.DictReader((line for _, line in _text_lines(path)), delimiter=delimiter)
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter=delimiter)
-            if reader.fieldnames is None:
-                return []
-            missing = [f for f in ("id", "image") if f not in reader.fieldnames]
-            if missing:
-                raise InputError(
-                    f"{path}: the header has no {', '.join(missing)} column (found: {', '.join(reader.fieldnames)}); "
-                    f"a CSV manifest needs columns id, image, caption"
-                )
-            return [dict(row) for row in reader]
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a UTF-8 text file; a manifest must be JSONL or CSV text") from None
+        if reader.fieldnames is None:
+            return []
+        missing = [f for f in ("id", "image") if f not in reader.fieldnames]
+        if missing:
+            raise InputError(
+                f"{path}: the header has no {', '.join(missing)} column (found: {', '.join(reader.fieldnames)}); "
+                f"a CSV manifest needs columns id, image, caption"
+            )
+        return [dict(row) for row in reader]
     except csv.Error as exc:
         raise InputError(f"{path}: not a readable CSV file ({exc})") from None
 
 
 def _read_tsv_captions(path: Path) -> list[dict[str, Any]]:
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            name, sep, caption = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise InputError(f"{path}, line {lineno}: expected '<image file><TAB><caption>'")
-            records.append({"id": Path(name).stem, "image": name, "caption": caption})
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        name, sep, caption = line.rstrip("\r\n").partition("\t")
+        if not sep:
+            raise InputError(f"{path}, line {lineno}: expected '<image file><TAB><caption>'")
+        records.append({"id": Path(name).stem, "image": name, "caption": caption})
     return records
 
 
@@ -76,6 +98,22 @@ def _as_text(value: Any) -> Optional[str]:
         return None
     text = str(value)
     return text if text.strip() else None
+
+
+def _check_inside(image_field: str, *, source: Path, row: int, rid: str) -> None:
+    """InputError when a relative image path climbs out of the manifest's folder with `..`.
+
+    Checked on the path as written (not through symlinks, which the dataset's owner placed on purpose), so a
+    manifest cannot make probe read and hash files elsewhere; absolute paths are the user's explicit choice.
+    """
+    path = PurePath(image_field)
+    if path.is_absolute():
+        return
+    if os.path.normpath(path).split(os.sep)[0] == os.pardir:
+        raise InputError(
+            f"{source}, row {row} (id {rid!r}): image path {image_field!r} leaves the manifest's folder; relative image "
+            f"paths must stay inside it (move the image there or write an absolute path)"
+        )
 
 
 def rows_from_records(records: Iterable[dict[str, Any]], *, base: Path, source: Path) -> list[PairedRow]:
@@ -92,6 +130,7 @@ def rows_from_records(records: Iterable[dict[str, Any]], *, base: Path, source: 
         image_field = _as_text(rec.get("image"))
         image = None
         if image_field is not None:
+            _check_inside(image_field, source=source, row=i, rid=rid)
             image = (base / image_field).resolve()
             if not image.is_file():
                 raise InputError(

@@ -20,6 +20,7 @@ from probe.features.cache import FeatureCache
 from probe.features.format import build_key, cache_path, default_cache_dir
 from probe.features.writer import PartialWriter
 from probe.datasets import PairedDataset, load_dataset
+from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, check_max_pixels, load_rgb
 from probe.errors import InputError, ProbeError
 from probe.features.layers import parse_layers
 from probe.log import logger
@@ -81,20 +82,17 @@ def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[
 class _ImageRows:
     """Map-style dataset for DataLoader workers: index -> (row index, RGB image or None, error or None)."""
 
-    def __init__(self, dataset: PairedDataset) -> None:
+    def __init__(self, dataset: PairedDataset, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.paths = [r.image for r in dataset.rows]
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path = self.paths[i]
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return i, im.convert("RGB"), None
+        try:  # the header's size is checked against the pixel budget before anything is decoded
+            return i, load_rgb(path, max_pixels=self.max_pixels), None
         except Exception as exc:  # any decode failure is the user's file, reported with its name
             return i, None, f"{type(exc).__name__}: {exc}"
 
@@ -156,7 +154,8 @@ class _AdaptiveEncoder:
 
 
 def _iter_batches(
-    loaded: Any, dataset: PairedDataset, batches: Sequence[Sequence[int]], *, num_workers: int, prompt: Optional[str]
+    loaded: Any, dataset: PairedDataset, batches: Sequence[Sequence[int]], *, num_workers: int, prompt: Optional[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[tuple[list[int], dict]]:
     """Yield (row indices, model inputs) for each planned batch, in order."""
     from torch.utils.data import DataLoader, Subset
@@ -171,7 +170,7 @@ def _iter_batches(
     # One DataLoader over the planned rows in plan order; a batch sampler cuts it at the plan's boundaries.
     bounds = np.cumsum([0, *sizes])
     loader = DataLoader(
-        Subset(_ImageRows(dataset), flat),
+        Subset(_ImageRows(dataset, max_pixels), flat),
         batch_sampler=[list(range(bounds[j], bounds[j + 1])) for j in range(len(sizes))],
         num_workers=num_workers,
         collate_fn=_Collate(loaded.collate),
@@ -220,6 +219,7 @@ def extract_features(
     trust_remote_code: bool = False,
     shard: Optional[Shard] = None,
     progress: Optional[ProgressCallback] = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ExtractResult:
     """Extract every requested hidden state of `model` over `dataset` into a cache; reuse it when complete.
 
@@ -227,7 +227,8 @@ def extract_features(
     PairedDataset. pool: vision `cls` (default) | `mean` | `both`; text `mean` (default) | `last`.
     layers: a layer spec (`probe.features.layers`) over the L+1 hidden states. overwrite: `never` (use an existing cache, error if
     none), `missing` (resume/complete; default), `always` (discard and redo). Returns an ExtractResult whose
-    `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D].
+    `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D]. max_pixels: images whose header
+    declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     """
     from probe.devices import resolve_device, resolve_dtype
     from probe.models.registry import resolve_model
@@ -238,6 +239,7 @@ def extract_features(
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size={batch_size} must be at least 1")
     _validate_prompt(prompt)
+    check_max_pixels(max_pixels)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     shard = shard or Shard.from_env()
     spec = model if not isinstance(model, str) else resolve_model(model, revision=revision)
@@ -266,6 +268,9 @@ def extract_features(
     final = cache_path(cache_dir, key)
     writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank)
 
+    if spec.modality == "vision" and (overwrite == "always" or (overwrite == "missing" and not final.is_file())):
+        # Image headers only (nothing decoded), before anything is deleted, written or loaded.
+        check_image_sizes(data, max_pixels=max_pixels, rows=range(shard.rank, len(data), shard.world))
     if overwrite == "always":
         import shutil
 
@@ -307,7 +312,7 @@ def extract_features(
         lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
         # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
         batches = [b for b in plan_batches(shard_rows, bs, lengths=lengths) if not done[b].all()]
-        for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt):
+        for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels):
             feats = encoder(inputs)
             writer.write_batch(rows, {p: x[:, select, :] for p, x in feats.items()})
             rows_extracted += int((~done[rows]).sum())

@@ -118,7 +118,9 @@ def run_align(
     Missing caches are extracted first with `options`. Caches must be paired row by row.
     """
     from probe.results import cache_input_record, write_results
+    from probe.runs.checks import check_run_request
 
+    check_run_request(cache_dir=options.cache_dir, output=output, metrics=settings.metrics)  # before any model or data
     vision_names = split_models(vision, param="vision")
     text_names = split_models(text, param="text")
     data = open_dataset(dataset, options)

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from probe.features.cache import FeatureCache, check_paired
 from probe.datasets import PairedDataset, load_dataset
+from probe.datasets.images import DEFAULT_MAX_PIXELS
 from probe.errors import InputError
 from probe.progress import ProgressCallback
 
@@ -31,6 +32,7 @@ class ExtractOptions:
     num_workers: Optional[int] = None
     trust_remote_code: bool = False
     prompt: Optional[str] = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def split_models(value: str | Sequence[str], *, param: str) -> list[str]:
@@ -64,7 +66,7 @@ def ensure_cache(
         model=model, dataset=data, cache_dir=options.cache_dir, pool=pool, layers=options.layers,
         batch_size=options.batch_size, device=options.device, dtype=options.dtype, prompt=text_prompt,
         overwrite=options.overwrite, num_workers=options.num_workers, trust_remote_code=options.trust_remote_code,
-        progress=progress,
+        progress=progress, max_pixels=options.max_pixels,
     )
     cache = result.open()
     if not result.reused:

@@ -129,14 +129,14 @@ def run_linear(
     text model's `settings.text_layer`. Extracts missing caches; writes results JSON to `output` if given."""
     from probe.linear.sweep import ProbeTask, probe_layers
     from probe.results import cache_input_record, write_results
+    from probe.runs.checks import check_label_fields, check_run_request
 
+    check_run_request(cache_dir=options.cache_dir, output=output)  # before any model or data
     (vision_name,) = split_models(vision, param="vision")
     if not settings.labels and text is None:
         raise InputError("nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)")
     data = open_dataset(dataset, options)
-    for name in settings.labels:
-        if name != WORDS:
-            data.labels(name)  # fail on a missing field before any extraction
+    check_label_fields(data, settings.labels, words=WORDS)  # a missing field fails before any extraction
     vcache = ensure_cache(vision_name, data, pool=pool_vision, options=options, progress=progress, modality="vision")
     positions = _positions(vcache, settings.probe_layers, param="layers")
     source = vcache.stack().select(positions)
