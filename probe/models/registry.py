@@ -227,7 +227,7 @@ def random_twin(base: ModelSpec, *, seed: int = 0, alias: str | None = None, **e
         raise ModelError(f"model {base.alias!r} {what}: give random-init: a trained model (see `probe models`).")
     return replace(
         base, alias=alias or f"{RANDOM_INIT_PREFIX}{base.alias}", source="random-init", seed=int(seed), base=base,
-        shortcuts=(), gated=False, **extra,
+        shortcuts=(), **extra,
     )  # fmt: skip
 
 
