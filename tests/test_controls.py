@@ -242,3 +242,16 @@ def test_bad_random_init_name_is_one_red_line_in_the_cli(capsys, image_manifest,
         main(["extract", "-m", "random-init:webssl-dino1", "-d", str(image_manifest), "--cache-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "random-init:webssl-dino" in err and "Traceback" not in err
+
+
+def test_twin_of_a_hub_model_needs_its_config_and_says_so_offline(tmp_path):
+    from huggingface_hub import try_to_load_from_cache
+
+    gated = resolve_model("random-init:llama3")  # the twin reads the gated config and tokenizer: still gated
+    assert gated.gated and not gated.offline and gated.base.hub_id == "meta-llama/Meta-Llama-3-8B"
+    spec = resolve_model("random-init:dinov2-small", seed=2)
+    assert model_key(spec)["base"]["revision"] == spec.base.revision == spec.revision
+    if isinstance(try_to_load_from_cache(spec.hub_id, "config.json", revision=spec.revision), str):
+        pytest.skip("dinov2-small is in this machine's HF cache")
+    with pytest.raises(ModelError, match="not cached locally and the hub is unreachable"):
+        load_model(spec, device=CPU, dtype=torch.float32, cache_dir=tmp_path)
