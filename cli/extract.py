@@ -23,6 +23,9 @@ def extract(
     dtype: str = opt.Dtype,
     limit: Optional[int] = opt.Limit,
     revision: Optional[str] = opt.Revision,
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Weights' seed of a random-init model (random-init:<model>, tiny-random-vit); default 0."
+    ),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text template with {caption}, e.g. 'A photo of {caption}'."),
     overwrite: str = opt.Overwrite,
     num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="Image decoding worker processes."),
@@ -41,7 +44,7 @@ def extract(
     with rich_progress(enabled=not no_progress) as progress:
         result = extract_features(
             model=model, dataset=dataset, cache_dir=opt.cache_dir_or_default(cache_dir), pool=pool, layers=layers,
-            batch_size=batch_size, device=device, dtype=dtype, limit=limit, revision=revision, prompt=prompt,
+            batch_size=batch_size, device=device, dtype=dtype, limit=limit, revision=revision, seed=seed, prompt=prompt,
             overwrite=overwrite, num_workers=num_workers, trust_remote_code=trust_remote_code, progress=progress,
             max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         )

@@ -46,7 +46,12 @@ def models_command(
         hints = suggest((pattern or "").strip("*?[]"))
         did_you_mean = f" Did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
         raise InputError(f"no registered model matches {pattern!r}.{did_you_mean} Run `probe models` to see all.")
-    table = Table(title=f"{len(specs)} model(s)" + (f" matching {pattern!r}" if pattern else ""), title_justify="left")
+    table = Table(
+        title=f"{len(specs)} model(s)" + (f" matching {pattern!r}" if pattern else ""),
+        title_justify="left",
+        caption="Any model's random-weights twin: random-init:<alias, hub id or folder> (probe extract --seed N).",
+        caption_justify="left",
+    )
     for column, justify in (
         ("alias", "left"), ("hub id / location", "left"), ("modality", "left"), ("architecture", "left"),
         ("params", "right"), ("hidden x layers", "right"), ("pool", "left"), ("source", "left"),
@@ -54,7 +59,7 @@ def models_command(
         table.add_column(column, justify=justify, overflow="fold")
     for spec in specs:
         alias = spec.alias + (f" (= {', '.join(spec.shortcuts)})" if spec.shortcuts else "")
-        size = f"{spec.hidden_size} x {spec.num_layers}" if spec.hidden_size and spec.num_layers else "?"
+        size = f"{spec.hidden_size} x {spec.num_layers}" if spec.hidden_size and spec.num_layers is not None else "?"
         params = _params(spec.params_m)
         table.add_row(alias, spec.location, spec.modality, spec.arch, params, size, spec.default_pool, _where(spec))
     Console().print(table)

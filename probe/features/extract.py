@@ -213,6 +213,7 @@ def extract_features(
     dtype: str = "auto",
     limit: Optional[int] = None,
     revision: Optional[str] = None,
+    seed: Optional[int] = None,
     prompt: Optional[str] = None,
     overwrite: Overwrite = "missing",
     num_workers: Optional[int] = None,
@@ -223,7 +224,8 @@ def extract_features(
 ) -> ExtractResult:
     """Extract every requested hidden state of `model` over `dataset` into a cache; reuse it when complete.
 
-    model: alias, hub id, local folder or a ModelSpec. dataset: registered name, manifest path or a
+    model: alias, hub id, local folder, `random-init:<model>` or a ModelSpec. seed: the weights' seed of a
+    random-init model (None: its own, 0; an error for a trained model). dataset: registered name, manifest path or a
     PairedDataset. pool: vision `cls` (default) | `mean` | `both`; text `mean` (default) | `last`.
     layers: a layer spec (`probe.features.layers`) over the L+1 hidden states. overwrite: `never` (use an existing cache, error if
     none), `missing` (resume/complete; default), `always` (discard and redo). Returns an ExtractResult whose
@@ -231,7 +233,7 @@ def extract_features(
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     """
     from probe.devices import resolve_device, resolve_dtype
-    from probe.models.registry import resolve_model
+    from probe.models.registry import resolve_model, with_seed
 
     t0 = time.perf_counter()
     if overwrite not in ("never", "missing", "always"):
@@ -242,7 +244,7 @@ def extract_features(
     check_max_pixels(max_pixels)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     shard = shard or Shard.from_env()
-    spec = model if not isinstance(model, str) else resolve_model(model, revision=revision)
+    spec = with_seed(model, seed) if not isinstance(model, str) else resolve_model(model, revision=revision, seed=seed)
     if isinstance(dataset, PairedDataset):
         data = dataset.head(limit)
     else:
@@ -262,7 +264,7 @@ def extract_features(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     dtype_name = str(torch_dtype).removeprefix("torch.")
-    num_states = spec.num_layers + 1 if getattr(spec, "num_layers", None) else None
+    num_states = spec.num_layers + 1 if getattr(spec, "num_layers", None) is not None else None
     layer_idx: Sequence[int] | str = parse_layers(layers, num_states=num_states) if num_states else layers
     key = build_key(spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name)
     final = cache_path(cache_dir, key)

@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from probe.datasets import PairedDataset
+from probe.models.pixels import pixel_recipe
 from probe.models.sources import weights_fingerprint
 
 FORMAT_VERSION = 1
@@ -55,7 +56,11 @@ def layer_checksum(x: np.ndarray) -> str:
 
 
 def model_key(spec: Any) -> dict[str, Any]:
-    """The part of the cache key that names the model: hub id + revision, or a local folder's fingerprint."""
+    """The part of the cache key that names the model: hub id + revision, or a local folder's fingerprint.
+
+    A random-init twin adds its seed and its base model (name, hub id, revision, source; its fingerprint is
+    that of the base's config and processor); a pixels control adds its recipe and size.
+    """
     key: dict[str, Any] = {"name": spec.alias or spec.hub_id, "hub_id": spec.hub_id, "revision": spec.revision,
                            "source": spec.source}
     fingerprint = weights_fingerprint(spec)
@@ -63,6 +68,12 @@ def model_key(spec: Any) -> dict[str, Any]:
         key["local_fingerprint"] = fingerprint
     if getattr(spec, "seed", None) is not None:
         key["seed"] = spec.seed
+    base = getattr(spec, "base", None)
+    if base is not None:
+        key["base"] = {"name": base.alias or base.hub_id, "hub_id": base.hub_id, "revision": base.revision,
+                       "source": base.source}
+    if spec.source == "pixels":
+        key["pixels"] = pixel_recipe(spec.image_size)
     return key
 
 

@@ -1,8 +1,9 @@
 """Models: the registry of specs, where their weights come from, and loading them for extraction.
 
 `registry` holds the frozen `ModelSpec`s and name resolution, `hub` the hub's commits, configs and errors,
-`sources` where a spec's weights live (hub, folder, package, repo data) and their fingerprint, `loading`
-the transformers model and processor behind a spec (`LoadedModel`). `load_model` is imported on first use:
+`sources` where a spec's weights live (hub, folder, package, repo data, a random-init twin's base) and their
+fingerprint, `pixels` the pixel controls (`PixelControl`, no network), `loading` the transformers model and
+processor behind a spec (`LoadedModel`). `load_model` is imported on first use:
 it pulls in torch and transformers.
 """
 

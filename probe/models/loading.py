@@ -21,6 +21,7 @@ from probe.errors import InputError, ModelError, ProbeError
 from probe.log import logger
 from probe.results import to_jsonable
 from probe.models.hub import explain_hub_error, hub_commit
+from probe.models.pixels import PixelControl
 from probe.models.sources import WeightsSource, locate_weights
 from probe.models.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
 
@@ -193,14 +194,18 @@ def load_model(
     dtype: torch.dtype,
     cache_dir: Path,
     trust_remote_code: bool = False,
-) -> LoadedModel:
+) -> LoadedModel | PixelControl:
     """Load `spec` in eval mode on `device` in `dtype`, with its image processor or tokenizer.
 
     `cache_dir` is probe's cache (converted GGUF models go under `cache_dir/models/`); hub
     downloads use the usual Hugging Face cache. `trust_remote_code` is passed through and stays
-    off by default. Raises `ModelError` with the fix when weights are missing, gated, or the hub is
-    unreachable and the model is not cached.
+    off by default. A random-init twin gets its base's architecture and processor with seeded fresh
+    weights (`_random_network`); a pixels control is a `PixelControl` (CPU, float32, no network).
+    Raises `ModelError` with the fix when weights are missing, gated, or the hub is unreachable and
+    the model is not cached.
     """
+    if spec.source == "pixels":
+        return PixelControl(spec)
     from transformers.utils import logging as hf_logging
 
     # probe draws its own progress bar; transformers' per-load tqdm bars would interleave with it.
@@ -236,13 +241,8 @@ def _load_network(
 ) -> torch.nn.Module:
     kind = spec.loader_kind
     if source.random_init_seed is not None:
-        try:
-            from probe.ssl import random_init_vit
-        except ImportError as exc:
-            raise ModelError(
-                f"model {spec.alias!r} needs probe.ssl.random_init_vit, which this checkout lacks: {exc}"
-            ) from exc
-        return random_init_vit(Path(source.path), seed=source.random_init_seed).to(device=device, dtype=dtype)
+        model = _random_network(spec, source, seed=source.random_init_seed, trust_remote_code=trust_remote_code)
+        return model.to(device=device, dtype=dtype)
     model_class = resolve_target(kind.target)
     kwargs: dict[str, Any] = dict(kind.init_kwargs)
     if source.revision is not None:
@@ -253,6 +253,44 @@ def _load_network(
         kwargs["device_map"] = str(device)  # straight onto the GPU, skipping a CPU copy of the weights
     model = _from_pretrained_checked(model_class, source.path, spec=spec, **_dtype_kwarg(dtype), **kwargs)
     return model.to(device)
+
+
+def _random_network(spec: ModelSpec, source: WeightsSource, *, seed: int, trust_remote_code: bool) -> torch.nn.Module:
+    """The loader's class built from the config at `source` with its own initialisation under `seed`.
+
+    The config is read as `from_pretrained` reads it (a CLIP/SigLIP checkpoint gives its vision sub-config),
+    with the loader's config overrides (e.g. ViTMAE's mask_ratio). Constructor options such as ViT's
+    `add_pooling_layer=False` are not applied: the twin draws every weight of the class's default
+    architecture, so a seed's weights do not depend on probe's loading options (for `tiny-random-vit` this
+    is `probe.ssl.random_init_vit`, bit for bit). Built in float32 on the CPU, whose generator gives the same
+    weights on every machine; `torch.random.fork_rng` leaves the caller's RNG untouched.
+    """
+    kind = spec.loader_kind
+    model_class = resolve_target(kind.target)
+    kwargs: dict[str, Any] = {}
+    if source.revision is not None:
+        kwargs["revision"] = source.revision
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    is_auto = not hasattr(model_class, "config_class")  # AutoModel picks its class from the config
+    if is_auto:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source.path, **kwargs)
+    else:
+        config = model_class.config_class.from_pretrained(source.path, **kwargs)
+    for name, value in kind.init_kwargs:
+        if hasattr(config, name):
+            setattr(config, name, value)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if is_auto:
+            # float32 whatever the config says (from_config would follow a bfloat16 config's dtype).
+            extra = {"trust_remote_code": True} if trust_remote_code else {}
+            model = model_class.from_config(config, dtype=torch.float32, **extra)
+        else:
+            model = model_class(config)  # the constructor builds in torch's default float32
+    return model
 
 
 def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **kwargs: Any) -> torch.nn.Module:

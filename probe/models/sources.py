@@ -77,23 +77,30 @@ def locate_weights(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
         return _folder_source(folder, identity={"weights": str(folder), "fingerprint": folder_fingerprint(folder)})
     if spec.source == "package":
         return _package_source(spec, cache_dir=cache_dir)
+    if spec.source == "random-init":
+        return _random_init_source(spec, cache_dir=cache_dir)
+    if spec.source != "repo-data":
+        raise ModelError(f"model {spec.alias!r} ({spec.source}) has no weights to locate.")
     folder = _existing_folder(spec_folder(spec), spec=spec, fix=f"run `{TRAIN_TINY_SSL_VIT}`")
-    fingerprint = folder_fingerprint(folder)
-    if spec.source == "repo-data":
-        return _folder_source(folder, identity={"weights": f"repo:{spec.local_path}", "fingerprint": fingerprint})
-    # random-init: the trained model's config and processor, fresh weights.
-    seed = 0
+    return _folder_source(
+        folder, identity={"weights": f"repo:{spec.local_path}", "fingerprint": folder_fingerprint(folder)}
+    )
+
+
+def _random_init_source(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
+    """A twin's source: where its base's config and processor are (no weights are read), and the seed."""
+    assert spec.base is not None and spec.seed is not None
+    base = locate_weights(spec.base, cache_dir=cache_dir)
+    # The base's weight fingerprint says nothing about the twin; its config and processor files do.
+    architecture = {k: v for k, v in base.identity.items() if k != "fingerprint"}
+    if not base.is_hub:
+        architecture["config"] = _config_hash(Path(base.path))
     return WeightsSource(
-        path=str(folder),
-        revision=None,
-        processor_path=str(folder),
-        identity={
-            "weights": "random-init",
-            "config_from": f"repo:{spec.local_path}",
-            "config": _config_hash(folder),
-            "seed": seed,
-        },
-        random_init_seed=seed,
+        path=base.path,
+        revision=base.revision,
+        processor_path=base.processor_path,
+        identity={"weights": "random-init", "seed": spec.seed, "architecture_of": architecture},
+        random_init_seed=spec.seed,
     )
 
 
@@ -203,8 +210,21 @@ def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
         return False
 
 
+# Files a random-init twin reads besides config.json: image processor and tokenizer settings and vocabularies.
+_PROCESSOR_FILES = ("preprocessor_config", "processor_config", "tokenizer", "special_tokens_map", "vocab", "merges",
+                    "added_tokens", "spiece", "sentencepiece")  # fmt: skip
+
+
 def _config_hash(folder: Path) -> str:
-    return hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
+    """Hash of what a random-init twin reads from `folder`: config.json and the processor or tokenizer files.
+
+    Weights and other files (training logs) are left out, so retraining the base keeps its twin's key.
+    """
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and path.name.startswith(_PROCESSOR_FILES):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 _SMALL_FILES = (".json", ".txt", ".model", ".py", ".jinja")
@@ -237,19 +257,24 @@ def folder_fingerprint(folder: Path) -> str:
 
 
 def spec_folder(spec: ModelSpec) -> Path | None:
-    """The absolute checkpoint folder behind a local, repo-data or random-init spec (None for hub and
-    package specs): repo paths resolve against the repository, never the working directory."""
+    """The absolute checkpoint folder behind a local or repo-data spec, or a random-init twin of one (None
+    for hub, package and pixels specs): repo paths resolve against the repository, never the working directory."""
+    if spec.base is not None:
+        return spec_folder(spec.base)
     if spec.source == "local" and spec.local_path:
         return Path(spec.local_path).expanduser().resolve()
-    if spec.source in ("repo-data", "random-init") and spec.local_path:
+    if spec.source == "repo-data" and spec.local_path:
         return repo_root() / str(spec.local_path)
     return None
 
 
 def weights_fingerprint(spec: ModelSpec) -> str | None:
-    """`folder_fingerprint` of the spec's folder when it has one that exists, else None."""
+    """`folder_fingerprint` of the spec's folder when it has one that exists, else None.
+
+    For a random-init twin, the hash of its base folder's config and processor files (`_config_hash`):
+    the twin depends on those alone, not on the trained weights beside them.
+    """
     folder = spec_folder(spec)
     if folder is None or not (folder / "config.json").is_file():
         return None
-    # A random-init twin depends on the config alone, not on the trained weights beside it.
     return _config_hash(folder) if spec.source == "random-init" else folder_fingerprint(folder)
