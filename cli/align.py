@@ -48,6 +48,8 @@ def align(
     layers: str = opt.Layers,
     overwrite: str = opt.Overwrite,
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Caption template for the text models, with {caption}."),
+    controls: str = typer.Option("", "--controls", help="Controls scored on the same rows, comma-separated: pixels-8/16/32 (the image itself), random-init (each vision model's own architecture, fresh weights), or any vision model. E.g. pixels-16,random-init."),
+    sizes: str = typer.Option("", "--sizes", help="Also score on nested random subsets of these many rows, e.g. 256,512,1024 (raw scores fall with N; calibrated ones compare)."),
     trust_remote_code: bool = opt.TrustRemoteCode,
     no_progress: bool = opt.NoProgress,
 ) -> None:
@@ -55,6 +57,7 @@ def align(
     from probe.align.settings import AlignSettings
     from probe.runs.align import run_align
     from probe.runs.inputs import ExtractOptions, split_models
+    from probe.runs.sizes import parse_sizes
     from probe.progress import rich_progress
     from probe.report.terminal import render_align
 
@@ -66,5 +69,7 @@ def align(
                              limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)
     with rich_progress(enabled=not no_progress) as progress:
         run = run_align(vision=vision, text=text, dataset=dataset, settings=settings, options=options, output=output,
-                        pool_vision=pool_vision, pool_text=pool_text, progress=progress)
+                        pool_vision=pool_vision, pool_text=pool_text, progress=progress,
+                        controls=split_models(controls, param="controls") if controls.strip() else (),
+                        sizes=parse_sizes(sizes) if sizes.strip() else ())
     render_align(run)

@@ -55,6 +55,8 @@ LIBRARY_FLAGS: dict[str, str] = {
     "cache_dir": "--cache-dir",
     "output": "--output",
     "max_pixels": "--max-pixels",
+    "controls": "--controls",
+    "sizes": "--sizes",
 }
 
 

@@ -98,11 +98,16 @@ class MetricReport:
     calibrated_score: Optional[float]
     max_interval: Optional[tuple[float, float]]
     best_pair_interval: Optional[tuple[float, float]]
+    # The max over layer pairs on each subsample [S], in draw order: the subsets depend only on N, the seed and
+    # the fraction, so two reports made with the same ones can be compared subsample by subsample.
+    subsample_maxima: Optional[np.ndarray] = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain types (the matrix as nested lists)."""
         out = asdict(self)
         out["matrix"] = np.asarray(self.matrix, dtype=float).tolist()
+        if self.subsample_maxima is not None:
+            out["subsample_maxima"] = np.asarray(self.subsample_maxima, dtype=float).tolist()
         for key in ("best_pair", "max_interval", "best_pair_interval"):
             out[key] = None if out[key] is None else list(out[key])
         return out
@@ -265,11 +270,55 @@ def interval_summary(
 ) -> dict[str, Optional[tuple[float, float]]]:
     """Jackknife intervals of the max and of the best pair's score of metric `name` (None without subsets)."""
     if spread is None:
-        return {"max_interval": None, "best_pair_interval": None}
+        return {"max_interval": None, "best_pair_interval": None, "subsample_maxima": None}
     return {
         "max_interval": jackknife_interval(observed, spread.maxima[name], fraction=fraction, confidence=confidence),
         "best_pair_interval": jackknife_interval(observed, spread.at_best[name], fraction=fraction, confidence=confidence),
+        "subsample_maxima": spread.maxima[name],
     }
+
+
+@dataclass(frozen=True)
+class ControlComparison:
+    """A model's calibrated score against a control's on the same rows: `difference` = model - control, with a
+    paired jackknife interval over the shared subsamples (None without them); `above` when its low end is > 0."""
+
+    model_calibrated: Optional[float]
+    control_calibrated: Optional[float]
+    difference: Optional[float]
+    interval: Optional[tuple[float, float]]
+    above: Optional[bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["interval"] = None if self.interval is None else list(self.interval)
+        return out
+
+
+def _calibrated(values: np.ndarray, null_mean: float) -> np.ndarray:
+    return (values - null_mean) / (1.0 - null_mean)
+
+
+def compare_with_control(
+    model: MetricReport, control: MetricReport, *, fraction: float, confidence: float
+) -> ControlComparison:
+    """Calibrated score of `model` minus that of `control` (one metric, the same text model, rows, seed and
+    settings), with an interval from the per-subsample differences: subsample s is the same set of rows for
+    both, so the interval is paired and narrower than two separate ones. Each side is calibrated against its
+    own permutation null. `above`: the whole interval lies above 0 (at level `confidence`)."""
+    if model.calibrated_score is None or control.calibrated_score is None:
+        return ControlComparison(model.calibrated_score, control.calibrated_score, None, None, None)
+    difference = model.calibrated_score - control.calibrated_score
+    interval = None
+    if model.subsample_maxima is not None and control.subsample_maxima is not None:
+        a, b = np.asarray(model.subsample_maxima), np.asarray(control.subsample_maxima)
+        if len(a) != len(b):
+            raise InputError(f"{len(a)} and {len(b)} subsamples: a model and its control must be scored with the same settings")
+        assert model.null_max_mean is not None and control.null_max_mean is not None
+        per_subset = _calibrated(a, model.null_max_mean) - _calibrated(b, control.null_max_mean)
+        interval = jackknife_interval(difference, per_subset, fraction=fraction, confidence=confidence)
+    above = None if interval is None else bool(interval[0] > 0)
+    return ControlComparison(model.calibrated_score, control.calibrated_score, difference, interval, above)
 
 
 def _chance(

@@ -75,8 +75,11 @@ class LayerStack:
         return replace(self, positions=tuple(mine[p] for p in positions), dropped=tuple(dropped))
 
     def take_rows(self, rows: Optional[np.ndarray]) -> "LayerStack":
-        """The stack restricted to dataset rows `rows` (None: unchanged)."""
-        return self if rows is None else replace(self, rows=np.asarray(rows))
+        """The stack restricted to `rows` (indices into this stack's rows; None: unchanged)."""
+        if rows is None:
+            return self
+        rows = np.asarray(rows)
+        return replace(self, rows=rows if self.rows is None else self.rows[rows])
 
 
 class FeatureCache:

@@ -49,11 +49,55 @@ def heatmap_png(
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG under a temporary name, then rename it into place (a kill never leaves
+    a truncated file at `path`), and close it."""
+    import os
+    import uuid
+
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fig.savefig(tmp, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
     return path
+
+
+def sizes_png(rows: Sequence, path: Path, *, title: str) -> Path:
+    """Raw (left) and calibrated (right) score of each metric against N, log x axis, with the chance level of
+    the raw score dashed; `rows` are `probe.runs.sizes.SizeRow`s of one model pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (raw, cal) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120)
+    for metric in dict.fromkeys(r.metric for r in rows):
+        mine = sorted((r for r in rows if r.metric == metric), key=lambda r: r.n)
+        n = [r.n for r in mine]
+        line, = raw.plot(n, [r.best for r in mine], marker="o", label=metric)
+        if all(r.chance is not None for r in mine):
+            raw.plot(n, [r.chance for r in mine], linestyle="--", color=line.get_color(), alpha=0.6)
+        if all(r.calibrated is not None for r in mine):
+            cal.plot(n, [r.calibrated for r in mine], marker="o", color=line.get_color(), label=metric)
+    for ax, label in ((raw, "raw max over layer pairs (dashed: chance)"), (cal, "calibrated (compare this across N)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N (rows)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    cal.axhline(0, color="grey", linewidth=0.8)
+    raw.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
 
 
 _SHADES = " ░▒▓█"

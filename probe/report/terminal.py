@@ -40,21 +40,56 @@ def align_table(pair: Any, *, permutations: int) -> Table:
     return table
 
 
+def _control_label(name: Optional[str], vision: str) -> str:
+    if name is None:
+        return "–"
+    return "random-init" if name == f"random-init:{vision}" else name
+
+
+def controls_table(rows: list, *, vision: str, text: str) -> Table:
+    """The model beside its best control per metric: both calibrated scores, the difference with its paired
+    interval over the same subsamples, and the verdict at 95%."""
+    table = _table(f"{vision} vs {text}: against the best control (calibrated scores)")
+    for col in ("metric", "model", "best control", "control", "diff.", "95% interval", "verdict"):
+        table.add_column(col, justify="left" if col in ("metric", "best control", "verdict") else "right", no_wrap=True)
+    for r in rows:
+        c = r.comparison
+        if c is None:
+            table.add_row(r.metric, "–", "–", "–", "–", "–", "no control")
+            continue
+        verdict = "–" if c.above is None else ("[green]above[/]" if c.above else "[yellow]not above[/]")
+        table.add_row(r.metric, fmt_num(c.model_calibrated), _control_label(r.control, vision), fmt_num(c.control_calibrated),
+                      fmt_num(c.difference), fmt_interval(c.interval), verdict)
+    return table
+
+
+def sizes_table(rows: list, *, vision: str, text: str, permutations: int) -> Table:
+    """Scores of one pair at each N: raw max, chance, null max mean, calibrated, p."""
+    table = _table(f"{vision} vs {text} at several N (compare calibrated scores across N)")
+    for col in ("N", "metric", "best", "chance", "null", "calib.", "p"):
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+    for r in sorted(rows, key=lambda r: (r.metric, r.n)):
+        table.add_row(str(r.n), r.metric, fmt_num(r.best), fmt_num(r.chance), fmt_num(r.null_max_mean),
+                      fmt_num(r.calibrated), fmt_p(r.p_value, permutations=permutations))
+    return table
+
+
 def scaling_tables(run: Any) -> list[Table]:
     """Per text model, the vision models ordered by parameters with the best score of each metric (WebSSL's
     scaling view). One table per text model keeps every name whole at 80 columns."""
     metrics = list(run.settings.metrics)
     tables = []
-    for text in dict.fromkeys(p.text_name for p in run.pairs):
+    everything = run.pairs + list(getattr(run, "control_pairs", []))
+    for text in dict.fromkeys(p.text_name for p in everything):
         table = _table(f"scaling against {text}: best score over layer pairs")
         table.add_column("vision", no_wrap=True)
         table.add_column("params", justify="right", no_wrap=True)
         for m in metrics:
             table.add_column(_stacked(m), justify="right", no_wrap=True)
-        pairs = [p for p in run.pairs if p.text_name == text]
+        pairs = [p for p in everything if p.text_name == text]
         for pair in sorted(pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name)):
             params = run.vision_params_m.get(pair.vision_name)
-            size = "?" if params is None else (f"{params:,.0f}M" if params >= 10 else f"{params:.2g}M")
+            size = "–" if not params else (f"{params:,.0f}M" if params >= 10 else f"{params:.2g}M")
             table.add_row(pair.vision_name, size, *(fmt_num(pair.report.metrics[m].best_score) for m in metrics))
         tables.append(table)
     return tables
@@ -71,6 +106,17 @@ def render_align(run: Any, console: Optional[Console] = None, *, heatmap_metric:
                   f"{s.subsamples} subsamples of {s.subsample_fraction:.0%}, seed {s.seed}")
     for pair in run.pairs:
         console.print(align_table(pair, permutations=s.permutations))
+        rows = [r for r in run.control_rows if r.vision == pair.vision_name and r.text == pair.text_name]
+        if rows:
+            console.print(controls_table(rows, vision=pair.vision_name, text=pair.text_name))
+    for pair in run.control_pairs:
+        table = align_table(pair, permutations=s.permutations)
+        table.title = f"control: {pair.vision_name} vs {pair.text_name}"
+        console.print(table)
+    for pair in run.ceiling:
+        table = align_table(pair, permutations=s.permutations)
+        table.title = f"ceiling (two language models): {pair.vision_name} vs {pair.text_name}"
+        console.print(table)
     console.print("best: the max over all layer pairs; v,t: its hidden states (0 = embeddings); chance: the best pair's "
                   "score with random pairing (k/(N-1) for mutual_knn); null: mean of the max under the permutation "
                   "null; calib. = (best - null) / (1 - null): 0 at chance for the max, 1 = perfect; p: permutation "
@@ -82,9 +128,19 @@ def render_align(run: Any, console: Optional[Console] = None, *, heatmap_metric:
         console.print(heatmap_text(m.matrix, title=f"{metric}: {pair.vision_name} (rows) x {pair.text_name} (columns), ★ = best",
                                    row_labels=pair.vision.layers, col_labels=pair.text.layers, best=m.best_pair,
                                    colour=colour, width=console.width))
-    if len({p.vision_name for p in run.pairs}) > 1:
+    if len({p.vision_name for p in run.pairs + run.control_pairs}) > 1:
         for table in scaling_tables(run):
             console.print(table)
+    for vision, text in dict.fromkeys((r.vision, r.text) for r in run.size_rows):
+        console.print(sizes_table([r for r in run.size_rows if r.vision == vision and r.text == text], vision=vision,
+                                  text=text, permutations=s.permutations))
+    if run.size_rows:
+        console.print("Raw scores fall as N grows (and the max over layer pairs is inflated more at small N); the "
+                      "calibrated score is the one to compare across N.", style="dim")
+    if run.control_rows:
+        console.print("Controls: pixels-16 is the image itself at 16x16 RGB; random-init is the model's architecture "
+                      "with fresh weights. verdict: 'above' when the paired 95% interval of the difference in "
+                      "calibrated scores (same subsamples for both) lies above 0.", style="dim")
     if run.results_path is not None:
         console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
         console.print(f"heatmaps: {run.results_path.parent}/*.png", highlight=False, soft_wrap=True)

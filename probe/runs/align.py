@@ -17,7 +17,9 @@ from probe.log import logger
 from probe.progress import ProgressCallback
 from probe.report.numbers import fmt_num, fmt_p
 from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.runs.controls import ControlRow, check_controls, compare_to_controls, control_names
 from probe.runs.score_cache import cached_score
+from probe.runs.sizes import SizeRow, nested_subsets, score_sizes
 
 @dataclass
 class AlignPair:
@@ -39,13 +41,19 @@ class AlignPair:
 
 @dataclass
 class AlignRun:
-    """Everything a `probe align` run produced."""
+    """Everything a `probe align` run produced: the model pairs, the control pairs and each model's comparison
+    with its best control, the text-vs-text ceiling, and scores at several N."""
 
     pairs: list[AlignPair]
     settings: AlignSettings
     dataset: dict[str, Any]
     results_path: Optional[Path] = None
     vision_params_m: dict[str, Optional[float]] = field(default_factory=dict)
+    control_pairs: list[AlignPair] = field(default_factory=list)
+    control_rows: list[ControlRow] = field(default_factory=list)
+    ceiling: list[AlignPair] = field(default_factory=list)
+    size_rows: list[SizeRow] = field(default_factory=list)
+    size_plots: dict[str, Path] = field(default_factory=dict)
 
 
 def _params_m(name: str) -> Optional[float]:
@@ -76,7 +84,7 @@ def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[s
 
     paths = {}
     for name, m in pair.report.metrics.items():
-        slug = f"{prefix}{pair.vision_name}__{pair.text_name}__{name}".replace("/", "--")
+        slug = f"{prefix}{pair.vision_name}__{pair.text_name}__{name}".replace("/", "--").replace(":", "-")
         chance = f", chance {m.chance_level:.3f}" if m.chance_level is not None else ""
         title = (f"{name}: {pair.vision_name} vs {pair.text_name}\nbest {m.best_score:.3f} at "
                  f"({pair.vision.layers[m.best_pair[0]]}, {pair.text.layers[m.best_pair[1]]}){chance}, N={pair.vision.num_rows}")
@@ -111,11 +119,17 @@ def run_align(
     output: Optional[Path],
     pool_vision: Optional[str] = None,
     pool_text: Optional[str] = None,
+    controls: Sequence[str] = (),
+    sizes: Sequence[int] = (),
     progress: Optional[ProgressCallback] = None,
 ) -> AlignRun:
     """Score every (vision, text) model pair on `dataset`; write results JSON + PNGs to `output` (if given).
 
-    Missing caches are extracted first with `options`. Caches must be paired row by row.
+    `controls`: control models (`pixels-16`, or `random-init` for each vision model's own twin) scored on the
+    same rows and text models; each model is compared with its best control on the same subsamples. With two
+    or more text models, their text-vs-text alignment is the ceiling. `sizes`: also score every pair on nested
+    subsets of these many rows. Missing caches are extracted first with `options`; caches must be paired row
+    by row.
     """
     from probe.results import cache_input_record, write_results
     from probe.runs.checks import check_run_request
@@ -123,41 +137,74 @@ def run_align(
     check_run_request(cache_dir=options.cache_dir, output=output, metrics=settings.metrics)  # before any model or data
     vision_names = split_models(vision, param="vision")
     text_names = split_models(text, param="text")
+    check_controls(controls, settings)
+    control_map = control_names(controls, vision_names)
+    control_models = list(dict.fromkeys(c for names in control_map.values() for c in names if c not in vision_names))
     data = open_dataset(dataset, options)
     check_settings(settings, num_rows=len(data))  # before any model is loaded
-    vcaches = [ensure_cache(m, data, pool=pool_vision, options=options, progress=progress, modality="vision") for m in vision_names]
-    tcaches = [ensure_cache(m, data, pool=pool_text, options=options, progress=progress, modality="text") for m in text_names]
-    ensure_paired(vcaches + tcaches)
-    pairs = []
-    vsubsets = [informative_layers(c) for c in vcaches]
-    tsubsets = [informative_layers(c) for c in tcaches]
-    for v in vsubsets:
-        for t in tsubsets:
-            t0 = time.perf_counter()
-            key = {"vision": v.cache.key, "vision_layers": v.layers, "text": t.cache.key, "text_layers": t.layers,
-                   "settings": asdict(settings)}
-            report = cached_score(options.cache_dir, "align", key,
-                                  lambda: score_alignment(v, t, settings, progress=progress),
-                                  refresh=options.overwrite == "always")
-            pair = AlignPair(v, t, report)
-            logger.info("scored %s vs %s (%d x %d layer pairs) in %.1f s", pair.vision_name, pair.text_name,
-                        v.num_layers, t.num_layers, time.perf_counter() - t0)
-            for name, m in report.metrics.items():
-                logger.info("  %s: best %s at hidden states (%d, %d), chance %s, calibrated %s, p %s", name,
-                            fmt_num(m.best_score), v.layers[m.best_pair[0]], t.layers[m.best_pair[1]],
-                            fmt_num(m.chance_level), fmt_num(m.calibrated_score),
-                            fmt_p(m.p_value, permutations=settings.permutations))
-            if output is not None:
-                pair.heatmaps = write_heatmaps(pair, Path(output))
-            pairs.append(pair)
+    if sizes:
+        nested_subsets(len(data), sizes, seed=settings.seed)  # checks the sizes before any work
+
+    def caches(names: Sequence[str], modality: str, pool: Optional[str]) -> list[FeatureCache]:
+        return [ensure_cache(m, data, pool=pool, options=options, progress=progress, modality=modality) for m in names]
+
+    vcaches, ccaches, tcaches = caches(vision_names, "vision", pool_vision), caches(control_models, "vision", pool_vision), \
+        caches(text_names, "text", pool_text)
+    ensure_paired(vcaches + ccaches + tcaches)
+    vstacks, cstacks, tstacks = ([informative_layers(c) for c in group] for group in (vcaches, ccaches, tcaches))
+
+    def score(v: LayerStack, t: LayerStack) -> AlignPair:
+        t0 = time.perf_counter()
+        key = {"vision": v.cache.key, "vision_layers": v.layers, "text": t.cache.key, "text_layers": t.layers,
+               "settings": asdict(settings)}
+        report = cached_score(options.cache_dir, "align", key, lambda: score_alignment(v, t, settings, progress=progress),
+                              refresh=options.overwrite == "always")
+        pair = AlignPair(v, t, report)
+        logger.info("scored %s vs %s (%d x %d layer pairs) in %.1f s", pair.vision_name, pair.text_name,
+                    v.num_layers, t.num_layers, time.perf_counter() - t0)
+        for name, m in report.metrics.items():
+            logger.info("  %s: best %s at hidden states (%d, %d), chance %s, calibrated %s, p %s", name,
+                        fmt_num(m.best_score), v.layers[m.best_pair[0]], t.layers[m.best_pair[1]],
+                        fmt_num(m.chance_level), fmt_num(m.calibrated_score),
+                        fmt_p(m.p_value, permutations=settings.permutations))
+        if output is not None:
+            pair.heatmaps = write_heatmaps(pair, Path(output))
+        return pair
+
+    pairs = [score(v, t) for v in vstacks for t in tstacks]
+    control_pairs = [score(c, t) for c in cstacks for t in tstacks]
+    reports = {(p.vision_name, p.text_name): p.report for p in pairs + control_pairs}
+    control_rows = compare_to_controls(reports, control_map, settings=settings)
+    ceiling = [score(a, b) for i, a in enumerate(tstacks) for b in tstacks[i + 1:]]
+    size_rows = [row for v in vstacks + cstacks for t in tstacks
+                 for row in score_sizes(v, t, sizes, settings, progress=progress)] if sizes else []
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
-    run = AlignRun(pairs, settings, dataset_info, vision_params_m={v.name: _params_m(v.name) for v in vsubsets})
+    run = AlignRun(pairs, settings, dataset_info, vision_params_m={v.name: _params_m(v.name) for v in vstacks + cstacks},
+                   control_pairs=control_pairs, control_rows=control_rows, ceiling=ceiling, size_rows=size_rows)
     if output is not None:
+        if size_rows:
+            run.size_plots = write_size_plots(size_rows, Path(output))
         run.results_path = write_results(
             Path(output), command="align",
             settings={"align": asdict(settings), "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
-                      "pool_vision": pool_vision, "pool_text": pool_text},
-            inputs=[cache_input_record(c) for c in vcaches + tcaches], dataset=dataset_info,
-            results={"pairs": [pair_record(p) for p in pairs], "vision_params_m": run.vision_params_m},
+                      "pool_vision": pool_vision, "pool_text": pool_text, "controls": list(controls), "sizes": list(sizes)},
+            inputs=[cache_input_record(c) for c in vcaches + ccaches + tcaches], dataset=dataset_info,
+            results={"pairs": [pair_record(p) for p in pairs], "vision_params_m": run.vision_params_m,
+                     "controls": {"models": control_map, "pairs": [pair_record(p) for p in control_pairs],
+                                  "comparisons": [r.to_dict() for r in control_rows]},
+                     "ceiling": [pair_record(p) for p in ceiling],
+                     "sizes": {"rows": [r.to_dict() for r in size_rows], "plots": {k: str(v) for k, v in run.size_plots.items()}}},
         )
     return run
+
+
+def write_size_plots(rows: Sequence[SizeRow], output: Path) -> dict[str, Path]:
+    """One PNG per (vision, text) pair: raw and calibrated score of each metric against N."""
+    from probe.report.plots import sizes_png
+
+    paths = {}
+    for vision, text in dict.fromkeys((r.vision, r.text) for r in rows):
+        mine = [r for r in rows if r.vision == vision and r.text == text]
+        slug = f"{vision}__{text}__sizes".replace("/", "--").replace(":", "-")
+        paths[f"{vision} vs {text}"] = sizes_png(mine, output / f"{slug}.png", title=f"{vision} vs {text}: scores against N")
+    return paths
