@@ -424,3 +424,20 @@ def test_a_damaged_cache_is_refused_by_extract_and_replaced_with_overwrite_alway
     assert str(first.path) in proc.stderr.replace("\n", "") and "--overwrite always" in proc.stderr
     again = extract_features(model=model, dataset=images, cache_dir=tmp_path, num_workers=0, overwrite="always")
     np.testing.assert_array_equal(again.open().read(), ref)
+
+
+def test_align_refuses_a_cache_with_a_nan_row_before_scoring(tiny_model_dir, images, tmp_path) -> None:
+    """The issue's case: a NaN row in one layer used to make align call the layer 'constant' and report a max
+    from damaged data. Now align stops with one line naming the file, layer and row."""
+    vision, text = str(tiny_model_dir("vit")), str(tiny_model_dir("bert"))
+    cache = tmp_path / "cache"
+    damaged = extract_features(model=vision, dataset=images, cache_dir=cache, num_workers=0).path
+    with h5py.File(damaged, "r+") as f:
+        f["features/cls"][2, 6, :] = np.nan
+    out = tmp_path / "out"
+    proc = _cli(["align", "--vision", vision, "--text", text, "--dataset", str(images), "--cache-dir", str(cache),
+                 "--output", str(out), "--permutations", "5", "--subsamples", "2", "--topk", "3", "--no-progress"])
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]  # align also logs INFO lines
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert damaged.name in errors[0] and "layer 2 has NaN/Inf values in rows 6 ('row6')" in errors[0] and "--overwrite always" in errors[0]
+    assert not list(out.rglob("*.json"))
