@@ -9,18 +9,10 @@ import typer
 
 from cli import options as opt
 from cli.main import app
+from probe.errors import human_bytes
 
 cache_app = typer.Typer(help="List, verify and remove cached features.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def _select(cache_dir: Path, pattern: Optional[str]):
@@ -49,12 +41,18 @@ def cache_ls(
     table = Table(title=f"feature caches in {root}")
     for col in ("model", "dataset", "modality", "pools", "rows", "layers", "size", "state", "file"):
         table.add_column(col, justify="right" if col in ("rows", "layers", "size") else "left")
+    states = {"complete": "[green]complete[/]", "damaged": "[red]damaged[/]", "tmp": "[yellow]stale .tmp[/]"}
     for e in entries:
-        state = "[green]complete[/]" if e.complete else f"[yellow]partial {e.rows_written}/{e.rows}[/]"
+        state = states.get(e.state) or f"[yellow]partial {e.rows_written}/{e.rows}[/]"
+        if e.state == "tmp" and e.note.startswith("being written"):
+            state = "[cyan]in use .tmp[/]"
         table.add_row(e.model, e.dataset, e.modality, "+".join(e.pools), str(e.rows), str(e.layers or "-"),
-                      _human(e.size_bytes), state, e.path.name)
+                      human_bytes(e.size_bytes), state, e.path.name)
     console = Console()
     console.print(table)
+    for e in entries:
+        if e.state in ("damaged", "tmp") or e.note:
+            console.print(f"[yellow]{e.state}[/] {e.path}: {e.note}", highlight=False, soft_wrap=True)
     if not entries:
         console.print("no caches yet; run 'probe extract'")
 
@@ -72,8 +70,11 @@ def cache_verify(
     console = Console()
     bad = 0
     for e in _select(opt.cache_dir_or_default(cache_dir), pattern):
-        if not e.complete and e.path.suffix == ".partial":
-            console.print(f"[yellow]partial[/] {e.path} ({e.rows_written}/{e.rows} rows); 'probe extract' resumes it")
+        if e.state == "partial":
+            console.print(f"[yellow]partial[/] {e.path} ({e.rows_written}/{e.rows} rows); 'probe extract' resumes it", highlight=False)
+            continue
+        if e.state == "tmp":
+            console.print(f"[yellow]tmp[/] {e.path}: {e.note}", highlight=False)
             continue
         problems = verify_cache(e.path)
         if problems:
@@ -92,24 +93,24 @@ def cache_rm(
     cache_dir: Optional[Path] = opt.CacheDir,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Remove cache entries (complete files and unfinished .partial folders)."""
-    import shutil
-
+    """Remove cache entries: complete, damaged and unfinished caches and stale .tmp files (not those in use)."""
     from rich.console import Console
 
     from probe.errors import InputError
+    from probe.features.inventory import prune_lock_files, remove_entries
 
-    entries = _select(opt.cache_dir_or_default(cache_dir), pattern)
+    root = opt.cache_dir_or_default(cache_dir)
+    entries = _select(root, pattern)
     if not entries:
         raise InputError(f"no cache entry matches {pattern!r}; see 'probe cache ls'")
     console = Console()
     for e in entries:
-        console.print(f"  {e.model} / {e.dataset}: {e.path}", highlight=False)
+        console.print(f"  {e.model} / {e.dataset}: {e.path} ({e.state})", highlight=False)
     if not yes and not typer.confirm(f"remove {len(entries)} entries?"):
         raise typer.Exit(1)
-    for e in entries:
-        if e.path.is_dir():
-            shutil.rmtree(e.path)
-        else:
-            e.path.unlink(missing_ok=True)
-    console.print(f"removed {len(entries)} entries")
+    results = remove_entries(entries)
+    prune_lock_files(root)
+    for r in results:
+        if not r.removed:
+            console.print(f"[yellow]kept[/] {r.entry.path}: {r.reason}", highlight=False)
+    console.print(f"removed {sum(r.removed for r in results)} entries")

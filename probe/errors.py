@@ -22,3 +22,38 @@ class ModelError(ProbeError):
 
 class CacheError(ProbeError):
     """A feature cache that is missing, incomplete, corrupt or not paired with another."""
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for people: 512 B, 3.4 MB, 1.2 GB."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def describe_os_error(exc: OSError, *, doing: str, folder: object, need_bytes: int | None = None) -> str:
+    """One line for an OSError while writing under `folder`: what failed, why, the free space there and the fix.
+
+    `doing` says what was being done ("writing batch file X"); `need_bytes` is how much the write needed,
+    when known. Used for disk-full (ENOSPC, EDQUOT, EFBIG) and permission (EACCES, EPERM, EROFS) faults.
+    """
+    import errno
+    import shutil
+    from pathlib import Path
+
+    place = Path(str(folder))
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = f"{human_bytes(shutil.disk_usage(place).free)} free on the filesystem of {place}"
+    except OSError:
+        free = f"free space on {place} unknown"
+    need = f", about {human_bytes(need_bytes)} needed" if need_bytes else ""
+    code = errno.errorcode.get(exc.errno or 0, "error")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {place} writable or choose another --cache-dir"
+    else:
+        fix = "free some space (or choose --cache-dir on a larger disk) and re-run: finished work is kept"
+    return f"{doing} failed: {exc.strerror or exc} ({code}); {free}{need}; {fix}"

@@ -143,8 +143,8 @@ _CRASH_SCRIPT = textwrap.dedent(
     from probe.features.extract import extract_features
     original = cw.PartialWriter.write_batch
     count = {"n": 0}
-    def write_then_die(self, rows, features):
-        original(self, rows, features)
+    def write_then_die(self, rows, features, **kw):
+        original(self, rows, features, **kw)
         count["n"] += 1
         if count["n"] == int(sys.argv[4]):
             os.kill(os.getpid(), signal.SIGKILL)  # as if the machine died after this batch
@@ -191,9 +191,9 @@ def test_resume_redoes_whole_planned_batches_of_text(tiny_model_dir, tiny_datase
     seen: list[list[int]] = []
     original = cw.PartialWriter.write_batch
 
-    def record(self, rows, features):
+    def record(self, rows, features, **kw):
         seen.append(sorted(int(r) for r in rows))
-        original(self, rows, features)
+        original(self, rows, features, **kw)
 
     real_assemble = cw.PartialWriter.assemble
     monkeypatch.setattr(cw.PartialWriter, "write_batch", record)

@@ -12,7 +12,11 @@ Layout of a complete cache file (`FORMAT_VERSION` 1; documented in docs/cache.md
 - `features/<pool>` [S, N, D] float32, chunked one layer at a time, so reading one layer reads only it.
 
 Files are created only by `probe.features.writer`, whole, and renamed into place: a file at a final path is a
-complete cache.
+complete cache. It is still checked before use, because files get damaged, edited or copied over each other:
+opening checks format, completeness, shapes, that the stored key hashes to the hash in the file name (and names
+the model the caller expects); reading a layer for analysis checks it once per `FeatureCache` object against
+its stored sha256 (computed on the bytes just read) and for NaN/Inf. Any failure is a CacheError naming the
+file and the fix (`probe extract ... --overwrite always`), so damaged numbers are never scored.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from probe.errors import CacheError
-from probe.features.format import CACHE_SUFFIX, FORMAT_VERSION, key_hash
+from probe.features.format import FORMAT_VERSION, hash_in_path, key_hash, layer_checksum
+
+_FIX = "re-extract it with 'probe extract ... --overwrite always' (or remove it with 'probe cache rm')"
 
 @dataclass(frozen=True)
 class LayerStack:
@@ -83,12 +89,15 @@ class LayerStack:
 
 
 class FeatureCache:
-    """Read-only view of a complete cache file. Opening checks that it is complete and of a known format."""
+    """Read-only view of a complete cache file. Opening checks that it is complete, of a known format, whole in
+    shape, stored under its own key's path and (when `model` is given) a cache of that model name; each layer
+    is checked (sha256, finite values) the first time it is read through this object."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, model: Optional[str] = None) -> None:
         import h5py
 
         self.path = Path(path)
+        self._verified: set[tuple[str, int]] = set()
         if not self.path.is_file():
             raise CacheError(f"cache file {self.path} does not exist; run 'probe extract' first")
         try:
@@ -101,6 +110,9 @@ class FeatureCache:
                 if not bool(f.attrs.get("complete", False)):
                     raise CacheError(f"{self.path} is not complete; re-run 'probe extract' to finish it")
                 self.key: dict[str, Any] = json.loads(f.attrs["key"])
+                if not isinstance(self.key, dict) or not isinstance(self.key.get("model"), dict):
+                    raise CacheError(f"{self.path}: attribute 'key' is not a cache key; {_FIX}")
+                self._check_key(model)
                 self.provenance: dict[str, Any] = json.loads(f.attrs.get("provenance", "{}"))
                 self.layer_sha256: dict[str, list[str]] = json.loads(f.attrs.get("layer_sha256", "{}"))
                 self.ids: list[str] = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
@@ -108,10 +120,56 @@ class FeatureCache:
                 self.caption_sha256: list[str] = [s.decode() for s in f["caption_sha256"][()]]
                 self.layers: list[int] = [int(x) for x in f["layers"][()]]
                 self.pools: list[str] = sorted(f["features"].keys())
-                first = f["features"][self.pools[0]]
-                self.hidden_size = int(first.shape[2])
-        except (OSError, KeyError) as exc:
-            raise CacheError(f"{self.path} is not a readable probe cache ({exc}); remove it with 'probe cache rm'") from None
+                if not self.pools:
+                    raise CacheError(f"{self.path} holds no features; {_FIX}")
+                for pool in self.pools:
+                    shape = f["features"][pool].shape
+                    if len(shape) != 3 or shape[:2] != (self.num_layers, self.num_rows):
+                        raise CacheError(
+                            f"{self.path}: features/{pool} has shape {shape}, expected ({self.num_layers}, {self.num_rows}, D); {_FIX}"
+                        )
+                    sums = self.layer_sha256.get(pool) if isinstance(self.layer_sha256, dict) else None
+                    if not isinstance(sums, list) or len(sums) != self.num_layers:
+                        raise CacheError(f"{self.path}: the stored checksums of features/{pool} are missing or incomplete; {_FIX}")
+                self.hidden_size = int(f["features"][self.pools[0]].shape[2])
+        except CacheError:
+            raise
+        except Exception as exc:  # any damage (truncated file, wrong types, missing objects) is one clear line
+            raise CacheError(f"{self.path} is not a readable probe cache ({type(exc).__name__}: {exc}); {_FIX}") from None
+
+    def _check_key(self, model: Optional[str]) -> None:
+        """The stored key must be the one this path was derived from, and of the expected model."""
+        stored = key_hash(self.key)
+        in_name = hash_in_path(self.path)
+        if in_name is not None and stored[:16] != in_name:
+            raise CacheError(
+                f"{self.path} holds the cache of another key ({self.key['model'].get('name')!r}, key hash {stored[:16]}, "
+                f"not {in_name} as its name says): copied or moved over this path; {_FIX}"
+            )
+        if model is not None and self.key["model"].get("name") != model:
+            raise CacheError(f"{self.path} is a cache of {self.key['model'].get('name')!r}, not of {model!r}; {_FIX}")
+
+    def _verify_layer(self, pool: str, i: int, x: np.ndarray) -> None:
+        """CacheError unless layer position `i` of `pool` (x: [N, D], just read) matches its stored sha256 and is
+        finite. Done once per (pool, layer) per object: later reads of the same layer cost nothing extra."""
+        if (pool, i) in self._verified:
+            return
+        matches = layer_checksum(x) == self.layer_sha256[pool][i]
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = np.flatnonzero(~finite.all(axis=1))
+            rows = ", ".join(f"{r} ({self.ids[r]!r})" for r in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            origin = ("they were stored so at extraction (the model produced them: try --dtype float32)" if matches
+                      else "the file was changed after it was written")
+            raise CacheError(
+                f"{self.path}: features/{pool} layer {self.layers[i]} has NaN/Inf values in rows {rows}; {origin}; {_FIX}"
+            )
+        if not matches:
+            raise CacheError(
+                f"{self.path}: features/{pool} layer {self.layers[i]} does not match its stored checksum (sha256): the file was "
+                f"damaged or edited after it was written; {_FIX}"
+            )
+        self._verified.add((pool, i))
 
     @property
     def num_rows(self) -> int:
@@ -135,20 +193,33 @@ class FeatureCache:
         return pool
 
     def layer(self, i: int, *, pool: Optional[str] = None) -> np.ndarray:
-        """Stored layer `i` (position in `self.layers`) as [N, D] float32; reads only that layer's chunks."""
+        """Stored layer `i` (position in `self.layers`) as [N, D] float32; reads only that layer's chunks and
+        checks it (sha256, finite) the first time."""
         import h5py
 
         if not 0 <= i < self.num_layers:
             raise CacheError(f"{self.path} stores {self.num_layers} layers; layer position {i} does not exist")
-        with h5py.File(self.path, "r") as f:
-            return np.asarray(f["features"][self._pool(pool)][i], dtype=np.float32)
+        name = self._pool(pool)
+        try:
+            with h5py.File(self.path, "r") as f:
+                x = np.asarray(f["features"][name][i], dtype=np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise CacheError(f"{self.path}: cannot read features/{name} layer {self.layers[i]} ({exc}); {_FIX}") from None
+        self._verify_layer(name, i, x)
+        return x
 
     def read(self, *, pool: Optional[str] = None) -> np.ndarray:
-        """All stored layers as [N, S, D] float32."""
+        """All stored layers as [N, S, D] float32, each checked as in `layer`."""
         import h5py
 
-        with h5py.File(self.path, "r") as f:
-            data = np.asarray(f["features"][self._pool(pool)][()], dtype=np.float32)
+        name = self._pool(pool)
+        try:
+            with h5py.File(self.path, "r") as f:
+                data = np.asarray(f["features"][name][()], dtype=np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise CacheError(f"{self.path}: cannot read features/{name} ({exc}); {_FIX}") from None
+        for i in range(self.num_layers):
+            self._verify_layer(name, i, data[i])
         return np.ascontiguousarray(data.transpose(1, 0, 2))
 
     def stack(self, pool: Optional[str] = None) -> LayerStack:

@@ -21,7 +21,7 @@ from probe.features.format import build_key, cache_path, default_cache_dir
 from probe.features.writer import PartialWriter
 from probe.datasets import PairedDataset, load_dataset
 from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, check_max_pixels, load_rgb
-from probe.errors import InputError, ProbeError
+from probe.errors import CacheError, InputError, ProbeError, describe_os_error
 from probe.features.layers import parse_layers
 from probe.log import logger
 from probe.models.registry import POOLS_BY_MODALITY
@@ -63,7 +63,14 @@ class ExtractResult:
     def open(self) -> FeatureCache:
         if self.path is None:
             raise ProbeError("the cache is not complete yet: other shards are still extracting")
-        return FeatureCache(self.path)
+        return FeatureCache(self.path, model=self.key["model"]["name"])
+
+
+def _reuse(final: Path, key: dict[str, Any], num_rows: int, t0: float) -> "ExtractResult":
+    """The result for a complete cache already at `final`, checked at open (damaged or foreign -> CacheError)."""
+    FeatureCache(final, model=key["model"]["name"])
+    logger.info("using cached features %s", final)
+    return ExtractResult(final, key, True, num_rows, 0, time.perf_counter() - t0)
 
 
 def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[str, ...]:
@@ -268,79 +275,81 @@ def extract_features(
     layer_idx: Sequence[int] | str = parse_layers(layers, num_states=num_states) if num_states else layers
     key = build_key(spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name)
     final = cache_path(cache_dir, key)
-    writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank)
+    writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world)
 
     if spec.modality == "vision" and (overwrite == "always" or (overwrite == "missing" and not final.is_file())):
         # Image headers only (nothing decoded), before anything is deleted, written or loaded.
         check_image_sizes(data, max_pixels=max_pixels, rows=range(shard.rank, len(data), shard.world))
-    if overwrite == "always":
-        import shutil
-
-        if shard.rank == 0:
-            final.unlink(missing_ok=True)
-            shutil.rmtree(writer.dir, ignore_errors=True)
-    elif final.is_file():
-        FeatureCache(final)  # raises if unreadable, rather than reusing a damaged file silently
-        logger.info("using cached features %s", final)
-        return ExtractResult(final, key, True, len(data), 0, time.perf_counter() - t0)
+    if overwrite != "always" and final.is_file():
+        return _reuse(final, key, len(data), t0)
     if overwrite == "never":
         raise InputError(f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; use overwrite='missing' to extract")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(describe_os_error(exc, doing=f"creating {final.parent}", folder=final.parent)) from None
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    writer.begin()
-    done = writer.written_mask()
-    shard_rows = np.arange(len(data))
-    shard_rows = shard_rows[shard_rows % shard.world == shard.rank]
-    todo = shard_rows[~done[shard_rows]]
-    if done.any():
-        logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
+    # One process per shard of this entry at a time (an OS lock, released if the holder dies). A second one
+    # waits here, logging whom for, and then finds the cache the first one finished.
+    with writer.shard_lock():
+        if overwrite != "always" and final.is_file():
+            return _reuse(final, key, len(data), t0)
+        if overwrite == "always" and shard.rank == 0:
+            writer.discard()
+        writer.begin()
+        done = writer.written_mask()
+        shard_rows = np.arange(len(data))
+        shard_rows = shard_rows[shard_rows % shard.world == shard.rank]
+        todo = shard_rows[~done[shard_rows]]
+        if done.any():
+            logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
 
-    bs = batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
-    rows_extracted = 0
-    loaded = None
-    if len(todo):
-        from probe.models.loading import load_model
+        bs = batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
+        rows_extracted = 0
+        loaded = None
+        if not len(todo) and isinstance(layer_idx, str):
+            layer_idx = writer.stored_layers() or layer_idx  # resolved by the run that wrote the batches
+        if len(todo) or isinstance(layer_idx, str):  # (old batch files do not say: load the model to resolve)
+            from probe.models.loading import load_model
 
-        loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
-        if isinstance(layer_idx, str):
-            layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
-        select = np.asarray(layer_idx)
-        workers = num_workers if num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
-        encoder = _AdaptiveEncoder(loaded, pools, bs)
-        what = f"{spec.alias or spec.hub_id} on {data.name}"
-        base = int(done.sum())
-        if progress:
-            progress(base, len(data), what)
-        lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
-        # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
-        batches = [b for b in plan_batches(shard_rows, bs, lengths=lengths) if not done[b].all()]
-        for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels):
-            feats = encoder(inputs)
-            writer.write_batch(rows, {p: x[:, select, :] for p, x in feats.items()})
-            rows_extracted += int((~done[rows]).sum())
+            loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+            if isinstance(layer_idx, str):
+                layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
+            select = np.asarray(layer_idx)
+            workers = num_workers if num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+            encoder = _AdaptiveEncoder(loaded, pools, bs)
+            what = f"{spec.alias or spec.hub_id} on {data.name}"
+            base = int(done.sum())
             if progress:
-                progress(base + rows_extracted, len(data), what)
-        bs = encoder.max_batch
-    elif isinstance(layer_idx, str):
-        raise ProbeError(f"{writer.dir} has every row but the layer spec {layer_idx!r} was never resolved; remove it and re-run")
+                progress(base, len(data), what)
+            lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
+            # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
+            batches = [b for b in plan_batches(shard_rows, bs, lengths=lengths) if not done[b].all()]
+            for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels):
+                feats = encoder(inputs)
+                writer.write_batch(rows, {p: x[:, select, :] for p, x in feats.items()}, layers=select.tolist())
+                rows_extracted += int((~done[rows]).sum())
+                if progress:
+                    progress(base + rows_extracted, len(data), what)
+            bs = encoder.max_batch
 
-    from probe.provenance import provenance
+        from probe.provenance import provenance
 
-    prov = provenance(
-        model_identity=getattr(loaded, "identity", None),
-        device=str(torch_device),
-        batch_size=bs,
-        dataset_source=data.source,
-        shard={"rank": shard.rank, "world": shard.world},
-    )
-    path = writer.assemble(
-        ids=data.ids,
-        image_sha256=data.image_hashes,
-        caption_sha256=data.caption_hashes,
-        layers=list(layer_idx),
-        pools=pools,
-        provenance=prov,
-    )
-    if path is None and shard.world == 1:
-        raise ProbeError(f"extraction finished but {writer.dir} is missing rows or is locked by another process; re-run")
-    return ExtractResult(path, key, False, len(data), rows_extracted, time.perf_counter() - t0, bs)
+        prov = provenance(
+            model_identity=getattr(loaded, "identity", None),
+            device=str(torch_device),
+            batch_size=bs,
+            dataset_source=data.source,
+            shard={"rank": shard.rank, "world": shard.world},
+        )
+        path = writer.assemble(
+            ids=data.ids,
+            image_sha256=data.image_hashes,
+            caption_sha256=data.caption_hashes,
+            layers=list(layer_idx),
+            pools=pools,
+            provenance=prov,
+        )
+        if path is None and shard.world == 1:
+            raise ProbeError(f"extraction finished but {writer.dir} is missing rows (were files removed meanwhile?); re-run")
+        return ExtractResult(path, key, False, len(data), rows_extracted, time.perf_counter() - t0, bs)

@@ -51,8 +51,15 @@ def default_cache_dir() -> Path:
 
 
 def layer_checksum(x: np.ndarray) -> str:
-    """sha256 of a layer's float32 bytes (C order)."""
-    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
+    """sha256 of a layer's float32 bytes (C order). Hashes the array's buffer in place (no copy)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(x, dtype=np.float32)).cast("B")).hexdigest()
+
+
+def hash_in_path(path: Path) -> Optional[str]:
+    """The 16 hex digits of the key hash that `cache_path` put in the file name, or None if it has none."""
+    stem = Path(path).name.removesuffix(CACHE_SUFFIX)
+    tail = stem.rsplit("-", 1)[-1]
+    return tail if len(tail) == 16 and all(c in "0123456789abcdef" for c in tail) else None
 
 
 def model_key(spec: Any) -> dict[str, Any]:

@@ -9,7 +9,14 @@ written, the HDF5 file is assembled to a temporary name, marked complete, and re
 
 Several processes (e.g. ranks under torchrun, each with its own GPU) can fill one `.partial/` folder at
 the same time over disjoint rows: batch files carry the writer's rank and a unique suffix, and assembly is
-done by whichever process first finds every row written and takes the folder's lock.
+done by whichever process first finds every row written, under the entry's OS lock (`probe.features.locks`).
+
+Faults: an OSError while writing (disk full, quota, file size limit, permissions) becomes one CacheError line
+saying what, where, how much was needed and how much is free; what was written whole is kept, so the next
+run completes the work. Assembly first checks the free space against the file's expected size, and writes
+the HDF5 file in a forked child process: HDF5 can segfault when a write fails (seen on a full disk; the
+library is left broken until the process exits), and a crash in the child is reported by the parent as a
+CacheError instead of taking it down. Temporary files a killed run leaves are removed by the next run.
 """
 
 from __future__ import annotations
@@ -17,58 +24,112 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from probe.errors import CacheError, describe_os_error, human_bytes
 from probe.features.format import FORMAT_VERSION, key_hash, layer_checksum
-from probe.errors import CacheError
+from probe.features.locks import entry_lock_path, hold, shard_lock_path
 from probe.log import logger
 
 _KEY_FILE = "key.json"
-_LOCK_FILE = "assemble.lock"
+_TMP_SUFFIX = ".tmp"
+# Room kept beyond the features' bytes when checking free space before assembly: HDF5 metadata, ids, hashes.
+_ASSEMBLY_SLACK = 1 << 20
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CacheError(describe_os_error(exc, doing=f"writing {path}", folder=path.parent, need_bytes=len(data))) from None
+
+
+def assembly_tmp_glob(final_path: Path) -> str:
+    """Glob (in `final_path.parent`) of the temporary files assembly writes before renaming to `final_path`."""
+    return f".{final_path.name}.*{_TMP_SUFFIX}"
 
 
 class PartialWriter:
     """Collects batches for the cache at `final_path` in `final_path.partial/` and assembles the HDF5 file.
 
     `key` is the cache key (JSON-safe dict) and `num_rows` the dataset length N. A folder left by an earlier
-    run with the same key is resumed; one with another key is refused.
+    run with the same key is resumed; one with another key is refused. `rank`/`world`: this process's row
+    shard (see `probe.features.extract.Shard`), which names its batch files and its shard lock.
     """
 
-    def __init__(self, final_path: Path, *, key: dict[str, Any], num_rows: int, rank: int = 0) -> None:
+    def __init__(self, final_path: Path, *, key: dict[str, Any], num_rows: int, rank: int = 0, world: int = 1) -> None:
         self.final_path = Path(final_path)
         self.dir = self.final_path.with_name(self.final_path.name + ".partial")
         self.key = key
         self.num_rows = num_rows
         self.rank = rank
+        self.world = world
+
+    @contextmanager
+    def shard_lock(self) -> Iterator[None]:
+        """Hold this shard's lock for a whole extraction: a second process of the same shard waits here."""
+        what = f"extracting rows of shard {self.rank}/{self.world} into {self.final_path.name}"
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        with hold(shard_lock_path(self.final_path, rank=self.rank, world=self.world), what=what):
+            yield
+
+    @contextmanager
+    def entry_lock(self) -> Iterator[None]:
+        """Hold the entry's lock (set-up, clean-up, assembly, removal): held briefly, never while extracting."""
+        with hold(entry_lock_path(self.final_path), what=f"setting up or assembling {self.final_path.name}"):
+            yield
+
+    def discard(self) -> None:
+        """Remove the complete file and the partial folder of this entry (`--overwrite always`)."""
+        with self.entry_lock():
+            try:
+                self.final_path.unlink(missing_ok=True)
+                if self.dir.exists():
+                    shutil.rmtree(self.dir)
+            except OSError as exc:
+                raise CacheError(describe_os_error(exc, doing=f"removing {self.final_path}", folder=self.final_path.parent)) from None
 
     def begin(self) -> None:
-        """Create the partial folder (or check that an existing one belongs to this key)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        key_file = self.dir / _KEY_FILE
-        text = json.dumps(self.key, sort_keys=True, indent=1)
-        if key_file.is_file():
+        """Create the partial folder (or check that an existing one belongs to this key) and remove temporary
+        files that killed runs left: assembly temporaries next to the final path, and this shard's unfinished
+        batch files (other shards may be writing theirs right now)."""
+        with self.entry_lock():
+            self._remove_stale(self.final_path.parent.glob(assembly_tmp_glob(self.final_path)))
             try:
-                existing = json.loads(key_file.read_text())
-            except json.JSONDecodeError:
-                existing = None
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError(describe_os_error(exc, doing=f"creating {self.dir}", folder=self.dir.parent)) from None
+            self._remove_stale(self.dir.glob(f".{_KEY_FILE}.*{_TMP_SUFFIX}"))
+            key_file = self.dir / _KEY_FILE
+            existing = None
+            if key_file.is_file():
+                try:
+                    existing = json.loads(key_file.read_text())
+                except (ValueError, OSError):
+                    existing = None  # damaged key file: rewritten below
             if existing is not None and key_hash(existing) != key_hash(self.key):
                 raise CacheError(f"{self.dir} was started for another key; remove it with 'probe cache rm {self.dir}'")
-            if existing is not None:
-                return
-        _atomic_write_bytes(key_file, text.encode())
+            if existing is None:
+                _atomic_write_bytes(key_file, json.dumps(self.key, sort_keys=True, indent=1).encode())
+        self._remove_stale(self.dir.glob(f".batch-r{self.rank}-*{_TMP_SUFFIX}"))
+
+    @staticmethod
+    def _remove_stale(paths) -> None:
+        for path in paths:
+            logger.info("removing %s, left by an interrupted run", path)
+            path.unlink(missing_ok=True)
 
     def _batch_files(self) -> list[Path]:
         return sorted(self.dir.glob("batch-*.npz"))
@@ -78,46 +139,60 @@ class PartialWriter:
         mask = np.zeros(self.num_rows, dtype=bool)
         for path in self._batch_files():
             try:
-                with np.load(path) as z:
+                with np.load(path, allow_pickle=False) as z:
                     rows = z["rows"]
+                mask[rows] = True
+            except FileNotFoundError:
+                continue
             except Exception as exc:  # a damaged file (disk full, foreign junk): redo its rows
                 logger.warning("dropping unreadable batch file %s (%s); its rows will be extracted again", path, exc)
                 path.unlink(missing_ok=True)
-                continue
-            mask[rows] = True
         return mask
 
-    def write_batch(self, rows: Sequence[int], features: Mapping[str, np.ndarray]) -> None:
-        """Save one batch: `rows` [B] dataset indices, `features` pool -> [B, S, D] float32."""
+    def stored_layers(self) -> Optional[list[int]]:
+        """The hidden-state indices the batch files hold (written with each batch), or None if none says."""
+        for path in self._batch_files():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if "layers" in z.files:
+                        return [int(v) for v in z["layers"]]
+            except Exception:
+                continue
+        return None
+
+    def write_batch(self, rows: Sequence[int], features: Mapping[str, np.ndarray], *, layers: Optional[Sequence[int]] = None) -> None:
+        """Save one batch: `rows` [B] dataset indices, `features` pool -> [B, S, D] float32, `layers` [S] the
+        hidden-state indices (kept so a resumed run can assemble without resolving the layer spec again)."""
         rows_arr = np.asarray(rows, dtype=np.int64)
         arrays = {"rows": rows_arr}
+        if layers is not None:
+            arrays["layers"] = np.asarray(layers, dtype=np.int64)
         for pool, x in features.items():
             if x.shape[0] != len(rows_arr):
                 raise ValueError(f"pool {pool}: {x.shape[0]} feature rows for {len(rows_arr)} indices")
             arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=np.float32)
         target = self.dir / f"batch-r{self.rank}-{int(rows_arr.min()):08d}-{uuid.uuid4().hex[:8]}.npz"
-        tmp = self.dir / f".{target.name}.tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-
-    def _take_lock(self) -> bool:
-        lock = self.dir / _LOCK_FILE
+        tmp = self.dir / f".{target.name}{_TMP_SUFFIX}"
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or "0")
-                os.kill(pid, 0)
-                return False  # another live process is assembling
-            except (ValueError, ProcessLookupError, PermissionError):
-                lock.unlink(missing_ok=True)  # stale lock from a crashed assembler
-                return self._take_lock()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return True
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            need = sum(a.nbytes for a in arrays.values())
+            raise CacheError(describe_os_error(exc, doing=f"writing batch file {tmp}", folder=self.dir, need_bytes=need)) from None
+
+    def _expected_bytes(self, pools: Sequence[str]) -> int:
+        """Bytes the assembled file will take: every pool's [S, N, D] float32 plus row metadata and slack."""
+        total = self.num_rows * (64 + 64 + 64) + _ASSEMBLY_SLACK
+        for path in self._batch_files()[:1]:
+            with np.load(path, allow_pickle=False) as z:
+                for pool in pools:
+                    _, s, d = z[f"feat_{pool}"].shape
+                    total += 4 * s * d * self.num_rows
+        return total
 
     def assemble(
         self,
@@ -130,47 +205,119 @@ class PartialWriter:
         provenance: dict[str, Any],
     ) -> Optional[Path]:
         """Write the complete HDF5 file if every row is written; return its path, or None if rows are missing
-        or another process is assembling."""
+        (other shards still extracting). Takes the entry lock, so one process assembles; a process that gets
+        the lock after another assembled returns the finished path."""
+        with self.entry_lock():
+            if self.final_path.is_file() and not self.dir.exists():
+                return self.final_path
+            self._remove_stale(self.final_path.parent.glob(assembly_tmp_glob(self.final_path)))
+            if not self.written_mask().all():
+                return None
+            need = self._expected_bytes(pools)
+            try:
+                free = shutil.disk_usage(self.final_path.parent).free
+            except OSError:
+                free = None
+            if free is not None and free < need:
+                raise CacheError(
+                    f"not enough space to assemble {self.final_path}: about {human_bytes(need)} needed, {human_bytes(free)} free "
+                    f"on the filesystem of {self.final_path.parent}; free some space (or choose --cache-dir on a larger "
+                    f"disk) and re-run 'probe extract': the {len(self._batch_files())} batch files in {self.dir} are kept"
+                )
+            tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+            try:
+                self._write_isolated(tmp, need=need, ids=ids, image_sha256=image_sha256, caption_sha256=caption_sha256,
+                                     layers=layers, pools=pools, provenance=provenance)
+                os.replace(tmp, self.final_path)
+            except OSError as exc:
+                raise CacheError(describe_os_error(exc, doing=f"assembling {self.final_path}", folder=self.final_path.parent, need_bytes=need)) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return self.final_path
+
+    def _write_isolated(self, tmp: Path, *, need: int, **fields: Any) -> None:
+        """Run `_write_hdf5(tmp, ...)` in a forked child; its error or crash becomes an OSError / CacheError here."""
+        if not hasattr(os, "fork"):
+            self._write_hdf5(tmp, **fields)
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: write, report on the pipe, leave without running any Python clean-up
+            code, message = 0, b"ok"
+            try:
+                os.close(read_end)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)  # HDF5's own error stack and h5py's "Exception ignored" lines
+                self._write_hdf5(tmp, **fields)
+            except OSError as exc:
+                code, message = 1, json.dumps({"errno": exc.errno, "strerror": exc.strerror or str(exc)}).encode()
+            except BaseException as exc:  # noqa: BLE001 - anything else is reported by the parent
+                code, message = 1, json.dumps({"errno": None, "strerror": f"{type(exc).__name__}: {exc}"}).encode()
+            try:
+                os.write(write_end, message)
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        chunks = []
+        with os.fdopen(read_end, "rb") as fh:
+            chunks.append(fh.read())
+        _, status = os.waitpid(pid, 0)
+        report = b"".join(chunks)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and report == b"ok":
+            return
+        if report and report != b"ok":
+            info = json.loads(report)
+            raise OSError(info["errno"], info["strerror"])
+        how = f"signal {os.WTERMSIG(status)} ({signal.Signals(os.WTERMSIG(status)).name})" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        free = shutil.disk_usage(tmp.parent).free
+        raise CacheError(
+            f"assembling {self.final_path} crashed in HDF5 ({how}) while writing {tmp}; {human_bytes(free)} free on the "
+            f"filesystem of {tmp.parent}, about {human_bytes(need)} needed; free some space and re-run 'probe extract': "
+            f"the batch files in {self.dir} are kept"
+        )
+
+    def _write_hdf5(
+        self, tmp: Path, *, ids: Sequence[str], image_sha256: Sequence[str], caption_sha256: Sequence[str],
+        layers: Sequence[int], pools: Sequence[str], provenance: dict[str, Any],
+    ) -> None:
+        """Write the complete cache file to `tmp` from the batch files, fsynced; `complete` is set last."""
         import h5py
 
-        if not self.written_mask().all() or not self._take_lock():
-            return None
-        tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}.tmp")
+        datasets: dict[str, Any] = {}
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["complete"] = False
+            f.attrs["key"] = json.dumps(self.key, sort_keys=True)
+            f.attrs["key_hash"] = key_hash(self.key)
+            f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+            f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset("image_sha256", data=np.array(list(image_sha256), dtype="S64"))
+            f.create_dataset("caption_sha256", data=np.array(list(caption_sha256), dtype="S64"))
+            f.create_dataset("layers", data=np.asarray(layers, dtype=np.int64))
+            f.create_dataset("written", data=np.ones(self.num_rows, dtype=bool))
+            grp = f.create_group("features")
+            for path in self._batch_files():
+                with np.load(path, allow_pickle=False) as z:
+                    rows = z["rows"]
+                    order = np.argsort(rows)  # h5py fancy indexing needs increasing indices
+                    for pool in pools:
+                        x = z[f"feat_{pool}"]
+                        if pool not in datasets:
+                            s, d = x.shape[1], x.shape[2]
+                            chunk_rows = max(1, min(self.num_rows, (1 << 20) // max(1, d)))
+                            datasets[pool] = grp.create_dataset(
+                                pool, shape=(s, self.num_rows, d), dtype=np.float32, chunks=(1, chunk_rows, d)
+                            )
+                        datasets[pool][:, rows[order], :] = x[order].transpose(1, 0, 2)
+            sums = {pool: [layer_checksum(ds[i]) for i in range(ds.shape[0])] for pool, ds in datasets.items()}
+            f.attrs["layer_sha256"] = json.dumps(sums)
+            f.attrs["complete"] = True
+        fd = os.open(tmp, os.O_RDONLY)
         try:
-            datasets: dict[str, Any] = {}
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format_version"] = FORMAT_VERSION
-                f.attrs["complete"] = False
-                f.attrs["key"] = json.dumps(self.key, sort_keys=True)
-                f.attrs["key_hash"] = key_hash(self.key)
-                f.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
-                f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype("utf-8"))
-                f.create_dataset("image_sha256", data=np.array(list(image_sha256), dtype="S64"))
-                f.create_dataset("caption_sha256", data=np.array(list(caption_sha256), dtype="S64"))
-                f.create_dataset("layers", data=np.asarray(layers, dtype=np.int64))
-                f.create_dataset("written", data=np.ones(self.num_rows, dtype=bool))
-                grp = f.create_group("features")
-                for path in self._batch_files():
-                    with np.load(path) as z:
-                        rows = z["rows"]
-                        order = np.argsort(rows)  # h5py fancy indexing needs increasing indices
-                        for pool in pools:
-                            x = z[f"feat_{pool}"]
-                            if pool not in datasets:
-                                s, d = x.shape[1], x.shape[2]
-                                chunk_rows = max(1, min(self.num_rows, (1 << 20) // max(1, d)))
-                                datasets[pool] = grp.create_dataset(
-                                    pool, shape=(s, self.num_rows, d), dtype=np.float32, chunks=(1, chunk_rows, d)
-                                )
-                            datasets[pool][:, rows[order], :] = x[order].transpose(1, 0, 2)
-                sums = {pool: [layer_checksum(ds[i]) for i in range(ds.shape[0])] for pool, ds in datasets.items()}
-                f.attrs["layer_sha256"] = json.dumps(sums)
-                f.attrs["complete"] = True
-            os.replace(tmp, self.final_path)
+            os.fsync(fd)
         finally:
-            tmp.unlink(missing_ok=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return self.final_path
+            os.close(fd)
 
     @staticmethod
     def inspect(partial_dir: Path) -> dict[str, Any]:
@@ -178,13 +325,16 @@ class PartialWriter:
         partial_dir = Path(partial_dir)
         try:
             key = json.loads((partial_dir / _KEY_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
+            if not isinstance(key, dict):
+                key = None
+        except (OSError, ValueError):
             key = None
         rows = set()
         for path in partial_dir.glob("batch-*.npz"):
             try:
-                with np.load(path) as z:
+                with np.load(path, allow_pickle=False) as z:
                     rows.update(int(r) for r in z["rows"])
             except Exception:
                 continue
         return {"key": key, "rows_written": len(rows)}
+
