@@ -181,6 +181,22 @@ def test_hub_errors_are_explained():
     assert "gated" in message and "https://huggingface.co/meta-llama/Meta-Llama-3-8B" in message
 
 
+def test_gated_llama_errors_point_to_the_registered_ungated_mirror():
+    from probe.models.hub import _UNGATED_MIRRORS
+
+    for gated_id, (alias, mirror_id) in _UNGATED_MIRRORS.items():
+        assert resolve_model(gated_id).gated
+        mirror = resolve_model(alias)
+        assert (mirror.hub_id, mirror.gated) == (mirror_id, False)
+        assert (mirror.hidden_size, mirror.num_layers) == (resolve_model(gated_id).hidden_size, 32)
+    gated = OSError("Access to model meta-llama/Meta-Llama-3-8B is restricted. You must be authenticated (gated repo)")
+    message = explain_hub_error(gated, hub_id="meta-llama/Meta-Llama-3-8B", revision="main")
+    assert "`llama3-8b-nous` (NousResearch/Meta-Llama-3-8B" in message and "HF_TOKEN" in message
+    other = explain_hub_error(gated, hub_id="meta-llama/Llama-3.2-1B", revision="main")
+    assert "llama3-8b-nous" in other and "For Meta-Llama-3-8B" in other  # never offered as the same weights
+    assert "llama3-8b-nous" not in explain_hub_error(gated, hub_id="google/gemma-2b", revision="main")
+
+
 def test_specs_are_validated():
     siglip = resolve_model("siglip")
     with pytest.raises(ValueError, match="no CLS token"):
