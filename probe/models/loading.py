@@ -254,12 +254,25 @@ def _load_network(
     return model.to(device)
 
 
+# Weights that the forward pass probe runs never reads: pooler heads (features come from hidden states, and
+# MAE-style poolers are untrained) and the mask token (used only when masked positions are passed, which
+# probe never does). A checkpoint may lack them; transformers then initialises them, harmlessly.
+_UNUSED_BY_FORWARD_SUFFIXES = ("embeddings.mask_token",)
+_UNUSED_BY_FORWARD_MODULES = ("pooler",)
+
+
+def unused_by_forward(key: str) -> bool:
+    """True for a state-dict key whose weight cannot change the hidden states `encode` pools."""
+    return key.endswith(_UNUSED_BY_FORWARD_SUFFIXES) or any(part in _UNUSED_BY_FORWARD_MODULES for part in key.split("."))
+
+
 def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **kwargs: Any) -> torch.nn.Module:
     """`from_pretrained` that fails when weights are missing instead of initialising them at random.
 
-    Loading a tower out of a dual checkpoint (CLIP's vision tower, MAE's encoder) leaves the other
-    part's weights unexpected, which is normal: transformers' load report for them is silenced and
-    the keys go to the debug log.
+    Weights the forward pass never reads (`unused_by_forward`: poolers, the mask token) may be
+    missing. Loading a tower out of a dual checkpoint (CLIP's vision tower, MAE's encoder) leaves the
+    other part's weights unexpected, which is normal, as is a mask token the model class lacks:
+    transformers' load report for them is silenced and the keys go to the debug log.
     """
     from transformers.utils import logging as hf_logging
 
@@ -269,8 +282,13 @@ def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **
         model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
-    # An untrained pooler is never read (features come from hidden states), so it may be absent.
-    missing = sorted(k for k in info.get("missing_keys", ()) if "pooler" not in k)
+    missing_all = sorted(info.get("missing_keys", ()))
+    missing = [k for k in missing_all if not unused_by_forward(k)]
+    if len(missing) < len(missing_all):
+        logger.debug(
+            "%s: %d weights absent from the checkpoint but never read for hidden states (%s)",
+            spec.alias, len(missing_all) - len(missing), ", ".join(k for k in missing_all if unused_by_forward(k)),
+        )  # fmt: skip
     mismatched = list(info.get("mismatched_keys", ()))
     if missing or mismatched:
         sample = ", ".join(map(str, (missing + mismatched)[:3]))
