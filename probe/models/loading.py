@@ -11,7 +11,8 @@ decoders are padded on the left.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -200,20 +201,17 @@ def load_model(
     off by default. Raises `ModelError` with the fix when weights are missing, gated, or the hub is
     unreachable and the model is not cached.
     """
-    from transformers.utils import logging as hf_logging
-
-    # probe draws its own progress bar; transformers' per-load tqdm bars would interleave with it.
-    hf_logging.disable_progress_bar()
-    source = locate_weights(spec, cache_dir=Path(cache_dir))
-    try:
-        model = _load_network(spec, source, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        processor = _load_processor(spec, source, trust_remote_code=trust_remote_code)
-    except ProbeError:
-        raise
-    except Exception as exc:
-        if source.is_hub:
-            raise ModelError(explain_hub_error(exc, hub_id=source.path, revision=str(source.revision))) from exc
-        raise ModelError(f"cannot load model {spec.alias!r} from {source.path}: {exc}") from exc
+    with transformers_bars_hidden():
+        source = locate_weights(spec, cache_dir=Path(cache_dir))
+        try:
+            model = _load_network(spec, source, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+            processor = _load_processor(spec, source, trust_remote_code=trust_remote_code)
+        except ProbeError:
+            raise
+        except Exception as exc:
+            if source.is_hub:
+                raise ModelError(explain_hub_error(exc, hub_id=source.path, revision=str(source.revision))) from exc
+            raise ModelError(f"cannot load model {spec.alias!r} from {source.path}: {exc}") from exc
     model.eval().requires_grad_(False)
     identity = {
         **source.identity,
@@ -228,6 +226,31 @@ def load_model(
     return LoadedModel(
         spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=_json_safe(identity)
     )
+
+
+@contextmanager
+def transformers_bars_hidden() -> Iterator[None]:
+    """Hide transformers' per-load tqdm bars (checkpoint shards, weights) while the block runs.
+
+    huggingface_hub's download bars stay as they were: a 7B checkpoint is a multi-GB download that a
+    user must see move. (transformers' `disable_progress_bar` also turns the hub's bars off, so they
+    are turned back on unless they were off before, e.g. by HF_HUB_DISABLE_PROGRESS_BARS.)
+    """
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    transformers_bars = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    if not hub_bars_off:
+        enable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_bars:
+            hf_logging.enable_progress_bar()
+        if hub_bars_off:
+            disable_progress_bars()
 
 
 def _load_network(
