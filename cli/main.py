@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="probe",
@@ -85,7 +86,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except ProbeError as exc:
         if debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Escaped: a message may hold brackets (`pip install 'probe[hub]'`) that rich would read as markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("[red]aborted[/]")
