@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app, main
 from probe import __version__
-from probe.log import captured_library_warnings, summarise_warnings, warnings_summary_line
+from probe.log import captured_library_warnings, warnings_summary_line
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -65,11 +66,11 @@ def test_warnings_are_counted_by_source_and_logged_not_printed(capsys, caplog):
     caplog.set_level(logging.DEBUG, logger="probe")
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # count every occurrence, whatever filters the test runner set
-        with captured_library_warnings() as records:
+        with captured_library_warnings() as capture:
             _sklearn_warnings(fits=3)
     err = capsys.readouterr().err
     assert "Warning:" not in err and "least populated" not in err  # not printed as they happened
-    captured = summarise_warnings(records)
+    captured = capture.summary()
     assert [(w.category, w.package, w.count) for w in captured] == [("ConvergenceWarning", "sklearn", 3), ("UserWarning", "sklearn", 1)]
     assert captured[0].module.startswith("sklearn.") and "converge" in captured[0].message
     line = "4 library warnings: 3 ConvergenceWarning from sklearn, 1 UserWarning from sklearn (--debug shows them)"
@@ -86,9 +87,9 @@ def test_warning_filters_still_apply():
         with pytest.raises(Warning), captured_library_warnings():
             _sklearn_warnings(fits=1)
         warnings.simplefilter("ignore")
-        with captured_library_warnings() as records:
+        with captured_library_warnings() as capture:
             _sklearn_warnings(fits=1)
-        assert records == []
+        assert capture.summary() == []
 
 
 @pytest.fixture
@@ -101,7 +102,8 @@ def warning_command(monkeypatch):
         _sklearn_warnings(fits=2)
 
 
-def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_command, capsys):
+def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one log record per line, whatever --debug adds beside it
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         code, _, err = _run(["sklearn-warnings"], capsys)
@@ -112,3 +114,41 @@ def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_c
         assert code == 0 and "2 x ConvergenceWarning at sklearn." in err and "least populated" in err
         code, _, err = _run(["--quiet", "sklearn-warnings"], capsys)
         assert code == 0 and err == ""
+
+
+def test_transformers_logged_warnings_are_counted_not_printed(capsys, caplog):
+    from transformers.utils import logging as hf_logging
+
+    caplog.set_level(logging.DEBUG, logger="probe")
+    hf_logging.get_logger("transformers.models.vit").warning("probe-test: a transformers warning")
+    assert "probe-test: a transformers warning" in capsys.readouterr().err  # printed outside a capture
+    with captured_library_warnings() as capture:
+        hf_logging.get_logger("transformers.models.vit").warning("probe-test: a transformers warning")
+        hf_logging.get_logger("transformers.models.vit").error("probe-test: a transformers error")
+    err = capsys.readouterr().err
+    assert "probe-test: a transformers error" in err and "probe-test: a transformers warning" not in err
+    assert [(w.category, w.module, w.count) for w in capture.summary()] == [("logged warning", "transformers.models.vit", 1)]
+    hf_logging.get_logger("transformers.models.vit").warning("probe-test: after")
+    assert "probe-test: after" in capsys.readouterr().err  # the library's own handler works again
+
+
+def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):
+    # transformers configures its logger and warns while the import runs, inside the capture: the real case.
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: transformers has nothing to warn about")
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "from probe.log import captured_library_warnings\n"
+        "with captured_library_warnings():\n"
+        "    from transformers import ViTImageProcessor\n"
+    )
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert "requires torchvision" not in done.stderr, done.stderr
+    assert "1 library warning: 1 logged warning from transformers (--debug shows them)" in done.stderr, done.stderr
