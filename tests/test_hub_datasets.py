@@ -114,6 +114,19 @@ def test_registered_rows_are_facts():
     assert "category/subcategory" in DATASETS["openmoji"].description
 
 
+def test_datasets_command_shows_the_row_counts():
+    from typer.testing import CliRunner
+
+    import cli.info  # noqa: F401 - registers the command
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") > 3}
+    assert rows == {"openmoji": "1398", "wit-1024": "1024", "coco-captions": "5000"}
+    assert "varies" not in result.output
+
+
 def test_offline_align_with_the_default_dataset_says_use_openmoji(tmp_path, monkeypatch, capsys):
     from cli.main import main
 
