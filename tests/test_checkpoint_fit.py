@@ -24,7 +24,9 @@ def _images(n: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-def _edited_copy(source: Path, target: Path, *, drop: str | None = None, add: dict[str, torch.Tensor] | None = None) -> Path:
+def _edited_copy(
+    source: Path, target: Path, *, drop: str | None = None, add: dict[str, torch.Tensor] | None = None
+) -> Path:
     """A copy of the checkpoint folder `source` whose weights lack `drop` and/or hold the extra `add` tensors."""
     shutil.copytree(source, target)
     weights = load_file(target / "model.safetensors")

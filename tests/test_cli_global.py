@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from cli.main import app, main
@@ -36,7 +35,8 @@ def test_global_cache_dir_is_used_and_a_commands_own_wins(tmp_path, capsys, monk
     monkeypatch.setenv("PROBE_CACHE", str(tmp_path / "from-env"))
     code, out, _ = _run(["--cache-dir", str(tmp_path / "global"), "cache", "ls"], capsys)
     assert code == 0 and f"feature caches in {tmp_path / 'global'}" in out
-    code, out, _ = _run(["--cache-dir", str(tmp_path / "global"), "cache", "ls", "--cache-dir", str(tmp_path / "own")], capsys)
+    args = ["--cache-dir", str(tmp_path / "global"), "cache", "ls", "--cache-dir", str(tmp_path / "own")]
+    code, out, _ = _run(args, capsys)
     assert code == 0 and f"feature caches in {tmp_path / 'own'}" in out
     code, out, _ = _run(["cache", "ls"], capsys)  # the previous call's global flag does not linger
     assert code == 0 and f"feature caches in {tmp_path / 'from-env'}" in out
@@ -71,7 +71,8 @@ def test_warnings_are_counted_by_source_and_logged_not_printed(capsys, caplog):
     err = capsys.readouterr().err
     assert "Warning:" not in err and "least populated" not in err  # not printed as they happened
     captured = capture.summary()
-    assert [(w.category, w.package, w.count) for w in captured] == [("ConvergenceWarning", "sklearn", 3), ("UserWarning", "sklearn", 1)]
+    counts = [(w.category, w.package, w.count) for w in captured]
+    assert counts == [("ConvergenceWarning", "sklearn", 3), ("UserWarning", "sklearn", 1)]
     assert captured[0].module.startswith("sklearn.") and "converge" in captured[0].message
     line = "4 library warnings: 3 ConvergenceWarning from sklearn, 1 UserWarning from sklearn (--debug shows them)"
     assert warnings_summary_line(captured) == line
@@ -142,7 +143,8 @@ def test_transformers_logged_warnings_are_counted_not_printed():
     finally:
         logging.getLogger("transformers").removeHandler(seen)
     assert seen.messages == ["before", "a transformers error", "after"]  # warnings muted only inside
-    assert [(w.category, w.module, w.count) for w in capture.summary()] == [("logged warning", "transformers.models.vit", 1)]
+    counts = [(w.category, w.module, w.count) for w in capture.summary()]
+    assert counts == [("logged warning", "transformers.models.vit", 1)]
 
 
 def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):

@@ -122,7 +122,8 @@ def test_datasets_command_shows_the_row_counts():
 
     result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") > 3}
+    cells = [line.split("│") for line in result.output.splitlines() if line.count("│") > 3]
+    rows = {cell[1].strip(): cell[2].strip() for cell in cells}
     assert rows == {"openmoji": "1398", "wit-1024": "1024", "coco-captions": "5000"}
     assert "varies" not in result.output
 

@@ -35,7 +35,9 @@ def _hub(name: str, spec: HubDatasetSpec) -> Callable[[Path], Path]:
     return lambda root: materialise_hub_dataset(spec, root=root, name=name)
 
 
-WIT_1024 = HubDatasetSpec(hub_id="minhuh/prh", revision="wit_1024", split="train", caption_field="text", caption_index=0)
+WIT_1024 = HubDatasetSpec(
+    hub_id="minhuh/prh", revision="wit_1024", split="train", caption_field="text", caption_index=0
+)
 # A loading-script dataset: read through its parquet export, which needs neither the script nor `datasets`.
 COCO_CAPTIONS = HubDatasetSpec(
     hub_id="nlphuji/mscoco_2014_5k_test_image_text_retrieval",

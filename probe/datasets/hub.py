@@ -97,7 +97,9 @@ def parquet_export_files(folder: Path, *, config: str, split: str) -> list[Path]
             f"the hub's parquet export of {config}/{split} is partial (the hub converted only part of the split); "
             f"probe does not use a truncated dataset. {OFFLINE_HINT}"
         )
-    raise InputError(f"no parquet files under {Path(folder, config, split)}: is {config!r}/{split!r} the right config/split?")
+    raise InputError(
+        f"no parquet files under {Path(folder, config, split)}: is {config!r}/{split!r} the right config/split?"
+    )
 
 
 def read_parquet_rows(files: Iterable[Path], *, batch_size: int = 64) -> Iterator[dict[str, Any]]:
@@ -170,11 +172,12 @@ def materialise_hub_dataset(spec: HubDatasetSpec, *, root: Path, name: Optional[
         logger.info("downloading %s (parquet export %s/%s) into %s", spec.hub_id, spec.parquet_config, spec.split, root)
         folder = download_parquet_export(spec, name=name)
         files = parquet_export_files(folder, config=spec.parquet_config, split=spec.split)
-        manifest = materialise_rows(read_parquet_rows(files), spec=spec, root=root)
-        # The export branch moves when the hub reconverts: keep the commit these rows came from.
+        # The export branch moves when the hub reconverts: keep the commit these rows come from. Written
+        # before the manifest, which marks the folder complete.
+        root.mkdir(parents=True, exist_ok=True)
         _write_source(root, {"hub_id": spec.hub_id, "revision": PARQUET_EXPORT, "commit": folder.name,
                              "files": [f.relative_to(folder).as_posix() for f in files]})  # fmt: skip
-        return manifest
+        return materialise_rows(read_parquet_rows(files), spec=spec, root=root)
     _require("datasets", package="datasets", name=name, spec=spec, install="pip install 'datasets>=2.18'")
     from datasets import load_dataset
 

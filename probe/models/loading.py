@@ -286,7 +286,9 @@ _UNUSED_BY_FORWARD_MODULES = ("pooler",)
 
 def unused_by_forward(key: str) -> bool:
     """True for a state-dict key whose weight cannot change the hidden states `encode` pools."""
-    return key.endswith(_UNUSED_BY_FORWARD_SUFFIXES) or any(part in _UNUSED_BY_FORWARD_MODULES for part in key.split("."))
+    if key.endswith(_UNUSED_BY_FORWARD_SUFFIXES):
+        return True
+    return any(part in _UNUSED_BY_FORWARD_MODULES for part in key.split("."))
 
 
 def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **kwargs: Any) -> torch.nn.Module:

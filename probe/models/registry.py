@@ -324,10 +324,12 @@ _SPECS: tuple[ModelSpec, ...] = (
           notes="GGUF Q4_1 weights, dequantised to float32 once into <cache>/models/smollm2-135m-instruct/"),
     # Sizes as in data/tiny-ssl-vit/config.json.
     ModelSpec(alias="tiny-ssl-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls",
-              params_m=2.83, hidden_size=192, num_layers=6, patch_size=16, image_size=128, source="repo-data", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
+              params_m=2.83, hidden_size=192, num_layers=6, patch_size=16, image_size=128, source="repo-data",
+              family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
               notes="trained in this repo by scripts/train_tiny_ssl_vit.py"),
     ModelSpec(alias="tiny-random-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls",
-              params_m=2.83, hidden_size=192, num_layers=6, patch_size=16, image_size=128, source="random-init", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
+              params_m=2.83, hidden_size=192, num_layers=6, patch_size=16, image_size=128, source="random-init",
+              family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
               notes="tiny-ssl-vit's config with random weights (seed 0): the untrained baseline"),
 )  # fmt: skip
 
