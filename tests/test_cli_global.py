@@ -47,6 +47,8 @@ def test_help_lists_the_global_flags():
     assert result.exit_code == 0
     for flag in ("--version", "--cache-dir", "--debug", "--quiet", "--threads"):
         assert flag in result.output
+    align = " ".join(CliRunner().invoke(app, ["align", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "offline: openmoji" in align and "the global --cache-dir" in align
 
 
 def _sklearn_warnings(fits: int) -> None:
