@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="probe",
@@ -26,15 +28,29 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from probe import __version__
+
+        typer.echo(f"probe {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors in the log."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch/BLAS (default: all cores). 1 is faster on a busy machine."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder for every command (a command's own --cache-dir wins; default: $PROBE_CACHE, else ~/.cache/probe)."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print probe's version and exit."),
 ) -> None:
     import os
 
     from rich.logging import RichHandler
+
+    from cli.options import set_global_cache_dir
+
+    set_global_cache_dir(cache_dir)  # None when absent, so one process's earlier call never leaks into this one
 
     if threads is not None:
         # torch and BLAS read these when first imported, which happens after this callback.
@@ -76,20 +92,25 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console-script entry point: run the app, turn project errors into one red line and exit code 2."""
+    """Console-script entry point: run the app, turn project errors into one red line and exit code 2.
+
+    Python warnings raised while the command runs are counted, not printed (`probe.log.captured_library_warnings`).
+    """
     from probe.errors import ProbeError
+    from probe.log import captured_library_warnings
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        rc = app(args=args, prog_name="probe", standalone_mode=False)
+        # Third-party warnings (scikit-learn, transformers) become one summary line at the end, the text with --debug.
+        with captured_library_warnings():
+            rc = app(args=args, prog_name="probe", standalone_mode=False)
     except ProbeError as exc:
         if debug:
             err_console.print_exception()
-        from rich.markup import escape
-
         from cli.options import as_flags
 
+        # Escaped: a message may hold brackets (`pip install 'probe[hub]'`) that rich would read as markup.
         err_console.print(f"[bold red]error:[/] {escape(as_flags(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-CacheDir = typer.Option(None, "--cache-dir", help="Cache folder (default: $PROBE_CACHE, else ~/.cache/probe).")
+CacheDir = typer.Option(None, "--cache-dir", help="Cache folder (default: the global --cache-dir, else $PROBE_CACHE, else ~/.cache/probe).")
 Device = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
 Dtype = typer.Option("auto", "--dtype", help="auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
 Limit = typer.Option(None, "--limit", min=1, help="Use only the first N rows of the dataset.")
@@ -21,10 +21,22 @@ Seed = typer.Option(0, "--seed", help="Random seed (splits, permutations, subsam
 NoProgress = typer.Option(False, "--no-progress", help="Hide progress bars.")
 
 
+# The global `probe --cache-dir DIR`, set by the root callback for the command that follows it.
+_global_cache_dir: Optional[Path] = None
+
+
+def set_global_cache_dir(value: Optional[Path]) -> None:
+    global _global_cache_dir
+    _global_cache_dir = value
+
+
 def cache_dir_or_default(value: Optional[Path]) -> Path:
+    """The command's --cache-dir, else the global one (`probe --cache-dir DIR cmd`), else $PROBE_CACHE, else ~/.cache/probe."""
     from probe.features.format import default_cache_dir
 
-    return value if value is not None else default_cache_dir()
+    if value is not None:
+        return value
+    return _global_cache_dir if _global_cache_dir is not None else default_cache_dir()
 
 
 # The library names its arguments (`k=10`); the command line shows the flag a user typed instead. One table,

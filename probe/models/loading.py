@@ -11,7 +11,8 @@ decoders are padded on the left.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -206,20 +207,17 @@ def load_model(
     """
     if spec.source == "pixels":
         return PixelControl(spec)
-    from transformers.utils import logging as hf_logging
-
-    # probe draws its own progress bar; transformers' per-load tqdm bars would interleave with it.
-    hf_logging.disable_progress_bar()
-    source = locate_weights(spec, cache_dir=Path(cache_dir))
-    try:
-        model = _load_network(spec, source, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        processor = _load_processor(spec, source, trust_remote_code=trust_remote_code)
-    except ProbeError:
-        raise
-    except Exception as exc:
-        if source.is_hub:
-            raise ModelError(explain_hub_error(exc, hub_id=source.path, revision=str(source.revision))) from exc
-        raise ModelError(f"cannot load model {spec.alias!r} from {source.path}: {exc}") from exc
+    with transformers_bars_hidden():
+        source = locate_weights(spec, cache_dir=Path(cache_dir))
+        try:
+            model = _load_network(spec, source, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+            processor = _load_processor(spec, source, trust_remote_code=trust_remote_code)
+        except ProbeError:
+            raise
+        except Exception as exc:
+            if source.is_hub:
+                raise ModelError(explain_hub_error(exc, hub_id=source.path, revision=str(source.revision))) from exc
+            raise ModelError(f"cannot load model {spec.alias!r} from {source.path}: {exc}") from exc
     model.eval().requires_grad_(False)
     identity = {
         **source.identity,
@@ -234,6 +232,31 @@ def load_model(
     return LoadedModel(
         spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=to_jsonable(identity)
     )
+
+
+@contextmanager
+def transformers_bars_hidden() -> Iterator[None]:
+    """Hide transformers' per-load tqdm bars (checkpoint shards, weights) while the block runs.
+
+    huggingface_hub's download bars stay as they were: a 7B checkpoint is a multi-GB download that a
+    user must see move. (transformers' `disable_progress_bar` also turns the hub's bars off, so they
+    are turned back on unless they were off before, e.g. by HF_HUB_DISABLE_PROGRESS_BARS.)
+    """
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    transformers_bars = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    if not hub_bars_off:
+        enable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_bars:
+            hf_logging.enable_progress_bar()
+        if hub_bars_off:
+            disable_progress_bars()
 
 
 def _load_network(
@@ -293,12 +316,27 @@ def _random_network(spec: ModelSpec, source: WeightsSource, *, seed: int, trust_
     return model
 
 
+# Weights that the forward pass probe runs never reads: pooler heads (features come from hidden states, and
+# MAE-style poolers are untrained) and the mask token (used only when masked positions are passed, which
+# probe never does). A checkpoint may lack them; transformers then initialises them, harmlessly.
+_UNUSED_BY_FORWARD_SUFFIXES = ("embeddings.mask_token",)
+_UNUSED_BY_FORWARD_MODULES = ("pooler",)
+
+
+def unused_by_forward(key: str) -> bool:
+    """True for a state-dict key whose weight cannot change the hidden states `encode` pools."""
+    if key.endswith(_UNUSED_BY_FORWARD_SUFFIXES):
+        return True
+    return any(part in _UNUSED_BY_FORWARD_MODULES for part in key.split("."))
+
+
 def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **kwargs: Any) -> torch.nn.Module:
     """`from_pretrained` that fails when weights are missing instead of initialising them at random.
 
-    Loading a tower out of a dual checkpoint (CLIP's vision tower, MAE's encoder) leaves the other
-    part's weights unexpected, which is normal: transformers' load report for them is silenced and
-    the keys go to the debug log.
+    Weights the forward pass never reads (`unused_by_forward`: poolers, the mask token) may be
+    missing. Loading a tower out of a dual checkpoint (CLIP's vision tower, MAE's encoder) leaves the
+    other part's weights unexpected, which is normal, as is a mask token the model class lacks:
+    transformers' load report for them is silenced and the keys go to the debug log.
     """
     from transformers.utils import logging as hf_logging
 
@@ -308,8 +346,13 @@ def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **
         model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
-    # An untrained pooler is never read (features come from hidden states), so it may be absent.
-    missing = sorted(k for k in info.get("missing_keys", ()) if "pooler" not in k)
+    missing_all = sorted(info.get("missing_keys", ()))
+    missing = [k for k in missing_all if not unused_by_forward(k)]
+    if len(missing) < len(missing_all):
+        logger.debug(
+            "%s: %d weights absent from the checkpoint but never read for hidden states (%s)",
+            spec.alias, len(missing_all) - len(missing), ", ".join(k for k in missing_all if unused_by_forward(k)),
+        )  # fmt: skip
     mismatched = list(info.get("mismatched_keys", ()))
     if missing or mismatched:
         sample = ", ".join(map(str, (missing + mismatched)[:3]))

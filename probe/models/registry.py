@@ -308,8 +308,10 @@ def _text(
     )  # fmt: skip
 
 
+# Sizes as in data/tiny-ssl-vit/config.json.
 _TINY_SSL_VIT = ModelSpec(
     alias="tiny-ssl-vit", hub_id=None, modality="vision", arch="vit", loader="vit", default_pool="cls", params_m=2.83,
+    hidden_size=192, num_layers=6, patch_size=16, image_size=128,
     source="repo-data", family="tiny-ssl", license="mit", local_path="data/tiny-ssl-vit",
     notes="trained in this repo by scripts/train_tiny_ssl_vit.py",
 )  # fmt: skip
@@ -334,6 +336,9 @@ _SPECS: tuple[ModelSpec, ...] = (
                  notes="trained on the text-filtered MC-2B subset (light filter)"),
     _webssl_dino("3b", "heavy2b", 224, 3072, 26, 3000, "dd39c2910747561b332285d96c4dce0bdb240775",
                  notes="trained on the text-filtered MC-2B subset (heavy filter: images with text)"),
+    # Not in mteb's model_meta, so no pinned revision: "main" until one is checked against the hub.
+    _webssl_dino("300m", "light2b", 224, 1024, 24, 304,
+                 notes="trained on the text-filtered MC-2B subset (light filter)"),
     _webssl_mae("300m", 1024, 24, 304, 16, "4655a0ac1726c206ba14d5ccb26758c62a4d03b0"),
     _webssl_mae("700m", 1280, 32, 632, 14, "c32be382e757d73a178de1ead62c27391d4b4280"),
     _webssl_mae("1b", 1536, 40, 1000, 14, "5880aefedbad8db0f44d27358f6f08e8576f70fc", shortcuts=("webssl-mae",)),

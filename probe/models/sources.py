@@ -160,7 +160,7 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
     try:
         folder, name = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        with _memoised_gguf_name_maps():
+        with _gguf_conversion_patches():
             quantised = AutoModel.from_pretrained(folder, gguf_file=name)  # dequantised to float32
         # A model loaded from GGUF keeps a quantizer that refuses save_pretrained; copy its
         # dequantised tensors into a plain model of the same config.
@@ -187,8 +187,8 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
 
 
 @contextlib.contextmanager
-def _memoised_gguf_name_maps() -> Iterator[None]:
-    """Cache gguf's tensor-name table while transformers converts a checkpoint.
+def _gguf_conversion_patches() -> Iterator[None]:
+    """Cache gguf's tensor-name table, and hide transformers' GGUF tqdm bar, while a checkpoint converts.
 
     transformers rebuilds the same (architecture, layers) table once per submodule (about 400 times
     for SmolLM2, a third of the conversion time); the table is only read, so one copy serves all.
@@ -197,10 +197,19 @@ def _memoised_gguf_name_maps() -> Iterator[None]:
 
     original = gguf.get_tensor_name_map
     gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original)
+    # transformers draws its own tqdm bar over the GGUF tensors, past its progress-bar switch; the log line
+    # before the conversion says what is happening, and a bar would land in the middle of the log.
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
         gguf.get_tensor_name_map = original
+        if bar is not None:
+            gguf_utils.tqdm = bar
 
 
 def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
