@@ -39,11 +39,32 @@ def git_revision() -> Optional[str]:
         return None
 
 
+_CODE_FINGERPRINT: Optional[str] = None
+
+
+def code_fingerprint() -> str:
+    """sha256 (16 hex digits) of every .py file of the installed probe package, by relative path and content.
+
+    Unlike the git revision it changes with uncommitted edits and exists outside a checkout, so a result
+    cached by one version of the code is never served to another. Computed once per process (~100 files)."""
+    global _CODE_FINGERPRINT
+    if _CODE_FINGERPRINT is None:
+        import hashlib
+
+        package = Path(__file__).resolve().parent
+        digest = hashlib.sha256()
+        for path in sorted(package.rglob("*.py")):
+            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _CODE_FINGERPRINT = digest.hexdigest()[:16]
+    return _CODE_FINGERPRINT
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """A JSON-safe provenance record: versions, git revision, UTC date, python and platform, plus `extra`."""
     record: dict[str, Any] = {
         "packages": package_versions(),
         "git_revision": git_revision(),
+        "code_fingerprint": code_fingerprint(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),

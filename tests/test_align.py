@@ -206,3 +206,28 @@ def test_progress_reports_every_layer(stacks):
     )
     assert ("prepare vision", 3, 3) in seen and ("kernels text", 4, 4) in seen
     assert [done for what, done, _ in seen if what == "kernels vision"] == [1, 2, 3]
+
+
+def test_clamp_level_counts_the_left_out_layers_as_prh_does():
+    """PRH computes the clamp level over every stored layer; a stack that leaves a constant layer out of the
+    max still counts it in the clamp (a cache's LayerStack hands it over through clamp_extra_layers)."""
+    from probe.align.prep import clip_threshold, prepare_layers
+
+    rng = np.random.default_rng(5)
+    all_layers = rng.standard_normal((40, 3, 8)).astype(np.float32)
+    all_layers[:, 0, :] = 9.0  # a constant, large first layer: it raises every row's 0.95 quantile
+
+    class Kept:
+        num_layers, num_rows = 2, 40
+
+        def layer(self, i):
+            return all_layers[:, i + 1]
+
+        def clamp_extra_layers(self):
+            return [all_layers[:, 0]]
+
+    prepared = prepare_layers(Kept(), name="v", clip_quantile=0.95, normalize=False, device=torch.device("cpu"))
+    every = [torch.as_tensor(all_layers[:, i]) for i in range(3)]
+    assert prepared.clip == pytest.approx(clip_threshold(every, quantile=0.95))
+    kept_only = clip_threshold(every[1:], quantile=0.95)
+    assert prepared.clip > kept_only * 1.5  # the left-out layer changes the level, as in PRH

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cli.main import main
@@ -95,7 +96,23 @@ def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, m
     # colour is planted in the pixels: even a random-weight ViT separates four flat colours linearly
     best = next(e for e in colour["layers"] if e["layer"] == colour["best_layer"])
     assert best["probe"]["accuracy"] >= 0.75 and best["control"]["accuracy"] <= 0.6
-    assert "colour" in out and "shuffled" in out
+    assert "colour" in out and "shuffled" in out and "test rows" in out
+    assert tasks[f"text:{tiny_model_dir('bert').name}"]["target_preprocessing"].startswith("PRH: clamp")
+
+
+def test_ridge_target_is_clamped_and_l2_normalised_as_for_alignment(tiny_model_dir, labelled_dataset, tmp_path) -> None:
+    from probe.align.prep import clip_threshold
+    from probe.features.extract import extract_features
+    from probe.runs.linear import prh_target
+
+    cache = extract_features(model=str(tiny_model_dir("bert")), dataset=labelled_dataset, cache_dir=tmp_path).open()
+    target = prh_target(cache, cache.num_layers - 1)
+    np.testing.assert_allclose(np.linalg.norm(target, axis=1), 1.0, rtol=1e-5)
+    raw = cache.read()  # [N, S, D]
+    q = clip_threshold([torch.as_tensor(raw[:, i]) for i in range(raw.shape[1])], quantile=0.95)
+    expected = np.clip(raw[:, -1], -q, q)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(target, expected, atol=1e-6)
 
 
 def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:

@@ -22,18 +22,29 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
         main(args + ["--output", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert info.value.code == 0, err
-    assert "trained without text vs random-init control" in out
+    assert "is the model trained without text above what no learning gives?" in out
     (demo_file,) = (tmp_path / "out").glob("demo-*.json")
     summary = json.loads(demo_file.read_text())["results"]["summary"]
     pairs = {(r["vision"], r["text"]) for r in summary["alignment"]}
-    assert pairs == {(v, t) for v in ("tiny-ssl-vit", "tiny-random-vit") for t in ("minilm", "smollm2")}
+    assert pairs == {(v, t) for v in ("tiny-ssl-vit", "pixels-16", "tiny-random-vit") for t in ("minilm", "smollm2")}
+    # The trained model beside its best control, per text model and metric, with a paired interval and a verdict.
+    comparisons = summary["comparisons"]
+    assert {(r["text"], r["metric"]) for r in comparisons} == {(t, m) for t in ("minilm", "smollm2")
+                                                               for m in ("mutual_knn", "cka", "unbiased_cka", "cknna")}
+    assert all(r["best_control"] in ("pixels-16", "tiny-random-vit") and len(r["interval"]) == 2 for r in comparisons)
+    assert all(r["above"] == (r["interval"][0] > 0) for r in comparisons)
+    assert len(summary["verdicts"]) == len(comparisons) + 3 and all("its best control" in v for v in summary["verdicts"])
+    assert {r["metric"] for r in summary["ceiling"]} == {"mutual_knn", "cka", "unbiased_cka", "cknna"}
     for r in summary["alignment"]:
         assert r["chance"] is not None and 0 < r["p_value"] <= 1
         if r["metric"] == "mutual_knn":
             assert r["chance"] == pytest.approx(10 / 95)
     tasks = {(r["vision"], r["task"]) for r in summary["linear"]}
     assert ("tiny-ssl-vit", "category") in tasks and ("tiny-random-vit", "text:smollm2") in tasks
-    assert len(list((tmp_path / "out").glob("*.png"))) == 2 * 2 * 4
+    assert ("pixels-16", "category") in tasks and ("pixels-16", "words") in tasks
+    assert all(r["baseline_kind"] for r in summary["linear"])
+    # Heatmaps: the model and two controls against two text models, and the text-vs-text ceiling; 4 metrics each.
+    assert len(list((tmp_path / "out").glob("*.png"))) == (3 * 2 + 1) * 4
 
     # Second run: every feature cache and score is reused, and the numbers are identical.
     with pytest.raises(SystemExit) as info:

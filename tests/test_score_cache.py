@@ -126,9 +126,9 @@ class _Payload:
 def _entry_path(tmp_path: Path, kind: str, key: dict) -> Path:
     from probe import __version__
     from probe.features.format import key_hash
-    from probe.provenance import git_revision
+    from probe.provenance import code_fingerprint
 
-    return score_cache.score_path(tmp_path, kind, key_hash({"key": key, "probe": __version__, "git": git_revision()}))
+    return score_cache.score_path(tmp_path, kind, key_hash({"key": key, "probe": __version__, "code": code_fingerprint()}))
 
 
 def test_a_crafted_pickle_is_never_executed_and_is_recomputed(report, tmp_path, caplog) -> None:

@@ -151,12 +151,19 @@ def prepare_layers(
 ) -> PreparedLayers:
     """Read every layer of `features` ([N, L, D] array or layer source) and apply PRH's preprocessing.
 
-    Returns the L prepared layers [N, D] float32 on `device` and the clamp level. Raises InputError
-    naming `name` for bad shapes or non-finite values.
+    Returns the L prepared layers [N, D] float32 on `device` and the clamp level. A source with
+    `clamp_extra_layers()` (a cache's `LayerStack` that left constant layers out) adds those layers to the clamp
+    level's computation only, as PRH computes it over every stored layer. Raises InputError naming `name` for
+    bad shapes or non-finite values.
     """
     source = as_layer_source(features, name=name)
     layers = read_layers(source, name=name, device=device)
-    clip = None if clip_quantile is None else clip_threshold(layers, quantile=clip_quantile)
+    clip = None
+    if clip_quantile is not None:
+        extra_source = getattr(source, "clamp_extra_layers", None)
+        extra = [as_matrix(x, name=f"{name} (left-out layer)", device=device) for x in extra_source()] if extra_source else []
+        clip = clip_threshold(layers + extra, quantile=clip_quantile)
+        del extra
     prepared = []
     for index, layer in enumerate(layers):
         prepared.append(prepare_layer(layer, clip=clip, normalize=normalize))

@@ -75,6 +75,15 @@ class LayerStack:
         x = self.cache.layer(self._positions[i], pool=self.pool)
         return x if self.rows is None else x[self.rows]
 
+    def clamp_extra_layers(self) -> list[np.ndarray]:
+        """The layers left out on purpose (`dropped`), as [num_rows, D] arrays: PRH computes its clamp level over
+        every stored layer, including those it then does not align (see `probe.align.prep.prepare_layers`)."""
+        out = []
+        for state in self.dropped:
+            x = self.cache.layer(self.cache.layers.index(state), pool=self.pool)
+            out.append(x if self.rows is None else x[self.rows])
+        return out
+
     def select(self, positions: Sequence[int], *, dropped: Sequence[int] = ()) -> "LayerStack":
         """The stack restricted to `positions` (indices into this stack's layers)."""
         mine = self._positions

@@ -201,12 +201,12 @@ def render_linear(run: Any, console: Optional[Console] = None) -> None:
         console.print(f"results: {run.results_path}", highlight=False, soft_wrap=True)
 
 
-_FIGURES = {"accuracy": "accuracy", "mean average precision": "mean AP", "caption retrieval top-5": "top-5 retrieval"}
+_FIGURES = {"accuracy": "acc.", "mean average precision": "mean AP", "caption retrieval top-5": "top-5"}
 
 
 def demo_tables(summary: dict[str, Any]) -> list[Table]:
-    """Trained model beside its random-init control: one table for alignment (best score, calibrated score in
-    brackets), one for the probes (value, control in brackets), each with its chance column."""
+    """The trained model beside its controls: one table for alignment (best score, calibrated score in
+    brackets) with chance, one for the probes (value, shuffled control in brackets) with the baseline."""
     visions: list[str] = []
     for r in summary["alignment"] + summary["linear"]:
         visions += [r["vision"]] if r["vision"] not in visions else []
@@ -220,23 +220,23 @@ def demo_tables(summary: dict[str, Any]) -> list[Table]:
     for r in summary["alignment"]:
         rows.setdefault((r["metric"], r["text"]), {})[r["vision"]] = r
     for (metric, text), cells in rows.items():
-        chance = next(iter(cells.values()))["chance"]
+        chance = cells.get(visions[0], next(iter(cells.values())))["chance"]
         align.add_row(metric, text, *(f"{fmt_num(cells[v]['best'])} ({fmt_num(cells[v]['calibrated'])})" if v in cells else "–"
                                       for v in visions), fmt_num(chance))
-    probes = _table("linear probes: best layer's test figure (shuffled control)")
+    probes = _table("linear probes: best layer's test figure / its shuffled control")
     probes.add_column("task", overflow="fold")
     probes.add_column("figure", no_wrap=True)
     for v in visions:
         probes.add_column(v, justify="right", overflow="fold")
-    probes.add_column("chance", justify="right", no_wrap=True)
+    probes.add_column("baseline", justify="right", no_wrap=True)
     lrows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in summary["linear"]:
         lrows.setdefault((r["task"], r["figure"]), {})[r["vision"]] = r
     for (task, figure), cells in lrows.items():
-        chance = next(iter(cells.values()))["chance"]
+        baseline = next(iter(cells.values()))["baseline"]
         probes.add_row(task, _FIGURES.get(figure, figure),
-                       *(f"{fmt_num(cells[v]['value'])} ({fmt_num(cells[v]['control'])})" if v in cells else "–" for v in visions),
-                       fmt_num(chance))
+                       *(f"{fmt_num(cells[v]['value'])}/{fmt_num(cells[v]['control'])}" if v in cells else "–" for v in visions),
+                       fmt_num(baseline))
     return [align, probes]
 
 
@@ -250,7 +250,10 @@ def render_demo(run: Any, console: Optional[Console] = None) -> None:
     for table in demo_tables(run.summary):
         console.print(table)
     console.print("alignment: calibrated against the permutation null of the max over layer pairs; chance for mutual_knn "
-                  "= k/(N-1). probes: best layer chosen on validation; chance = majority class (accuracy), word base "
+                  "= k/(N-1). probes: best layer chosen on validation; baseline = majority class (accuracy), word base "
                   "rate (mean AP), 5/N_test (top-5).", style="dim")
+    console.rule("is the model trained without text above what no learning gives?")
+    for line in run.summary["verdicts"]:
+        console.print(f"- {line}", highlight=False)
     if run.results_path is not None:
         console.print(f"demo results: {run.results_path}", highlight=False, soft_wrap=True)

@@ -151,6 +151,10 @@ def run_align(
     vcaches, ccaches, tcaches = caches(vision_names, "vision", pool_vision), caches(control_models, "vision", pool_vision), \
         caches(text_names, "text", pool_text)
     ensure_paired(vcaches + ccaches + tcaches)
+    # Controls by the name their caches record (`random-init:tiny-ssl-vit` is registered as `tiny-random-vit`).
+    recorded = {**dict(zip(vision_names, (str(c.key["model"]["name"]) for c in vcaches))),
+                **dict(zip(control_models, (str(c.key["model"]["name"]) for c in ccaches)))}
+    control_map = {recorded[v]: [recorded[c] for c in names] for v, names in control_map.items()}
     vstacks, cstacks, tstacks = ([informative_layers(c) for c in group] for group in (vcaches, ccaches, tcaches))
 
     def score(v: LayerStack, t: LayerStack) -> AlignPair:

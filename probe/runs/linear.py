@@ -85,6 +85,22 @@ def _positions(cache: FeatureCache, spec: str, *, param: str) -> list[int]:
         raise InputError(f"{exc} (positions count the {cache.num_layers} stored layers {cache.layers})") from None
 
 
+TARGET_PREPROCESSING = "PRH: clamp at the mean per-row 0.95 quantile of |x| over all stored text layers, then L2 rows"
+
+
+def prh_target(cache: FeatureCache, position: int) -> np.ndarray:
+    """Stored text layer `position` [N, D] preprocessed as the alignment metrics see it (PRH's clamp, its level
+    computed over every stored layer of the cache, then L2-normalised rows): the ridge probe's R^2 weighs
+    dimensions by their variance, and a few massive-activation dims would otherwise dominate it."""
+    import torch
+
+    from probe.align.prep import clip_threshold, prepare_layer, read_layers
+
+    layers = read_layers(cache.stack(), name=str(cache.path), device=torch.device("cpu"))
+    clip = clip_threshold(layers, quantile=0.95)
+    return prepare_layer(layers[position], clip=clip, normalize=True).numpy()
+
+
 def label_targets(
     data: PairedDataset, name: str, settings: LinearSettings
 ) -> tuple[Any, Optional[list[str]], Optional[np.ndarray], dict[str, Any]]:
@@ -168,12 +184,14 @@ def run_linear(
         what = f"ridge to {text_name}"
         sweep = cached_score(
             options.cache_dir, "linear", {"vision": vcache.key, "positions": positions, "text": tcache.key, "text_position": tpos,
-                                          "task": "crossmodal", "seed": settings.seed},
-            lambda: probe_layers(source, task=ProbeTask.CROSSMODAL, target=tcache.layer(tpos), seed=settings.seed,
+                                          "task": "crossmodal", "seed": settings.seed,
+                                          "target": TARGET_PREPROCESSING},
+            lambda: probe_layers(source, task=ProbeTask.CROSSMODAL, target=prh_target(tcache, tpos), seed=settings.seed,
                                  progress=(lambda d, t, _w: progress(d, t, what)) if progress else None),
             refresh=options.overwrite == "always")
         tasks.append(LinearTask(f"text:{text_name}", "crossmodal", sweep, states,
-                                {"text_model": text_name, "text_hidden_state": tcache.layers[tpos]}))
+                                {"text_model": text_name, "text_hidden_state": tcache.layers[tpos],
+                                 "target_preprocessing": TARGET_PREPROCESSING}))
     logger.info("probed %d layers of %s for %d targets in %.1f s", len(positions), vision_name, len(tasks), time.perf_counter() - t0)
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
     run = LinearRun(vcache, tasks, dataset_info, settings)

@@ -1,8 +1,9 @@
 """A cache of computed scores (alignment reports, probe sweeps), so re-running an analysis on unchanged
 inputs and settings reads the result instead of recomputing a permutation null.
 
-The key holds the input caches' key hashes, every setting, the probe version and the project's git
-revision (when in a checkout), so new features, new settings or new code all miss the cache. `refresh=True`
+The key holds the input caches' key hashes, every setting, the probe version and the fingerprint of probe's own
+source (`probe.provenance.code_fingerprint`, so uncommitted edits count too), so new features, new settings or
+new code all miss the cache. `refresh=True`
 (the commands' `--overwrite always`) recomputes and replaces.
 
 Entries are JSON files `<cache>/scores/<kind>/<digest>.json` written by `probe.runs.typed_json` (arrays as
@@ -98,9 +99,9 @@ def cached_score(cache_dir: Path, kind: str, key: dict[str, Any], compute: Calla
     """`compute()` (a dataclass instance), or its earlier result for the same `key` (a JSON-safe dict) and code
     version, read back equal to what was computed (arrays bit-equal)."""
     from probe import __version__
-    from probe.provenance import git_revision
+    from probe.provenance import code_fingerprint
 
-    digest = key_hash({"key": key, "probe": __version__, "git": git_revision()})
+    digest = key_hash({"key": key, "probe": __version__, "code": code_fingerprint()})
     path = score_path(cache_dir, kind, digest)
     if not refresh and path.is_file():
         try:
