@@ -47,7 +47,7 @@ def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, mo
                            "--permutations", "20", "--subsamples", "5", "--topk", "5", "--no-progress"], capsys)
     assert code == 0, err
     assert "mutual_knn" in out and "calib." in out and "<0.05" in out  # p at its floor 1/21
-    (results,) = out_dir.glob("align-*.json")
+    (results,) = (out_dir / "latest").glob("align-*.json")
     record = json.loads(results.read_text())
     assert record["schema_version"] == 1 and record["command"] == "align"
     assert {"settings", "inputs", "dataset", "results", "provenance"} <= set(record)
@@ -61,7 +61,8 @@ def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, mo
     assert m["chance_level"] == pytest.approx(5 / (N - 1))
     assert 0 < m["p_value"] <= 1 and len(m["max_interval"]) == 2
     assert set(record["results"]["pairs"][0]["report"]["metrics"]) == {"mutual_knn", "cka", "unbiased_cka", "cknna"}
-    assert len(list(out_dir.glob("*.png"))) == 2 * 4
+    assert len(list((out_dir / "latest").glob("*.png"))) == (2 + 1) * 4  # two pairs and the text-vs-text ceiling
+    assert (out_dir / "latest" / "command.txt").read_text().strip()
     assert record["provenance"]["packages"]["torch"]
 
 
@@ -89,7 +90,7 @@ def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, m
     code, out, err = _cli(["linear", "--vision", str(tiny_model_dir("vit")), "--labels", "colour,words", "--text", str(tiny_model_dir("bert")),
                            "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "cache"), "--output", str(out_dir), "--no-progress"], capsys)
     assert code == 0, err
-    (results,) = out_dir.glob("linear-*.json")
+    (results,) = (out_dir / "latest").glob("linear-*.json")
     tasks = {t["name"]: t for t in json.loads(results.read_text())["results"]["tasks"]}
     assert set(tasks) == {"colour", "words", f"text:{tiny_model_dir('bert').name}"}
     colour = tasks["colour"]
@@ -135,7 +136,29 @@ def test_scores_are_reused_until_inputs_settings_or_overwrite_change(tiny_model_
     for extra in ([], [], ["--topk", "3"], ["--overwrite", "always"]):
         code, _, err = _cli(base + extra, capsys)
         assert code == 0, err
-        outs.append(sorted((tmp_path / "o").glob("align-*.json"))[-1].read_text())
+        outs.append(next((tmp_path / "o" / "latest").glob("align-*.json")).read_text())
     assert len(calls) == 3  # the second run read the first one's scores; new k and --overwrite always recompute
     first, second = (json.loads(o)["results"]["pairs"][0]["report"] for o in outs[:2])
     assert first == second
+
+
+def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+    """Two align runs with different settings into one --output: two run folders, each with its own JSON and
+    PNGs whose paths point inside it; `latest` names the second; nothing of the first changed."""
+    out = tmp_path / "o"
+    base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset",
+            str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--output", str(out), "--permutations", "5",
+            "--subsamples", "0", "--no-progress", "--metric", "mutual_knn"]
+    assert _cli(base + ["--topk", "3"], capsys)[0] == 0
+    (first,) = [p for p in out.iterdir() if p.name.startswith("align-")]
+    before = {p: p.read_bytes() for p in first.iterdir()}
+    assert _cli(base + ["--topk", "5"], capsys)[0] == 0
+    runs = sorted(p for p in out.iterdir() if p.name.startswith("align-"))
+    assert len(runs) == 2 and (out / "latest").resolve() == runs[1].resolve() != first.resolve()
+    assert {p: p.read_bytes() for p in first.iterdir()} == before
+    for run in runs:
+        (results,) = run.glob("align-*.json")
+        record = json.loads(results.read_text())
+        heatmaps = record["results"]["pairs"][0]["heatmaps"].values()
+        assert heatmaps and all(Path(h).parent == run and Path(h).is_file() for h in heatmaps)
+    assert not list(out.rglob("*.tmp"))

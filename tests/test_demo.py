@@ -23,7 +23,7 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     out, err = capsys.readouterr()
     assert info.value.code == 0, err
     assert "is the model trained without text above what no learning gives?" in out
-    (demo_file,) = (tmp_path / "out").glob("demo-*.json")
+    (demo_file,) = (tmp_path / "out" / "latest").glob("demo-*.json")  # the run folder of this run
     summary = json.loads(demo_file.read_text())["results"]["summary"]
     pairs = {(r["vision"], r["text"]) for r in summary["alignment"]}
     assert pairs == {(v, t) for v in ("tiny-ssl-vit", "pixels-16", "tiny-random-vit") for t in ("minilm", "smollm2")}
@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     assert ("pixels-16", "category") in tasks and ("pixels-16", "words") in tasks
     assert all(r["baseline_kind"] for r in summary["linear"])
     # Heatmaps: the model and two controls against two text models, and the text-vs-text ceiling; 4 metrics each.
-    assert len(list((tmp_path / "out").glob("*.png"))) == (3 * 2 + 1) * 4
+    assert len(list((tmp_path / "out").rglob("*.png"))) == (3 * 2 + 1) * 4
 
     # Second run: every feature cache and score is reused, and the numbers are identical.
     with pytest.raises(SystemExit) as info:
@@ -52,5 +52,5 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     _, err2 = capsys.readouterr()
     assert info.value.code == 0
     assert "extracted" not in err2 and "reusing align scores" in err2
-    (again,) = (tmp_path / "again").glob("demo-*.json")
+    (again,) = (tmp_path / "again" / "latest").glob("demo-*.json")
     assert json.loads(again.read_text())["results"]["summary"] == summary

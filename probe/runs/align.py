@@ -17,6 +17,7 @@ from probe.log import logger
 from probe.progress import ProgressCallback
 from probe.report.numbers import fmt_num, fmt_p
 from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.controls import ControlRow, check_controls, compare_to_controls, control_names
 from probe.runs.score_cache import cached_score
 from probe.runs.sizes import SizeRow, nested_subsets, score_sizes
@@ -123,7 +124,8 @@ def run_align(
     sizes: Sequence[int] = (),
     progress: Optional[ProgressCallback] = None,
 ) -> AlignRun:
-    """Score every (vision, text) model pair on `dataset`; write results JSON + PNGs to `output` (if given).
+    """Score every (vision, text) model pair on `dataset`; write results JSON + PNGs into a new run folder under
+    `output` (if given; `probe.runs.outputs`: `<output>/align-<time>/`, and `<output>/latest` points at it).
 
     `controls`: control models (`pixels-16`, or `random-init` for each vision model's own twin) scored on the
     same rows and text models; each model is compared with its best control on the same subsamples. With two
@@ -151,6 +153,7 @@ def run_align(
     vcaches, ccaches, tcaches = caches(vision_names, "vision", pool_vision), caches(control_models, "vision", pool_vision), \
         caches(text_names, "text", pool_text)
     ensure_paired(vcaches + ccaches + tcaches)
+    run_dir = new_run_folder(output, "align") if output is not None else None
     # Controls by the name their caches record (`random-init:tiny-ssl-vit` is registered as `tiny-random-vit`).
     recorded = {**dict(zip(vision_names, (str(c.key["model"]["name"]) for c in vcaches))),
                 **dict(zip(control_models, (str(c.key["model"]["name"]) for c in ccaches)))}
@@ -171,8 +174,8 @@ def run_align(
                         fmt_num(m.best_score), v.layers[m.best_pair[0]], t.layers[m.best_pair[1]],
                         fmt_num(m.chance_level), fmt_num(m.calibrated_score),
                         fmt_p(m.p_value, permutations=settings.permutations))
-        if output is not None:
-            pair.heatmaps = write_heatmaps(pair, Path(output))
+        if run_dir is not None:
+            pair.heatmaps = write_heatmaps(pair, run_dir)
         return pair
 
     pairs = [score(v, t) for v in vstacks for t in tstacks]
@@ -185,11 +188,11 @@ def run_align(
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
     run = AlignRun(pairs, settings, dataset_info, vision_params_m={v.name: _params_m(v.name) for v in vstacks + cstacks},
                    control_pairs=control_pairs, control_rows=control_rows, ceiling=ceiling, size_rows=size_rows)
-    if output is not None:
+    if run_dir is not None:
         if size_rows:
-            run.size_plots = write_size_plots(size_rows, Path(output))
+            run.size_plots = write_size_plots(size_rows, run_dir)
         run.results_path = write_results(
-            Path(output), command="align",
+            run_dir, command="align",
             settings={"align": asdict(settings), "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
                       "pool_vision": pool_vision, "pool_text": pool_text, "controls": list(controls), "sizes": list(sizes)},
             inputs=[cache_input_record(c) for c in vcaches + ccaches + tcaches], dataset=dataset_info,
@@ -199,6 +202,7 @@ def run_align(
                      "ceiling": [pair_record(p) for p in ceiling],
                      "sizes": {"rows": [r.to_dict() for r in size_rows], "plots": {k: str(v) for k, v in run.size_plots.items()}}},
         )
+        point_latest(Path(output), run_dir)
     return run
 
 

@@ -20,7 +20,9 @@ from typing import Any, Optional
 from probe.align.settings import AlignSettings
 from probe.runs.align import AlignRun, run_align
 from probe.runs.linear import LinearRun, LinearSettings, run_linear
+from probe.runs.checks import check_run_request
 from probe.runs.inputs import ExtractOptions
+from probe.runs.outputs import new_run_folder, point_latest
 from probe.progress import ProgressCallback
 
 DEMO_DATASET = "openmoji"
@@ -124,27 +126,31 @@ def run_demo(
     *, cache_dir: Path, output: Optional[Path], settings: DemoSettings = DemoSettings(),
     progress: Optional[ProgressCallback] = None,
 ) -> DemoRun:
-    """Render the dataset, extract the four models, align, probe, and write results JSON + PNGs to `output`."""
+    """Render the dataset, extract the models, align, probe, and write results JSON + PNGs into a new run folder
+    under `output` (`<output>/demo-<time>/`, with the alignment and probe runs as run folders inside it)."""
     from probe.results import write_results
 
     options = ExtractOptions(cache_dir=Path(cache_dir), device=settings.device, limit=settings.limit)
+    check_run_request(cache_dir=options.cache_dir, output=output)  # before any model or data
+    run_dir = new_run_folder(output, "demo") if output is not None else None
     align = run_align(
         vision=(TRAINED_VISION,), text=DEMO_TEXT, dataset=DEMO_DATASET, controls=DEMO_CONTROLS,
         settings=AlignSettings(permutations=settings.permutations, subsamples=settings.subsamples, seed=settings.seed,
                                device=settings.device),
-        options=options, output=output, progress=progress,
+        options=options, output=run_dir, progress=progress,
     )
     linear = {
-        vision: run_linear(vision=vision, dataset=DEMO_DATASET, text=CROSSMODAL_TEXT, options=options, output=output,
+        vision: run_linear(vision=vision, dataset=DEMO_DATASET, text=CROSSMODAL_TEXT, options=options, output=run_dir,
                            settings=LinearSettings(labels=DEMO_LABELS, seed=settings.seed), progress=progress)
         for vision in (TRAINED_VISION, *CONTROL_VISION)
     }
     run = DemoRun(align, linear, settings, summarise(align, linear))
-    if output is not None:
+    if run_dir is not None:
         run.results_path = write_results(
-            Path(output), command="demo", settings={"demo": settings.__dict__, "cache_dir": str(cache_dir)},
+            run_dir, command="demo", settings={"demo": settings.__dict__, "cache_dir": str(cache_dir)},
             inputs=[], dataset=align.dataset,
             results={"summary": run.summary, "align_results": str(align.results_path),
                      "linear_results": {k: str(v.results_path) for k, v in linear.items()}},
         )
+        point_latest(Path(output), run_dir)
     return run

@@ -17,6 +17,7 @@ from probe.features.layers import parse_layers
 from probe.log import logger
 from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
+from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.score_cache import cached_score
 
 WORDS = "words"
@@ -142,7 +143,8 @@ def run_linear(
     progress: Optional[ProgressCallback] = None,
 ) -> LinearRun:
     """Probe every requested layer of `vision` for each label field / `words`, and (with `text`) ridge to that
-    text model's `settings.text_layer`. Extracts missing caches; writes results JSON to `output` if given."""
+    text model's `settings.text_layer`. Extracts missing caches; writes results JSON into a new run folder under
+    `output` if given (`probe.runs.outputs`)."""
     from probe.linear.sweep import ProbeTask, probe_layers
     from probe.results import cache_input_record, write_results
     from probe.runs.checks import check_label_fields, check_run_request
@@ -196,11 +198,13 @@ def run_linear(
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
     run = LinearRun(vcache, tasks, dataset_info, settings)
     if output is not None:
+        run_dir = new_run_folder(output, "linear")
         run.results_path = write_results(
-            Path(output), command="linear",
+            run_dir, command="linear",
             settings={"linear": settings.__dict__, "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
                       "pool_vision": pool_vision, "pool_text": pool_text},
             inputs=[cache_input_record(c) for c in inputs], dataset=dataset_info,
             results={"vision": vcache.key["model"]["name"], "tasks": [t.to_dict() for t in tasks]},
         )
+        point_latest(Path(output), run_dir)
     return run
