@@ -119,3 +119,38 @@ def test_bad_inputs(tmp_path) -> None:
     (tmp_path / "other.json").write_text('{"a": 1}')
     with pytest.raises(InputError, match="not a probe results file"):
         load(tmp_path / "other.json")
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_compare_two_runs(tmp_path, capsys, monkeypatch) -> None:
+    """B is A with one score raised by 0.05 and written by a newer probe run: the difference is exactly that,
+    the table fits 80 columns, the CSV holds every shared (vision, text, metric) and says 'unpaired'."""
+    import pandas as pd
+
+    record = json.loads(DEMO_ALIGN.read_text())
+    metric = record["results"]["pairs"][0]["report"]["metrics"]["cka"]
+    metric["best_score"] += 0.05
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "align-b.json").write_text(json.dumps(record))
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _cli(["compare", str(DEMO_ALIGN), str(tmp_path / "b"), "--csv", str(tmp_path / "c.csv")], capsys)
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "tiny-ssl-vit vs minilm" in out and "+0.050" in out and "unpaired" in out
+    frame = pd.read_csv(tmp_path / "c.csv")
+    assert len(frame) == 16 and set(frame.paired) == {"unpaired"} and frame.same_rows.all()
+    changed = frame[frame.difference != 0]
+    assert list(changed.metric) == ["cka"] and changed.difference.iloc[0] == pytest.approx(0.05)
+
+
+def test_compare_nothing_shared(tmp_path, capsys) -> None:
+    code, _, err = _cli(["compare", str(DEMO_ALIGN), str(PIXELS_ALIGN)], capsys)
+    assert code == 2 and "share no (vision, text, metric)" in err

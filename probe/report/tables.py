@@ -255,3 +255,70 @@ def finite(value: Any) -> bool:
         return value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+# --- comparing two runs ------------------------------------------------------------------------------------------
+
+COMPARE_KEYS = ("vision", "text", "metric")
+COMPARE_COLUMNS = (
+    "vision", "text", "metric", "best_a", "best_b", "difference", "calibrated_a", "calibrated_b",
+    "calibrated_difference", "n_a", "n_b", "same_rows", "paired", "diff_low", "diff_high", "run_a", "run_b",
+)  # fmt: skip
+
+
+def paired_difference_interval(metric_a: dict[str, Any], metric_b: dict[str, Any], *, same_rows: bool) -> Optional[tuple[float, float]]:
+    """The interval of (B - A) for one metric from subsample scores computed on the same rows, or None.
+
+    Hook: the results files do not store per-subsample scores yet, so this returns None ("unpaired"). Once each
+    metric's record holds `subsample_scores` (the max over layer pairs on each subsample, the subsamples drawn
+    from the same seed, N and dataset fingerprint in both runs), the paired interval is the interval of the
+    per-subsample differences by the same rule as `max_interval` (probe.align.stats), and this is where it goes.
+    """
+    del metric_a, metric_b, same_rows  # read once the arrays exist; until then every comparison is unpaired
+    return None
+
+
+def _latest(frame: Any, side: str) -> Any:
+    """One row per (vision, text, metric): when a side holds several runs of the same pair, the newest."""
+    from probe.log import logger
+
+    dup = frame.duplicated(list(COMPARE_KEYS), keep=False)
+    if dup.any():
+        logger.warning("%s holds %d runs of the same (vision, text, metric); comparing the newest of each",
+                       side, int(frame[dup].run.nunique()))
+    return frame.sort_values("created").drop_duplicates(list(COMPARE_KEYS), keep="last")
+
+
+def compare(a: Any, b: Any) -> Any:
+    """Both sides' scores per shared (vision, text, metric), B - A, and whether the rows were the same
+    (dataset fingerprint and N). `a`, `b`: results files or run folders (anything `load` takes). Columns
+    COMPARE_COLUMNS; `paired` is "paired" with `diff_low`/`diff_high` when both stored subsample scores on
+    the same rows (paired_difference_interval), else "unpaired". InputError when nothing is shared."""
+    import pandas as pd
+
+    from probe.errors import InputError
+
+    frames = {}
+    metric_records: dict[str, dict[tuple[str, str, str, str], dict[str, Any]]] = {}
+    for side, paths in (("A", a), ("B", b)):
+        frames[side] = _latest(load(paths), side)
+        metric_records[side] = {(path.stem, pair["vision"], pair["text"], name): m for path, rec in records(paths)
+                                if rec["command"] == "align" for pair in rec["results"].get("pairs", [])
+                                for name, m in pair["report"]["metrics"].items()}
+    merged = frames["A"].merge(frames["B"], on=list(COMPARE_KEYS), suffixes=("_a", "_b"))
+    if merged.empty:
+        raise InputError(f"{a} and {b} share no (vision, text, metric): compare runs of the same models and metrics.")
+    rows = []
+    for r in merged.itertuples():
+        same = bool(r.dataset_fingerprint_a == r.dataset_fingerprint_b and r.n_a == r.n_b)
+        ma = metric_records["A"].get((r.run_a, r.vision, r.text, r.metric), {})
+        mb = metric_records["B"].get((r.run_b, r.vision, r.text, r.metric), {})
+        interval = paired_difference_interval(ma, mb, same_rows=same)
+        rows.append({
+            "vision": r.vision, "text": r.text, "metric": r.metric, "best_a": r.best_score_a, "best_b": r.best_score_b,
+            "difference": r.best_score_b - r.best_score_a, "calibrated_a": r.calibrated_a, "calibrated_b": r.calibrated_b,
+            "calibrated_difference": r.calibrated_b - r.calibrated_a, "n_a": r.n_a, "n_b": r.n_b, "same_rows": same,
+            "paired": "paired" if interval else "unpaired", "diff_low": interval[0] if interval else NAN,
+            "diff_high": interval[1] if interval else NAN, "run_a": r.run_a, "run_b": r.run_b,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))

@@ -195,3 +195,15 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
     logger.info("report of %d alignment rows and %d probe rows in %.1f s: %s", len(align), len(probes),
                 (_dt.datetime.now(_dt.timezone.utc) - t0).total_seconds(), files.html)
     return files
+
+
+def run_compare(a: Any, b: Any, *, csv: Optional[Path] = None) -> Any:
+    """probe.report.tables.compare of the results under `a` and `b`; written to `csv` too (atomically) when given."""
+    from probe.report.tables import compare
+
+    frame = compare(a, b)
+    if csv is not None:
+        path = Path(csv)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return frame
