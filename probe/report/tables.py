@@ -48,6 +48,10 @@ PROBE_FIGURES = {
 }
 
 
+# The JSON's chance_source "null" reads as missing in CSV readers (pandas' default NA strings): spelled out.
+_CHANCE_SOURCES = {"null": "permutation null"}
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What the registry says about a model name (NaN/None where it does not know it)."""
@@ -161,7 +165,7 @@ def alignment_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
                     "best_vision_state": vstate, "best_text_state": tstate,
                     "vision_depth": _depth(vstate, vl, dropped.get("vision", [])),
                     "text_depth": _depth(tstate, tl, dropped.get("text", [])),
-                    "chance": _num(m.get("chance_level")), "chance_source": m.get("chance_source"),
+                    "chance": _num(m.get("chance_level")), "chance_source": _CHANCE_SOURCES.get(m.get("chance_source"), m.get("chance_source")),
                     "null_max_mean": _num(m.get("null_max_mean")), "null_max_std": _num(m.get("null_max_std")),
                     "calibrated": _num(m.get("calibrated_score")), "p_value": _num(m.get("p_value")),
                     "z_score": _num(m.get("z_score")), "ci_low": _num(interval[0]), "ci_high": _num(interval[1]),

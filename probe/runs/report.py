@@ -154,7 +154,7 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
         sections.append(("Alignment", "Best score over all (vision, text) hidden-state pairs, beside its chance level and "
                          "the permutation null of that max; calibrated = (best - null) / (1 - null). Hidden states: 0 = "
                          "embeddings.", [alignment_table(align)]))
-    sections += [(f.title, f.caption, [f]) for f in figs if f.name != "probes"]
+    sections += [(f.title, "", [f]) for f in figs if f.name != "probes"]  # the caption goes under the figure
     if not probes.empty:
         sections.append(("Linear probes", "The layer chosen on validation data, scored on test rows.",
                          [probe_table(probes), *[f for f in figs if f.name == "probes"]]))
