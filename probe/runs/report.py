@@ -89,15 +89,18 @@ def probe_table(probes: Any) -> Table:
 
 
 def provenance_tables(recs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple[str, Table]]:
-    """Runs (command, date, dataset + fingerprint, git revision, package versions) and models (name, hub id,
-    revision, where the weights came from), as recorded in the results files."""
+    """Runs (command, date, dataset + fingerprint, git revision), package versions (each version seen, with the
+    runs that used it when they differ) and models (name, hub id, revision, where the weights came from), as
+    recorded in the results files."""
     runs, models, seen = [], [], set()
+    packages: dict[str, dict[str, list[str]]] = {}  # package -> version -> runs
     for path, rec in recs:
         prov = rec.get("provenance") or {}
         ds = rec.get("dataset") or {}
-        packages = ", ".join(f"{k} {v}" for k, v in sorted((prov.get("packages") or {}).items()) if v)
+        for name, version in (prov.get("packages") or {}).items():
+            packages.setdefault(name, {}).setdefault(str(version or "not installed"), []).append(path.stem)
         runs.append([path.name, rec.get("command", ""), rec.get("created", ""), f"{ds.get('name')} (N={ds.get('rows')})",
-                     str(ds.get("fingerprint") or "–")[:16], str(prov.get("git_revision") or "–"), packages])
+                     str(ds.get("fingerprint") or "–")[:16], str(prov.get("git_revision") or "–")])
         for inp in rec.get("inputs") or []:
             identity = (inp.get("extraction") or {}).get("model_identity") or {}
             weights = identity.get("commit") or identity.get("package") or identity.get("weights") or "–"
@@ -106,8 +109,11 @@ def provenance_tables(recs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple
                 seen.add(key)
                 models.append([str(inp.get("model")), inp.get("modality", ""), str(inp.get("hub_id") or "–"),
                                str(inp.get("revision") or "–"), str(weights)])
-    return [("Runs", (["file", "command", "created", "dataset", "fingerprint", "git revision", "packages"], runs)),
-            ("Models", (["model", "modality", "hub id", "revision", "weights", ], models))]
+    package_rows = [[name, version, "all" if len(versions) == 1 else ", ".join(used)]
+                    for name, versions in sorted(packages.items()) for version, used in versions.items()]
+    return [("Runs", (["file", "command", "created", "dataset", "fingerprint", "git revision"], runs)),
+            ("Packages", (["package", "version", "runs"], package_rows)),
+            ("Models", (["model", "modality", "hub id", "revision", "weights"], models))]
 
 
 def _md_table(table: Table) -> str:
