@@ -32,6 +32,8 @@ _ENTRY_POINTS = {
     "run_align": "probe.runs.align:run_align",
     "run_linear": "probe.runs.linear:run_linear",
     "run_demo": "probe.runs.demo:run_demo",
+    "load_results": "probe.report.tables:load",
+    "load_probes": "probe.report.tables:load_probes",
 }
 
 __all__ = ["__version__", "ProbeError", "InputError", "ModelError", "CacheError", *_ENTRY_POINTS]

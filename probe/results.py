@@ -104,3 +104,67 @@ def write_results(
     tmp.write_text(json.dumps(to_jsonable(record), indent=1, allow_nan=False))
     os.replace(tmp, path)
     return path
+
+
+# --- reading results back -------------------------------------------------------------------------------------
+
+RESULT_COMMANDS = ("align", "linear", "demo")
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """The record of one results JSON file, checked: strict JSON, a known `command`, and a `schema_version`
+    this probe reads (1 up to SCHEMA_VERSION). Raises InputError naming the file and what to do otherwise."""
+    from probe.errors import InputError
+
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read results file {path}: {exc}") from None
+    if not isinstance(record, dict) or "schema_version" not in record or record.get("command") not in RESULT_COMMANDS:
+        raise InputError(f"{path} is not a probe results file (no schema_version, or command not one of "
+                         f"{', '.join(RESULT_COMMANDS)}): pass the JSON written by probe align, linear or demo.")
+    version = record["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(f"{path}: schema_version {version!r} is not a version probe ever wrote (1..{SCHEMA_VERSION}).")
+    if version > SCHEMA_VERSION:
+        raise InputError(f"{path} has schema_version {version}, written by a newer probe; reading it needs a probe "
+                         f"that reads schema_version {version} (this one reads up to {SCHEMA_VERSION}): upgrade probe.")
+    return record
+
+
+def _is_results_file(path: Path) -> bool:
+    """Cheap test used when walking folders: a `<command>-*.json` file whose top level holds schema_version."""
+    if not path.name.split("-", 1)[0] in RESULT_COMMANDS:
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(200)
+    except OSError:
+        return False
+    return b'"schema_version"' in head
+
+
+def find_results(paths: Any) -> list[Path]:
+    """Results files named by `paths` (one path or several; files, or folders searched recursively for
+    `align-*.json`, `linear-*.json` and `demo-*.json`), sorted and without duplicates. A file named directly is
+    always returned (read_results then checks it); InputError for a missing path or when nothing is found."""
+    from probe.errors import InputError
+
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise InputError("no results path given: pass results JSON files or the folders holding them.")
+    found: dict[Path, None] = {}
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            for f in sorted(p.rglob("*.json")):
+                if f.is_file() and _is_results_file(f):
+                    found.setdefault(f.resolve())
+        elif p.is_file():
+            found.setdefault(p.resolve())
+        else:
+            raise InputError(f"results path {p} does not exist: pass a results JSON file or a folder holding some.")
+    if not found:
+        raise InputError(f"no results files (align-*.json, linear-*.json, demo-*.json) under {', '.join(map(str, items))}.")
+    return sorted(found)
