@@ -162,3 +162,27 @@ def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_p
         heatmaps = record["results"]["pairs"][0]["heatmaps"].values()
         assert heatmaps and all(Path(h).parent == run and Path(h).is_file() for h in heatmaps)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_controls_reach_the_table_and_compare_pairs_subsamples(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+    """An align run with --controls: the loaded table has the model's comparison with its best control, the
+    control's own rows and the ceiling; comparing two runs on the same rows gives a paired interval."""
+    import probe
+    from probe.report.tables import compare
+
+    base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
+            "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--permutations", "10",
+            "--subsamples", "6", "--topk", "5", "--metric", "mutual_knn,cka", "--controls", "pixels-8", "--no-progress"]
+    code, out, err = _cli(base + ["--output", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    assert "against the best control" in out and "control: pixels-8" in out and "ceiling" in out
+    table = probe.load_results(tmp_path / "a")
+    assert set(table.role) == {"model", "control", "ceiling"}
+    model = table[table.role == "model"]
+    assert set(model.best_control) == {"pixels-8"} and model.control_diff_low.notna().all()
+    assert (model.above_control == (model.control_diff_low > 0)).all()
+    code, _, err = _cli(base + ["--output", str(tmp_path / "b"), "--overwrite", "always"], capsys)
+    assert code == 0, err
+    diff = compare(tmp_path / "a", tmp_path / "b")
+    assert (diff.paired == "paired").all() and (diff.difference == 0).all()
+    assert (diff.diff_low == 0).all() and (diff.diff_high == 0).all()  # same rows, same subsets, same scores

@@ -30,6 +30,8 @@ ALIGN_COLUMNS = (
     "metric", "best_score", "best_vision_state", "best_text_state", "vision_depth", "text_depth",
     "chance", "chance_source", "null_max_mean", "null_max_std", "calibrated", "p_value", "z_score",
     "ci_low", "ci_high", "permutations", "subsamples", "seed", "path",
+    "role", "best_control", "control_calibrated", "control_difference", "control_diff_low", "control_diff_high",
+    "above_control",
 )  # fmt: skip
 PROBE_COLUMNS = (
     "run", "created", "dataset", "dataset_fingerprint", "n",
@@ -144,12 +146,28 @@ def _depth(state: Optional[int], layers: list[int], dropped: list[int]) -> float
     return NAN if state is None or last == 0 else state / last
 
 
+def _control_fields(comparison: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The columns comparing a model with its best control (probe align --controls), NaN/None without one."""
+    if not comparison:
+        return {"best_control": None, "control_calibrated": NAN, "control_difference": NAN, "control_diff_low": NAN,
+                "control_diff_high": NAN, "above_control": None}
+    interval = comparison.get("interval") or [None, None]
+    return {"best_control": comparison.get("best_control"), "control_calibrated": _num(comparison.get("control_calibrated")),
+            "control_difference": _num(comparison.get("difference")), "control_diff_low": _num(interval[0]),
+            "control_diff_high": _num(interval[1]), "above_control": comparison.get("above")}
+
+
 def alignment_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of one align record, or of a demo record's summary (used only when its align file is gone)."""
     base = _run_fields(path, record)
     rows = []
     if record["command"] == "align":
-        for pair in record["results"].get("pairs", []):
+        results = record["results"]
+        controls = results.get("controls") or {}
+        comparisons = {(c["vision"], c["text"], c["metric"]): c for c in controls.get("comparisons", [])}
+        roles = [("model", p) for p in results.get("pairs", [])] + [("control", p) for p in controls.get("pairs", [])] \
+            + [("ceiling", p) for p in results.get("ceiling", [])]  # the order of _all_pairs
+        for role, pair in roles:
             report = pair["report"]
             s = report.get("settings", {})
             vl, tl = list(pair["vision_layers"]), list(pair["text_layers"])
@@ -170,6 +188,7 @@ def alignment_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
                     "calibrated": _num(m.get("calibrated_score")), "p_value": _num(m.get("p_value")),
                     "z_score": _num(m.get("z_score")), "ci_low": _num(interval[0]), "ci_high": _num(interval[1]),
                     "permutations": s.get("permutations"), "subsamples": s.get("subsamples"), "seed": s.get("seed"),
+                    "role": role, **_control_fields(comparisons.get((pair["vision"], pair["text"], metric))),
                 })  # fmt: skip
     elif record["command"] == "demo":
         demo = (record.get("settings") or {}).get("demo", {})
@@ -270,16 +289,31 @@ COMPARE_COLUMNS = (
 )  # fmt: skip
 
 
-def paired_difference_interval(metric_a: dict[str, Any], metric_b: dict[str, Any], *, same_rows: bool) -> Optional[tuple[float, float]]:
-    """The interval of (B - A) for one metric from subsample scores computed on the same rows, or None.
+def paired_difference_interval(
+    metric_a: dict[str, Any], metric_b: dict[str, Any], *, same_rows: bool, settings_a: dict[str, Any],
+    settings_b: dict[str, Any],
+) -> Optional[tuple[float, float]]:
+    """The interval of (B - A) of one metric's best score from the per-subsample maxima both runs stored
+    (`subsample_maxima`), or None when they cannot be paired: other rows, another seed, subsample count or
+    fraction (the subsets would differ). Same rule as `max_interval` (delete-d jackknife, probe.align.stats)."""
+    import numpy as np
 
-    Hook: the results files do not store per-subsample scores yet, so this returns None ("unpaired"). Once each
-    metric's record holds `subsample_scores` (the max over layer pairs on each subsample, the subsamples drawn
-    from the same seed, N and dataset fingerprint in both runs), the paired interval is the interval of the
-    per-subsample differences by the same rule as `max_interval` (probe.align.stats), and this is where it goes.
-    """
-    del metric_a, metric_b, same_rows  # read once the arrays exist; until then every comparison is unpaired
-    return None
+    from probe.align.stats import jackknife_interval
+
+    a, b = metric_a.get("subsample_maxima"), metric_b.get("subsample_maxima")
+    keys = ("seed", "subsamples", "subsample_fraction", "num_rows", "confidence")
+    if not same_rows or a is None or b is None or len(a) != len(b) or len(a) < 2:
+        return None
+    if any(settings_a.get(k) != settings_b.get(k) for k in keys):
+        return None
+    observed = float(metric_b["best_score"]) - float(metric_a["best_score"])
+    return jackknife_interval(observed, np.asarray(b, dtype=float) - np.asarray(a, dtype=float),
+                              fraction=float(settings_a["subsample_fraction"]), confidence=float(settings_a["confidence"]))
+
+
+def _all_pairs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every scored pair of an align record: the models', the controls' and the text-vs-text ceiling."""
+    return [*results.get("pairs", []), *(results.get("controls") or {}).get("pairs", []), *results.get("ceiling", [])]
 
 
 def _latest(frame: Any, side: str) -> Any:
@@ -306,8 +340,9 @@ def compare(a: Any, b: Any) -> Any:
     metric_records: dict[str, dict[tuple[str, str, str, str], dict[str, Any]]] = {}
     for side, paths in (("A", a), ("B", b)):
         frames[side] = _latest(load(paths), side)
-        metric_records[side] = {(path.stem, pair["vision"], pair["text"], name): m for path, rec in records(paths)
-                                if rec["command"] == "align" for pair in rec["results"].get("pairs", [])
+        metric_records[side] = {(path.stem, pair["vision"], pair["text"], name): (m, pair["report"].get("settings", {}))
+                                for path, rec in records(paths)
+                                if rec["command"] == "align" for pair in _all_pairs(rec["results"])
                                 for name, m in pair["report"]["metrics"].items()}
     merged = frames["A"].merge(frames["B"], on=list(COMPARE_KEYS), suffixes=("_a", "_b"))
     if merged.empty:
@@ -315,9 +350,9 @@ def compare(a: Any, b: Any) -> Any:
     rows = []
     for r in merged.itertuples():
         same = bool(r.dataset_fingerprint_a == r.dataset_fingerprint_b and r.n_a == r.n_b)
-        ma = metric_records["A"].get((r.run_a, r.vision, r.text, r.metric), {})
-        mb = metric_records["B"].get((r.run_b, r.vision, r.text, r.metric), {})
-        interval = paired_difference_interval(ma, mb, same_rows=same)
+        ma, sa = metric_records["A"].get((r.run_a, r.vision, r.text, r.metric), ({}, {}))
+        mb, sb = metric_records["B"].get((r.run_b, r.vision, r.text, r.metric), ({}, {}))
+        interval = paired_difference_interval(ma, mb, same_rows=same, settings_a=sa, settings_b=sb)
         rows.append({
             "vision": r.vision, "text": r.text, "metric": r.metric, "best_a": r.best_score_a, "best_b": r.best_score_b,
             "difference": r.best_score_b - r.best_score_a, "calibrated_a": r.calibrated_a, "calibrated_b": r.calibrated_b,

@@ -97,6 +97,15 @@ def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[s
     return paths
 
 
+def _with_hidden_states(pair: AlignPair) -> dict[str, Any]:
+    """The report as a dict, each metric also giving its best pair as hidden-state indices (`best_hidden_states`,
+    0 = embeddings: the numbering people read everywhere) beside `best_pair` (positions in the matrix)."""
+    report = pair.report.to_dict()
+    for name, m in pair.report.metrics.items():
+        report["metrics"][name]["best_hidden_states"] = [pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]]
+    return report
+
+
 def pair_record(pair: AlignPair) -> dict[str, Any]:
     """The results-JSON entry of one pair: names, stored hidden-state indices, the report and plot paths."""
     return {
@@ -105,7 +114,7 @@ def pair_record(pair: AlignPair) -> dict[str, Any]:
         "vision_layers": list(pair.vision.layers),
         "text_layers": list(pair.text.layers),
         "dropped_constant_layers": {"vision": list(pair.vision.dropped), "text": list(pair.text.dropped)},
-        "report": pair.report.to_dict(),
+        "report": _with_hidden_states(pair),
         "heatmaps": {k: str(v) for k, v in pair.heatmaps.items()},
     }
 
