@@ -167,7 +167,7 @@ def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):
     )
     import os
 
-    paths = [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    paths = [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert "requires torchvision" not in done.stderr, done.stderr

@@ -297,7 +297,7 @@ def test_gpu_bench_quick_mode_runs_the_encode_path_on_cpu(monkeypatch):
     """bench/gpu_bench.py is run by hand on a GPU machine; keep it runnable here with tiny configs."""
     import sys
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "gpu_bench.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "gpu_bench.py"
     module_spec = importlib.util.spec_from_file_location("gpu_bench", path)
     bench = importlib.util.module_from_spec(module_spec)
     monkeypatch.setitem(sys.modules, "gpu_bench", bench)  # dataclasses look their module up there

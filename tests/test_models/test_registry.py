@@ -79,7 +79,7 @@ def test_webssl_family_is_complete():
 
 
 def test_tiny_models_sizes_match_their_config():
-    config = json.loads((Path(__file__).resolve().parents[1] / "data" / "tiny-ssl-vit" / "config.json").read_text())
+    config = json.loads((Path(__file__).resolve().parents[2] / "data" / "tiny-ssl-vit" / "config.json").read_text())
     for alias in ("tiny-ssl-vit", "tiny-random-vit"):
         spec = resolve_model(alias)
         facts = (spec.hidden_size, spec.num_layers, spec.patch_size, spec.image_size)

@@ -19,7 +19,7 @@ from PIL import Image
 from cli.main import main
 from probe.report.tables import load, load_probes
 
-DATA = Path(__file__).parent / "data" / "results"
+DATA = Path(__file__).resolve().parents[1] / "data" / "results"
 # scaling, depth, one heatmap figure per metric (4), probes
 EXPECTED_FIGURES = {"scaling", "depth", "probes", *(f"heatmap-{m}-openmoji-96" for m in ("mutual_knn", "cka", "unbiased_cka", "cknna"))}
 

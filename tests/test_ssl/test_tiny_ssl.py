@@ -23,7 +23,7 @@ from probe.ssl.contrastive import ContrastiveModel, info_nce_loss
 from probe.ssl.export import mae_encoder_hidden_states, vit_hidden_states
 from probe.ssl.sanity import knn_label_accuracy
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "tiny-ssl-vit"
+CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "tiny-ssl-vit"
 TINY_ENCODER = dict(image_size=32, patch_size=8, hidden_size=32, num_layers=2, num_heads=2, batch_size=4, learning_rate=1e-2)
 TINY = MaeSpec(**TINY_ENCODER, decoder_hidden_size=16, decoder_layers=1, decoder_heads=2)
 TINY_CONTRASTIVE = ContrastiveSpec(**TINY_ENCODER, projection_hidden=16, projection_dim=8)

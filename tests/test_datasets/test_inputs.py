@@ -231,7 +231,7 @@ def test_refusal_does_not_allocate_the_image(bomb_dataset: Path) -> None:
         "print(time.perf_counter() - t0, before, peak_kb())\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(bomb_dataset)], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     seconds, before_kb, after_kb = (float(v) for v in out.stdout.split())
     assert after_kb - before_kb < 20_000, out.stdout
     assert seconds < 0.5

@@ -16,7 +16,7 @@ from probe.errors import InputError
 from probe.report.tables import ALIGN_COLUMNS, PROBE_COLUMNS, load, load_probes
 from probe.results import SCHEMA_VERSION, read_results
 
-DATA = Path(__file__).parent / "data" / "results"
+DATA = Path(__file__).resolve().parents[1] / "data" / "results"
 DEMO_ALIGN = DATA / "align-20261130T022344Z.json"
 PIXELS_ALIGN = DATA / "align-20261130T022445Z.json"
 DEMO = DATA / "demo-20261130T022407Z.json"

@@ -32,7 +32,7 @@ from probe.features.inventory import list_entries, remove_entries, verify_cache
 from probe.features.locks import entry_lock_path, hold, shard_lock_path
 from probe.features.writer import PartialWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_ROWS = 12
 S, D = 3, 4
 
