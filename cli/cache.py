@@ -34,22 +34,16 @@ def cache_ls(
 ) -> None:
     """List cached features: model, dataset, rows, size, complete or not."""
     from rich.console import Console
-    from rich.table import Table
+
+    from probe.report.listings import caches_table
 
     root = opt.cache_dir_or_default(cache_dir)
     entries = _select(root, pattern)
-    table = Table(title=f"feature caches in {root}")
-    for col in ("model", "dataset", "modality", "pools", "rows", "layers", "size", "state", "file"):
-        table.add_column(col, justify="right" if col in ("rows", "layers", "size") else "left")
-    states = {"complete": "[green]complete[/]", "damaged": "[red]damaged[/]", "tmp": "[yellow]stale .tmp[/]"}
-    for e in entries:
-        state = states.get(e.state) or f"[yellow]partial {e.rows_written}/{e.rows}[/]"
-        if e.state == "tmp" and e.note.startswith("being written"):
-            state = "[cyan]in use .tmp[/]"
-        table.add_row(e.model, e.dataset, e.modality, "+".join(e.pools), str(e.rows), str(e.layers or "-"),
-                      human_bytes(e.size_bytes), state, e.path.name)
+    table = caches_table(entries)
     console = Console()
-    console.print(table)
+    console.print(f"[bold]feature caches in {root}[/]", highlight=False, soft_wrap=True)
+    if entries:
+        console.print(table)
     for e in entries:
         if e.state in ("damaged", "tmp") or e.note:
             console.print(f"[yellow]{e.state}[/] {e.path}: {e.note}", highlight=False, soft_wrap=True)

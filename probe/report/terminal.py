@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from probe.report.listings import house_table
 from probe.report.numbers import fmt_interval, fmt_num, fmt_p, wilson_interval
 from probe.report.plots import heatmap_text
 
 
 def _table(title: str) -> Table:
-    """The house style: a header rule, no vertical lines, one space of padding, left-aligned title."""
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
-                 collapse_padding=True, title_style="bold")
+    return house_table(title)
 
 
 def _stacked(name: str) -> str:

@@ -70,3 +70,36 @@ def test_align_tables_fit_80_columns_with_whole_names() -> None:
     text = _render(table, width=80)
     assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
     assert long_vision in text and long_text in text and "7,000M" in text
+
+
+@pytest.mark.parametrize("args", [["models"], ["datasets"]])
+def test_listings_fit_80_columns_with_every_name_whole(args) -> None:
+    from typer.testing import CliRunner
+
+    import cli.info  # noqa: F401 - registers the commands
+    import cli.models  # noqa: F401
+    from cli.main import app
+    from probe.models.registry import list_models
+
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in result.output
+    if args == ["models"]:
+        first_words = {line.split()[0] for line in lines if line.startswith(" ") and line.split()}
+        assert {spec.alias for spec in list_models()} <= first_words  # every alias whole, at the start of a row
+        assert "hub, gated" in result.output
+
+
+def test_cache_listing_fits_80_columns(tmp_path) -> None:
+    from pathlib import Path as P
+    from types import SimpleNamespace
+
+    from probe.report.listings import caches_table
+
+    entries = [SimpleNamespace(model="facebook/webssl-dino7b-full8b-518", dataset="coco-captions", modality="vision",
+                               pools=("cls", "mean"), rows=5000, rows_written=5000, layers=33, size_bytes=2_700_000_000,
+                               state="complete", note="", path=P("/c/features/x/vision-cls+mean-0123456789abcdef.h5"))]
+    text = _render(caches_table(entries), width=80)
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
+    assert "facebook/webssl-dino7b-full8b-518" in text and "coco-captions:" in text and "2.7 GB" in text and "5,000" in text
