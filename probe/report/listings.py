@@ -83,22 +83,22 @@ _STATES = {"complete": "[green]complete[/]", "damaged": "[red]damaged[/]", "tmp"
 
 
 def caches_table(entries: Iterable[Any]) -> Table:
-    """One row per cache entry (`probe.features.inventory.CacheEntry`): model (dataset and file beneath),
-    modality, pools, rows, stored layers, size and state."""
+    """One row per cache entry (`probe.features.inventory.CacheEntry`): the model, then beneath it the dataset,
+    pools and stored layers, and the file; modality, rows, size and state to the right."""
     table = house_table("")
     entries = list(entries)
-    names = [e.model for e in entries]
-    table.add_column("model (dataset, file)", overflow="fold", min_width=min(40, max(map(len, names), default=5)))
+    width = max([len(e.model) for e in entries] + [len(e.path.name) + 2 for e in entries], default=5)
+    table.add_column("model (dataset, pools, layers; file)", overflow="fold", min_width=min(44, width))
     table.add_column("modality", no_wrap=True)
-    table.add_column("pools", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
-    table.add_column("layers", justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for e in entries:
         state = _STATES.get(e.state) or f"[yellow]partial {e.rows_written}/{e.rows}[/]"
         if e.state == "tmp" and e.note.startswith("being written"):
             state = "[cyan]in use .tmp[/]"
-        table.add_row(f"{e.model}\n  [dim]{e.dataset}: {e.path.name}[/]", e.modality, "+".join(e.pools), f"{e.rows:,}",
-                      str(e.layers or "–"), fmt_bytes(e.size_bytes), state)
+        layers = f", {e.layers} layers" if e.layers else ""
+        detail = f"{e.dataset}, {'+'.join(e.pools) or '?'}{layers}"
+        table.add_row(f"{e.model}\n  [dim]{detail}\n  {e.path.name}[/]", e.modality, f"{e.rows:,}", fmt_bytes(e.size_bytes),
+                      state)
     return table

@@ -102,4 +102,5 @@ def test_cache_listing_fits_80_columns(tmp_path) -> None:
                                state="complete", note="", path=P("/c/features/x/vision-cls+mean-0123456789abcdef.h5"))]
     text = _render(caches_table(entries), width=80)
     assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
-    assert "facebook/webssl-dino7b-full8b-518" in text and "coco-captions:" in text and "2.7 GB" in text and "5,000" in text
+    assert "facebook/webssl-dino7b-full8b-518" in text and "coco-captions, cls+mean, 33 layers" in text
+    assert "2.7 GB" in text and "5,000" in text and "vision-cls+mean-0123456789abcdef.h5" in text
