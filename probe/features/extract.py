@@ -17,7 +17,7 @@ from typing import Any, Iterator, Literal, Optional, Sequence
 import numpy as np
 
 from probe.features.cache import FeatureCache
-from probe.features.format import build_key, cache_path, default_cache_dir
+from probe.features.format import build_key, cache_path, check_writable_dir, default_cache_dir
 from probe.features.writer import PartialWriter
 from probe.datasets import PairedDataset, load_dataset
 from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, check_max_pixels, load_rgb
@@ -250,6 +250,7 @@ def extract_features(
     _validate_prompt(prompt)
     check_max_pixels(max_pixels)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    check_writable_dir(cache_dir, param="cache_dir")  # before any model or data, one line if it cannot work
     shard = shard or Shard.from_env()
     spec = with_seed(model, seed) if not isinstance(model, str) else resolve_model(model, revision=revision, seed=seed)
     if isinstance(dataset, PairedDataset):

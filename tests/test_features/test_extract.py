@@ -250,3 +250,29 @@ def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tin
     second = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(1, 2))
     assert second.rows_extracted == N // 2
     np.testing.assert_array_equal(second.open().read(), single)
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tiny_model_dir, tiny_dataset, tmp_path, capsys) -> None:
+    from cli.main import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    with pytest.raises(SystemExit) as info:
+        main(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(tiny_dataset), "--cache-dir", str(taken),
+              "--no-progress"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--cache-dir" in err and "is an existing file" in err and "Traceback" not in err
+    assert taken.read_text() == "not a folder"
+
+
+def test_the_cache_key_does_not_depend_on_the_working_folder(tmp_path, monkeypatch) -> None:
+    """The repository's tiny models are found from any working folder, with the same key (no relative path in it)."""
+    from probe.features.format import model_key
+    from probe.models.registry import resolve_model
+
+    keys = []
+    for folder in (Path(__file__).resolve().parents[2], tmp_path):
+        monkeypatch.chdir(folder)
+        keys.append([model_key(resolve_model(name)) for name in ("tiny-ssl-vit", "tiny-random-vit")])
+    assert keys[0] == keys[1]
+    assert all("local_fingerprint" in key or "base" in json.dumps(key) for key in keys[0])
