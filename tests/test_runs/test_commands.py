@@ -186,3 +186,29 @@ def test_controls_reach_the_table_and_compare_pairs_subsamples(tiny_model_dir, l
     diff = compare(tmp_path / "a", tmp_path / "b")
     assert (diff.paired == "paired").all() and (diff.difference == 0).all()
     assert (diff.diff_low == 0).all() and (diff.diff_high == 0).all()  # same rows, same subsets, same scores
+
+
+def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+    from probe.runs.sizes import nested_subsets
+
+    small, large = nested_subsets(N, (20, 30), seed=0)
+    assert set(small) <= set(large) and len(set(large)) == 30  # nested, without repeats
+    code, out, err = _cli(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")),
+                           "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--output", str(tmp_path / "o"),
+                           "--permutations", "10", "--subsamples", "0", "--topk", "5", "--metric", "mutual_knn",
+                           "--sizes", f"20,{N}", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "at several N" in out and "compare calibrated" in out
+    record = json.loads(next((tmp_path / "o" / "latest").glob("align-*.json")).read_text())
+    rows = {r["n"]: r for r in record["results"]["sizes"]["rows"]}
+    assert set(rows) == {20, N}
+    assert rows[20]["chance"] == pytest.approx(5 / 19) and rows[N]["chance"] == pytest.approx(5 / (N - 1))
+    # At full N the size row is the run's own score.
+    full = record["results"]["pairs"][0]["report"]["metrics"]["mutual_knn"]
+    assert rows[N]["best"] == pytest.approx(full["best_score"])
+    (plot,) = record["results"]["sizes"]["plots"].values()
+    assert Path(plot).is_file() and Path(plot).stat().st_size > 1000
+    code, _, err = _cli(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")),
+                         "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--sizes", "10,99999",
+                         "--no-progress"], capsys)
+    assert code == 2 and "--sizes 99999" in err
