@@ -31,6 +31,8 @@ KERNEL_SLAB_ENTRIES = 2**22
 FEATURE_CHUNK_ROWS = 1024
 # Float64 accumulators [Da, Db] of feature-space products held at once (pairs beyond take another pass).
 CROSS_PRODUCT_BUDGET_BYTES = 512 * 2**20
+# Float32 neighbour features [B, rows, k, D] gathered at once when computing kernel values at kNN edges.
+EDGE_GATHER_BYTES = 64 * 2**20
 # A centred kernel whose trace is below this fraction of the raw trace is treated as constant: below
 # it the structure is under float32 rounding of the Gram entries.
 DEGENERATE_FRACTION = 1e-6
@@ -228,6 +230,29 @@ class FeatureStack:
         """<Kc, Kc> = ||Xc^T Xc||_F^2 of every layer, float64 [L]."""
         products = _squared_cross_products(self, self, [(index, index) for index in range(self.num_layers)])
         return torch.stack([products[(index, index)] for index in range(self.num_layers)])
+
+    def raw_values(self, layer: int, cols: torch.Tensor, keys: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Raw kernel entries K_layer[i, cols[..., i, s]] = x_i . x_j for cols [..., N, k] (row i implicit,
+        both in this stack's order), float64 of the float32 dot products: `GramStack.raw_values` without
+        the N x N kernel.
+
+        Rows go in chunks whose gathered neighbour features stay within EDGE_GATHER_BYTES. `keys` is
+        accepted for the GramStack signature and unused.
+        """
+        features = self.features[layer]
+        num_rows, dims = self.num_rows, features.shape[1]
+        lists = cols.reshape(-1, num_rows, cols.shape[-1])
+        rows = torch.arange(num_rows, device=cols.device)
+        if self.order is not None:
+            rows, lists = self.order[rows], self.order[lists]
+        out = torch.empty(lists.shape, dtype=torch.float64, device=cols.device)
+        step = max(1, EDGE_GATHER_BYTES // (4 * dims * lists.shape[0] * lists.shape[2]))
+        for start in range(0, num_rows, step):
+            stop = min(start + step, num_rows)
+            # [B, rows, k, D] @ [rows, D, 1]: each row's features against its k neighbours' features.
+            neighbours = features[lists[:, start:stop]]
+            out[:, start:stop] = torch.matmul(neighbours, features[rows[start:stop], :, None]).squeeze(-1).double()
+        return out.reshape(cols.shape)
 
     @property
     def raw_traces(self) -> torch.Tensor:
