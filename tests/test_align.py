@@ -116,14 +116,13 @@ def test_same_inputs_give_the_same_numbers(stacks, all_matrices):
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Force several kNN row blocks, feature chunks, kernel slabs, cross-product passes, edge-value chunks
-    and the sorted-key edge lookups."""
+    """Force several kNN row blocks, feature chunks, kernel slabs, cross-product passes and the
+    sorted-key edge lookups."""
     monkeypatch.setattr(knn, "SIMILARITY_BLOCK_BYTES", 4 * 150 * 37)
     monkeypatch.setattr(knn, "BITMAP_MAX_ROWS", 16)
     monkeypatch.setattr(hsic, "FEATURE_CHUNK_ROWS", 41)
     monkeypatch.setattr(hsic, "KERNEL_SLAB_ENTRIES", 3000)
     monkeypatch.setattr(hsic, "CROSS_PRODUCT_BUDGET_BYTES", 8 * 14 * 14 * 3)
-    monkeypatch.setattr(hsic, "EDGE_GATHER_BYTES", 4 * 14 * 7 * 4 * 9)
 
 
 def test_blocked_path_equals_dense_path(small_blocks):

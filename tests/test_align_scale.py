@@ -34,11 +34,10 @@ def planted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def tiny_blocks(monkeypatch):
-    """Many kNN row blocks, feature chunks, edge-value chunks, and sorted-key edge lookups (no bitmap)."""
+    """Many kNN row blocks and feature chunks, and sorted-key edge lookups (no bitmap)."""
     monkeypatch.setattr(knn, "SIMILARITY_BLOCK_BYTES", 4 * 3000 * 50)
     monkeypatch.setattr(knn, "BITMAP_MAX_ROWS", 64)
     monkeypatch.setattr(hsic, "FEATURE_CHUNK_ROWS", 97)
-    monkeypatch.setattr(hsic, "EDGE_GATHER_BYTES", 4 * 32 * 10 * 4 * 31)
 
 
 @pytest.mark.parametrize("n", [300, 2500])
@@ -86,16 +85,20 @@ def test_score_alignment_reports_the_same_on_both_paths(tiny_blocks):
     np.testing.assert_allclose(blocked.max_interval, dense.max_interval, atol=1e-7)
 
 
-def test_blocked_edge_values_are_the_kernel_entries(tiny_blocks):
-    """FeatureStack.raw_values (no N x N) against the Gram, with a pending row order."""
+def test_blocked_edge_values_are_the_kernel_entries(monkeypatch):
+    """FeatureStack.raw_values (no N x N) against the Gram, with a pending row order and lists that are
+    unsorted and repeat columns; the sampled sparse product and the gathering fallback agree."""
     rng = np.random.default_rng(0)
     layers = [torch.from_numpy(rng.standard_normal((200, 32)).astype(np.float32)) for _ in range(2)]
     stack = hsic.FeatureStack.from_layers(layers).permuted(torch.from_numpy(rng.permutation(200)))
     cols = torch.from_numpy(rng.integers(0, 200, size=(3, 200, 10)))
+    monkeypatch.setattr(hsic, "EDGE_GATHER_BYTES", 4 * 32 * 10 * 7)  # 7 rows per gathered chunk
     for index in range(2):
         x = stack.layer(index).double()
         expected = torch.stack([(x @ x.T).gather(1, lists) for lists in cols])
-        torch.testing.assert_close(stack.raw_values(index, cols), expected, atol=1e-4, rtol=1e-6)
+        torch.testing.assert_close(stack.raw_values(index, cols), expected, atol=1e-5, rtol=1e-6)
+        gathered = hsic._gathered_products(stack.layer(index), cols)
+        torch.testing.assert_close(gathered, expected, atol=1e-5, rtol=1e-6)
 
 
 def test_dense_budget_follows_free_memory(monkeypatch):
