@@ -251,9 +251,13 @@ class FeatureStack:
             inverse = torch.empty_like(self.order)
             inverse[self.order] = torch.arange(num_rows, device=self.order.device)
             lists = self.order[lists][:, inverse]
+        values = None
         if features.device.type in ("cpu", "cuda"):
-            values = _sampled_products(features, lists)
-        else:
+            try:
+                values = _sampled_products(features, lists)
+            except NotImplementedError:  # a torch build without the sparse kernel for this device
+                values = None
+        if values is None:
             values = _gathered_products(features, lists)
         if self.order is not None:
             values = values[:, self.order]
