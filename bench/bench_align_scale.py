@@ -1,16 +1,18 @@
 """Benchmark: alignment at large N on the blocked path (no N x N matrix), with time and peak memory.
 
 Default: N = 50,000 rows, 4 layers of 1024 dims per side, metrics mutual_knn, cycle_knn, jaccard_knn,
-cka and unbiased_cka (k = 10) - the metrics that have a large-N path. kNN sets come from row blocks
-of X X^T with top-k, CKA from feature-space products. The features are generated one layer at a time
-by a layer source, as a feature cache would read them, so the inputs never sit in memory as a whole.
+cka, unbiased_cka and cknna (k = 10) - every metric with a large-N path. kNN sets come from row
+blocks of X X^T with top-k, CKA from feature-space products, CKNNA from kernel values at the kNN
+edges only. The features are generated one layer at a time by a layer source, as a feature cache
+would read them, so the inputs never sit in memory as a whole.
 
 Printed: wall time per phase, the best pair per metric, and the peak resident memory of the process
 (ru_maxrss, which includes Python and torch themselves). Optionally checks the blocked path against
 the dense one on a row subset (--check-rows).
 
-    python bench/bench_align_scale.py                  # N = 50,000 (minutes on 2 CPU cores)
-    python bench/bench_align_scale.py --rows 5000      # quicker
+    python bench/bench_align_scale.py                                    # N = 50,000 (minutes on 2 CPU cores)
+    python bench/bench_align_scale.py --rows 12000 --metrics cknna       # CKNNA alone
+    python bench/bench_align_scale.py --rows 5000 --check-rows 2000      # quicker, with the dense check
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 
 from probe.align.engine import alignment_matrices, pair_matrices, prepare_modalities, resolve_device
 
-METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka")
+METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka", "cknna")
 
 
 class SyntheticLayers:
@@ -58,7 +60,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--check-rows", type=int, default=0, help="also compare blocked and dense on this many rows")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metric names")
+    parser.add_argument("--path", default="blocked", choices=("blocked", "dense", "auto"))
     args = parser.parse_args()
+    metrics = tuple(name.strip() for name in args.metrics.split(",") if name.strip())
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -69,24 +74,25 @@ def main() -> None:
     ]
     print(
         f"device {device} ({torch.get_num_threads()} CPU threads), N={args.rows}, k={args.k}, {args.layers} layers x "
-        f"{args.dims} dims per side, metrics {', '.join(METRICS)}, path blocked"
+        f"{args.dims} dims per side, metrics {', '.join(metrics)}, path {args.path}"
     )
-    print(f"an N x N float32 matrix would take {4 * args.rows**2 / 2**30:.1f} GiB; none is formed")
+    formed = "one per layer is formed" if args.path != "blocked" else "none is formed"
+    print(f"an N x N float32 matrix would take {4 * args.rows**2 / 2**30:.1f} GiB; {formed}")
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     start = time.perf_counter()
-    first, second = prepare_modalities(*sides, metrics=METRICS, k=args.k, path="blocked", device=device)
+    first, second = prepare_modalities(*sides, metrics=metrics, k=args.k, path=args.path, device=device)
     sync()
     prepared = time.perf_counter() - start
-    print(f"read + clamp + normalise + kNN lists (row blocks of X X^T, top-k): {prepared:.1f} s, peak {peak_gib():.2f} GiB")
+    print(f"read + clamp + normalise + kNN lists + self terms ({first.plan.path}): {prepared:.1f} s, peak {peak_gib():.2f} GiB")
     start = time.perf_counter()
     matrices = pair_matrices(first, second)
     sync()
     scored = time.perf_counter() - start
-    print(f"all {args.layers * args.layers} pairs, all metrics (edge lookups, feature-space CKA): {scored:.1f} s")
+    print(f"all {args.layers * args.layers} pairs, all metrics (edge lookups, CKA products, CKNNA edges): {scored:.1f} s")
     print(f"total {prepared + scored:.1f} s; peak resident memory of the process {peak_gib():.2f} GiB")
     for name, matrix in matrices.items():
         values = matrix.cpu().numpy()
@@ -99,8 +105,8 @@ def main() -> None:
             SyntheticLayers(rows=args.check_rows, layers=args.layers, dims=args.dims, seed=side.seed, latent=latent, rows_subset=subset)
             for side in sides
         ]
-        results = {path: alignment_matrices(*small, metrics=METRICS, k=args.k, path=path, device=device) for path in ("dense", "blocked")}
-        gaps = {name: float(np.abs(results["dense"][name] - results["blocked"][name]).max()) for name in METRICS}
+        results = {path: alignment_matrices(*small, metrics=metrics, k=args.k, path=path, device=device) for path in ("dense", "blocked")}
+        gaps = {name: float(np.abs(results["dense"][name] - results["blocked"][name]).max()) for name in metrics}
         print(f"blocked vs dense on {args.check_rows} rows, max |difference|: " + ", ".join(f"{n} {g:.1e}" for n, g in gaps.items()))
 
 

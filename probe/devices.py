@@ -1,6 +1,9 @@
-"""Turn device and dtype names (the --device and --dtype flags) into torch objects, checking they can be used here."""
+"""Turn device and dtype names (the --device and --dtype flags) into torch objects, checking they can be used here,
+and say how much memory a device has free."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -74,3 +77,54 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu" and dtype != torch.float32:
         logger.warning("dtype=%s on CPU is slow and lowers precision; float32 is the usual choice there.", text)
     return dtype
+
+
+# Where the kernel reports available RAM, and cgroup (v2, then v1) memory limit and usage files.
+MEMINFO_PATH = "/proc/meminfo"
+CGROUP_MEMORY_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _cgroup_headroom() -> "int | None":
+    """Bytes this process's cgroup may still allocate (Slurm and containers cap memory this way), or None
+    when no limit is set or readable (cgroup v2 memory.max, else v1 memory.limit_in_bytes)."""
+    for limit_path, usage_path in CGROUP_MEMORY_FILES:
+        try:
+            with open(limit_path) as limit_file, open(usage_path) as usage_file:
+                limit, usage = limit_file.read().strip(), usage_file.read().strip()
+        except OSError:
+            continue
+        # v2 writes "max" for no limit; v1 writes a huge number (about 2^63).
+        if limit.isdigit() and usage.isdigit() and int(limit) < 2**60:
+            return max(0, int(limit) - int(usage))
+        return None
+    return None
+
+
+def available_ram_bytes() -> int:
+    """Bytes of RAM this process can still take: MemAvailable of /proc/meminfo (os.sysconf's available
+    pages where that file is missing), capped by the cgroup's remaining memory."""
+    available = None
+    try:
+        with open(MEMINFO_PATH) as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    headroom = _cgroup_headroom()
+    return available if headroom is None else min(available, headroom)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Bytes free for new tensors on `device`: on CUDA the driver's free memory plus what torch's caching
+    allocator holds unused; elsewhere (CPU, MPS's unified memory) the available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    return available_ram_bytes()

@@ -11,6 +11,10 @@ term is a sum over the O(N k) edges of layer b found in layer a's edge set:
 
 - tr(P Q) = sum over shared edges (i, j) whose reverse (j, i) is shared too of K_ij L_ij;
 - 1'PQ1 = sum_j (column sum of P)_j (row sum of Q)_j.
+
+The kernel values at those edges come from the layer's `KernelStack`: read from the centred N x N
+kernel (dense path) or as dot products of the edge's two feature rows (blocked path, no N x N), so
+both paths hold O(N k) per layer beyond their kernels or features.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from probe.errors import InputError
-from probe.align.hsic import GramStack
+from probe.align.hsic import KernelStack
 from probe.align.knn import EdgeLookups, NeighbourSets
 
 
@@ -49,13 +53,13 @@ def _shared_edge_hsic(
     return (trace + totals / ((n - 1) * (n - 2)) - 2 * chained / (n - 2)) / (n * (n - 3))
 
 
-def own_edge_values(neighbours: NeighbourSets, grams: GramStack) -> torch.Tensor:
+def own_edge_values(neighbours: NeighbourSets, grams: KernelStack) -> torch.Tensor:
     """Kernel values K_l[i, j] at each layer's own kNN edges: float64 [L, N, k]."""
     cols = neighbours.indices
     return torch.stack([grams.raw_values(layer, cols[layer]) for layer in range(cols.shape[0])])
 
 
-def cknna_self_similarity(neighbours: NeighbourSets, grams: GramStack, *, name: str) -> torch.Tensor:
+def cknna_self_similarity(neighbours: NeighbourSets, grams: KernelStack, *, name: str) -> torch.Tensor:
     """sim(K, K) of every layer, float64 [L]; InputError naming `name` when one is not positive."""
     cols = neighbours.indices
     values = own_edge_values(neighbours, grams)
@@ -72,7 +76,7 @@ def cknna_self_similarity(neighbours: NeighbourSets, grams: GramStack, *, name: 
 
 def cknna_numerators(
     lookups: EdgeLookups,
-    first_grams: GramStack,
+    first_grams: KernelStack,
     second: NeighbourSets,
     second_values: torch.Tensor,
     second_reciprocal: torch.Tensor,

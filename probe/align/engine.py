@@ -6,8 +6,9 @@ scores all pairs for several metrics at once: kNN overlaps by edge lookups, CKA 
 product of flattened centred kernels (`probe.align.hsic`), CKNNA on the shared edges (`probe.align.cknna`).
 
 Two paths: "dense" holds an N x N kernel per layer (fastest for N up to a few thousand); "blocked"
-never forms N x N (kNN by row blocks, linear CKA in feature space) and serves large N for the
-kNN metrics and linear CKA. "auto" picks dense while the kernels fit DENSE_KERNEL_BUDGET_BYTES.
+never forms N x N (kNN by row blocks, linear CKA in feature space, CKNNA's kernel values at the kNN
+edges only) and serves large N for every metric but the RBF ones. "auto" picks dense while the
+kernels fit `dense_kernel_budget` (a share of the device's free memory).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from probe.align.prep import LayerInput, as_layer_source, prepare_layers
 from probe.align.settings import AlignSettings, PathChoice, check_sizes
 from probe.align.specs import MetricName, MetricSpec, metric_specs
 from probe.align.state import ComputePath, ComputePlan, ModalityState, build_state
-from probe.devices import resolve_device
+from probe.devices import free_memory_bytes, resolve_device
 from probe.progress import ProgressCallback
 
-# "auto" stays dense while all layers' N x N float32 kernels fit in this many bytes.
-DENSE_KERNEL_BUDGET_BYTES = 2 * 2**30
+# "auto" stays dense while all layers' N x N float32 kernels fit in this share of the device's free
+# memory. The rest covers what the dense path holds besides: the sub-kernels of a subset (0.64 of the
+# kernels at the default fraction 0.8, made while the full ones live), slabs, features being read.
+DENSE_MEMORY_FRACTION = 0.4
 
 _KNN_ROWS = {"mutual_knn": mutual_knn_row, "jaccard_knn": jaccard_knn_row, "cycle_knn": cycle_knn_row}
 
@@ -40,21 +43,31 @@ def dense_kernel_bytes(*, num_rows: int, num_layers: int, specs: Sequence[Metric
     return 4 * num_rows * num_rows * num_layers * kernels_per_layer
 
 
-def choose_path(path: PathChoice, *, num_rows: int, num_layers: int, specs: Sequence[MetricSpec]) -> ComputePath:
-    """The compute path for `path` ("auto", "dense" or "blocked"); InputError when a metric cannot use it."""
+def dense_kernel_budget(device: torch.device) -> int:
+    """Bytes the dense path's kernels may take on `device`: DENSE_MEMORY_FRACTION of its free memory (CUDA:
+    the device's; CPU: the available RAM, see `probe.devices.free_memory_bytes`), read when called."""
+    return int(DENSE_MEMORY_FRACTION * free_memory_bytes(device))
+
+
+def choose_path(
+    path: PathChoice, *, num_rows: int, num_layers: int, specs: Sequence[MetricSpec], device: torch.device
+) -> ComputePath:
+    """The compute path for `path` ("auto", "dense" or "blocked") on `device`; InputError when a metric cannot
+    use it. "auto" is dense while the kernels fit `dense_kernel_budget(device)`, else blocked."""
     if path not in ("auto", "dense", "blocked"):
         raise InputError(f"path={path!r}: choose 'auto', 'dense' or 'blocked'.")
-    needed = dense_kernel_bytes(num_rows=num_rows, num_layers=num_layers, specs=specs)
     dense_only = [spec.name for spec in specs if spec.needs_dense]
     if path == "auto":
-        if needed <= DENSE_KERNEL_BUDGET_BYTES:
+        needed = dense_kernel_bytes(num_rows=num_rows, num_layers=num_layers, specs=specs)
+        budget = dense_kernel_budget(device)
+        if needed <= budget:
             return "dense"
         if dense_only:
             raise InputError(
                 f"{', '.join(dense_only)} need N x N kernels: {needed / 2**30:.1f} GiB for N={num_rows} and "
-                f"{num_layers} layers (limit {DENSE_KERNEL_BUDGET_BYTES / 2**30:.0f} GiB). Use fewer rows or layers, "
-                "drop those metrics (mutual_knn, cycle_knn, jaccard_knn, cka, unbiased_cka scale), "
-                "or pass path='dense' to force it."
+                f"{num_layers} layers (limit {budget / 2**30:.1f} GiB, {DENSE_MEMORY_FRACTION:.0%} of the free "
+                f"memory of {device}). Use fewer rows or layers, drop those metrics (mutual_knn, cycle_knn, "
+                "jaccard_knn, cka, unbiased_cka, cknna scale), or pass path='dense' to force it."
             )
         return "blocked"
     if path == "blocked" and dense_only:
@@ -92,7 +105,9 @@ def prepare_modalities(
         )
     check_sizes(num_rows=num_rows, k=settings.k, specs=specs)
     num_layers = int(vision_source.num_layers) + int(text_source.num_layers)
-    path_taken = choose_path(settings.path, num_rows=num_rows, num_layers=num_layers, specs=specs)
+    path_taken = choose_path(
+        settings.path, num_rows=num_rows, num_layers=num_layers, specs=specs, device=torch_device
+    )
     # The resolved plan of the per-layer work: the settings plus what was decided from them here.
     plan = ComputePlan(
         specs=tuple(specs),

@@ -18,6 +18,7 @@ biased and unbiased CKA together. Two ways to get the inner products:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
@@ -31,6 +32,9 @@ KERNEL_SLAB_ENTRIES = 2**22
 FEATURE_CHUNK_ROWS = 1024
 # Float64 accumulators [Da, Db] of feature-space products held at once (pairs beyond take another pass).
 CROSS_PRODUCT_BUDGET_BYTES = 512 * 2**20
+# Float32 neighbour rows [rows, k, D] gathered at once for kernel values at kNN edges (where the sampled
+# sparse product is not available).
+EDGE_GATHER_BYTES = 64 * 2**20
 # A centred kernel whose trace is below this fraction of the raw trace is treated as constant: below
 # it the structure is under float32 rounding of the Gram entries.
 DEGENERATE_FRACTION = 1e-6
@@ -229,6 +233,36 @@ class FeatureStack:
         products = _squared_cross_products(self, self, [(index, index) for index in range(self.num_layers)])
         return torch.stack([products[(index, index)] for index in range(self.num_layers)])
 
+    def raw_values(self, layer: int, cols: torch.Tensor, keys: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Raw kernel entries K_layer[i, cols[..., i, s]] = x_i . x_j for cols [..., N, k] (row i implicit,
+        both in this stack's order), float64 of float32 dot products: `GramStack.raw_values` without the
+        N x N kernel. `keys` is accepted for the GramStack signature and unused.
+
+        Each [N, k] list is a sparsity pattern, and X X^T sampled at it is one sampled dense-dense product
+        (torch.sparse.sampled_addmm, CPU and CUDA; it reads each feature row in place, where gathering
+        the neighbours' rows costs ~10x more on CPU). Other devices gather rows in chunks of
+        EDGE_GATHER_BYTES.
+        """
+        features = self.features[layer]
+        num_rows, count = self.num_rows, cols.shape[-1]
+        lists = cols.reshape(-1, num_rows, count)
+        if self.order is not None:
+            # Stored layout: stored row r holds the list of the row it became, in stored indices.
+            inverse = torch.empty_like(self.order)
+            inverse[self.order] = torch.arange(num_rows, device=self.order.device)
+            lists = self.order[lists][:, inverse]
+        values = None
+        if features.device.type in ("cpu", "cuda"):
+            try:
+                values = _sampled_products(features, lists)
+            except NotImplementedError:  # a torch build without the sparse kernel for this device
+                values = None
+        if values is None:
+            values = _gathered_products(features, lists)
+        if self.order is not None:
+            values = values[:, self.order]
+        return values.reshape(cols.shape)
+
     @property
     def raw_traces(self) -> torch.Tensor:
         """tr(X X^T) of every layer, float64 [L] (for the degeneracy check)."""
@@ -241,6 +275,39 @@ class FeatureStack:
     def restricted(self, rows: torch.Tensor) -> "FeatureStack":
         """The stack of `rows` only (materialised and re-centred)."""
         return FeatureStack.from_layers([self.layer(index)[rows] for index in range(self.num_layers)])
+
+
+def _sampled_products(features: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+    """x_i . x_j at j = lists[b, i, s] for features [N, D] and lists int64 [B, N, k]: float64 [B, N, k],
+    by one sampled sparse product per list (the lists are sorted per row for the CSR layout, then the
+    values put back in list order)."""
+    batches, num_rows, count = lists.shape
+    ordered, positions = lists.sort(dim=2)
+    crow = torch.arange(0, num_rows * count + 1, count, device=lists.device)
+    out = torch.empty(lists.shape, dtype=torch.float64, device=lists.device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        for index in range(batches):
+            pattern = torch.sparse_csr_tensor(
+                crow, ordered[index].flatten(), torch.zeros(num_rows * count, dtype=features.dtype, device=features.device),
+                size=(num_rows, features.shape[0]), check_invariants=False,
+            )  # fmt: skip
+            sampled = torch.sparse.sampled_addmm(pattern, features, features.T, beta=0.0).values()
+            out[index].scatter_(1, positions[index], sampled.view(num_rows, count).double())
+    return out
+
+
+def _gathered_products(features: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+    """`_sampled_products` by gathering each row's neighbours [rows, k, D] (any device)."""
+    batches, num_rows, count = lists.shape
+    out = torch.empty(lists.shape, dtype=torch.float64, device=lists.device)
+    step = max(1, EDGE_GATHER_BYTES // (4 * features.shape[1] * count))
+    for index in range(batches):
+        for start in range(0, num_rows, step):
+            stop = min(start + step, num_rows)
+            neighbours = features[lists[index, start:stop]]
+            out[index, start:stop] = torch.matmul(neighbours, features[start:stop, :, None]).squeeze(-1).double()
+    return out
 
 
 def _pair_groups(left: FeatureStack, right: FeatureStack, pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:

@@ -41,7 +41,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("rbf_cka", "kernel", kernel="rbf", needs_dense=True),
         MetricSpec("unbiased_rbf_cka", "kernel", kernel="rbf", unbiased=True, needs_dense=True),
         # PRH's CKNNA is asymmetric: HSIC_u's 1'PQ1 term differs from 1'QP1 for the unsymmetrised masks.
-        MetricSpec("cknna", "cknna", unbiased=True, needs_dense=True, symmetric=False),
+        MetricSpec("cknna", "cknna", unbiased=True, symmetric=False),
     )
 }
 

@@ -14,7 +14,7 @@ from probe.align.specs import METRICS
 
 from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 
-BLOCKED_METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka")
+BLOCKED_METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka", "cknna")
 ALL_METRICS = tuple(METRICS)
 
 
@@ -168,14 +168,14 @@ def test_restricted_state_equals_recomputing_on_the_subset(small_blocks, path, s
 
 def test_dense_only_metrics_refuse_the_blocked_path(stacks, monkeypatch):
     vision, text = stacks
-    with pytest.raises(InputError, match="cknna need N x N kernels"):
-        alignment_matrices(vision, text, metrics=("mutual_knn", "cknna"), path="blocked", device="cpu")
-    monkeypatch.setattr(align, "DENSE_KERNEL_BUDGET_BYTES", 1000)
+    with pytest.raises(InputError, match="rbf_cka need N x N kernels"):
+        alignment_matrices(vision, text, metrics=("mutual_knn", "rbf_cka"), path="blocked", device="cpu")
+    monkeypatch.setattr(align, "free_memory_bytes", lambda device: 2500)  # a budget of 1000 bytes
     with pytest.raises(InputError, match="rbf_cka need N x N kernels.*path='dense' to force"):
         alignment_matrices(vision, text, metrics=("rbf_cka",), device="cpu")
     vision_state, _ = prepare_modalities(vision, text, metrics=("mutual_knn", "cka"), device="cpu")
     assert vision_state.plan.path == "blocked"
-    forced = alignment_matrix(vision, text, metric="cknna", k=5, path="dense", device="cpu")
+    forced = alignment_matrix(vision, text, metric="rbf_cka", path="dense", device="cpu")
     assert forced.shape == (3, 4)
 
 

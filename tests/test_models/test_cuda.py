@@ -57,14 +57,15 @@ def test_real_out_of_memory_halves_the_batch(tiny_model_dir, images, tmp_path, m
     assert res.batch_size == 8 and res.open().num_rows == N
 
 
-def test_alignment_on_gpu_equals_cpu() -> None:
+@pytest.mark.parametrize("path", ["dense", "blocked"])  # blocked: CKNNA by cuSPARSE's sampled product
+def test_alignment_on_gpu_equals_cpu(path) -> None:
     from probe.align.engine import alignment_matrices
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=(300, 4, 64)).astype(np.float32)
     t = (v[:, :3, :48] + rng.normal(scale=0.5, size=(300, 3, 48))).astype(np.float32)
     metrics = ("mutual_knn", "cka", "unbiased_cka", "cknna")
-    cpu = alignment_matrices(v, t, metrics=metrics, device="cpu")
-    gpu = alignment_matrices(v, t, metrics=metrics, device="cuda")
+    cpu = alignment_matrices(v, t, metrics=metrics, device="cpu", path=path)
+    gpu = alignment_matrices(v, t, metrics=metrics, device="cuda", path=path)
     for m in metrics:
         np.testing.assert_allclose(gpu[m], cpu[m], atol=2e-3, err_msg=m)
