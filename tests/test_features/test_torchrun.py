@@ -18,7 +18,7 @@ from PIL import Image
 
 from probe.features.cache import FeatureCache
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("torchrun_extract.py")
 ROWS = 10
 # One row per batch, so that each row meets the same kernels alone or sharded: a row's float32 features
