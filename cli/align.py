@@ -35,6 +35,7 @@ def align(
     clip_quantile: str = typer.Option("0.95", "--clip-quantile", help="Outlier clamp quantile per modality (PRH: 0.95), or 'none'."),
     permutations: int = typer.Option(200, "--permutations", help="Shuffles of the pairing for the null of the max over layer pairs (0: skip)."),
     subsamples: int = typer.Option(100, "--subsamples", help="Subsamples of 80% of rows, without replacement, for intervals (0: skip)."),
+    path: str = typer.Option("auto", "--path", help="auto: N x N kernels while they fit in 40% of free memory, else the blocked path | dense | blocked (any N, no RBF metrics)."),
     cka_epsilon: float = typer.Option(PRH_DENOMINATOR_EPSILON, "--cka-epsilon", min=0.0, help="Added to CKA/CKNNA denominators (PRH: 1e-6; 0 = textbook definition)."),
     pool_vision: Optional[str] = typer.Option(None, "--pool-vision", help="cls (default, as PRH) | mean | both."),
     pool_text: Optional[str] = typer.Option(None, "--pool-text", help="mean (default, as PRH) | last."),
@@ -64,7 +65,7 @@ def align(
     settings = AlignSettings(metrics=tuple(split_models(metric, param="metrics")), k=topk,
                              clip_quantile=parse_clip_quantile(clip_quantile), permutations=permutations,
                              subsamples=subsamples, seed=seed, device=device,
-                             denominator_epsilon=cka_epsilon)
+                             denominator_epsilon=cka_epsilon, path=path)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
                              limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)
     with rich_progress(enabled=not no_progress) as progress:

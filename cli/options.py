@@ -69,6 +69,7 @@ LIBRARY_FLAGS: dict[str, str] = {
     "max_pixels": "--max-pixels",
     "controls": "--controls",
     "sizes": "--sizes",
+    "path": "--path",
 }
 
 

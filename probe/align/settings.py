@@ -117,6 +117,8 @@ def check_settings(settings: AlignSettings, *, num_rows: int) -> int:
     check_sizes(num_rows=num_rows, k=settings.k, specs=specs)
     if settings.clip_quantile is not None and not 0 < settings.clip_quantile <= 1:
         raise InputError(f"clip_quantile={settings.clip_quantile} must be in (0, 1] (PRH: 0.95), or None for no clamp.")
+    if settings.path not in ("auto", "dense", "blocked"):
+        raise InputError(f"path={settings.path!r}: choose 'auto', 'dense' or 'blocked'.")
     if settings.denominator_epsilon < 0:
         raise InputError(f"denominator_epsilon={settings.denominator_epsilon} must be 0 or more (PRH: 1e-6).")
     return _check_resampling(
