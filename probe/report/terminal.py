@@ -202,40 +202,38 @@ def render_linear(run: Any, console: Optional[Console] = None) -> None:
 _FIGURES = {"accuracy": "acc.", "mean average precision": "mean AP", "caption retrieval top-5": "top-5"}
 
 
+def _side_by_side(title: str, records: list[dict[str, Any]], *, keys: tuple[str, str], headers: tuple[str, str],
+                  visions: list[str], cell: Any, last: tuple[str, str]) -> Table:
+    """One row per value of `keys` in `records`, one column per vision model (`cell(record)`), then the column
+    `last` = (header, field) taken from the first vision model's record."""
+    table = _table(title)
+    table.add_column(headers[0], overflow="fold")
+    table.add_column(headers[1], overflow="fold")
+    for v in visions:
+        table.add_column(v, justify="right", overflow="fold")
+    table.add_column(last[0], justify="right", no_wrap=True)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        rows.setdefault((r[keys[0]], r[keys[1]]), {})[r["vision"]] = r
+    for (first, second), cells in rows.items():
+        reference = cells.get(visions[0], next(iter(cells.values())))
+        table.add_row(_FIGURES.get(first, first), _FIGURES.get(second, second),
+                      *(cell(cells[v]) if v in cells else "–" for v in visions), fmt_num(reference[last[1]]))
+    return table
+
+
 def demo_tables(summary: dict[str, Any]) -> list[Table]:
     """The trained model beside its controls: one table for alignment (best score, calibrated score in
-    brackets) with chance, one for the probes (value, shuffled control in brackets) with the baseline."""
-    visions: list[str] = []
-    for r in summary["alignment"] + summary["linear"]:
-        visions += [r["vision"]] if r["vision"] not in visions else []
-    align = _table("alignment: best over layer pairs (calibrated)")
-    align.add_column("metric", no_wrap=True)
-    align.add_column("text", overflow="fold")
-    for v in visions:
-        align.add_column(v, justify="right", overflow="fold")
-    align.add_column("chance", justify="right", no_wrap=True)
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in summary["alignment"]:
-        rows.setdefault((r["metric"], r["text"]), {})[r["vision"]] = r
-    for (metric, text), cells in rows.items():
-        chance = cells.get(visions[0], next(iter(cells.values())))["chance"]
-        align.add_row(metric, text, *(f"{fmt_num(cells[v]['best'])} ({fmt_num(cells[v]['calibrated'])})" if v in cells else "–"
-                                      for v in visions), fmt_num(chance))
-    probes = _table("linear probes: best layer's test figure / its shuffled control")
-    probes.add_column("task", overflow="fold")
-    probes.add_column("figure", no_wrap=True)
-    for v in visions:
-        probes.add_column(v, justify="right", overflow="fold")
-    probes.add_column("baseline", justify="right", no_wrap=True)
-    lrows: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in summary["linear"]:
-        lrows.setdefault((r["task"], r["figure"]), {})[r["vision"]] = r
-    for (task, figure), cells in lrows.items():
-        baseline = next(iter(cells.values()))["baseline"]
-        probes.add_row(task, _FIGURES.get(figure, figure),
-                       *(f"{fmt_num(cells[v]['value'])}/{fmt_num(cells[v]['control'])}" if v in cells else "–" for v in visions),
-                       fmt_num(baseline))
-    return [align, probes]
+    brackets) with chance, one for the probes (value / shuffled control) with the baseline."""
+    visions = list(dict.fromkeys(r["vision"] for r in summary["alignment"] + summary["linear"]))
+    return [
+        _side_by_side("alignment: best over layer pairs (calibrated)", summary["alignment"], keys=("metric", "text"),
+                      headers=("metric", "text"), visions=visions, last=("chance", "chance"),
+                      cell=lambda r: f"{fmt_num(r['best'])} ({fmt_num(r['calibrated'])})"),
+        _side_by_side("linear probes: best layer's test figure / its shuffled control", summary["linear"],
+                      keys=("task", "figure"), headers=("task", "figure"), visions=visions, last=("baseline", "baseline"),
+                      cell=lambda r: f"{fmt_num(r['value'])}/{fmt_num(r['control'])}"),
+    ]
 
 
 def render_demo(run: Any, console: Optional[Console] = None) -> None:
