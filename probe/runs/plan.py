@@ -148,7 +148,7 @@ def _tokens(spec: Any) -> int:
 
 
 def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: Optional[str], dtype: str,
-                cache_dir: Path, rates: AssumedRates) -> CachePlan:
+                layers_spec: str, cache_dir: Path, rates: AssumedRates) -> CachePlan:
     from probe.features.extract import resolve_pools
     from probe.features.format import build_key, cache_path
     from probe.features.layers import parse_layers
@@ -162,11 +162,11 @@ def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: 
         return CachePlan(name, role, "?", dataset.name, dataset.rows or 0, None, None, (), None, False, False, None,
                          None, None)
     pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
-    states = spec.num_layers + 1 if spec.num_layers is not None else None
+    layers = parse_layers(layers_spec, num_states=spec.num_layers + 1) if spec.num_layers is not None else None
+    states = len(layers) if layers is not None else None
     path, exists = None, False
-    if data is not None and states is not None:
-        key = build_key(spec=spec, dataset=data, pools=pools, layers=parse_layers("all", num_states=states),
-                        prompt=None, dtype=dtype)
+    if data is not None and layers is not None:
+        key = build_key(spec=spec, dataset=data, pools=pools, layers=layers, prompt=None, dtype=dtype)
         path = cache_path(cache_dir, key)
         exists = path.is_file()
     rows = dataset.rows or 0
@@ -217,7 +217,7 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
     for name in spec.datasets:
         dataset, data = _open_dataset(name, cache_dir=Path(cache_dir), limit=s.limit)
         plan.datasets.append(dataset)
-        caches = [_cache_plan(m, role, dataset, data, dtype=dtype, cache_dir=Path(cache_dir), rates=rates,
+        caches = [_cache_plan(m, role, dataset, data, dtype=dtype, layers_spec=s.layers, cache_dir=Path(cache_dir), rates=rates,
                               pool=s.pool_text if role == "text" or (role == "probe" and m == (spec.probes and spec.probes.text))
                               else s.pool_vision)
                   for m, role in roles]
@@ -277,7 +277,7 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
         f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
         f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
     add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
-        f"seed={s.seed}, device {plan.device_kind} ({plan.dtype})")
+        f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
     name_w = max(10, min(36, max((len(c.model) for c in plan.caches), default=10)))
     header = f"{'model':<{name_w}} {'role':<7} {'states x dim':>12} {'cache':<6} {'disk':>9}"
     for dataset in plan.datasets:
@@ -308,3 +308,20 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     for note in plan.notes:
         add(note)
     return "\n".join(out) + "\n"
+
+
+def print_flags_plan(*, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any,
+                     cache_dir: Path, **settings: Any) -> str:
+    """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
+    `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
+    from probe.runs.study import StudySettings, StudySpec, check_model
+
+    here = Path.cwd()
+    vision = [check_model(v, modality="vision", where="vision", base_dir=here) for v in vision]
+    text = [check_model(t, modality="text", where="text", base_dir=here) for t in text]
+    controls = [c if c == "random-init" else check_model(c, modality="vision", where="controls", base_dir=here)
+                for c in controls]
+    spec = StudySpec(name=command, source=f"probe {command} flags", vision=tuple(vision), text=tuple(text),
+                     datasets=(str(dataset),), metrics=tuple(metrics), controls=tuple(controls),
+                     settings=StudySettings(**settings))
+    return format_plan(plan_study(spec, cache_dir=cache_dir))

@@ -24,6 +24,7 @@ and settings (see docs/results.md, "Studies", and the presets in probe/runs/pres
     pool_text = "mean"
     device = "auto"
     dtype = "auto"
+    layers = "all"              # hidden states each cache keeps: all | -1 | 0,12,24 | ::4
 
 `load_study(FILE | PRESET)` parses and checks it into a frozen `StudySpec` (unknown keys, wrong types, unknown
 or wrong-modality models, unknown metrics or datasets: one InputError naming the file and key, before any
@@ -60,7 +61,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 @dataclass(frozen=True)
 class StudySettings:
     """The settings every run of a study shares (the `probe align` / `probe linear` flags of the same names).
-    `limit`: first N rows of each dataset (None: all). `pool_vision`/`pool_text`: None = each model's default."""
+    `limit`: first N rows of each dataset (None: all). `pool_vision`/`pool_text`: None = each model's default.
+    `layers`: the hidden states each cache keeps (`probe extract --layers`; 0 = embeddings)."""
 
     k: int = 10
     permutations: int = 200
@@ -71,6 +73,7 @@ class StudySettings:
     pool_text: Optional[str] = None
     device: str = "auto"
     dtype: str = "auto"
+    layers: str = "all"
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def _registered(name: str) -> bool:
                for s in all_specs())
 
 
-def _model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
+def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
     """`name` checked offline: a registered model, a folder (relative to the study file's folder or the current
     one), a hub id (checked when run), or `random-init:` one of those, of `modality`. Returns the name to run."""
     from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
@@ -246,9 +249,9 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
     name = top.string("name", Path(source).stem) or ""
     if not _NAME.match(name):
         raise InputError(f"{top.where('name')} = {name!r}: use letters, digits, '-', '_' or '.' (it names the study folder)")
-    vision = tuple(_model(v, modality="vision", where=top.where("vision"), base_dir=base_dir)
+    vision = tuple(check_model(v, modality="vision", where=top.where("vision"), base_dir=base_dir)
                    for v in top.names("vision", required=True))
-    textm = tuple(_model(t, modality="text", where=top.where("text"), base_dir=base_dir)
+    textm = tuple(check_model(t, modality="text", where=top.where("text"), base_dir=base_dir)
                   for t in top.names("text", required=True))
     datasets = tuple(_dataset(d, where=top.where("datasets"), base_dir=base_dir)
                      for d in top.names("datasets", required=True))
@@ -257,22 +260,29 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
         metric_specs(metrics)
     except InputError as exc:
         raise InputError(f"{top.where('metrics')}: {exc}") from None
-    controls = tuple(c if c == RANDOM_INIT else _model(c, modality="vision", where=top.where("controls"), base_dir=base_dir)
+    controls = tuple(c if c == RANDOM_INIT else check_model(c, modality="vision", where=top.where("controls"), base_dir=base_dir)
                      for c in top.names("controls"))
 
     settings_table = data.get("settings", {})
     if not isinstance(settings_table, dict):
         raise InputError(f"{top.where('settings')} must be a table ([settings])")
     s = _Reader(settings_table, source=source, section="settings",
-                allowed=("k", "permutations", "subsamples", "limit", "seed", "pool_vision", "pool_text", "device", "dtype"))
+                allowed=("k", "permutations", "subsamples", "limit", "seed", "pool_vision", "pool_text", "device", "dtype",
+                         "layers"))
     defaults = StudySettings()
     settings = StudySettings(
         k=s.integer("k", defaults.k, minimum=1), permutations=s.integer("permutations", defaults.permutations, minimum=0),
         subsamples=s.integer("subsamples", defaults.subsamples, minimum=0), limit=s.integer("limit", None, minimum=1),
         seed=s.integer("seed", defaults.seed, minimum=0), pool_vision=s.string("pool_vision", None),
         pool_text=s.string("pool_text", None), device=s.string("device", "auto") or "auto",
-        dtype=s.string("dtype", "auto") or "auto",
+        dtype=s.string("dtype", "auto") or "auto", layers=s.string("layers", "all") or "all",
     )
+    try:
+        from probe.features.layers import parse_layers
+
+        parse_layers(settings.layers, num_states=10_000, param="layers")  # the syntax; the range is checked per model
+    except InputError as exc:
+        raise InputError(f"{s.where('layers')}: {exc}") from None
     for key, modality, extra in (("pool_vision", "vision", ("both",)), ("pool_text", "text", ())):
         value = getattr(settings, key)
         allowed = (*POOLS_BY_MODALITY[modality], *extra)
@@ -289,9 +299,9 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
         p = _Reader(data["probes"], source=source, section="probes", allowed=_PROBE_KEYS)
         probe_text = p.string("text", None)
         if probe_text is not None:
-            probe_text = _model(probe_text, modality="text", where=p.where("text"), base_dir=base_dir)
+            probe_text = check_model(probe_text, modality="text", where=p.where("text"), base_dir=base_dir)
         probes = ProbeSpec(labels=p.names("labels"), text=probe_text,
-                           vision=tuple(_model(v, modality="vision", where=p.where("vision"), base_dir=base_dir)
+                           vision=tuple(check_model(v, modality="vision", where=p.where("vision"), base_dir=base_dir)
                                         for v in p.names("vision")))
         if not probes.labels and probes.text is None:
             raise InputError(f"{top.where('probes')}: nothing to probe; give labels (label fields or 'words') and/or text")
@@ -339,7 +349,7 @@ def run_study(spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optio
     folder = new_run_folder(Path(output), f"study-{spec.name}")
     write_text_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
     run = StudyRun(spec, folder)
-    options = ExtractOptions(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit)
+    options = ExtractOptions(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit, layers=s.layers)
     align_settings = AlignSettings(metrics=spec.metrics, k=s.k, permutations=s.permutations, subsamples=s.subsamples,
                                    seed=s.seed, device=s.device)
     for dataset in spec.datasets:

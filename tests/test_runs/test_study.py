@@ -162,6 +162,15 @@ def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, cap
     assert code == 0 and out2 == out and not (Path("probe-studies")).exists()
 
 
+def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, capsys) -> None:
+    code, out, err = _cli(["demo", "--dry-run", "--limit", "96", "--permutations", "10", "--cache-dir",
+                           str(tmp_path / "cache"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert out.startswith("study demo") and "N = 96" in out and "permutations=10" in out
+    assert all(m in out for m in ("tiny-ssl-vit", "pixels-16", "tiny-random-vit", "minilm", "smollm2"))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "datasets").exists()
+
+
 @pytest.fixture(scope="module")
 def colour_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("colours")
@@ -221,6 +230,13 @@ seed = 1
     # The plan now finds every cache the study made.
     code, plan_out, _ = _cli(["plan", str(study), "--cache-dir", str(cache)], capsys)
     assert code == 0 and "0 new" in plan_out and " new " not in plan_out.split("caches:")[0]
+    # So does `probe align --dry-run` with the same models as flags (the same cache keys), and it writes nothing.
+    code, align_plan, err = _cli(["align", "--vision", str(tiny_model_dir("dinov2")), "--text",
+                                  f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}", "--dataset", str(colour_dataset),
+                                  "--controls", "pixels-16,random-init", "--dry-run", "--cache-dir", str(cache),
+                                  "--output", str(tmp_path / "nothing")], capsys)
+    assert code == 0, err
+    assert "caches: 5 exist, 0 new" in align_plan and not (tmp_path / "nothing").exists()
 
     # Second run: a new study folder, nothing extracted, every score read from the score cache, same numbers.
     code, _, err2 = _cli(args, capsys)
