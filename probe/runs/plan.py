@@ -300,7 +300,7 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     add(f"caches: {len(plan.caches) - len(plan.new)} exist, {len(plan.new)} new, needing {_size(plan.new_bytes)} "
         f"of disk (N x states x width x 4 bytes x pools)")
     if plan.gated:
-        add(f"gated (need a Hugging Face token with access: `huggingface-cli login`): {', '.join(plan.gated)}")
+        add(f"gated (need a Hugging Face token with access: `hf auth login` or HF_TOKEN): {', '.join(plan.gated)}")
     rates = ASSUMED_RATES.get(plan.device_kind, ASSUMED_RATES["cpu"])
     add(f"time, from ASSUMED rates for {plan.device_kind} ({rates.source}; not measured on this machine): "
         f"extraction ~{_duration(plan.extract_seconds)}, alignment ~{_duration(plan.align_seconds)}"
