@@ -249,3 +249,55 @@ seed = 1
     cols = ["vision", "text", "metric", "best_score", "calibrated", "p_value"]
     pd.testing.assert_frame_equal(table[cols].sort_values(cols[:3]).reset_index(drop=True),
                                   again[cols].sort_values(cols[:3]).reset_index(drop=True))
+
+
+def test_study_killed_mid_extraction_resumes_from_what_it_finished(tiny_model_dir, colour_dataset, tmp_path, capsys,
+                                                                   monkeypatch) -> None:
+    """A real kill -9 of `probe study` while it extracts, then the same command: it completes, and extracts only
+    the caches the killed run had not finished. The killed run's folder is left without a report and `latest`
+    never pointed at it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("COLUMNS", "200")
+    study = _write(tmp_path, f"""
+name = "killed"
+vision = ["{tiny_model_dir('dinov2')}", "{tiny_model_dir('vit')}"]
+text = ["{tiny_model_dir('bert')}", "{tiny_model_dir('llama')}"]
+datasets = ["{colour_dataset}"]
+metrics = ["mutual_knn"]
+controls = ["pixels-16"]
+[settings]
+k = 5
+permutations = 5
+subsamples = 0
+""")
+    cache, out = tmp_path / "cache", tmp_path / "studies"
+    args = ["study", str(study), "--cache-dir", str(cache), "--output", str(out), "--no-progress"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(cache.glob("features/**/*.h5")):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the study ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    finished = len(list(cache.glob("features/**/*.h5")))
+    assert 1 <= finished <= 5
+    (killed,) = out.glob("study-killed-*")
+    assert not (killed / "report.html").exists() and not (out / "latest").exists()
+
+    code, _, err = _cli(args, capsys)
+    assert code == 0, err
+    done = (out / "latest").resolve()
+    assert done != killed and (done / "report.html").is_file()
+    assert len(list(cache.glob("features/**/*.h5"))) == 5  # 2 vision + pixels-16 + 2 text, none twice
+    # Every cache file the killed run left is complete (assembled under a temporary name, then renamed): reused.
+    assert err.count("using cached features") == finished and err.count("extracted ") == 5 - finished
