@@ -53,6 +53,7 @@ def align(
     sizes: str = typer.Option("", "--sizes", help="Also score on nested random subsets of these many rows, e.g. 256,512,1024 (raw scores fall with N; calibrated ones compare)."),
     trust_remote_code: bool = opt.TrustRemoteCode,
     no_progress: bool = opt.NoProgress,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and cost (as `probe plan`); run nothing."),
 ) -> None:
     """Score how well each vision model's geometry matches each language model's, at every layer pair."""
     from probe.align.settings import AlignSettings
@@ -68,6 +69,15 @@ def align(
                              denominator_epsilon=cka_epsilon, path=path)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
                              limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)
+    if dry_run:
+        from probe.runs.plan import print_flags_plan
+
+        typer.echo(print_flags_plan(
+            command="align", vision=split_models(vision, param="vision"), text=split_models(text, param="text"),
+            dataset=dataset, metrics=settings.metrics, controls=split_models(controls, param="controls") if controls.strip() else (),
+            cache_dir=options.cache_dir, k=topk, permutations=permutations, subsamples=subsamples, limit=limit, seed=seed,
+            pool_vision=pool_vision, pool_text=pool_text, device=device, dtype=dtype, layers=layers), nl=False)
+        return
     with rich_progress(enabled=not no_progress) as progress:
         run = run_align(vision=vision, text=text, dataset=dataset, settings=settings, options=options, output=output,
                         pool_vision=pool_vision, pool_text=pool_text, progress=progress,

@@ -69,7 +69,7 @@ def _register_commands() -> None:
     # Importing these modules runs their @app.command decorators.
     import importlib
 
-    for name in ("cli.info", "cli.models", "cli.extract", "cli.cache", "cli.align", "cli.linear", "cli.demo", "cli.report", "cli.compare"):
+    for name in ("cli.info", "cli.models", "cli.extract", "cli.cache", "cli.align", "cli.linear", "cli.demo", "cli.report", "cli.compare", "cli.study"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a command module not written yet

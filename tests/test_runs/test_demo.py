@@ -46,6 +46,12 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     # Heatmaps: the model and two controls against two text models, and the text-vs-text ceiling; 4 metrics each.
     assert len(list((tmp_path / "out").rglob("*.png"))) == (3 * 2 + 1) * 4
 
+    # The demo preset (`probe study demo`) needs exactly the caches this run made: the plan finds them all.
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "demo", "--limit", "96", "--cache-dir", str(session_cache_dir)])
+    plan_out, _ = capsys.readouterr()
+    assert info.value.code == 0 and "caches: 5 exist, 0 new" in plan_out
+
     # Second run: every feature cache and score is reused, and the numbers are identical.
     with pytest.raises(SystemExit) as info:
         main(args + ["--output", str(tmp_path / "again")])

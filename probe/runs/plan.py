@@ -1,0 +1,327 @@
+"""`probe plan`: what a study would run and cost, from registry facts and the cache folder alone.
+
+No model is loaded and nothing touches the network: `plan_study` reads the registry (`probe.models.registry`:
+widths, depths, parameters, `gated`) and, for a dataset already prepared in the cache, its manifest (to
+compute the exact feature-cache keys with `probe.features.format.build_key` and look for the files at
+`cache_path`). A dataset not yet downloaded has no caches yet, so every cache is new.
+
+Disk per new cache = N rows x stored hidden states x width x 4 bytes (float32) x pools. Time is an estimate
+from ASSUMED rates per device kind (`ASSUMED_RATES`), not measured on this machine: the plan says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from probe.runs.study import StudySpec
+
+# Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
+# the forward pass) and GUIDE §12 (end to end, h5py writes of the cache ~50 MB/s), alignment from
+# bench/results/bench_align_gpu.log (19.2 s for 825 layer pairs x 301 scorings, 4 metrics, N=1024). cpu and
+# mps: rough guesses (about 0.5 / 5 TFLOP/s float32 forward, alignment ~20x slower than the GPU).
+TEXT_TOKENS = 32  # assumed tokens per caption (PRH's wit-1024 captions are a sentence or two)
+
+
+@dataclass(frozen=True)
+class AssumedRates:
+    """How fast a device kind is assumed to be (not measured here)."""
+
+    forward_tflops: float  # effective model FLOP/s in the forward pass, in TFLOP/s
+    write_mb_s: float  # cache writes, MB/s
+    align_unit_s: float  # seconds per (layer pair x scoring) at N=1024 with 4 metrics
+    source: str
+
+
+ASSUMED_RATES: dict[str, AssumedRates] = {
+    "cuda": AssumedRates(300.0, 50.0, 7.7e-5, "H100 bf16 benchmarks in bench/results"),
+    "mps": AssumedRates(5.0, 50.0, 1.5e-3, "a guess"),
+    "cpu": AssumedRates(0.5, 50.0, 1.5e-3, "a guess"),
+}
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """One feature cache the study needs: where it stands and what a new one costs."""
+
+    model: str
+    role: str  # vision | control | text | probe
+    modality: str
+    dataset: str
+    rows: int
+    states: Optional[int]  # stored hidden states (L+1 with layers=all); None when unknown before loading
+    width: Optional[int]
+    pools: tuple[str, ...]
+    params_m: Optional[float]
+    gated: bool
+    exists: bool
+    path: Optional[Path]
+    bytes: Optional[int]  # disk of the cache (None when sizes are unknown)
+    seconds: Optional[float]  # assumed extraction time when new
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """A dataset of the study: N after the limit, and whether it is prepared in the cache."""
+
+    name: str
+    rows: Optional[int]
+    prepared: bool
+    note: str
+
+
+@dataclass
+class StudyPlan:
+    """What `run_study` would do, with its costs (`format_plan` prints it)."""
+
+    spec: StudySpec
+    device_kind: str
+    dtype: str
+    datasets: list[DatasetPlan] = field(default_factory=list)
+    caches: list[CachePlan] = field(default_factory=list)
+    model_pairs: int = 0
+    layer_pairs: int = 0
+    align_seconds: float = 0.0
+    probe_runs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def new(self) -> list[CachePlan]:
+        return [c for c in self.caches if not c.exists]
+
+    @property
+    def new_bytes(self) -> int:
+        return sum(c.bytes or 0 for c in self.new)
+
+    @property
+    def extract_seconds(self) -> float:
+        return sum(c.seconds or 0.0 for c in self.new)
+
+    @property
+    def gated(self) -> list[str]:
+        return list(dict.fromkeys(c.model for c in self.caches if c.gated))
+
+
+def _device(settings: Any) -> tuple[str, str]:
+    """(device kind, dtype name) the study would run with. `auto` is resolved on this machine; a named device
+    is taken at its word (a GPU study can be planned on a laptop)."""
+    import torch
+
+    from probe.devices import DTYPE_NAMES, resolve_device
+
+    kind = resolve_device("auto").type if settings.device == "auto" else str(settings.device).split(":")[0].lower()
+    if settings.dtype == "auto":
+        bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+        dtype = ("bfloat16" if bf16 else "float16") if kind == "cuda" else "float32"
+    else:
+        dtype = str(DTYPE_NAMES.get(settings.dtype.lower(), settings.dtype)).removeprefix("torch.")
+    return kind, dtype
+
+
+def _open_dataset(name: str, *, cache_dir: Path, limit: Optional[int]) -> tuple[DatasetPlan, Any]:
+    """The dataset plan and, when its rows are on disk (prepared in the cache, or a manifest path), the
+    PairedDataset after `limit` (None otherwise). Never downloads or renders anything."""
+    from probe.datasets.catalog import DATASETS
+    from probe.datasets.manifest import load_manifest
+
+    spec = DATASETS.get(name)
+    if spec is None:
+        data = load_manifest(Path(name)).head(limit)
+        return DatasetPlan(name, len(data), True, "local manifest"), data
+    manifest = Path(cache_dir) / "datasets" / name / "manifest.jsonl"
+    if manifest.is_file():
+        data = load_manifest(manifest, name=name).head(limit)
+        return DatasetPlan(name, len(data), True, f"prepared in {manifest.parent}"), data
+    rows = spec.rows if limit is None or spec.rows is None else min(limit, spec.rows)
+    how = "rendered" if spec.source == "package" else "downloaded"
+    return DatasetPlan(name, rows, False, f"not {how} yet ({spec.needs}): every cache is new"), None
+
+
+def _tokens(spec: Any) -> int:
+    """Tokens one row costs the model: patches + CLS for a ViT, TEXT_TOKENS for a caption."""
+    if spec.modality == "text":
+        return TEXT_TOKENS
+    if spec.image_size and spec.patch_size:
+        return (spec.image_size // spec.patch_size) ** 2 + 1
+    return 257
+
+
+def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: Optional[str], dtype: str,
+                layers_spec: str, cache_dir: Path, rates: AssumedRates) -> CachePlan:
+    from probe.features.extract import resolve_pools
+    from probe.features.format import build_key, cache_path
+    from probe.features.layers import parse_layers
+    from probe.models.registry import resolve_model
+
+    try:
+        spec = resolve_model(name) if not _hub_only(name) else None
+    except Exception:  # a folder that vanished since the study was parsed: the run will say so
+        spec = None
+    if spec is None:
+        return CachePlan(name, role, "?", dataset.name, dataset.rows or 0, None, None, (), None, False, False, None,
+                         None, None)
+    pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
+    layers = parse_layers(layers_spec, num_states=spec.num_layers + 1) if spec.num_layers is not None else None
+    states = len(layers) if layers is not None else None
+    path, exists = None, False
+    if data is not None and layers is not None:
+        key = build_key(spec=spec, dataset=data, pools=pools, layers=layers, prompt=None, dtype=dtype)
+        path = cache_path(cache_dir, key)
+        exists = path.is_file()
+    rows = dataset.rows or 0
+    size = rows * states * spec.hidden_size * 4 * len(pools) if states and spec.hidden_size else None
+    seconds = None
+    if spec.params_m is not None:
+        flops = 2 * spec.params_m * 1e6 * _tokens(spec) * rows
+        seconds = flops / (rates.forward_tflops * 1e12) + (size or 0) / (rates.write_mb_s * 1e6)
+    return CachePlan(spec.alias if spec.source != "local" else name, role, spec.modality, dataset.name, rows, states,
+                     spec.hidden_size, tuple(pools), spec.params_m, bool(spec.gated or (spec.base and spec.base.gated)),
+                     exists, path, size, seconds)
+
+
+def _alias(name: str) -> str:
+    """The registered alias `name` resolves to (`random-init:tiny-ssl-vit` -> `tiny-random-vit`), else `name`."""
+    from probe.models.registry import resolve_model
+
+    try:
+        return name if _hub_only(name) else resolve_model(name).alias
+    except Exception:  # a folder that vanished: the run will say so
+        return name
+
+
+def _hub_only(name: str) -> bool:
+    """True for an unregistered hub id (its sizes are on the hub, which a plan does not read)."""
+    import re
+
+    from probe.runs.study import _registered
+
+    base = name.split(":", 1)[1] if name.lower().startswith("random-init:") else name
+    return not _registered(base) and not Path(base).expanduser().exists() and bool(
+        re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", base))
+
+
+def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
+    """The plan of `spec` against the caches in `cache_dir` (see the module docstring)."""
+    s = spec.settings
+    kind, dtype = _device(s)
+    rates = ASSUMED_RATES.get(kind, ASSUMED_RATES["cpu"])
+    plan = StudyPlan(spec, kind, dtype)
+    controls = spec.control_models()
+    roles = [*((v, "vision") for v in spec.vision), *((c, "control") for c in controls), *((t, "text") for t in spec.text)]
+    if spec.probes is not None:  # models probed but not aligned (a twin counts under its registered name)
+        listed = {_alias(name) for name, _ in roles}
+        roles += [(v, "probe") for v in spec.probe_vision() if _alias(v) not in listed]
+        if spec.probes.text and _alias(spec.probes.text) not in listed:
+            roles.append((spec.probes.text, "probe"))
+    for name in spec.datasets:
+        dataset, data = _open_dataset(name, cache_dir=Path(cache_dir), limit=s.limit)
+        plan.datasets.append(dataset)
+        caches = [_cache_plan(m, role, dataset, data, dtype=dtype, layers_spec=s.layers, cache_dir=Path(cache_dir), rates=rates,
+                              pool=s.pool_text if role == "text" or (role == "probe" and m == (spec.probes and spec.probes.text))
+                              else s.pool_vision)
+                  for m, role in roles]
+        plan.caches += caches
+        vis = [c for c in caches if c.role in ("vision", "control")]
+        txt = [c for c in caches if c.role == "text"]
+        pairs = [(v, t) for v in vis for t in txt] + [(a, b) for i, a in enumerate(txt) for b in txt[i + 1:]]
+        plan.model_pairs += len(pairs)
+        layer_pairs = sum((v.states or 0) * len(v.pools) * (t.states or 0) * len(t.pools) for v, t in pairs)
+        plan.layer_pairs += layer_pairs
+        scale = ((dataset.rows or 1024) / 1024) ** 2 * len(spec.metrics) / 4
+        plan.align_seconds += layer_pairs * (1 + s.permutations + s.subsamples) * rates.align_unit_s * scale
+        plan.probe_runs += len(spec.probe_vision())
+    unknown = [c.model for c in plan.caches if c.states is None]
+    if unknown:
+        plan.notes.append(f"sizes unknown until loaded (not registered): {', '.join(dict.fromkeys(unknown))}")
+    return plan
+
+
+def _size(n: Optional[float]) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "?"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _wrap(text: str, width: int, indent: str = "  ") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+
+
+def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
+    """The plan as plain text, no line longer than `width` (80 by default)."""
+    spec, s = plan.spec, plan.spec.settings
+    out: list[str] = []
+    add = lambda text: out.extend(_wrap(text, width))  # noqa: E731
+    add(f"study {spec.name} ({spec.source})")
+    if spec.description:
+        add(spec.description)
+    add(f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
+        f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
+        f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
+    add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
+        f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
+    name_w = max(10, min(36, max((len(c.model) for c in plan.caches), default=10)))
+    header = f"{'model':<{name_w}} {'role':<7} {'states x dim':>12} {'cache':<6} {'disk':>9}"
+    for dataset in plan.datasets:
+        out.append("")
+        add(f"dataset {dataset.name}: N = {dataset.rows if dataset.rows is not None else '?'}; {dataset.note}")
+        out.append(header[:width])
+        for c in (c for c in plan.caches if c.dataset == dataset.name):
+            name = c.model if len(c.model) <= name_w else c.model[: name_w - 1] + "~"
+            shape = f"{c.states}x{c.width}" + (f"x{len(c.pools)}" if len(c.pools) > 1 else "") if c.states else "?"
+            line = (f"{name:<{name_w}} {c.role:<7} {shape:>12} {'exists' if c.exists else 'new':<6} "
+                    f"{_size(c.bytes):>9}{' gated' if c.gated else ''}")
+            out.append(line[:width])
+    out.append("")
+    add(f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
+        f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
+        f"{len(spec.metrics)} metrics")
+    if plan.probe_runs:
+        add(f"linear probes: {plan.probe_runs} runs ({', '.join(spec.probes.labels) or 'no labels'}"
+            f"{'; ridge to ' + spec.probes.text if spec.probes.text else ''})")
+    add(f"caches: {len(plan.caches) - len(plan.new)} exist, {len(plan.new)} new, needing {_size(plan.new_bytes)} "
+        f"of disk (N x states x width x 4 bytes x pools)")
+    if plan.gated:
+        add(f"gated (need a Hugging Face token with access: `hf auth login` or HF_TOKEN): {', '.join(plan.gated)}")
+    rates = ASSUMED_RATES.get(plan.device_kind, ASSUMED_RATES["cpu"])
+    add(f"time, from ASSUMED rates for {plan.device_kind} ({rates.source}; not measured on this machine): "
+        f"extraction ~{_duration(plan.extract_seconds)}, alignment ~{_duration(plan.align_seconds)}"
+        f"{', probes not estimated' if plan.probe_runs else ''}; scores already in the score cache are reused")
+    for note in plan.notes:
+        add(note)
+    return "\n".join(out) + "\n"
+
+
+def print_flags_plan(*, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any,
+                     cache_dir: Path, **settings: Any) -> str:
+    """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
+    `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
+    from probe.runs.study import StudySettings, StudySpec, check_model
+
+    here = Path.cwd()
+    vision = [check_model(v, modality="vision", where="vision", base_dir=here) for v in vision]
+    text = [check_model(t, modality="text", where="text", base_dir=here) for t in text]
+    controls = [c if c == "random-init" else check_model(c, modality="vision", where="controls", base_dir=here)
+                for c in controls]
+    spec = StudySpec(name=command, source=f"probe {command} flags", vision=tuple(vision), text=tuple(text),
+                     datasets=(str(dataset),), metrics=tuple(metrics), controls=tuple(controls),
+                     settings=StudySettings(**settings))
+    return format_plan(plan_study(spec, cache_dir=cache_dir))
