@@ -67,6 +67,7 @@ LIBRARY_FLAGS: dict[str, str] = {
     "cache_dir": "--cache-dir",
     "output": "--output",
     "max_pixels": "--max-pixels",
+    "store_dtype": "--store-dtype",
     "controls": "--controls",
     "sizes": "--sizes",
 }

@@ -193,6 +193,11 @@ class PartialWriter:
             if x.shape[0] != len(rows_arr):
                 raise ValueError(f"pool {pool}: {x.shape[0]} feature rows for {len(rows_arr)} indices")
             arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=self.store_dtype)
+            if self.store_dtype == np.float16 and np.isinf(arrays[f"feat_{pool}"]).any():
+                raise CacheError(
+                    f"pool {pool}: features of rows {int(rows_arr.min())}.. exceed float16's range (|x| > 65504; large "
+                    f"activations of some LLM layers do); extract with store_dtype='float32' instead"
+                )
         target = self.dir / f"batch-r{self.rank}-{int(rows_arr.min()):08d}-{uuid.uuid4().hex[:8]}.npz"
         tmp = self.dir / f".{target.name}{_TMP_SUFFIX}"
         try:

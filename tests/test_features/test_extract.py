@@ -250,3 +250,16 @@ def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tin
     second = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(1, 2))
     assert second.rows_extracted == N // 2
     np.testing.assert_array_equal(second.open().read(), single)
+
+
+def test_float16_storage_is_its_own_cache_and_reads_back_the_rounded_float32(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    folder = tiny_model_dir("dinov2")
+    full = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0)
+    half = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0,
+                            store_dtype="float16")
+    assert half.path != full.path and half.key["store_dtype"] == "float16" and "store_dtype" not in full.key
+    got = half.open().read()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, full.open().read().astype(np.float16).astype(np.float32))
+    with pytest.raises(InputError, match="store_dtype='bfloat16'"):
+        extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, store_dtype="bfloat16")

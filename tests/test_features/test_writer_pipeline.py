@@ -121,3 +121,11 @@ def test_float16_storage_reads_back_as_float32_and_has_its_own_key(tmp_path) -> 
     with h5py.File(path) as f:
         assert f["features/cls"].dtype == np.float16
     assert path != cache_path(tmp_path, _key("float32"))
+
+
+def test_values_beyond_float16_are_refused_at_extraction_not_stored_as_inf(tmp_path) -> None:
+    w = _writer(tmp_path, store="float16")
+    x = _features()
+    x[3, 1, 2] = 7e4
+    with pytest.raises(CacheError, match="exceed float16's range.*store_dtype='float32'"):
+        w.write_batch(list(range(N)), {"cls": x}, layers=[0, 1, 2])
