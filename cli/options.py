@@ -51,6 +51,8 @@ LIBRARY_FLAGS: dict[str, str] = {
     "device": "--device",
     "dtype": "--dtype",
     "pool": "--pool",
+    "modality": "--modality",
+    "file": "FILE",
     "layers": "--layers",
     "text_layer": "--text-layer",
     "batch_size": "--batch-size",
