@@ -203,8 +203,16 @@ def _iter_batches(
 
     if loaded.modality == "text":
         texts = _texts(dataset, prompt)
-        for rows in batches:
-            yield list(rows), loaded.collate([texts[i] for i in rows])
+        pin = loaded.device.type == "cuda"
+
+        def tokenized() -> Iterator[tuple[list[int], dict]]:
+            for rows in batches:
+                inputs = loaded.collate([texts[i] for i in rows])
+                yield list(rows), ({k: v.pin_memory() for k, v in inputs.items()} if pin else inputs)
+
+        # Tokenised a batch or two ahead in a thread (the Rust tokenizer releases the GIL), pinned on CUDA so
+        # the copy to the device is asynchronous: the forward pass does not wait for the tokenizer.
+        yield from _prefetched(tokenized(), depth=2)
         return
     flat = [i for rows in batches for i in rows]
     sizes = [len(rows) for rows in batches]
@@ -224,6 +232,47 @@ def _iter_batches(
             i, err = bad[0]
             raise InputError(f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row")
         yield rows, inputs
+
+
+def _prefetched(items: Iterator[Any], *, depth: int) -> Iterator[Any]:
+    """`items`, produced up to `depth` ahead by a thread; its exception is raised here, in order. Closing this
+    generator early (an error in the caller) stops the thread at its next item."""
+    import queue
+    import threading
+
+    q: "queue.Queue[tuple[str, Any]]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            put(("error", exc))
+
+    thread = threading.Thread(target=run, name="probe-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def _texts(dataset: PairedDataset, prompt: Optional[str]) -> list[str]:

@@ -192,7 +192,8 @@ class PartialWriter:
         for pool, x in features.items():
             if x.shape[0] != len(rows_arr):
                 raise ValueError(f"pool {pool}: {x.shape[0]} feature rows for {len(rows_arr)} indices")
-            arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=self.store_dtype)
+            with np.errstate(over="ignore"):  # overflow to float16 Inf is refused just below
+                arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=self.store_dtype)
             if self.store_dtype == np.float16 and np.isinf(arrays[f"feat_{pool}"]).any():
                 raise CacheError(
                     f"pool {pool}: features of rows {int(rows_arr.min())}.. exceed float16's range (|x| > 65504; large "

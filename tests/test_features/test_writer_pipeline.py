@@ -129,3 +129,24 @@ def test_values_beyond_float16_are_refused_at_extraction_not_stored_as_inf(tmp_p
     x[3, 1, 2] = 7e4
     with pytest.raises(CacheError, match="exceed float16's range.*store_dtype='float32'"):
         w.write_batch(list(range(N)), {"cls": x}, layers=[0, 1, 2])
+
+
+def test_prefetched_keeps_order_and_raises_the_producers_error_in_the_consumer() -> None:
+    from probe.features.extract import _prefetched
+
+    def produce():
+        yield from range(5)
+        raise ValueError("tokenizer failed on row 5")
+
+    got = []
+    with pytest.raises(ValueError, match="row 5"):
+        for item in _prefetched(produce(), depth=2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    stopped = _prefetched(iter(range(1000)), depth=2)
+    assert next(stopped) == 0
+    stopped.close()  # the consumer leaves early: the producer thread ends instead of blocking on a full queue
+    import time
+
+    time.sleep(0.3)
+    assert all(t.name != "probe-prefetch" for t in threading.enumerate())
