@@ -386,7 +386,12 @@ class PartialWriter:
                 for path in files:
                     with np.load(path, allow_pickle=False) as z:
                         rows = z["rows"]
-                        buf[:, rows, :] = z[f"feat_{pool}"][:, a:b, :].transpose(1, 0, 2)
+                        x = z[f"feat_{pool}"][:, a:b, :].transpose(1, 0, 2)
+                        r0 = int(rows[0]) if len(rows) else 0
+                        if len(rows) and int(rows[-1]) - r0 == len(rows) - 1 and (np.diff(rows) == 1).all():
+                            buf[:, r0 : r0 + len(rows), :] = x  # consecutive rows (image batches, imports): a slice
+                        else:
+                            buf[:, rows, :] = x
                 for j in range(b - a):
                     ds[a + j] = buf[j]
                     sums[pool].append(layer_checksum(buf[j]))
