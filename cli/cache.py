@@ -108,3 +108,24 @@ def cache_rm(
         if not r.removed:
             console.print(f"[yellow]kept[/] {r.entry.path}: {r.reason}", highlight=False)
     console.print(f"removed {sum(r.removed for r in results)} entries")
+
+
+@cache_app.command("import")
+def cache_import(
+    file: Path = typer.Argument(..., help="Features [N, L, D]: PRH's .pt ({'feats': ...}), .npy or .npz."),
+    model: str = typer.Option(..., "--model", "-m", help="Name to give these features (not a registered model name)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset whose rows, in order, the features are of."),
+    modality: str = typer.Option(..., "--modality", help="vision | text"),
+    pool: Optional[str] = typer.Option(None, "--pool", help="How the rows were pooled (vision: cls, mean; text: mean, last)."),
+    cache_dir: Optional[Path] = opt.CacheDir,
+) -> None:
+    """Bring features computed elsewhere into the cache; then 'probe align --vision NAME' uses them."""
+    from rich.console import Console
+
+    from probe.datasets import load_dataset
+    from probe.features.imports import import_features
+
+    root = opt.cache_dir_or_default(cache_dir)
+    path = import_features(file, model=model, dataset=load_dataset(dataset, cache_dir=root), modality=modality,  # type: ignore[arg-type]
+                           cache_dir=root, pool=pool)  # fmt: skip
+    Console().print(f"[green]imported[/] {file} as {model!r}: {path}", highlight=False, soft_wrap=True)

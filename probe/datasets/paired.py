@@ -88,8 +88,21 @@ class PairedDataset:
 
     @cached_property
     def image_hashes(self) -> list[str]:
-        """sha256 of each row's image file bytes ('' where a row has no image)."""
-        return [_sha256_file(r.image) if r.image is not None else "" for r in self.rows]
+        """sha256 of each row's image file bytes ('' where a row has no image).
+
+        Hashed by a thread pool: hashlib releases the GIL on large buffers, so reading and hashing thousands
+        of files overlaps (computed once per PairedDataset; every run computes it again, as files may change).
+        """
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(r) -> str:
+            return _sha256_file(r.image) if r.image is not None else ""
+
+        if len(self.rows) < 64:
+            return [one(r) for r in self.rows]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            return list(pool.map(one, self.rows, chunksize=32))
 
     @cached_property
     def caption_hashes(self) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from probe.features.cache import FeatureCache
 from probe.features.format import build_key, cache_path, check_writable_dir, default_cache_dir
-from probe.features.writer import PartialWriter
+from probe.features.writer import BackgroundWriter, PartialWriter
 from probe.datasets import PairedDataset, load_dataset
 from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, check_max_pixels, load_rgb
 from probe.errors import CacheError, InputError, ProbeError, describe_os_error
@@ -29,6 +29,9 @@ from probe.progress import ProgressCallback
 
 Overwrite = Literal["never", "missing", "always"]
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
+# Batches waiting for the writer thread: enough to ride out a slow write, few enough to bound host memory.
+WRITE_QUEUE = 3
+StoreDtype = Literal["float32", "float16"]
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,12 @@ class _AdaptiveEncoder:
     def __init__(self, loaded: Any, pools: Sequence[str], batch_size: int) -> None:
         self.loaded, self.pools, self.max_batch = loaded, tuple(pools), batch_size
 
-    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict) -> dict[str, Any]:
+        """pool -> [B, S, D] float32: numpy on CPU, a device tensor on CUDA (copied to the host by `_to_host`)."""
         import torch
 
+        on_device = getattr(self.loaded.device, "type", "cpu") == "cuda"
+        kwargs = {"on_device": True} if on_device else {}
         n = next(iter(batch.values())).shape[0]
         outs: list[dict] = []
         i = 0
@@ -147,7 +153,7 @@ class _AdaptiveEncoder:
             step = self.max_batch
             sub = {k: v[i : i + step] for k, v in batch.items()}
             try:
-                outs.append(self.loaded.encode(sub, pools=self.pools))
+                outs.append(self.loaded.encode(sub, pools=self.pools, **kwargs))
             except torch.OutOfMemoryError:
                 if step == 1:
                     raise ProbeError("out of GPU memory even at batch size 1; use a smaller dtype= or another device=") from None
@@ -157,7 +163,35 @@ class _AdaptiveEncoder:
                     torch.cuda.empty_cache()
                 continue
             i += step
+        if on_device:
+            return {p: torch.cat([o[p] for o in outs]).float() for p in self.pools}
         return {p: torch.cat([o[p] for o in outs]).float().numpy() for p in self.pools}
+
+
+def _to_host(feats: dict[str, Any], select: np.ndarray, *, store_dtype: str) -> tuple[dict[str, Any], Any]:
+    """Keep the stored layers of each pool's [B, S_all, D] features and start their copy to the host.
+
+    CPU (numpy in): a plain selection, no event. CUDA (tensors in): the selection and the cast to `store_dtype`
+    happen on the GPU, the result is copied with `non_blocking=True` into pinned host memory (from torch's
+    caching host allocator, so buffers are reused once their copy is done) and a CUDA event is recorded after
+    the copies: the writer thread waits on it, the main thread goes on to the next forward pass.
+    """
+    first = next(iter(feats.values()))
+    if isinstance(first, np.ndarray):
+        return {p: x[:, select, :] for p, x in feats.items()}, None
+    import torch
+
+    idx = torch.as_tensor(select, device=first.device)
+    dtype = torch.float16 if store_dtype == "float16" else torch.float32
+    out = {}
+    for p, x in feats.items():
+        y = x.index_select(1, idx).to(dtype)
+        buf = torch.empty(y.shape, dtype=dtype, pin_memory=True)
+        buf.copy_(y, non_blocking=True)
+        out[p] = buf
+    event = torch.cuda.Event()
+    event.record()
+    return out, event
 
 
 def _iter_batches(
@@ -169,8 +203,16 @@ def _iter_batches(
 
     if loaded.modality == "text":
         texts = _texts(dataset, prompt)
-        for rows in batches:
-            yield list(rows), loaded.collate([texts[i] for i in rows])
+        pin = loaded.device.type == "cuda"
+
+        def tokenized() -> Iterator[tuple[list[int], dict]]:
+            for rows in batches:
+                inputs = loaded.collate([texts[i] for i in rows])
+                yield list(rows), ({k: v.pin_memory() for k, v in inputs.items()} if pin else inputs)
+
+        # Tokenised a batch or two ahead in a thread (the Rust tokenizer releases the GIL), pinned on CUDA so
+        # the copy to the device is asynchronous: the forward pass does not wait for the tokenizer.
+        yield from _prefetched(tokenized(), depth=2)
         return
     flat = [i for rows in batches for i in rows]
     sizes = [len(rows) for rows in batches]
@@ -190,6 +232,47 @@ def _iter_batches(
             i, err = bad[0]
             raise InputError(f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row")
         yield rows, inputs
+
+
+def _prefetched(items: Iterator[Any], *, depth: int) -> Iterator[Any]:
+    """`items`, produced up to `depth` ahead by a thread; its exception is raised here, in order. Closing this
+    generator early (an error in the caller) stops the thread at its next item."""
+    import queue
+    import threading
+
+    q: "queue.Queue[tuple[str, Any]]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            put(("error", exc))
+
+    thread = threading.Thread(target=run, name="probe-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def _texts(dataset: PairedDataset, prompt: Optional[str]) -> list[str]:
@@ -228,6 +311,7 @@ def extract_features(
     shard: Optional[Shard] = None,
     progress: Optional[ProgressCallback] = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    store_dtype: StoreDtype = "float32",
 ) -> ExtractResult:
     """Extract every requested hidden state of `model` over `dataset` into a cache; reuse it when complete.
 
@@ -238,6 +322,7 @@ def extract_features(
     none), `missing` (resume/complete; default), `always` (discard and redo). Returns an ExtractResult whose
     `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D]. max_pixels: images whose header
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
+    store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
     """
     from probe.devices import resolve_device, resolve_dtype
     from probe.models.registry import resolve_model, with_seed
@@ -247,6 +332,8 @@ def extract_features(
         raise InputError(f"overwrite={overwrite!r}: choose 'never', 'missing' or 'always'")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size={batch_size} must be at least 1")
+    if store_dtype not in ("float32", "float16"):
+        raise InputError(f"store_dtype={store_dtype!r}: choose 'float32' or 'float16'")
     _validate_prompt(prompt)
     check_max_pixels(max_pixels)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -274,9 +361,9 @@ def extract_features(
     dtype_name = str(torch_dtype).removeprefix("torch.")
     num_states = spec.num_layers + 1 if getattr(spec, "num_layers", None) is not None else None
     layer_idx: Sequence[int] | str = parse_layers(layers, num_states=num_states) if num_states else layers
-    key = build_key(spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name)
+    key = build_key(spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name, store_dtype=store_dtype)
     final = cache_path(cache_dir, key)
-    writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world)
+    writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world, store_dtype=store_dtype)
 
     if spec.modality == "vision" and (overwrite == "always" or (overwrite == "missing" and not final.is_file())):
         # Image headers only (nothing decoded), before anything is deleted, written or loaded.
@@ -326,12 +413,15 @@ def extract_features(
             lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
             # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
             batches = [b for b in plan_batches(shard_rows, bs, lengths=lengths) if not done[b].all()]
-            for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels):
-                feats = encoder(inputs)
-                writer.write_batch(rows, {p: x[:, select, :] for p, x in feats.items()}, layers=select.tolist())
-                rows_extracted += int((~done[rows]).sum())
-                if progress:
-                    progress(base + rows_extracted, len(data), what)
+            # The batch files are saved by a writer thread (at most WRITE_QUEUE batches waiting), so the
+            # device->host copy and the write of batch k overlap the forward pass of batch k+1.
+            with BackgroundWriter(writer, depth=WRITE_QUEUE) as saver:
+                for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels):
+                    host, ready = _to_host(encoder(inputs), select, store_dtype=store_dtype)
+                    saver.submit(rows, host, layers=select.tolist(), ready=ready)
+                    rows_extracted += int((~done[rows]).sum())
+                    if progress:
+                        progress(base + rows_extracted, len(data), what)
             bs = encoder.max_batch
 
         from probe.provenance import provenance

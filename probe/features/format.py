@@ -88,10 +88,14 @@ def model_key(spec: Any) -> dict[str, Any]:
 
 
 def build_key(
-    *, spec: Any, dataset: PairedDataset, pools: Sequence[str], layers: Sequence[int] | str, prompt: Optional[str], dtype: str
+    *, spec: Any, dataset: PairedDataset, pools: Sequence[str], layers: Sequence[int] | str, prompt: Optional[str], dtype: str,
+    store_dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Everything that changes the stored numbers, as a JSON-safe dict (see docs/cache.md)."""
-    return {
+    """Everything that changes the stored numbers, as a JSON-safe dict (see docs/cache.md).
+
+    `store_dtype` is in the key only when it is not float32, so float32 caches keep the keys (and paths)
+    they had before the option existed."""
+    key = {
         "feature_version": FEATURE_VERSION,
         "model": model_key(spec),
         "modality": spec.modality,
@@ -101,6 +105,9 @@ def build_key(
         "dtype": dtype,
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "rows": len(dataset)},
     }
+    if store_dtype != "float32":
+        key["store_dtype"] = store_dtype
+    return key
 
 
 def _nearest_existing(path: Path) -> Path:

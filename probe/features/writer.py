@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,8 @@ _KEY_FILE = "key.json"
 _TMP_SUFFIX = ".tmp"
 # Room kept beyond the features' bytes when checking free space before assembly: HDF5 metadata, ids, hashes.
 _ASSEMBLY_SLACK = 1 << 20
+# Most memory assembly gathers layers in (bytes): a cache that fits is assembled reading each batch file once.
+_ASSEMBLY_BUFFER = 2 << 30
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -66,16 +69,29 @@ class PartialWriter:
 
     `key` is the cache key (JSON-safe dict) and `num_rows` the dataset length N. A folder left by an earlier
     run with the same key is resumed; one with another key is refused. `rank`/`world`: this process's row
-    shard (see `probe.features.extract.Shard`), which names its batch files and its shard lock.
+    shard (see `probe.features.extract.Shard`), which names its batch files and its shard lock. `store_dtype`:
+    the dtype features are stored in (float32, or float16 to halve the disk; readers return float32).
+    `sync_every` / `sync_seconds`: how often batch files are fsynced (see `write_batch`).
     """
 
-    def __init__(self, final_path: Path, *, key: dict[str, Any], num_rows: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, final_path: Path, *, key: dict[str, Any], num_rows: int, rank: int = 0, world: int = 1,
+        store_dtype: str = "float32", sync_every: int = 32, sync_seconds: float = 30.0,
+    ) -> None:
         self.final_path = Path(final_path)
         self.dir = self.final_path.with_name(self.final_path.name + ".partial")
         self.key = key
         self.num_rows = num_rows
         self.rank = rank
         self.world = world
+        self.store_dtype = np.dtype(store_dtype)
+        if self.store_dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+            raise ValueError(f"store_dtype={store_dtype!r}: float32 or float16")
+        self.sync_every = sync_every
+        self.sync_seconds = sync_seconds
+        self._unsynced: list[Path] = []
+        self.assembly_buffer_bytes = _ASSEMBLY_BUFFER
+        self._last_sync = time.monotonic()
 
     @contextmanager
     def shard_lock(self) -> Iterator[None]:
@@ -162,7 +178,13 @@ class PartialWriter:
 
     def write_batch(self, rows: Sequence[int], features: Mapping[str, np.ndarray], *, layers: Optional[Sequence[int]] = None) -> None:
         """Save one batch: `rows` [B] dataset indices, `features` pool -> [B, S, D] float32, `layers` [S] the
-        hidden-state indices (kept so a resumed run can assemble without resolving the layer spec again)."""
+        hidden-state indices (kept so a resumed run can assemble without resolving the layer spec again).
+
+        The file is written to a temporary name and renamed (whole or absent after `kill -9`), but fsynced only
+        at checkpoints (`sync`: every `sync_every` batches or `sync_seconds`, and before assembly): a power loss
+        or OS crash can lose the batches since the last checkpoint (a torn file fails the zip CRC or its
+        header and is dropped, its rows redone); a killed process loses none of the files it renamed.
+        """
         rows_arr = np.asarray(rows, dtype=np.int64)
         arrays = {"rows": rows_arr}
         if layers is not None:
@@ -170,19 +192,49 @@ class PartialWriter:
         for pool, x in features.items():
             if x.shape[0] != len(rows_arr):
                 raise ValueError(f"pool {pool}: {x.shape[0]} feature rows for {len(rows_arr)} indices")
-            arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=np.float32)
+            with np.errstate(over="ignore"):  # overflow to float16 Inf is refused just below
+                arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=self.store_dtype)
+            if self.store_dtype == np.float16 and np.isinf(arrays[f"feat_{pool}"]).any():
+                raise CacheError(
+                    f"pool {pool}: features of rows {int(rows_arr.min())}.. exceed float16's range (|x| > 65504; large "
+                    f"activations of some LLM layers do); extract with store_dtype='float32' instead"
+                )
         target = self.dir / f"batch-r{self.rank}-{int(rows_arr.min()):08d}-{uuid.uuid4().hex[:8]}.npz"
         tmp = self.dir / f".{target.name}{_TMP_SUFFIX}"
         try:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             need = sum(a.nbytes for a in arrays.values())
             raise CacheError(describe_os_error(exc, doing=f"writing batch file {tmp}", folder=self.dir, need_bytes=need)) from None
+        self._unsynced.append(target)
+        if len(self._unsynced) >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_seconds:
+            self.sync()
+
+    def sync(self) -> None:
+        """Checkpoint: fsync the batch files written since the last one, and the folder (their names)."""
+        pending, self._unsynced = self._unsynced, []
+        try:
+            for path in pending:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # removed meanwhile (e.g. by --overwrite always in another process)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if pending:
+                fd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, doing=f"syncing batch files in {self.dir}", folder=self.dir)) from None
+        self._last_sync = time.monotonic()
 
     def _expected_bytes(self, pools: Sequence[str]) -> int:
         """Bytes the assembled file will take: every pool's [S, N, D] float32 plus row metadata and slack."""
@@ -190,8 +242,8 @@ class PartialWriter:
         for path in self._batch_files()[:1]:
             with np.load(path, allow_pickle=False) as z:
                 for pool in pools:
-                    _, s, d = z[f"feat_{pool}"].shape
-                    total += 4 * s * d * self.num_rows
+                    x = z[f"feat_{pool}"]
+                    total += x.dtype.itemsize * x.shape[1] * x.shape[2] * self.num_rows
         return total
 
     def assemble(
@@ -207,6 +259,7 @@ class PartialWriter:
         """Write the complete HDF5 file if every row is written; return its path, or None if rows are missing
         (other shards still extracting). Takes the entry lock, so one process assembles; a process that gets
         the lock after another assembled returns the finished path."""
+        self.sync()  # this process's batches are durable before the file built from them is
         with self.entry_lock():
             if self.final_path.is_file() and not self.dir.exists():
                 return self.final_path
@@ -268,7 +321,7 @@ class PartialWriter:
             return
         if report and report != b"ok":
             info = json.loads(report)
-            raise OSError(info["errno"], info["strerror"])
+            raise OSError(info["errno"], " ".join(str(info["strerror"]).split()))  # HDF5's messages hold newlines
         how = f"signal {os.WTERMSIG(status)} ({signal.Signals(os.WTERMSIG(status)).name})" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
         free = shutil.disk_usage(tmp.parent).free
         raise CacheError(
@@ -297,20 +350,7 @@ class PartialWriter:
             f.create_dataset("layers", data=np.asarray(layers, dtype=np.int64))
             f.create_dataset("written", data=np.ones(self.num_rows, dtype=bool))
             grp = f.create_group("features")
-            for path in self._batch_files():
-                with np.load(path, allow_pickle=False) as z:
-                    rows = z["rows"]
-                    order = np.argsort(rows)  # h5py fancy indexing needs increasing indices
-                    for pool in pools:
-                        x = z[f"feat_{pool}"]
-                        if pool not in datasets:
-                            s, d = x.shape[1], x.shape[2]
-                            chunk_rows = max(1, min(self.num_rows, (1 << 20) // max(1, d)))
-                            datasets[pool] = grp.create_dataset(
-                                pool, shape=(s, self.num_rows, d), dtype=np.float32, chunks=(1, chunk_rows, d)
-                            )
-                        datasets[pool][:, rows[order], :] = x[order].transpose(1, 0, 2)
-            sums = {pool: [layer_checksum(ds[i]) for i in range(ds.shape[0])] for pool, ds in datasets.items()}
+            sums = self._write_features(grp, pools)
             f.attrs["layer_sha256"] = json.dumps(sums)
             f.attrs["complete"] = True
         fd = os.open(tmp, os.O_RDONLY)
@@ -318,6 +358,44 @@ class PartialWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _write_features(self, grp: Any, pools: Sequence[str]) -> dict[str, list[str]]:
+        """Write `features/<pool>` [S, N, D] layer-major from the batch files; return pool -> per-layer sha256.
+
+        Layers are gathered in memory in groups of at most `assembly_buffer_bytes` (all layers at once when they
+        fit), so each batch file is read once per group (once in all for most caches), each layer is written
+        once as whole chunks, and its checksum is taken from the buffer: nothing is read back.
+        """
+        files = self._batch_files()
+        shapes: dict[str, tuple[int, int, np.dtype]] = {}
+        with np.load(files[0], allow_pickle=False) as z:
+            for pool in pools:
+                x = z[f"feat_{pool}"]
+                shapes[pool] = (x.shape[1], x.shape[2], x.dtype)
+        sums: dict[str, list[str]] = {}
+        for pool in pools:
+            s, d, dtype = shapes[pool]
+            chunk_rows = max(1, min(self.num_rows, (1 << 20) // max(1, d)))
+            ds = grp.create_dataset(pool, shape=(s, self.num_rows, d), dtype=dtype, chunks=(1, chunk_rows, d))
+            per_layer = self.num_rows * d * dtype.itemsize
+            group = max(1, min(s, self.assembly_buffer_bytes // max(1, per_layer)))
+            sums[pool] = []
+            for a in range(0, s, group):
+                b = min(s, a + group)
+                buf = np.empty((b - a, self.num_rows, d), dtype=dtype)
+                for path in files:
+                    with np.load(path, allow_pickle=False) as z:
+                        rows = z["rows"]
+                        x = z[f"feat_{pool}"][:, a:b, :].transpose(1, 0, 2)
+                        r0 = int(rows[0]) if len(rows) else 0
+                        if len(rows) and int(rows[-1]) - r0 == len(rows) - 1 and (np.diff(rows) == 1).all():
+                            buf[:, r0 : r0 + len(rows), :] = x  # consecutive rows (image batches, imports): a slice
+                        else:
+                            buf[:, rows, :] = x
+                for j in range(b - a):
+                    ds[a + j] = buf[j]
+                    sums[pool].append(layer_checksum(buf[j]))
+        return sums
 
     @staticmethod
     def inspect(partial_dir: Path) -> dict[str, Any]:
@@ -338,3 +416,76 @@ class PartialWriter:
                 continue
         return {"key": key, "rows_written": len(rows)}
 
+
+
+class BackgroundWriter:
+    """Saves batches through `writer.write_batch` in a thread, so the next forward pass overlaps the save.
+
+    `submit(rows, features, layers=, ready=)` queues a batch (blocking while `depth` batches wait: memory stays
+    bounded); `ready`, if given, has a `.synchronize()` (a CUDA event recorded after the device->host copies
+    into the pinned `features`) that the thread waits on before reading them. A failure in the thread (a
+    CacheError for a full disk, ...) is raised by the next `submit` or by `close` in the caller's thread,
+    unchanged; after it the thread drains the queue without writing, so nothing blocks. Used as a context
+    manager: on leaving, the batches already queued are written (they are complete) and the thread is joined.
+    A killed process loses at most the batches queued or being written (at most `depth` + 1).
+    """
+
+    _STOP = object()
+
+    def __init__(self, writer: PartialWriter, *, depth: int = 3) -> None:
+        import queue
+        import threading
+
+        if depth < 1:
+            raise ValueError(f"depth={depth} must be at least 1")
+        self.writer = writer
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self.seconds_writing = 0.0
+        self._thread = threading.Thread(target=self._run, name="probe-batch-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if self._error is not None:
+                continue  # drain: the caller sees the error at its next submit/close
+            rows, features, layers, ready = item
+            try:
+                t0 = time.perf_counter()
+                if ready is not None:
+                    ready.synchronize()
+                self.writer.write_batch(rows, {p: np.asarray(x) for p, x in features.items()}, layers=layers)
+                self.seconds_writing += time.perf_counter() - t0
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, rows: Sequence[int], features: Mapping[str, Any], *, layers: Optional[Sequence[int]] = None, ready: Any = None) -> None:
+        """Queue one batch (see `PartialWriter.write_batch` for the shapes); raises an earlier write's error."""
+        self._raise_pending()
+        self._queue.put((list(rows), dict(features), layers, ready))
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, and raise the thread's error if it had one."""
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+        self._raise_pending()
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except BaseException as error:  # noqa: BLE001 - the caller's exception is the one to report
+            logger.warning("writing a batch also failed: %s", error)

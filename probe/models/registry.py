@@ -421,6 +421,12 @@ def _build_index(specs: tuple[ModelSpec, ...]) -> tuple[dict[str, ModelSpec], di
 _BY_NAME, _BY_HUB = _build_index(_SPECS)
 
 
+def registered(name: str) -> ModelSpec | None:
+    """The registered spec whose alias, shortcut or hub id is `name` (case-insensitive), or None. No network."""
+    key = name.strip().lower()
+    return _BY_NAME.get(key) or _BY_HUB.get(key)
+
+
 def all_specs() -> tuple[ModelSpec, ...]:
     """Every registered spec, in table order."""
     return _SPECS

@@ -58,9 +58,15 @@ def ensure_cache(
     model: str, data: PairedDataset, *, pool: Optional[str], options: ExtractOptions,
     progress: Optional[ProgressCallback] = None, modality: Optional[str] = None,
 ) -> FeatureCache:
-    """The complete cache of `model` on `data` (extracted now if missing), checked to be of `modality`."""
+    """The complete cache of `model` on `data` (extracted now if missing), checked to be of `modality`; a name
+    imported with `probe cache import` gives its imported cache (`probe.features.imports.find_imported`)."""
     from probe.features.extract import extract_features
+    from probe.features.imports import find_imported
 
+    # A name given to `probe cache import` is not in the registry: its cache is found by name in the cache folder.
+    imported = find_imported(options.cache_dir, model=model, dataset=data, modality=modality, pool=pool)
+    if imported is not None:
+        return FeatureCache(imported, model=model)
     text_prompt = options.prompt if modality == "text" else None
     result = extract_features(
         model=model, dataset=data, cache_dir=options.cache_dir, pool=pool, layers=options.layers,

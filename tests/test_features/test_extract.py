@@ -276,3 +276,16 @@ def test_the_cache_key_does_not_depend_on_the_working_folder(tmp_path, monkeypat
         keys.append([model_key(resolve_model(name)) for name in ("tiny-ssl-vit", "tiny-random-vit")])
     assert keys[0] == keys[1]
     assert all("local_fingerprint" in key or "base" in json.dumps(key) for key in keys[0])
+
+
+def test_float16_storage_is_its_own_cache_and_reads_back_the_rounded_float32(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    folder = tiny_model_dir("dinov2")
+    full = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0)
+    half = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0,
+                            store_dtype="float16")
+    assert half.path != full.path and half.key["store_dtype"] == "float16" and "store_dtype" not in full.key
+    got = half.open().read()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, full.open().read().astype(np.float16).astype(np.float32))
+    with pytest.raises(InputError, match="store_dtype='bfloat16'"):
+        extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, store_dtype="bfloat16")

@@ -308,3 +308,18 @@ def test_gpu_bench_quick_mode_runs_the_encode_path_on_cpu(monkeypatch):
     assert vision.tokens_per_s == pytest.approx(vision.items_per_s * (1 + 4 * 4))  # CLS + 16 patches of 14 px
     assert 20 * text.items_per_s <= text.tokens_per_s <= 40 * text.items_per_s  # captions of 20-40 tokens
     assert vision.mfu is None and text.mfu is None  # no GPU peak on CPU
+
+
+@pytest.mark.parametrize("kind", [*VISION_KINDS, "llama", "bert"])
+def test_sdpa_attention_gives_the_eager_features(kind, tiny_model_dir, tmp_path):
+    loaded = _load(tiny_model_dir(kind), tmp_path)
+    assert loaded.identity["attention"] == "sdpa"
+    vision = kind in VISION_KINDS
+    batch = loaded.collate(_images(3) if vision else CAPTIONS)
+    pools = ["mean"] if kind == "siglip" else (["cls", "mean"] if vision else ["mean", "last"])
+    fused = loaded.encode(batch, pools=pools)
+    loaded.model.set_attn_implementation("eager")
+    eager = loaded.encode(batch, pools=pools)
+    for pool in pools:
+        torch.testing.assert_close(fused[pool], eager[pool], atol=1e-5, rtol=0)
+        assert fused[pool].abs().max() > 0.1  # real activations, not an empty comparison
