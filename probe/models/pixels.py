@@ -95,6 +95,6 @@ class PixelControl:
             raise InputError("encode needs at least one pool name")
         for pool in pools:
             if pool not in POOLS_BY_MODALITY["vision"]:
-                raise InputError(f"--pool {pool!r} does not apply to {self.spec.alias}: use one of cls, mean.")
+                raise InputError(f"pool={pool!r} does not apply to {self.spec.alias}: use one of cls, mean.")
         states = batch["pixels"].float().unsqueeze(1)
         return {pool: states.clone() for pool in pools}
