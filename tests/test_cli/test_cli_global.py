@@ -106,7 +106,11 @@ def warning_command(monkeypatch):
 
 
 def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_command, capsys, monkeypatch):
+    import cli.main
+
     monkeypatch.setenv("COLUMNS", "400")  # one log record per line, whatever --debug adds beside it
+    # The stderr console may have measured the terminal before COLUMNS was set (another test imported it first).
+    monkeypatch.setattr(cli.main.err_console, "_width", 400)  # restored to auto-detection afterwards
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         code, _, err = _run(["sklearn-warnings"], capsys)
