@@ -9,26 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cli.main import main
 
 N = 40
-
-
-@pytest.fixture(scope="module")
-def labelled_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("labelled")
-    rng = np.random.default_rng(3)
-    rows = []
-    for i in range(N):
-        colour = ["red", "green", "blue", "gray"][i % 4]
-        base = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (120, 120, 120)}[colour]
-        img = np.clip(np.array(base) + rng.normal(0, 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(root / f"{i}.png")
-        rows.append({"id": f"x{i}", "image": f"{i}.png", "caption": f"a {colour} square number {i % 5}", "colour": colour})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root / "manifest.jsonl"
 
 
 def _cli(args: list[str], capsys) -> tuple[int, str, str]:

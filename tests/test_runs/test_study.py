@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from cli.main import main
 from probe.errors import InputError
@@ -171,29 +169,14 @@ def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, capsys) -
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "datasets").exists()
 
 
-@pytest.fixture(scope="module")
-def colour_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(5)
-    rows = []
-    for i in range(N):
-        colour = ["red", "green", "blue", "gray"][i % 4]
-        base = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (120, 120, 120)}[colour]
-        img = np.clip(np.array(base) + rng.normal(0, 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(root / f"{i}.png")
-        rows.append({"id": f"x{i}", "image": f"{i}.png", "caption": f"a {colour} square number {i % 5}", "colour": colour})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root / "manifest.jsonl"
-
-
-def test_tiny_study_runs_into_one_folder_then_reuses_everything(tiny_model_dir, colour_dataset, tmp_path, capsys,
+def test_tiny_study_runs_into_one_folder_then_reuses_everything(tiny_model_dir, labelled_dataset, tmp_path, capsys,
                                                                 monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     study = _write(tmp_path, f"""
 name = "tiny"
 vision = ["{tiny_model_dir('dinov2')}"]
 text = ["{tiny_model_dir('bert')}", "{tiny_model_dir('llama')}"]
-datasets = ["{colour_dataset}"]
+datasets = ["{labelled_dataset}"]
 metrics = ["mutual_knn"]
 controls = ["pixels-16", "random-init"]
 [probes]
@@ -233,7 +216,7 @@ seed = 1
     assert code == 0 and "0 new" in plan_out and " new " not in plan_out.split("caches:")[0]
     # So does `probe align --dry-run` with the same models as flags (the same cache keys), and it writes nothing.
     code, align_plan, err = _cli(["align", "--vision", str(tiny_model_dir("dinov2")), "--text",
-                                  f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}", "--dataset", str(colour_dataset),
+                                  f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}", "--dataset", str(labelled_dataset),
                                   "--controls", "pixels-16,random-init", "--metric", "mutual_knn", "--dry-run", "--cache-dir", str(cache),
                                   "--output", str(tmp_path / "nothing")], capsys)
     assert code == 0, err
@@ -251,7 +234,7 @@ seed = 1
                                   again[cols].sort_values(cols[:3]).reset_index(drop=True))
 
 
-def test_study_killed_mid_extraction_resumes_from_what_it_finished(tiny_model_dir, colour_dataset, tmp_path, capsys,
+def test_study_killed_mid_extraction_resumes_from_what_it_finished(tiny_model_dir, labelled_dataset, tmp_path, capsys,
                                                                    monkeypatch) -> None:
     """A real kill -9 of `probe study` while it extracts, then the same command: it completes, and extracts only
     the caches the killed run had not finished. The killed run's folder is left without a report and `latest`
@@ -267,7 +250,7 @@ def test_study_killed_mid_extraction_resumes_from_what_it_finished(tiny_model_di
 name = "killed"
 vision = ["{tiny_model_dir('dinov2')}", "{tiny_model_dir('vit')}"]
 text = ["{tiny_model_dir('bert')}", "{tiny_model_dir('llama')}"]
-datasets = ["{colour_dataset}"]
+datasets = ["{labelled_dataset}"]
 metrics = ["mutual_knn"]
 controls = ["pixels-16"]
 [settings]
