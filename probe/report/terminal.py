@@ -145,7 +145,9 @@ def render_align(run: Any, console: Optional[Console] = None, *, heatmap_metric:
 
 
 def _alpha(x: float) -> str:
-    return f"{x:.0e}"
+    """A regularisation strength on a log grid, compactly: 1e4, 1e-2, 3e-3."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def linear_task_table(task: Any) -> Table:
@@ -155,7 +157,8 @@ def linear_task_table(task: Any) -> Table:
     n_test = int(first.n_test)
     title = f"{task.name} ({task.kind}); best layer by validation: {task.best_state}; {n_test} test rows"
     if task.kind == "crossmodal":
-        title += f"; chance top-1 {fmt_num(first.chance_top1)}, top-5 {fmt_num(first.chance_top5)}"
+        title += (f"; chance top-1 {fmt_num(first.chance_top1)}, top-5 {fmt_num(first.chance_top5)} "
+                  "(the shuffled-pair control's top-1 is in the JSON)")
     table = _table(title)
     table.add_column("layer", justify="right", no_wrap=True)
     if task.kind == "labels":
@@ -163,7 +166,7 @@ def linear_task_table(task: Any) -> Table:
     elif task.kind == "words":
         cols = ("mean AP", "shuffled", "base rate", "AUROC", "shuffled", "alpha")
     else:
-        cols = ("R²", "shuffled", "top-1", "shuffled", "top-5", "95% CI", "shuffled", "alpha")
+        cols = ("R²", "shuffled", "top-1", "top-5", "95% CI", "shuffled", "alpha")
     for c in cols:
         table.add_column(c, justify="right", no_wrap=True)
     for entry, state in zip(task.sweep.layers, task.hidden_states):
@@ -179,8 +182,8 @@ def linear_task_table(task: Any) -> Table:
                      _alpha(r.probe.chosen_alpha))
         else:
             ci = wilson_interval(r.probe.top5 * n_test, n_test)
-            cells = (fmt_num(r.probe.r2), fmt_num(r.control.r2), fmt_num(r.probe.top1), fmt_num(r.control.top1),
-                     fmt_num(r.probe.top5), fmt_interval(ci), fmt_num(r.control.top5), _alpha(r.probe.chosen_alpha))
+            cells = (fmt_num(r.probe.r2), fmt_num(r.control.r2), fmt_num(r.probe.top1), fmt_num(r.probe.top5),
+                     fmt_interval(ci), fmt_num(r.control.top5), _alpha(r.probe.chosen_alpha))
         table.add_row(f"{mark}{state}", *cells, style="bold" if mark else None)
     return table
 

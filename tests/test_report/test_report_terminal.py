@@ -104,3 +104,22 @@ def test_cache_listing_fits_80_columns(tmp_path) -> None:
     assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
     assert "facebook/webssl-dino7b-full8b-518" in text and "coco-captions, cls+mean, 33 layers" in text
     assert "2.7 GB" in text and "5,000" in text and "vision-cls+mean-0123456789abcdef.h5" in text
+
+
+def test_probe_tables_fit_80_columns_at_demo_scale() -> None:
+    """The widest probe table (cross-modal) with N=1024-like figures: small R² values take 4 decimals."""
+    from types import SimpleNamespace
+
+    from probe.report.terminal import linear_task_table
+
+    def layer(i):
+        scores = SimpleNamespace(r2=-0.0062 + i * 0.004, top1=0.0098, top5=0.063, chosen_alpha=1e4)
+        control = SimpleNamespace(r2=-0.0058, top1=0.0049, top5=0.0098)
+        result = SimpleNamespace(probe=scores, control=control, n_test=205, chance_top1=1 / 205, chance_top5=5 / 205)
+        return SimpleNamespace(layer=i, result=result)
+
+    layers = [layer(i) for i in range(7)]
+    task = SimpleNamespace(name="text:smollm2", kind="crossmodal", best_state=6, hidden_states=list(range(7)),
+                           sweep=SimpleNamespace(layers=layers, best_layer=6))
+    text = _render(linear_task_table(task), width=80)
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text and "1e4" in text
