@@ -9,7 +9,6 @@ import typer
 
 from cli import options as opt
 from cli.main import app
-from probe.errors import human_bytes
 
 cache_app = typer.Typer(help="List, verify and remove cached features.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")

@@ -25,11 +25,12 @@ class CacheError(ProbeError):
 
 
 def human_bytes(n: float) -> str:
-    """A byte count for people: 512 B, 3.4 MB, 1.2 GB."""
+    """A byte count for people, in decimal units as disks are sold: 512 B, 3.4 MB, 12.7 GB. The one byte
+    formatter in probe (errors, `probe cache ls`, `probe plan`)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
+        if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} TB"
 
 

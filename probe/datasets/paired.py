@@ -26,7 +26,8 @@ class PairedRow:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -97,7 +98,7 @@ class PairedDataset:
         from concurrent.futures import ThreadPoolExecutor
 
         def one(r) -> str:
-            return _sha256_file(r.image) if r.image is not None else ""
+            return sha256_file(r.image) if r.image is not None else ""
 
         if len(self.rows) < 64:
             return [one(r) for r in self.rows]

@@ -9,12 +9,12 @@ positions 0..L-1 of the file's [N, L, D] array, its rows the dataset's rows in o
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
 
+from probe.datasets.paired import sha256_file
 from probe.datasets import PairedDataset
 from probe.errors import CacheError, InputError
 from probe.features.cache import FeatureCache
@@ -26,14 +26,6 @@ Modality = Literal["vision", "text"]
 DEFAULT_POOL = {"vision": "cls", "text": "mean"}
 # Rows per batch file: about 256 MiB of float32 per file, so a 1 GB import is a handful of files.
 _BATCH_BYTES = 256 << 20
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(8 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_features(path: Path) -> np.ndarray:
@@ -124,7 +116,7 @@ def import_features(
     x = read_features(Path(file))
     if x.shape[0] != len(dataset):
         raise InputError(f"{file} has {x.shape[0]} rows but dataset {dataset.name!r} has {len(dataset)}; the rows must be the dataset's, in its order")
-    key = import_key(model=model, file_sha256=_file_sha256(Path(file)), dataset=dataset, modality=modality, pool=pool,
+    key = import_key(model=model, file_sha256=sha256_file(Path(file)), dataset=dataset, modality=modality, pool=pool,
                      layers=x.shape[1], store_dtype=store_dtype)  # fmt: skip
     final = cache_path(Path(cache_dir), key)
     if final.is_file():

@@ -11,6 +11,8 @@ from typing import Any, Iterable
 from rich import box
 from rich.table import Table
 
+from probe.errors import human_bytes
+
 
 def house_table(title: str, *, caption: str | None = None) -> Table:
     """The house style: a header rule, no vertical lines, one space of padding, left-aligned title."""
@@ -25,16 +27,6 @@ def fmt_params(millions: float | None) -> str:
     if millions >= 1000:
         return f"{millions / 1000:.2f}B"
     return f"{millions:,.0f}M" if millions >= 10 else f"{millions:.2g}M"
-
-
-def fmt_bytes(count: int) -> str:
-    """A size with 3 significant digits: 533.6 KB -> "534 KB", 6.6 MB -> "6.6 MB"."""
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.3g} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1000
-    return f"{size:.3g} TB"
 
 
 def models_table(specs: Iterable[Any], *, title: str) -> Table:
@@ -99,6 +91,6 @@ def caches_table(entries: Iterable[Any]) -> Table:
             state = "[cyan]in use .tmp[/]"
         layers = f", {e.layers} layers" if e.layers else ""
         detail = f"{e.dataset}, {'+'.join(e.pools) or '?'}{layers}"
-        table.add_row(f"{e.model}\n  [dim]{detail}\n  {e.path.name}[/]", e.modality, f"{e.rows:,}", fmt_bytes(e.size_bytes),
+        table.add_row(f"{e.model}\n  [dim]{detail}\n  {e.path.name}[/]", e.modality, f"{e.rows:,}", human_bytes(e.size_bytes),
                       state)
     return table

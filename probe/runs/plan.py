@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from probe.errors import human_bytes
 from probe.runs.study import StudySpec
 
 # Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
@@ -238,13 +239,7 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
 
 
 def _size(n: Optional[float]) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return "?"
+    return "?" if n is None else human_bytes(n)
 
 
 def _duration(seconds: float) -> str:
