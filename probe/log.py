@@ -88,7 +88,9 @@ class _LoggedWarnings(logging.Handler):
     """Keeps the WARNING records of one library's logger and keeps that logger's other handlers from printing them.
 
     It is added to the library's top logger before the library configures it, or after: a handler the
-    library adds later is reached after this one, which gives it the dropping filter first.
+    library adds later is reached after this one, which gives it the dropping filter first. The handlers of
+    the loggers above it (the root's, e.g. `logging.basicConfig`'s) get the same filter, because a library
+    may propagate its records: transformers does whenever the environment has `CI=1`.
     """
 
     def __init__(self, name: str) -> None:
@@ -98,13 +100,17 @@ class _LoggedWarnings(logging.Handler):
         self._muted: list[logging.Handler] = []
 
     def _drop(self, record: logging.LogRecord) -> bool:
-        return record.levelno != logging.WARNING
+        from_library = record.name == self.logger.name or record.name.startswith(self.logger.name + ".")
+        return not (from_library and record.levelno == logging.WARNING)
 
     def _mute_others(self) -> None:
-        for handler in self.logger.handlers:
-            if handler is not self and handler not in self._muted:
-                handler.addFilter(self._drop)
-                self._muted.append(handler)
+        logger: logging.Logger | None = self.logger
+        while logger is not None:
+            for handler in logger.handlers:
+                if handler is not self and handler not in self._muted:
+                    handler.addFilter(self._drop)
+                    self._muted.append(handler)
+            logger = logger.parent
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno == logging.WARNING:
