@@ -1,7 +1,7 @@
 """A 1 GB import (`probe cache import` path) against np.save of the same array (issue 12).
 
 Builds a caption-only dataset of 8,192 rows and an [8192, 32, 1024] float32 array (1.07 GB), times np.save of
-it, then `import_features` of the .npy (read, file hash, batch files, assembly with checksums, fsyncs).
+it, then `import_features` of the .npy (read, file hash, one HDF5 write with per-layer checksums, fsync).
 
     python bench/bench_import.py [--dir DIR]
 """

@@ -24,8 +24,6 @@ from probe.log import logger
 
 Modality = Literal["vision", "text"]
 DEFAULT_POOL = {"vision": "cls", "text": "mean"}
-# Rows per batch file: about 256 MiB of float32 per file, so a 1 GB import is a handful of files.
-_BATCH_BYTES = 256 << 20
 
 
 def read_features(path: Path) -> np.ndarray:
@@ -102,8 +100,9 @@ def import_features(
 ) -> Path:
     """Write the [N, L, D] features in `file` as the cache of `model` (a new name) on `dataset`; return its path.
 
-    Rows are paired with `dataset`'s rows in order: N must equal its length. Goes through `PartialWriter` (batch
-    files of about 256 MiB, then the same assembly as extraction); an existing import of the same file is reused.
+    Rows are paired with `dataset`'s rows in order: N must equal its length. Written by the same writer as
+    extraction's assembly (`PartialWriter.write_array`: one pass over the array, no batch files, all or nothing);
+    an existing import of the same file is reused.
     """
     if modality not in ("vision", "text"):
         raise InputError(f"modality={modality!r}: choose 'vision' or 'text'")
@@ -123,27 +122,15 @@ def import_features(
         FeatureCache(final, model=model)
         logger.info("%s is already imported as %s", file, final)
         return final
-    writer = PartialWriter(final, key=key, num_rows=len(dataset), store_dtype=store_dtype)
-    with writer.shard_lock():
-        writer.begin()
-        done = writer.written_mask()
-        step = max(1, _BATCH_BYTES // max(1, x.shape[1] * x.shape[2] * 4))
-        for start in range(0, len(dataset), step):
-            if done[start : start + step].all():
-                continue
-            writer.write_batch(list(range(start, min(start + step, len(dataset)))), {pool: x[start : start + step]},
-                               layers=list(range(x.shape[1])))  # fmt: skip
-        from probe.provenance import provenance
+    from probe.provenance import provenance
 
-        path = writer.assemble(
-            ids=dataset.ids, image_sha256=dataset.image_hashes, caption_sha256=dataset.caption_hashes,
-            layers=list(range(x.shape[1])), pools=[pool],
-            provenance={**provenance(model_identity={"imported_from": str(Path(file).resolve()), "file_sha256": key["model"]["file_sha256"]},
-                                     device="none", batch_size=0, dataset_source=dataset.source)},
-        )  # fmt: skip
-    if path is None:
-        raise CacheError(f"importing {file}: rows are missing in {writer.dir} after writing them all; re-run")
-    return path
+    writer = PartialWriter(final, key=key, num_rows=len(dataset), store_dtype=store_dtype)
+    identity = {"imported_from": str(Path(file).resolve()), "file_sha256": key["model"]["file_sha256"]}
+    return writer.write_array(
+        x, pool=pool, ids=dataset.ids, image_sha256=dataset.image_hashes, caption_sha256=dataset.caption_hashes,
+        layers=list(range(x.shape[1])),
+        provenance=provenance(model_identity=identity, device="none", batch_size=0, dataset_source=dataset.source),
+    )
 
 
 def find_imported(cache_dir: Path, *, model: str, dataset: PairedDataset, modality: Optional[str] = None,

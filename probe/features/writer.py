@@ -44,6 +44,8 @@ _TMP_SUFFIX = ".tmp"
 _ASSEMBLY_SLACK = 1 << 20
 # Most memory assembly gathers layers in (bytes): a cache that fits is assembled reading each batch file once.
 _ASSEMBLY_BUFFER = 2 << 30
+# Rows `write_array` converts at a time (bytes of the source): bounds the copies made for the store dtype.
+_ARRAY_BLOCK_BYTES = 256 << 20
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -192,13 +194,7 @@ class PartialWriter:
         for pool, x in features.items():
             if x.shape[0] != len(rows_arr):
                 raise ValueError(f"pool {pool}: {x.shape[0]} feature rows for {len(rows_arr)} indices")
-            with np.errstate(over="ignore"):  # overflow to float16 Inf is refused just below
-                arrays[f"feat_{pool}"] = np.ascontiguousarray(x, dtype=self.store_dtype)
-            if self.store_dtype == np.float16 and np.isinf(arrays[f"feat_{pool}"]).any():
-                raise CacheError(
-                    f"pool {pool}: features of rows {int(rows_arr.min())}.. exceed float16's range (|x| > 65504; large "
-                    f"activations of some LLM layers do); extract with store_dtype='float32' instead"
-                )
+            arrays[f"feat_{pool}"] = self._stored(x, pool=pool, first_row=int(rows_arr.min()))
         target = self.dir / f"batch-r{self.rank}-{int(rows_arr.min()):08d}-{uuid.uuid4().hex[:8]}.npz"
         tmp = self.dir / f".{target.name}{_TMP_SUFFIX}"
         try:
@@ -212,6 +208,17 @@ class PartialWriter:
         self._unsynced.append(target)
         if len(self._unsynced) >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_seconds:
             self.sync()
+
+    def _stored(self, x: np.ndarray, *, pool: str, first_row: int) -> np.ndarray:
+        """`x` [B, S, D] as a contiguous array of the store dtype; CacheError if float16 would overflow."""
+        with np.errstate(over="ignore"):  # overflow to float16 Inf is refused just below
+            out = np.ascontiguousarray(x, dtype=self.store_dtype)
+        if self.store_dtype == np.float16 and np.isinf(out).any():
+            raise CacheError(
+                f"pool {pool}: features of rows {first_row}.. exceed float16's range (|x| > 65504; large "
+                f"activations of some LLM layers do); extract with store_dtype='float32' instead"
+            )
+        return out
 
     def sync(self) -> None:
         """Checkpoint: fsync the batch files written since the last one, and the folder (their names)."""
@@ -236,15 +243,75 @@ class PartialWriter:
             raise CacheError(describe_os_error(exc, doing=f"syncing batch files in {self.dir}", folder=self.dir)) from None
         self._last_sync = time.monotonic()
 
-    def _expected_bytes(self, pools: Sequence[str]) -> int:
-        """Bytes the assembled file will take: every pool's [S, N, D] float32 plus row metadata and slack."""
+    def _expected_bytes(self, shapes: Mapping[str, tuple[int, int]]) -> int:
+        """Bytes the assembled file will take: every pool's [S, N, D] in the store dtype, row metadata and slack."""
         total = self.num_rows * (64 + 64 + 64) + _ASSEMBLY_SLACK
-        for path in self._batch_files()[:1]:
-            with np.load(path, allow_pickle=False) as z:
-                for pool in pools:
-                    x = z[f"feat_{pool}"]
-                    total += x.dtype.itemsize * x.shape[1] * x.shape[2] * self.num_rows
+        for s, d in shapes.values():
+            total += self.store_dtype.itemsize * s * d * self.num_rows
         return total
+
+    def _batch_file_shapes(self, pools: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """pool -> (S, D) of the features in the batch files."""
+        with np.load(self._batch_files()[0], allow_pickle=False) as z:
+            return {pool: tuple(z[f"feat_{pool}"].shape[1:]) for pool in pools}
+
+    def _batch_file_blocks(self, pool: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows [B], features [B, S, D]) of `pool`, one batch file at a time."""
+        for path in self._batch_files():
+            with np.load(path, allow_pickle=False) as z:
+                yield z["rows"], z[f"feat_{pool}"]
+
+    def _write_complete(self, *, blocks: Any, shapes: Mapping[str, tuple[int, int]], command: str, **fields: Any) -> Path:
+        """Under the entry lock (held by the caller): check free space, write the HDF5 file from `blocks` to a
+        temporary name in a forked child, rename it to the final path. `blocks(pool)` yields (rows, [B, S, D]);
+        `command` is what the user re-runs after a fault ('probe extract', 'probe cache import')."""
+        verb, gerund = ("assemble", "assembling") if self.dir.exists() else ("write", "writing")
+        self._remove_stale(self.final_path.parent.glob(assembly_tmp_glob(self.final_path)))
+        need = self._expected_bytes(shapes)
+        try:
+            free = shutil.disk_usage(self.final_path.parent).free
+        except OSError:
+            free = None
+        kept = f"the {len(self._batch_files())} batch files in {self.dir} are kept" if self.dir.exists() else "nothing was kept"
+        rerun = f"re-run '{command}': {kept}"
+        if free is not None and free < need:
+            raise CacheError(
+                f"not enough space to {verb} {self.final_path}: about {human_bytes(need)} needed, {human_bytes(free)} free "
+                f"on the filesystem of {self.final_path.parent}; free some space (or choose --cache-dir on a larger "
+                f"disk) and {rerun}"
+            )
+        tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+        try:
+            self._write_isolated(tmp, need=need, gerund=gerund, rerun=rerun, blocks=blocks, shapes=shapes, **fields)
+            os.replace(tmp, self.final_path)
+        except OSError as exc:
+            raise CacheError(describe_os_error(exc, doing=f"{gerund} {self.final_path}", folder=self.final_path.parent, need_bytes=need)) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.final_path
+
+    def write_array(
+        self, x: np.ndarray, *, pool: str, ids: Sequence[str], image_sha256: Sequence[str], caption_sha256: Sequence[str],
+        layers: Sequence[int], provenance: dict[str, Any],
+    ) -> Path:
+        """Write the complete cache file straight from `x` [N, S, D] (rows in dataset order; a memory map is read
+        once, in row blocks), without batch files: for features that already exist whole (`probe cache import`).
+        All or nothing, like assembly (temporary name, forked writer, rename); return the final path."""
+        if x.ndim != 3 or x.shape[0] != self.num_rows or x.shape[1] != len(layers):
+            raise ValueError(f"features of shape {tuple(x.shape)} for {self.num_rows} rows and {len(layers)} layers")
+        step = max(1, _ARRAY_BLOCK_BYTES // max(1, x.shape[1] * x.shape[2] * x.dtype.itemsize))
+
+        def blocks(_pool: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, self.num_rows, step):
+                stop = min(start + step, self.num_rows)
+                yield np.arange(start, stop), self._stored(x[start:stop], pool=pool, first_row=start)
+
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.entry_lock():
+            if self.final_path.is_file():
+                return self.final_path  # another process wrote it while this one waited for the lock
+            return self._write_complete(command="probe cache import", blocks=blocks, shapes={pool: (x.shape[1], x.shape[2])}, ids=ids, image_sha256=image_sha256,
+                                        caption_sha256=caption_sha256, layers=layers, pools=[pool], provenance=provenance)  # fmt: skip
 
     def assemble(
         self,
@@ -266,30 +333,13 @@ class PartialWriter:
             self._remove_stale(self.final_path.parent.glob(assembly_tmp_glob(self.final_path)))
             if not self.written_mask().all():
                 return None
-            need = self._expected_bytes(pools)
-            try:
-                free = shutil.disk_usage(self.final_path.parent).free
-            except OSError:
-                free = None
-            if free is not None and free < need:
-                raise CacheError(
-                    f"not enough space to assemble {self.final_path}: about {human_bytes(need)} needed, {human_bytes(free)} free "
-                    f"on the filesystem of {self.final_path.parent}; free some space (or choose --cache-dir on a larger "
-                    f"disk) and re-run 'probe extract': the {len(self._batch_files())} batch files in {self.dir} are kept"
-                )
-            tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
-            try:
-                self._write_isolated(tmp, need=need, ids=ids, image_sha256=image_sha256, caption_sha256=caption_sha256,
-                                     layers=layers, pools=pools, provenance=provenance)
-                os.replace(tmp, self.final_path)
-            except OSError as exc:
-                raise CacheError(describe_os_error(exc, doing=f"assembling {self.final_path}", folder=self.final_path.parent, need_bytes=need)) from None
-            finally:
-                tmp.unlink(missing_ok=True)
+            self._write_complete(command="probe extract", blocks=self._batch_file_blocks, shapes=self._batch_file_shapes(pools), ids=ids,
+                                 image_sha256=image_sha256, caption_sha256=caption_sha256, layers=layers, pools=pools,
+                                 provenance=provenance)  # fmt: skip
             shutil.rmtree(self.dir, ignore_errors=True)
         return self.final_path
 
-    def _write_isolated(self, tmp: Path, *, need: int, **fields: Any) -> None:
+    def _write_isolated(self, tmp: Path, *, need: int, gerund: str, rerun: str, **fields: Any) -> None:
         """Run `_write_hdf5(tmp, ...)` in a forked child; its error or crash becomes an OSError / CacheError here."""
         if not hasattr(os, "fork"):
             self._write_hdf5(tmp, **fields)
@@ -325,16 +375,17 @@ class PartialWriter:
         how = f"signal {os.WTERMSIG(status)} ({signal.Signals(os.WTERMSIG(status)).name})" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
         free = shutil.disk_usage(tmp.parent).free
         raise CacheError(
-            f"assembling {self.final_path} crashed in HDF5 ({how}) while writing {tmp}; {human_bytes(free)} free on the "
-            f"filesystem of {tmp.parent}, about {human_bytes(need)} needed; free some space and re-run 'probe extract': "
-            f"the batch files in {self.dir} are kept"
+            f"{gerund} {self.final_path} crashed in HDF5 ({how}) while writing {tmp}; {human_bytes(free)} free on the "
+            f"filesystem of {tmp.parent}, about {human_bytes(need)} needed; free some space and {rerun}"
         )
 
     def _write_hdf5(
-        self, tmp: Path, *, ids: Sequence[str], image_sha256: Sequence[str], caption_sha256: Sequence[str],
-        layers: Sequence[int], pools: Sequence[str], provenance: dict[str, Any],
+        self, tmp: Path, *, blocks: Any, shapes: Mapping[str, tuple[int, int]], ids: Sequence[str],
+        image_sha256: Sequence[str], caption_sha256: Sequence[str], layers: Sequence[int], pools: Sequence[str],
+        provenance: dict[str, Any],
     ) -> None:
-        """Write the complete cache file to `tmp` from the batch files, fsynced; `complete` is set last."""
+        """Write the complete cache file to `tmp` from `blocks` (see `_write_features`), fsynced; `complete` is
+        set last."""
         import h5py
 
         datasets: dict[str, Any] = {}
@@ -350,7 +401,7 @@ class PartialWriter:
             f.create_dataset("layers", data=np.asarray(layers, dtype=np.int64))
             f.create_dataset("written", data=np.ones(self.num_rows, dtype=bool))
             grp = f.create_group("features")
-            sums = self._write_features(grp, pools)
+            sums = self._write_features(grp, pools, blocks=blocks, shapes=shapes)
             f.attrs["layer_sha256"] = json.dumps(sums)
             f.attrs["complete"] = True
         fd = os.open(tmp, os.O_RDONLY)
@@ -359,22 +410,20 @@ class PartialWriter:
         finally:
             os.close(fd)
 
-    def _write_features(self, grp: Any, pools: Sequence[str]) -> dict[str, list[str]]:
-        """Write `features/<pool>` [S, N, D] layer-major from the batch files; return pool -> per-layer sha256.
+    def _write_features(
+        self, grp: Any, pools: Sequence[str], *, blocks: Any, shapes: Mapping[str, tuple[int, int]]
+    ) -> dict[str, list[str]]:
+        """Write `features/<pool>` [S, N, D] layer-major from `blocks(pool)`, which yields (rows [B], [B, S, D]) covering
+        every row (batch files, or row blocks of an imported array); return pool -> per-layer sha256.
 
         Layers are gathered in memory in groups of at most `assembly_buffer_bytes` (all layers at once when they
-        fit), so each batch file is read once per group (once in all for most caches), each layer is written
-        once as whole chunks, and its checksum is taken from the buffer: nothing is read back.
+        fit), so the source is read once per group (once in all for most caches), each layer is written once as
+        whole chunks, and its checksum is taken from the buffer: nothing is read back.
         """
-        files = self._batch_files()
-        shapes: dict[str, tuple[int, int, np.dtype]] = {}
-        with np.load(files[0], allow_pickle=False) as z:
-            for pool in pools:
-                x = z[f"feat_{pool}"]
-                shapes[pool] = (x.shape[1], x.shape[2], x.dtype)
         sums: dict[str, list[str]] = {}
+        dtype = self.store_dtype
         for pool in pools:
-            s, d, dtype = shapes[pool]
+            s, d = shapes[pool]
             chunk_rows = max(1, min(self.num_rows, (1 << 20) // max(1, d)))
             ds = grp.create_dataset(pool, shape=(s, self.num_rows, d), dtype=dtype, chunks=(1, chunk_rows, d))
             per_layer = self.num_rows * d * dtype.itemsize
@@ -383,15 +432,13 @@ class PartialWriter:
             for a in range(0, s, group):
                 b = min(s, a + group)
                 buf = np.empty((b - a, self.num_rows, d), dtype=dtype)
-                for path in files:
-                    with np.load(path, allow_pickle=False) as z:
-                        rows = z["rows"]
-                        x = z[f"feat_{pool}"][:, a:b, :].transpose(1, 0, 2)
-                        r0 = int(rows[0]) if len(rows) else 0
-                        if len(rows) and int(rows[-1]) - r0 == len(rows) - 1 and (np.diff(rows) == 1).all():
-                            buf[:, r0 : r0 + len(rows), :] = x  # consecutive rows (image batches, imports): a slice
-                        else:
-                            buf[:, rows, :] = x
+                for rows, feats in blocks(pool):
+                    x = feats[:, a:b, :].transpose(1, 0, 2)
+                    r0 = int(rows[0]) if len(rows) else 0
+                    if len(rows) and int(rows[-1]) - r0 == len(rows) - 1 and (np.diff(rows) == 1).all():
+                        buf[:, r0 : r0 + len(rows), :] = x  # consecutive rows (image batches, imports): a slice
+                    else:
+                        buf[:, rows, :] = x
                 for j in range(b - a):
                     ds[a + j] = buf[j]
                     sums[pool].append(layer_checksum(buf[j]))

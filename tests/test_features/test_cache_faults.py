@@ -279,6 +279,23 @@ def test_full_disk_before_assembly_is_one_line_and_keeps_the_batches(tmp_path, t
     np.testing.assert_array_equal(FeatureCache(path).read(), x)
 
 
+def test_full_disk_during_an_import_is_one_line_and_leaves_nothing(images, tmp_path, tmpfs) -> None:
+    from probe.datasets import load_dataset
+    from probe.features.imports import import_features
+
+    data = load_dataset(images, cache_dir=tmp_path / "ds")
+    x = np.random.default_rng(0).normal(size=(N_ROWS, 8, 4096)).astype(np.float32)  # 1.5 MB
+    np.save(tmp_path / "feats.npy", x)
+    cache = tmpfs("1m")
+    with pytest.raises(CacheError, match=r"not enough space to write .*needed.*free.*re-run 'probe cache import': nothing was kept") as info:
+        import_features(tmp_path / "feats.npy", model="mine", dataset=data, modality="vision", cache_dir=cache)
+    assert "\n" not in str(info.value)
+    assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.h5")) and not list(cache.rglob("*.partial"))
+    tmpfs("8m", remount=True)
+    path = import_features(tmp_path / "feats.npy", model="mine", dataset=data, modality="vision", cache_dir=cache)
+    np.testing.assert_array_equal(FeatureCache(path).read(), x)
+
+
 def test_file_size_limit_during_assembly_is_one_line_not_a_crash(tiny_model_dir, images, tmp_path) -> None:
     """RLIMIT_FSIZE gives a real EFBIG inside HDF5 while the free-space check passes: the HDF5 write fails in
     the forked assembler (where the library may crash), and the user sees one line. Works without root."""

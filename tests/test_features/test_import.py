@@ -16,7 +16,9 @@ from PIL import Image
 from probe.datasets import load_dataset
 from probe.errors import CacheError, InputError
 from probe.features.cache import FeatureCache
+from probe.features import writer as cw
 from probe.features.imports import find_imported, import_features
+from probe.features.inventory import verify_cache
 
 N, L, D = 24, 3, 8
 
@@ -106,3 +108,21 @@ def test_align_finds_imported_caches_by_name(data, tmp_path) -> None:
     bad = subprocess.run([*cli, "cache", "import", str(tmp_path / "v.npy"), "--model", "minilm", "--dataset", manifest,
                           "--modality", "vision", "--cache-dir", str(cache)], capture_output=True, text=True, env=env)  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "registered model" in bad.stderr
+
+
+@pytest.mark.parametrize("store", ["float32", "float16"])
+def test_an_import_is_written_in_one_pass_without_batch_files(store, data, tmp_path, monkeypatch) -> None:
+    # Blocks of 5 rows and a buffer of one layer: several row blocks per layer group, several groups.
+    monkeypatch.setattr(cw, "_ARRAY_BLOCK_BYTES", 5 * L * D * 8)
+    monkeypatch.setattr(cw, "_ASSEMBLY_BUFFER", N * D * 4)
+    x = _x().astype(np.float64)  # converted block by block to the store dtype
+    np.save(tmp_path / "feats.npy", x)
+    made = []
+    real_savez = cw.np.savez
+    monkeypatch.setattr(cw.np, "savez", lambda *a, **k: made.append(a) or real_savez(*a, **k))
+    path = import_features(tmp_path / "feats.npy", model="my-dino", dataset=data, modality="vision",
+                           cache_dir=tmp_path / "cache", store_dtype=store)  # fmt: skip
+    assert made == [] and not list((tmp_path / "cache").rglob("*.partial"))
+    cache = FeatureCache(path, model="my-dino")
+    np.testing.assert_array_equal(cache.read(), x.astype(store).astype(np.float32))
+    assert verify_cache(path) == []  # the per-layer checksums taken from the buffers match the file
