@@ -48,7 +48,7 @@ class BenchResult:
     peak_mem_gb: float | None
 
 
-def _build_vision(quick: bool, device: torch.device, dtype: torch.dtype) -> tuple[LoadedModel, int]:
+def _build_vision(quick: bool, device: torch.device, dtype: torch.dtype, compiled: bool = False) -> tuple[LoadedModel, int]:
     from transformers import Dinov2Config, Dinov2Model
 
     spec = resolve_model("webssl-dino1b-full2b-224")
@@ -61,11 +61,11 @@ def _build_vision(quick: bool, device: torch.device, dtype: torch.dtype) -> tupl
                               use_swiglu_ffn=True, image_size=224, patch_size=14, layerscale_value=1e-5)  # fmt: skip
     model = _on_device(lambda: Dinov2Model(config), device, dtype)
     spec = replace(spec, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
-    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={})
+    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={}, compiled=compiled)
     return loaded, config.image_size
 
 
-def _build_text(quick: bool, device: torch.device, dtype: torch.dtype) -> tuple[LoadedModel, int]:
+def _build_text(quick: bool, device: torch.device, dtype: torch.dtype, compiled: bool = False) -> tuple[LoadedModel, int]:
     from transformers import LlamaConfig, LlamaModel
 
     spec = resolve_model("llama3")
@@ -78,7 +78,7 @@ def _build_text(quick: bool, device: torch.device, dtype: torch.dtype) -> tuple[
                              max_position_embeddings=8192, rms_norm_eps=1e-5)  # fmt: skip
     model = _on_device(lambda: LlamaModel(config), device, dtype)
     spec = replace(spec, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
-    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={})
+    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={}, compiled=compiled)
     return loaded, config.vocab_size
 
 
@@ -194,7 +194,7 @@ def bench_vision(
     args: argparse.Namespace, device: torch.device, dtype: torch.dtype, peak: float | None
 ) -> list[BenchResult]:
     """Time the DINO-1B-sized model over `args.vision_batches`; images are random pixels."""
-    loaded, image = _build_vision(args.quick, device, dtype)
+    loaded, image = _build_vision(args.quick, device, dtype, args.compile)
     tokens_per_image = 1 + (image // 14) ** 2
 
     def make_batch(size: int, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], int, int]:
@@ -210,7 +210,7 @@ def bench_text(
     args: argparse.Namespace, device: torch.device, dtype: torch.dtype, peak: float | None
 ) -> list[BenchResult]:
     """Time the LLaMA-3-8B-sized model over `args.text_batches`; captions are random ids, left padded."""
-    loaded, vocab = _build_text(args.quick, device, dtype)
+    loaded, vocab = _build_text(args.quick, device, dtype, args.compile)
 
     def make_batch(size: int, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], int, int]:
         batch = _text_batch(size, vocab, generator)
@@ -237,13 +237,14 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     parser.add_argument("--quick", action="store_true", help="tiny configs on CPU in float32: a smoke run")
     parser.add_argument("--device", default=None, help="auto, cuda, cuda:N or cpu (default: auto; cpu with --quick)")
     parser.add_argument("--vision-batches", type=int, nargs="+", default=None, help="default 32 128 256")
-    parser.add_argument("--text-batches", type=int, nargs="+", default=None, help="default 32 128 512")
+    parser.add_argument("--text-batches", type=int, nargs="+", default=None, help="default 32 128 512 1024")
+    parser.add_argument("--compile", action="store_true", help="run the networks through torch.compile (warm-up compiles)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls per batch size (default 3)")
     parser.add_argument("--iters", type=int, default=None, help="timed calls per batch size (default 10)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the peak used for MFU")
     args = parser.parse_args(argv)
     args.vision_batches = args.vision_batches or ([2, 4] if args.quick else [32, 128, 256])
-    args.text_batches = args.text_batches or ([2, 4] if args.quick else [32, 128, 512])
+    args.text_batches = args.text_batches or ([2, 4] if args.quick else [32, 128, 512, 1024])
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.iters = args.iters if args.iters is not None else (2 if args.quick else 10)
 
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     peak, peak_note = _peak_flops(device, args.peak_tflops)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
-          f"torch {torch.__version__}; peak used for MFU: {peak_note}")  # fmt: skip
+          f"torch {torch.__version__}; peak used for MFU: {peak_note}; torch.compile {'on' if args.compile else 'off'}")  # fmt: skip
     started = time.perf_counter()
     results = bench_vision(args, device, dtype, peak) + bench_text(args, device, dtype, peak)
     _print_table(results)

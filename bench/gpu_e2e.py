@@ -10,10 +10,14 @@ paired set of JPEGs (256-640 px a side) and captions (4-60 words). For each moda
 - end to end: `extract_features` on the manifest (decode, collate, forward, copy, batch files, assembly), timed
   from its first progress call (model loaded, dataset hashed) to its return, and the whole call;
 - their ratio (the issue's goal: >= 90 % on a GPU), and the cache write rate: stored feature bytes / the
-  end-to-end seconds.
+  end-to-end seconds;
+- for text, `probe extract` again with batches filled to a token budget (`--max-tokens`, the CUDA default
+  when no batch size is given) instead of fixed batches: how much larger length-sorted batches gain;
+- with `--compile`, the forward-only rates again through `torch.compile` (compilation in the warm-up batch).
 
     python bench/gpu_e2e.py              # CUDA: real shapes, 8,192 rows, bfloat16, batch 128 (vision) / 256 (text)
     python bench/gpu_e2e.py --tiny       # tiny shapes on CPU in well under a minute (default without CUDA)
+    python bench/gpu_e2e.py --compile    # also forward only through torch.compile (minutes of compilation)
 """
 
 from __future__ import annotations
@@ -106,14 +110,14 @@ def _sync(device: torch.device) -> None:
 
 
 def forward_rate(folder: Path, manifest: Path, *, modality: str, batch: int, device: torch.device, dtype: torch.dtype,
-                 batches: int, cache: Path) -> float:
+                 batches: int, cache: Path, compile: bool = False) -> float:
     """Rows/s of `encode` alone on `batches` pre-collated batches (one warm-up batch first, not timed)."""
     from PIL import Image
 
     from probe.models.loading import load_model
     from probe.models.registry import resolve_model
 
-    loaded = load_model(resolve_model(str(folder)), device=device, dtype=dtype, cache_dir=cache)
+    loaded = load_model(resolve_model(str(folder)), device=device, dtype=dtype, cache_dir=cache, compile=compile)
     records = [json.loads(line) for line in manifest.read_text().splitlines()][: batch * (batches + 1)]
     pools = ["cls"] if modality == "vision" else ["mean"]
     collated = []
@@ -142,20 +146,23 @@ def forward_rate(folder: Path, manifest: Path, *, modality: str, batch: int, dev
     return rows / (time.perf_counter() - t0)
 
 
-def e2e(folder: Path, manifest: Path, *, batch: int, device: str, dtype: str, cache: Path, workers: int) -> dict:
+def e2e(folder: Path, manifest: Path, *, batch: int | None, device: str, dtype: str, cache: Path, workers: int,
+        max_tokens: int | None = None) -> dict:
     from probe.features.cache import FeatureCache
     from probe.features.extract import extract_features
 
     marks: list[float] = []
     t0 = time.perf_counter()
     res = extract_features(model=str(folder), dataset=manifest, cache_dir=cache, batch_size=batch, device=device,
-                           dtype=dtype, num_workers=workers, progress=lambda done, total, what: marks.append(time.perf_counter()))  # fmt: skip
+                           dtype=dtype, num_workers=workers, max_tokens=max_tokens, overwrite="always",
+                           progress=lambda done, total, what: marks.append(time.perf_counter()))  # fmt: skip
     t1 = time.perf_counter()
     c = FeatureCache(res.path)
     stored = c.num_rows * c.num_layers * c.hidden_size * 4 * len(c.pools)
     loop = t1 - marks[0]
     return {"rows": res.rows_extracted, "rate": res.rows_extracted / loop, "loop_s": loop, "call_s": t1 - t0,
-            "mb": stored / 1e6, "write_mb_s": stored / 1e6 / loop, "file_mb": res.path.stat().st_size / 1e6}
+            "mb": stored / 1e6, "write_mb_s": stored / 1e6 / loop, "file_mb": res.path.stat().st_size / 1e6,
+            "batch": res.batch_size}
 
 
 def main() -> None:
@@ -164,6 +171,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None, help="dataset rows (default 8192; tiny: 192)")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: min(8, cores - 1))")
     ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it (default: a temporary one)")
+    ap.add_argument("--compile", action="store_true", help="also time forward only through torch.compile")
+    ap.add_argument("--max-tokens", type=int, default=None, help="text token budget to compare (default 32768; tiny: 512)")
     args = ap.parse_args()
     tiny = args.tiny or not torch.cuda.is_available()
     device = torch.device("cpu" if tiny else "cuda")
@@ -189,6 +198,20 @@ def main() -> None:
             print(f"{modality:6s} batch {batch[modality]:3d}: forward only {fwd:8.1f} {unit}; probe extract "
                   f"{out['rate']:8.1f} {unit} (loop {out['loop_s']:.1f} s, whole call {out['call_s']:.1f} s); ratio "
                   f"{out['rate'] / fwd:5.1%}; cache {out['mb']:.1f} MB at {out['write_mb_s']:.1f} MB/s")  # fmt: skip
+            if modality == "text":
+                tokens = args.max_tokens or (512 if tiny else 32768)
+                budget = e2e(folders[modality], manifest, batch=None, device=device.type, max_tokens=tokens,
+                             dtype=str(dtype).removeprefix("torch."), cache=root / "cache", workers=workers)  # fmt: skip
+                print(f"text   max-tokens {tokens}: probe extract {budget['rate']:8.1f} {unit} (batches of up to "
+                      f"{budget['batch']} rows; loop {budget['loop_s']:.1f} s): {budget['rate'] / out['rate']:.2f}x the "
+                      f"fixed batches, {budget['rate'] / fwd:5.1%} of their forward only")  # fmt: skip
+            if args.compile:
+                t = time.perf_counter()
+                fast = forward_rate(folders[modality], manifest, modality=modality, batch=batch[modality], device=device,
+                                    dtype=dtype, batches=min(8, rows // batch[modality] - 1), cache=root / "cache",
+                                    compile=True)  # fmt: skip
+                print(f"{modality:6s} torch.compile: forward only {fast:8.1f} {unit}: {fast / fwd:.2f}x eager "
+                      f"(whole measurement with compilation {time.perf_counter() - t:.0f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

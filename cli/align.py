@@ -45,6 +45,8 @@ def align(
     device: str = opt.Device,
     dtype: str = opt.Dtype,
     batch_size: Optional[int] = opt.BatchSize,
+    max_tokens: Optional[int] = opt.MaxTokens,
+    compile: bool = opt.Compile,
     limit: Optional[int] = opt.Limit,
     layers: str = opt.Layers,
     overwrite: str = opt.Overwrite,
@@ -68,6 +70,7 @@ def align(
                              subsamples=subsamples, seed=seed, device=device,
                              denominator_epsilon=cka_epsilon, path=path)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
+                             max_tokens=max_tokens, compile=compile,
                              limit=limit, layers=layers, overwrite=overwrite, trust_remote_code=trust_remote_code, prompt=prompt)
     if dry_run:
         from probe.runs.plan import print_flags_plan

@@ -19,6 +19,8 @@ def extract(
     pool: Optional[str] = typer.Option(None, "--pool", help="vision: cls (default) | mean | both; text: mean (default) | last."),
     layers: str = opt.Layers,
     batch_size: Optional[int] = opt.BatchSize,
+    max_tokens: Optional[int] = opt.MaxTokens,
+    compile: bool = opt.Compile,
     device: str = opt.Device,
     dtype: str = opt.Dtype,
     limit: Optional[int] = opt.Limit,
@@ -49,6 +51,7 @@ def extract(
             batch_size=batch_size, device=device, dtype=dtype, limit=limit, revision=revision, seed=seed, prompt=prompt,
             overwrite=overwrite, num_workers=num_workers, trust_remote_code=trust_remote_code, progress=progress,
             max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, store_dtype=store_dtype,
+            max_tokens=max_tokens, compile=compile,
         )
     console = Console()
     if result.path is None:

@@ -27,6 +27,8 @@ def linear(
     device: str = opt.Device,
     dtype: str = opt.Dtype,
     batch_size: Optional[int] = opt.BatchSize,
+    max_tokens: Optional[int] = opt.MaxTokens,
+    compile: bool = opt.Compile,
     limit: Optional[int] = opt.Limit,
     overwrite: str = opt.Overwrite,
     trust_remote_code: bool = opt.TrustRemoteCode,
@@ -41,6 +43,7 @@ def linear(
     settings = LinearSettings(labels=tuple(split_models(labels, param="labels")) if labels else (), text_layer=text_layer,
                               probe_layers=probe_layers, seed=seed)
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
+                             max_tokens=max_tokens, compile=compile,
                              limit=limit, overwrite=overwrite, trust_remote_code=trust_remote_code)
     with rich_progress(enabled=not no_progress) as progress:
         run = run_linear(vision=vision, dataset=dataset, settings=settings, options=options, text=text, output=output,

@@ -12,6 +12,8 @@ Device = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps
 Dtype = typer.Option("auto", "--dtype", help="auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
 Limit = typer.Option(None, "--limit", min=1, help="Use only the first N rows of the dataset.")
 BatchSize = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass (halved automatically on GPU out-of-memory).")
+MaxTokens = typer.Option(None, "--max-tokens", min=1, help="Text: fill length-sorted batches up to this many padded tokens instead of --batch-size rows (default on GPU: 32768).")
+Compile = typer.Option(False, "--compile", help="Run the network through torch.compile (features equal to float rounding; pays on long GPU runs).")
 Layers = typer.Option("all", "--layers", help="Hidden states to keep: all | -1 | 0,12,24 | ::4 (0 = embeddings).")
 Overwrite = typer.Option("missing", "--overwrite", help="never: only use existing caches | missing: extract what is missing, resuming | always: redo.")
 Revision = typer.Option(None, "--revision", help="Model revision (branch, tag or commit) on the hub.")
@@ -56,6 +58,7 @@ LIBRARY_FLAGS: dict[str, str] = {
     "layers": "--layers",
     "text_layer": "--text-layer",
     "batch_size": "--batch-size",
+    "max_tokens": "--max-tokens",
     "overwrite": "--overwrite",
     "prompt": "--prompt",
     "limit": "--limit",

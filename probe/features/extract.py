@@ -29,6 +29,10 @@ from probe.progress import ProgressCallback
 
 Overwrite = Literal["never", "missing", "always"]
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
+# Padded tokens per text batch on CUDA when neither batch_size nor max_tokens is given: short captions then go
+# in batches of hundreds of rows (a few thousand tokens per forward leave a large GPU mostly idle), long ones
+# in fewer; out-of-memory still halves a batch.
+DEFAULT_MAX_TOKENS = {"cuda": 32768}
 # Batches waiting for the writer thread: enough to ride out a slow write, few enough to bound host memory.
 WRITE_QUEUE = 3
 StoreDtype = Literal["float32", "float16"]
@@ -121,17 +125,33 @@ class _Collate:
         return rows, self.model_collate([im for _, im, _ in items]), []
 
 
-def plan_batches(rows: np.ndarray, batch_size: int, *, lengths: Optional[Sequence[int]] = None) -> list[list[int]]:
+def plan_batches(
+    rows: np.ndarray, batch_size: Optional[int], *, lengths: Optional[Sequence[int]] = None, max_tokens: Optional[int] = None,
+) -> list[list[int]]:
     """Fixed batches over this shard's `rows`: [B] row lists covering each row once.
 
     Text rows are ordered by token length (longest first, so an out-of-memory error shows at once; ties by
-    row index), image rows by index; the order is then cut every `batch_size` rows. The plan depends only on
-    the dataset, the shard and the batch size, never on which rows are already written: a resumed run redoes
-    whole batches of the same plan, so its features are bit-identical to an uninterrupted run's (float32
-    kernels give results that depend on which rows share a batch; see docs/cache.md).
+    row index), image rows by index. The order is then cut every `batch_size` rows or, with `max_tokens` (text,
+    `lengths` given), wherever one more row would make the batch's padded size (rows x its longest row, the
+    first) exceed `max_tokens`, and also at `batch_size` rows when that is given too; a row longer than the
+    budget gets a batch of its own. The plan depends only on the dataset, the shard and these two settings,
+    never on which rows are already written: a resumed run redoes whole batches of the same plan, so its
+    features are bit-identical to an uninterrupted run's (float32 kernels give results that depend on which
+    rows share a batch; see docs/cache.md).
     """
     order = sorted(rows.tolist(), key=lambda i: (-lengths[i], i)) if lengths is not None else rows.tolist()
-    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if max_tokens is None or lengths is None:
+        if batch_size is None:
+            raise ValueError("plan_batches needs batch_size, or max_tokens with lengths")
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else None
+        if current is None or (len(current) + 1) * lengths[current[0]] > max_tokens or len(current) == (batch_size or len(order)):
+            batches.append([i])
+        else:
+            current.append(i)
+    return batches
 
 
 class _AdaptiveEncoder:
@@ -312,6 +332,8 @@ def extract_features(
     progress: Optional[ProgressCallback] = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     store_dtype: StoreDtype = "float32",
+    max_tokens: Optional[int] = None,
+    compile: bool = False,
 ) -> ExtractResult:
     """Extract every requested hidden state of `model` over `dataset` into a cache; reuse it when complete.
 
@@ -323,6 +345,10 @@ def extract_features(
     `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D]. max_pixels: images whose header
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
+    max_tokens: text batches are filled up to this many padded tokens (`plan_batches`); None: fixed batches of
+    `batch_size` rows, except on CUDA when batch_size is None too (then `DEFAULT_MAX_TOKENS`). compile: run the
+    network through `torch.compile` (`probe.models.loading.load_model`); features equal eager ones to float
+    rounding, and the first batches wait for compilation.
     """
     from probe.devices import resolve_device, resolve_dtype
     from probe.models.registry import resolve_model, with_seed
@@ -332,6 +358,8 @@ def extract_features(
         raise InputError(f"overwrite={overwrite!r}: choose 'never', 'missing' or 'always'")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size={batch_size} must be at least 1")
+    if max_tokens is not None and max_tokens < 1:
+        raise InputError(f"max_tokens={max_tokens} must be at least 1")
     if store_dtype not in ("float32", "float16"):
         raise InputError(f"store_dtype={store_dtype!r}: choose 'float32' or 'float16'")
     _validate_prompt(prompt)
@@ -350,6 +378,8 @@ def extract_features(
         data.require_images()
         if prompt is not None:
             raise InputError("prompt= applies to text models only")
+        if max_tokens is not None:
+            raise InputError("max_tokens= applies to text models only (image batches have batch_size= rows)")
     pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
     if device == "auto" and shard.world > 1 and "LOCAL_RANK" in os.environ:
         import torch
@@ -393,6 +423,8 @@ def extract_features(
             logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
 
         bs = batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
+        if spec.modality == "text" and max_tokens is None and batch_size is None:
+            max_tokens = DEFAULT_MAX_TOKENS.get(torch_device.type)
         rows_extracted = 0
         loaded = None
         if not len(todo) and isinstance(layer_idx, str):
@@ -400,19 +432,24 @@ def extract_features(
         if len(todo) or isinstance(layer_idx, str):  # (old batch files do not say: load the model to resolve)
             from probe.models.loading import load_model
 
-            loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+            loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
+                                compile=compile)  # fmt: skip
             if isinstance(layer_idx, str):
                 layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
             select = np.asarray(layer_idx)
             workers = num_workers if num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
-            encoder = _AdaptiveEncoder(loaded, pools, bs)
             what = f"{spec.alias or spec.hub_id} on {data.name}"
             base = int(done.sum())
             if progress:
                 progress(base, len(data), what)
             lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
+            plan = plan_batches(shard_rows, batch_size if max_tokens else bs, lengths=lengths, max_tokens=max_tokens)
+            if max_tokens:
+                bs = max((len(b) for b in plan), default=1)
+                logger.info("text batches of up to %d padded tokens: %d batches of 1-%d rows", max_tokens, len(plan), bs)
+            encoder = _AdaptiveEncoder(loaded, pools, bs)
             # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
-            batches = [b for b in plan_batches(shard_rows, bs, lengths=lengths) if not done[b].all()]
+            batches = [b for b in plan if not done[b].all()]
             # The batch files are saved by a writer thread (at most WRITE_QUEUE batches waiting), so the
             # device->host copy and the write of batch k overlap the forward pass of batch k+1.
             with BackgroundWriter(writer, depth=WRITE_QUEUE) as saver:
@@ -430,6 +467,7 @@ def extract_features(
             model_identity=getattr(loaded, "identity", None),
             device=str(torch_device),
             batch_size=bs,
+            max_tokens=max_tokens,
             dataset_source=data.source,
             shard={"rank": shard.rank, "world": shard.world},
         )

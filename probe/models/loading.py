@@ -55,10 +55,13 @@ class LoadedModel:
         device: torch.device,
         dtype: torch.dtype,
         identity: dict[str, Any],
+        compiled: bool = False,
     ) -> None:
         self.spec = spec
         self.modality: Literal["vision", "text"] = spec.modality
         self.model: torch.nn.Module | None = model
+        # What encode calls: the module itself, or its torch.compile wrapper (same parameters, fused kernels).
+        self._network: Any = torch.compile(model) if compiled else model
         self.processor = processor
         self.device = device
         self.dtype = dtype
@@ -74,7 +77,7 @@ class LoadedModel:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["model"] = None  # workers only collate; never ship the weights
+        state["model"] = state["_network"] = None  # workers only collate; never ship the weights
         return state
 
     def __repr__(self) -> str:
@@ -155,7 +158,7 @@ class LoadedModel:
             # ViTMAE shuffles patches by argsort(noise); increasing noise keeps the image's own order.
             num_patches = (pixels.shape[-2] // self._patch_size) * (pixels.shape[-1] // self._patch_size)
             extra["noise"] = torch.arange(num_patches, device=self.device, dtype=torch.float32).expand(len(pixels), -1)
-        states = self.model(pixel_values=pixels, output_hidden_states=True, **extra).hidden_states
+        states = self._network(pixel_values=pixels, output_hidden_states=True, **extra).hidden_states
         poolers = {
             "cls": lambda h: h[:, 0].float(),
             "mean": lambda h: h[:, self._prefix_tokens :].float().mean(dim=1),
@@ -173,7 +176,7 @@ class LoadedModel:
                 # Count positions from each caption's first real token, as generate() does, so left
                 # padding does not shift them (it would for absolute position embeddings).
                 kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        states = self.model(**kwargs).hidden_states
+        states = self._network(**kwargs).hidden_states
         keep = mask.bool().unsqueeze(-1)  # [B, T, 1]
         counts = keep.sum(dim=1).clamp(min=1).float()  # [B, 1]
         last = mask.shape[1] - 1 - mask.long().flip(-1).argmax(dim=-1)  # [B] index of the last real token
@@ -196,6 +199,7 @@ def load_model(
     dtype: torch.dtype,
     cache_dir: Path,
     trust_remote_code: bool = False,
+    compile: bool = False,
 ) -> LoadedModel | PixelControl:
     """Load `spec` in eval mode on `device` in `dtype`, with its image processor or tokenizer.
 
@@ -204,7 +208,8 @@ def load_model(
     off by default. A random-init twin gets its base's architecture and processor with seeded fresh
     weights (`_random_network`); a pixels control is a `PixelControl` (CPU, float32, no network).
     Raises `ModelError` with the fix when weights are missing, gated, or the hub is unreachable and
-    the model is not cached.
+    the model is not cached. `compile`: `encode` runs the network through `torch.compile` (recorded in
+    `identity`); compilation happens on the first batches, and again when their shapes change.
     """
     if spec.source == "pixels":
         return PixelControl(spec)
@@ -230,10 +235,12 @@ def load_model(
         "class": type(model).__name__,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": attention,
+        "compiled": compile,
         "processor": _processor_identity(processor, spec.modality),
     }
     return LoadedModel(
-        spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=to_jsonable(identity)
+        spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=to_jsonable(identity),
+        compiled=compile,
     )
 
 

@@ -33,6 +33,8 @@ class ExtractOptions:
     trust_remote_code: bool = False
     prompt: Optional[str] = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_tokens: Optional[int] = None  # text models only
+    compile: bool = False
 
 
 def split_models(value: str | Sequence[str], *, param: str) -> list[str]:
@@ -67,12 +69,12 @@ def ensure_cache(
     imported = find_imported(options.cache_dir, model=model, dataset=data, modality=modality, pool=pool)
     if imported is not None:
         return FeatureCache(imported, model=model)
-    text_prompt = options.prompt if modality == "text" else None
+    text_only = {"prompt": options.prompt, "max_tokens": options.max_tokens} if modality == "text" else {}
     result = extract_features(
         model=model, dataset=data, cache_dir=options.cache_dir, pool=pool, layers=options.layers,
-        batch_size=options.batch_size, device=options.device, dtype=options.dtype, prompt=text_prompt,
-        overwrite=options.overwrite, num_workers=options.num_workers, trust_remote_code=options.trust_remote_code,
-        progress=progress, max_pixels=options.max_pixels,
+        batch_size=options.batch_size, device=options.device, dtype=options.dtype, overwrite=options.overwrite,
+        num_workers=options.num_workers, trust_remote_code=options.trust_remote_code, progress=progress,
+        max_pixels=options.max_pixels, compile=options.compile, **text_only,
     )
     cache = result.open()
     if not result.reused:

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -179,6 +180,54 @@ def test_batch_plan_is_fixed_and_length_grouped() -> None:
     assert [[lengths[i] for i in b] for b in batches] == [[9, 9, 7], [5, 3, 2], [1]]
     assert plan_batches(np.arange(7), 3) == [[0, 1, 2], [3, 4, 5], [6]]
     assert plan_batches(np.arange(1, 7, 2), 2) == [[1, 3], [5]]  # one shard's rows
+
+
+def test_token_budget_plan_fills_batches_up_to_the_padded_size() -> None:
+    lengths = [5, 1, 9, 3, 9, 2, 7, 40, 1, 1]
+    batches = plan_batches(np.arange(10), None, lengths=lengths, max_tokens=20)
+    assert sorted(sum(batches, [])) == list(range(10))
+    # Longest first; a batch's padded size is rows x its first (longest) row: 40 alone (over budget), then
+    # 9+9 (18), 7+5 (14; a third row would make 21), 3 x 6 rows (18), and the rest.
+    assert [[lengths[i] for i in b] for b in batches] == [[40], [9, 9], [7, 5], [3, 2, 1, 1, 1]]
+    assert all(len(b) * lengths[b[0]] <= 20 or len(b) == 1 for b in batches)
+    # batch_size still caps the rows when it is given too
+    capped = plan_batches(np.arange(10), 2, lengths=lengths, max_tokens=20)
+    assert [[lengths[i] for i in b] for b in capped] == [[40], [9, 9], [7, 5], [3, 2], [1, 1], [1]]
+    assert plan_batches(np.arange(10), None, lengths=lengths, max_tokens=20) == batches  # fixed: same plan every time
+
+
+def test_token_budget_extraction_matches_fixed_batches_and_resumes_bit_identically(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
+    import probe.features.writer as cw
+
+    folder = str(tiny_model_dir("llama"))
+    fixed = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "fixed", batch_size=4).open().read()
+    sizes: list[int] = []
+    original = cw.PartialWriter.write_batch
+    monkeypatch.setattr(cw.PartialWriter, "write_batch", lambda self, rows, f, **kw: sizes.append(len(rows)) or original(self, rows, f, **kw))
+    budget = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "budget", max_tokens=40)
+    assert len(set(sizes)) > 1 and sum(sizes) == N  # batches of several sizes: short captions share bigger ones
+    assert json.loads(h5py.File(budget.path)["/"].attrs["provenance"])["max_tokens"] == 40
+    np.testing.assert_allclose(budget.open().read(), fixed, atol=COMPOSITION_ATOL, rtol=COMPOSITION_RTOL)
+    with pytest.raises(InputError, match="max_tokens= applies to text models only"):
+        extract_features(model=str(tiny_model_dir("vit")), dataset=tiny_dataset, cache_dir=tmp_path, max_tokens=40)
+
+
+def test_compiled_network_gives_the_eager_features(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
+    # Dynamo traces the real models (hidden states, pooling inputs, the last, smaller batch); the "eager"
+    # backend skips inductor's C++ code generation, which takes a minute on this CPU.
+    import functools
+
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or functools.partial(real, backend="eager")(m, **kw))
+    for kind in ("dinov2", "llama"):
+        folder = str(tiny_model_dir(kind))
+        eager = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "eager", batch_size=5, num_workers=0)
+        res = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "compiled", batch_size=5,
+                               num_workers=0, compile=True)  # fmt: skip
+        assert json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"] is True
+        np.testing.assert_allclose(res.open().read(), eager.open().read(), atol=1e-6, rtol=1e-6)
+    assert len(compiled) == 2
 
 
 def test_resume_redoes_whole_planned_batches_of_text(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
