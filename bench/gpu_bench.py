@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from probe.devices import resolve_device
-from probe.models.loading import LoadedModel
+from probe.models.loading import LoadedModel, compile_blocks
 from probe.models.registry import resolve_model
 
 # Dense bf16 tensor-core peaks from the datasheets (SXM parts), TFLOP/s; matched on the device name.
@@ -61,7 +61,9 @@ def _build_vision(quick: bool, device: torch.device, dtype: torch.dtype, compile
                               use_swiglu_ffn=True, image_size=224, patch_size=14, layerscale_value=1e-5)  # fmt: skip
     model = _on_device(lambda: Dinov2Model(config), device, dtype)
     spec = replace(spec, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
-    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={}, compiled=compiled)
+    if compiled:
+        compile_blocks(model, dynamic=spec.modality == "text")
+    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={})
     return loaded, config.image_size
 
 
@@ -78,7 +80,9 @@ def _build_text(quick: bool, device: torch.device, dtype: torch.dtype, compiled:
                              max_position_embeddings=8192, rms_norm_eps=1e-5)  # fmt: skip
     model = _on_device(lambda: LlamaModel(config), device, dtype)
     spec = replace(spec, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
-    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={}, compiled=compiled)
+    if compiled:
+        compile_blocks(model, dynamic=spec.modality == "text")
+    loaded = LoadedModel(spec=spec, model=model, processor=None, device=device, dtype=dtype, identity={})
     return loaded, config.vocab_size
 
 

@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: min(8, cores - 1))")
     ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it (default: a temporary one)")
     ap.add_argument("--compile", action="store_true", help="also time forward only through torch.compile")
-    ap.add_argument("--max-tokens", type=int, default=None, help="text token budget to compare (default 32768; tiny: 512)")
+    ap.add_argument("--max-tokens", type=int, default=None, help="text token budget to compare (default 32768; tiny: 2048)")
     args = ap.parse_args()
     tiny = args.tiny or not torch.cuda.is_available()
     device = torch.device("cpu" if tiny else "cuda")
@@ -199,7 +199,7 @@ def main() -> None:
                   f"{out['rate']:8.1f} {unit} (loop {out['loop_s']:.1f} s, whole call {out['call_s']:.1f} s); ratio "
                   f"{out['rate'] / fwd:5.1%}; cache {out['mb']:.1f} MB at {out['write_mb_s']:.1f} MB/s")  # fmt: skip
             if modality == "text":
-                tokens = args.max_tokens or (512 if tiny else 32768)
+                tokens = args.max_tokens or (2048 if tiny else 32768)
                 budget = e2e(folders[modality], manifest, batch=None, device=device.type, max_tokens=tokens,
                              dtype=str(dtype).removeprefix("torch."), cache=root / "cache", workers=workers)  # fmt: skip
                 print(f"text   max-tokens {tokens}: probe extract {budget['rate']:8.1f} {unit} (batches of up to "

@@ -33,6 +33,9 @@ DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
 # in batches of hundreds of rows (a few thousand tokens per forward leave a large GPU mostly idle), long ones
 # in fewer; out-of-memory still halves a batch.
 DEFAULT_MAX_TOKENS = {"cuda": 32768}
+# Most rows a token-budget batch takes when no batch_size caps it: its pooled features, [rows, S, D] float32 on the
+# device and again in pinned host memory per queued batch, stay around 1 GiB for an 8B model (33 x 4096).
+MAX_BUDGET_ROWS = 2048
 # Batches waiting for the writer thread: enough to ride out a slow write, few enough to bound host memory.
 WRITE_QUEUE = 3
 StoreDtype = Literal["float32", "float16"]
@@ -345,8 +348,9 @@ def extract_features(
     `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D]. max_pixels: images whose header
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
-    max_tokens: text batches are filled up to this many padded tokens (`plan_batches`); None: fixed batches of
-    `batch_size` rows, except on CUDA when batch_size is None too (then `DEFAULT_MAX_TOKENS`). compile: run the
+    max_tokens: text batches are filled up to this many padded tokens (`plan_batches`) and `batch_size` rows
+    (default `MAX_BUDGET_ROWS`); None: fixed batches of `batch_size` rows, except on CUDA when batch_size is None
+    too (then `DEFAULT_MAX_TOKENS`). compile: run the
     network through `torch.compile` (`probe.models.loading.load_model`); features equal eager ones to float
     rounding, and the first batches wait for compilation.
     """
@@ -443,7 +447,7 @@ def extract_features(
             if progress:
                 progress(base, len(data), what)
             lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
-            plan = plan_batches(shard_rows, batch_size if max_tokens else bs, lengths=lengths, max_tokens=max_tokens)
+            plan = plan_batches(shard_rows, (batch_size or MAX_BUDGET_ROWS) if max_tokens else bs, lengths=lengths, max_tokens=max_tokens)
             if max_tokens:
                 bs = max((len(b) for b in plan), default=1)
                 logger.info("text batches of up to %d padded tokens: %d batches of 1-%d rows", max_tokens, len(plan), bs)

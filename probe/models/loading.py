@@ -55,13 +55,10 @@ class LoadedModel:
         device: torch.device,
         dtype: torch.dtype,
         identity: dict[str, Any],
-        compiled: bool = False,
     ) -> None:
         self.spec = spec
         self.modality: Literal["vision", "text"] = spec.modality
         self.model: torch.nn.Module | None = model
-        # What encode calls: the module itself, or its torch.compile wrapper (same parameters, fused kernels).
-        self._network: Any = torch.compile(model) if compiled else model
         self.processor = processor
         self.device = device
         self.dtype = dtype
@@ -77,7 +74,7 @@ class LoadedModel:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["model"] = state["_network"] = None  # workers only collate; never ship the weights
+        state["model"] = None  # workers only collate; never ship the weights
         return state
 
     def __repr__(self) -> str:
@@ -158,7 +155,7 @@ class LoadedModel:
             # ViTMAE shuffles patches by argsort(noise); increasing noise keeps the image's own order.
             num_patches = (pixels.shape[-2] // self._patch_size) * (pixels.shape[-1] // self._patch_size)
             extra["noise"] = torch.arange(num_patches, device=self.device, dtype=torch.float32).expand(len(pixels), -1)
-        states = self._network(pixel_values=pixels, output_hidden_states=True, **extra).hidden_states
+        states = self.model(pixel_values=pixels, output_hidden_states=True, **extra).hidden_states
         poolers = {
             "cls": lambda h: h[:, 0].float(),
             "mean": lambda h: h[:, self._prefix_tokens :].float().mean(dim=1),
@@ -176,7 +173,7 @@ class LoadedModel:
                 # Count positions from each caption's first real token, as generate() does, so left
                 # padding does not shift them (it would for absolute position embeddings).
                 kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        states = self._network(**kwargs).hidden_states
+        states = self.model(**kwargs).hidden_states
         keep = mask.bool().unsqueeze(-1)  # [B, T, 1]
         counts = keep.sum(dim=1).clamp(min=1).float()  # [B, 1]
         last = mask.shape[1] - 1 - mask.long().flip(-1).argmax(dim=-1)  # [B] index of the last real token
@@ -208,8 +205,8 @@ def load_model(
     off by default. A random-init twin gets its base's architecture and processor with seeded fresh
     weights (`_random_network`); a pixels control is a `PixelControl` (CPU, float32, no network).
     Raises `ModelError` with the fix when weights are missing, gated, or the hub is unreachable and
-    the model is not cached. `compile`: `encode` runs the network through `torch.compile` (recorded in
-    `identity`); compilation happens on the first batches, and again when their shapes change.
+    the model is not cached. `compile`: the network's blocks go through `torch.compile` (`compile_blocks`;
+    recorded as `identity["compiled"]`); compilation happens in the first batches.
     """
     if spec.source == "pixels":
         return PixelControl(spec)
@@ -226,6 +223,7 @@ def load_model(
             raise ModelError(f"cannot load model {spec.alias!r} from {source.path}: {exc}") from exc
     model.eval().requires_grad_(False)
     attention = prefer_sdpa(model)
+    compiled = compile_blocks(model, dynamic=spec.modality == "text") if compile else None
     identity = {
         **source.identity,
         # Known only once downloaded: the exact snapshot a branch name like "main" pointed to.
@@ -235,13 +233,38 @@ def load_model(
         "class": type(model).__name__,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": attention,
-        "compiled": compile,
+        "compiled": compiled,
         "processor": _processor_identity(processor, spec.modality),
     }
     return LoadedModel(
-        spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=to_jsonable(identity),
-        compiled=compile,
+        spec=spec, model=model, processor=processor, device=device, dtype=dtype, identity=to_jsonable(identity)
     )
+
+
+def compile_blocks(model: torch.nn.Module, *, dynamic: bool) -> str:
+    """Compile `model`'s repeated blocks in place with `torch.compile` (regional compilation); return what was
+    compiled, e.g. "2 x LlamaDecoderLayer".
+
+    Not the whole model: transformers' capture of every hidden state breaks the graph at the top (a lock in
+    `output_capturing`), so a whole-model compile recompiles at each new input shape. The blocks of one stack
+    share their code and compile once; `dynamic=True` (text: every batch has its own length) compiles them
+    for any batch and length at once. Blocks are the members of each `nn.ModuleList` of two or more modules of
+    one class (the outermost such lists), e.g. a ViT's `encoder.layer`; a model without one is compiled whole.
+    """
+    stacks: list[tuple[str, torch.nn.ModuleList]] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.ModuleList) or len(module) < 2 or len({type(b) for b in module}) != 1:
+            continue
+        if any(name.startswith(outer + ".") for outer, _ in stacks):
+            continue
+        stacks.append((name, module))
+    if not stacks:
+        model.compile(dynamic=dynamic)
+        return f"whole {type(model).__name__}"
+    for _, stack in stacks:
+        for block in stack:
+            block.compile(dynamic=dynamic)
+    return ", ".join(f"{len(stack)} x {type(stack[0]).__name__}" for _, stack in stacks)
 
 
 def prefer_sdpa(model: torch.nn.Module) -> Optional[str]:

@@ -187,7 +187,7 @@ def test_token_budget_plan_fills_batches_up_to_the_padded_size() -> None:
     batches = plan_batches(np.arange(10), None, lengths=lengths, max_tokens=20)
     assert sorted(sum(batches, [])) == list(range(10))
     # Longest first; a batch's padded size is rows x its first (longest) row: 40 alone (over budget), then
-    # 9+9 (18), 7+5 (14; a third row would make 21), 3 x 6 rows (18), and the rest.
+    # 9+9 (18; a third would make 27), 7+5 (14; a third would make 21), then the rest: 5 rows x 3 = 15.
     assert [[lengths[i] for i in b] for b in batches] == [[40], [9, 9], [7, 5], [3, 2, 1, 1, 1]]
     assert all(len(b) * lengths[b[0]] <= 20 or len(b) == 1 for b in batches)
     # batch_size still caps the rows when it is given too
@@ -225,9 +225,10 @@ def test_compiled_network_gives_the_eager_features(tiny_model_dir, tiny_dataset,
         eager = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "eager", batch_size=5, num_workers=0)
         res = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "compiled", batch_size=5,
                                num_workers=0, compile=True)  # fmt: skip
-        assert json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"] is True
+        layers = {"dinov2": "Dinov2Layer", "llama": "LlamaDecoderLayer"}[kind]
+        assert json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"] == f"3 x {layers}"
         np.testing.assert_allclose(res.open().read(), eager.open().read(), atol=1e-6, rtol=1e-6)
-    assert len(compiled) == 2
+    assert len(compiled) == 6  # each model's three blocks, nothing else
 
 
 def test_resume_redoes_whole_planned_batches_of_text(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
