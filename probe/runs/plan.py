@@ -60,6 +60,19 @@ class CachePlan:
     path: Optional[Path]
     bytes: Optional[int]  # disk of the cache (None when sizes are unknown)
     seconds: Optional[float]  # assumed extraction time when new
+    stored: Optional[tuple[int, ...]] = None  # the hidden states it stores (None when unknown before loading)
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """One `probe linear` run of the study: the hidden states its probes read and its ridge target."""
+
+    dataset: str
+    vision: str
+    states: Optional[tuple[int, ...]]  # vision hidden states probed (None: unknown before loading)
+    stored: Optional[int]  # how many the vision cache stores
+    text: Optional[str]  # the ridge target's text model (None: labels only)
+    text_state: Optional[int]  # its hidden state the ridge predicts (None: no ridge, or unknown before loading)
 
 
 @dataclass(frozen=True)
@@ -84,8 +97,12 @@ class StudyPlan:
     model_pairs: int = 0
     layer_pairs: int = 0
     align_seconds: float = 0.0
-    probe_runs: int = 0
+    probes: list[ProbePlan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def probe_runs(self) -> int:
+        return len(self.probes)
 
     @property
     def new(self) -> list[CachePlan]:
@@ -178,7 +195,7 @@ def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: 
         seconds = flops / (rates.forward_tflops * 1e12) + (size or 0) / (rates.write_mb_s * 1e6)
     return CachePlan(spec.alias if spec.source != "local" else name, role, spec.modality, dataset.name, rows, states,
                      spec.hidden_size, tuple(pools), spec.params_m, bool(spec.gated or (spec.base and spec.base.gated)),
-                     exists, path, size, seconds)
+                     exists, path, size, seconds, tuple(layers) if layers is not None else None)
 
 
 def _alias(name: str) -> str:
@@ -231,11 +248,58 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
         plan.layer_pairs += layer_pairs
         scale = ((dataset.rows or 1024) / 1024) ** 2 * len(spec.metrics) / 4
         plan.align_seconds += layer_pairs * (1 + s.permutations + s.subsamples) * rates.align_unit_s * scale
-        plan.probe_runs += len(spec.probe_vision())
+        if spec.probes is not None:
+            by_name = {_alias(m): c for (m, _), c in zip(roles, caches)}
+            target = by_name.get(_alias(spec.probes.text)) if spec.probes.text else None
+            plan.probes += [_probe_plan(spec.probes, by_name[_alias(v)], target) for v in spec.probe_vision()]
     unknown = [c.model for c in plan.caches if c.states is None]
     if unknown:
         plan.notes.append(f"sizes unknown until loaded (not registered): {', '.join(dict.fromkeys(unknown))}")
     return plan
+
+
+def _probe_plan(probes: Any, vision: CachePlan, text: Optional[CachePlan]) -> ProbePlan:
+    """What one linear run of `probes` reads from the `vision` cache and its ridge target in the `text` cache,
+    resolved as `run_linear` resolves them (an impossible `layers`/`text_layer` fails here as it would there)."""
+    from probe.runs.linear import ridge_position, stored_positions
+
+    states = None
+    if vision.stored is not None:
+        states = tuple(vision.stored[p] for p in stored_positions(list(vision.stored), probes.layers, param="layers"))
+    text_state = None
+    if text is not None and text.stored is not None:
+        text_state = text.stored[ridge_position(list(text.stored), probes.text_layer)]
+    return ProbePlan(vision.dataset, vision.model, states, len(vision.stored) if vision.stored is not None else None,
+                     text.model if text is not None else probes.text, text_state)
+
+
+def _states(states: Any) -> str:
+    """Hidden-state indices, compactly: `0-24`, `0, 4, 8`, `0, 2, 4, 6, 8, 10, ..., 24`."""
+    s = sorted(states)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    if len(s) > 8:
+        return ", ".join(map(str, s[:6])) + f", ..., {s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def _probe_lines(plan: StudyPlan) -> list[str]:
+    """The linear-probe part of the plan: the runs, their targets, and the layers they read."""
+    p = plan.spec.probes
+    what = f"labels {', '.join(p.labels)}" if p.labels else "no labels"
+    if p.text:
+        known = {r.text_state for r in plan.probes if r.text_state is not None}
+        state = f"hidden state {_states(known)}" if known else "a hidden state known once loaded"
+        what += f"; ridge to {p.text}'s {state} (text_layer={p.text_layer})"
+    lines = [f"linear probes: {_n(plan.probe_runs, 'run')} ({what})"]
+    known = [r for r in plan.probes if r.states is not None]
+    if len(known) == 1 or (known and len({(r.states, r.stored) for r in known}) == 1):
+        r = known[0]
+        lines.append(f"vision hidden states probed{'' if len(plan.probes) == 1 else ' in each run'}: "
+                     f"{_states(r.states)} ({len(r.states)} of {r.stored} stored; layers={p.layers})")
+    elif known:
+        lines.append(f"vision hidden states probed: layers={p.layers} of each model's stored ones")
+    return lines
 
 
 def _size(n: Optional[float]) -> str:
@@ -265,14 +329,19 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     spec, s = plan.spec, plan.spec.settings
     out: list[str] = []
     add = lambda text: out.extend(_wrap(text, width))  # noqa: E731
+    aligns = bool(spec.vision or spec.text)  # False for a `probe linear` command line: probes only
     add(f"study {spec.name} ({spec.source})")
     if spec.description:
         add(spec.description)
-    add(f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
-        f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
-        f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
-    add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
-        f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
+    if aligns:
+        add(f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
+            f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
+            f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
+        add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
+            f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
+    else:
+        add(f"settings: limit={s.limit or 'all'}, seed={s.seed}, caches store layers={s.layers}, "
+            f"device {plan.device_kind} ({plan.dtype})")
     name_w = max(10, min(36, max((len(c.model) for c in plan.caches), default=10)))
     header = f"{'model':<{name_w}} {'role':<7} {'states x dim':>12} {'cache':<6} {'disk':>9}"
     for dataset in plan.datasets:
@@ -286,19 +355,21 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
                     f"{_size(c.bytes):>9}{' gated' if c.gated else ''}")
             out.append(line[:width])
     out.append("")
-    add(f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
-        f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
-        f"{len(spec.metrics)} metrics")
+    if aligns:
+        add(f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
+            f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
+            f"{len(spec.metrics)} metrics")
     if plan.probe_runs:
-        add(f"linear probes: {plan.probe_runs} runs ({', '.join(spec.probes.labels) or 'no labels'}"
-            f"{'; ridge to ' + spec.probes.text if spec.probes.text else ''})")
+        for line in _probe_lines(plan):
+            add(line)
     add(f"caches: {len(plan.caches) - len(plan.new)} exist, {len(plan.new)} new, needing {_size(plan.new_bytes)} "
         f"of disk (N x states x width x 4 bytes x pools)")
     if plan.gated:
         add(f"gated (need a Hugging Face token with access: `hf auth login` or HF_TOKEN): {', '.join(plan.gated)}")
     rates = ASSUMED_RATES.get(plan.device_kind, ASSUMED_RATES["cpu"])
     add(f"time, from ASSUMED rates for {plan.device_kind} ({rates.source}; not measured on this machine): "
-        f"extraction ~{_duration(plan.extract_seconds)}, alignment ~{_duration(plan.align_seconds)}"
+        f"extraction ~{_duration(plan.extract_seconds)}"
+        f"{f', alignment ~{_duration(plan.align_seconds)}' if aligns else ''}"
         f"{', probes not estimated' if plan.probe_runs else ''}; scores already in the score cache are reused")
     for note in plan.notes:
         add(note)
@@ -319,4 +390,23 @@ def print_flags_plan(*, command: str, vision: Any, text: Any, dataset: str, metr
     spec = StudySpec(name=command, source=f"probe {command} flags", vision=tuple(vision), text=tuple(text),
                      datasets=(str(dataset),), metrics=tuple(metrics), controls=tuple(controls),
                      settings=StudySettings(**settings))
+    return format_plan(plan_study(spec, cache_dir=cache_dir))
+
+
+def print_linear_plan(*, vision: str, dataset: str, labels: Any, text: Optional[str], cache_dir: Path,
+                      probe_layers: str = "all", text_layer: str = "-1", **settings: Any) -> str:
+    """The plan text of a `probe linear` command line (`--dry-run`): its flags as a one-dataset study of probes
+    only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
+    `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
+    every hidden state, as `probe linear` extracts them."""
+    from probe.runs.linear import check_request
+    from probe.runs.study import ProbeSpec, StudySettings, StudySpec, check_model
+
+    here = Path.cwd()
+    name = check_request(vision=vision, labels=tuple(labels), text=text)
+    probes = ProbeSpec(labels=tuple(labels), vision=(check_model(name, modality="vision", where="vision", base_dir=here),),
+                       text=check_model(text, modality="text", where="text", base_dir=here) if text is not None else None,
+                       layers=probe_layers, text_layer=text_layer)
+    spec = StudySpec(name="linear", source="probe linear flags", vision=(), text=(), datasets=(str(dataset),),
+                     metrics=(), probes=probes, settings=StudySettings(**settings))
     return format_plan(plan_study(spec, cache_dir=cache_dir))
