@@ -33,6 +33,7 @@ def linear(
     overwrite: str = opt.Overwrite,
     trust_remote_code: bool = opt.TrustRemoteCode,
     no_progress: bool = opt.NoProgress,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and cost (as `probe plan`); run nothing."),
 ) -> None:
     """Probe every layer of VISION linearly: dataset labels, caption words, and a text model's features."""
     from probe.runs.linear import LinearSettings, run_linear
@@ -45,6 +46,14 @@ def linear(
     options = ExtractOptions(cache_dir=opt.cache_dir_or_default(cache_dir), device=device, dtype=dtype, batch_size=batch_size,
                              max_tokens=max_tokens, compile=compile,
                              limit=limit, overwrite=overwrite, trust_remote_code=trust_remote_code)
+    if dry_run:
+        from probe.runs.plan import print_linear_plan
+
+        typer.echo(print_linear_plan(
+            vision=vision, dataset=dataset, labels=settings.labels, text=text, probe_layers=probe_layers, text_layer=text_layer,
+            cache_dir=options.cache_dir, limit=limit, seed=seed, pool_vision=pool_vision, pool_text=pool_text, device=device,
+            dtype=dtype), nl=False)
+        return
     with rich_progress(enabled=not no_progress) as progress:
         run = run_linear(vision=vision, dataset=dataset, settings=settings, options=options, text=text, output=output,
                          pool_vision=pool_vision, pool_text=pool_text, progress=progress)

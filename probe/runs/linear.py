@@ -78,12 +78,31 @@ def _digest(values: Any) -> Optional[str]:
     return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
-def _positions(cache: FeatureCache, spec: str, *, param: str) -> list[int]:
-    """Stored-layer positions selected by `spec` over the cache's stored layers (InputError naming `param`)."""
+def stored_positions(layers: Sequence[int], spec: str, *, param: str) -> list[int]:
+    """Positions in `layers` (the hidden states a cache stores) selected by `spec` (InputError naming `param`).
+    `probe plan` resolves the same specs against the layers a cache would store."""
     try:
-        return parse_layers(spec, num_states=cache.num_layers, param=param)
+        return parse_layers(spec, num_states=len(layers), param=param)
     except InputError as exc:
-        raise InputError(f"{exc} (positions count the {cache.num_layers} stored layers {cache.layers})") from None
+        raise InputError(f"{exc} (positions count the {len(layers)} stored layers {layers})") from None
+
+
+def ridge_position(layers: Sequence[int], text_layer: str) -> int:
+    """The one position in the text cache's stored `layers` that `text_layer` names (InputError otherwise)."""
+    chosen = stored_positions(layers, text_layer, param="text_layer")
+    if len(chosen) != 1:
+        raise InputError(f"text_layer={text_layer!r} selects {len(chosen)} layers; name one, e.g. -1 or 16")
+    return chosen[0]
+
+
+def check_request(*, vision: str, labels: Sequence[str], text: Optional[str]) -> str:
+    """The one vision model named by `vision`, after checking there is something to probe (InputError)."""
+    names = split_models(vision, param="vision")
+    if len(names) != 1:
+        raise InputError(f"vision={vision!r} names {len(names)} models; linear probes take one (a study probes many)")
+    if not labels and text is None:
+        raise InputError("nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)")
+    return names[0]
 
 
 TARGET_PREPROCESSING = "PRH: clamp at the mean per-row 0.95 quantile of |x| over all stored text layers, then L2 rows"
@@ -150,13 +169,11 @@ def run_linear(
     from probe.runs.checks import check_label_fields, check_run_request
 
     check_run_request(cache_dir=options.cache_dir, output=output)  # before any model or data
-    (vision_name,) = split_models(vision, param="vision")
-    if not settings.labels and text is None:
-        raise InputError("nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)")
+    vision_name = check_request(vision=vision, labels=settings.labels, text=text)
     data = open_dataset(dataset, options)
     check_label_fields(data, settings.labels, words=WORDS)  # a missing field fails before any extraction
     vcache = ensure_cache(vision_name, data, pool=pool_vision, options=options, progress=progress, modality="vision")
-    positions = _positions(vcache, settings.probe_layers, param="layers")
+    positions = stored_positions(vcache.layers, settings.probe_layers, param="layers")
     source = vcache.stack().select(positions)
     states = [vcache.layers[p] for p in positions]
     tasks: list[LinearTask] = []
@@ -178,10 +195,7 @@ def run_linear(
         tcache = ensure_cache(text_name, data, pool=pool_text, options=options, progress=progress, modality="text")
         ensure_paired([vcache, tcache])
         inputs.append(tcache)
-        chosen = _positions(tcache, settings.text_layer, param="text_layer")
-        if len(chosen) != 1:
-            raise InputError(f"text_layer={settings.text_layer!r} selects {len(chosen)} layers; name one, e.g. -1 or 16")
-        tpos = chosen[0]
+        tpos = ridge_position(tcache.layers, settings.text_layer)
         text_name = str(tcache.key["model"]["name"])
         what = f"ridge to {text_name}"
         sweep = cached_score(

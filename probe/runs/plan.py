@@ -5,8 +5,13 @@ widths, depths, parameters, `gated`) and, for a dataset already prepared in the 
 compute the exact feature-cache keys with `probe.features.format.build_key` and look for the files at
 `cache_path`). A dataset not yet downloaded has no caches yet, so every cache is new.
 
-Disk per new cache = N rows x stored hidden states x width x 4 bytes (float32) x pools. Time is an estimate
-from ASSUMED rates per device kind (`ASSUMED_RATES`), not measured on this machine: the plan says so.
+Disk per new cache = N rows x stored hidden states x width x 4 bytes (float32) x pools. Extraction time is
+estimated from this machine's MEASURED rate when the cache folder holds records of extractions run here on the
+same device kind and dtype (`probe.features.rates`; `measured_rate`): total model FLOPs over total wall seconds,
+so loading and writing are folded into one effective FLOP/s. Records only say how long a whole extraction took,
+model loading included, so extractions shorter than `MIN_MEASURED_SECONDS` (mostly loading) are left out.
+Without usable records, and always for alignment, time comes from ASSUMED rates per device kind
+(`ASSUMED_RATES`). The plan says which, and why.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from probe.runs.study import StudySpec
 # bench/results/bench_align_gpu.log (19.2 s for 825 layer pairs x 301 scorings, 4 metrics, N=1024). cpu and
 # mps: rough guesses (about 0.5 / 5 TFLOP/s float32 forward, alignment ~20x slower than the GPU).
 TEXT_TOKENS = 32  # assumed tokens per caption (PRH's wit-1024 captions are a sentence or two)
+# A recorded extraction shorter than this is left out of the measured rate: its time is mostly model loading
+# (seconds even for a tiny model on a CPU), which says little about throughput on a real study.
+MIN_MEASURED_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,25 @@ ASSUMED_RATES: dict[str, AssumedRates] = {
 
 
 @dataclass(frozen=True)
+class MeasuredRate:
+    """The effective extraction speed of this machine on one device kind and dtype, from recorded extractions:
+    their model FLOPs (the same count `plan_study` uses) over their wall seconds (loading and writing included).
+    `flops_per_s` is None when no record is usable; the counts say why."""
+
+    device_kind: str
+    dtype: str
+    flops_per_s: Optional[float]
+    extractions: int  # records used
+    seconds: float  # their wall seconds, together
+    short: int = 0  # records left out as shorter than MIN_MEASURED_SECONDS
+    unsized: int = 0  # records left out as their model's size is not in the registry (or it has no forward pass)
+
+    def extract_seconds(self, flops: float) -> float:
+        assert self.flops_per_s is not None
+        return flops / self.flops_per_s
+
+
+@dataclass(frozen=True)
 class CachePlan:
     """One feature cache the study needs: where it stands and what a new one costs."""
 
@@ -59,7 +86,20 @@ class CachePlan:
     exists: bool
     path: Optional[Path]
     bytes: Optional[int]  # disk of the cache (None when sizes are unknown)
-    seconds: Optional[float]  # assumed extraction time when new
+    seconds: Optional[float]  # estimated extraction time when new (measured rate, else assumed)
+    stored: Optional[tuple[int, ...]] = None  # the hidden states it stores (None when unknown before loading)
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """One `probe linear` run of the study: the hidden states its probes read and its ridge target."""
+
+    dataset: str
+    vision: str
+    states: Optional[tuple[int, ...]]  # vision hidden states probed (None: unknown before loading)
+    stored: Optional[int]  # how many the vision cache stores
+    text: Optional[str]  # the ridge target's text model (None: labels only)
+    text_state: Optional[int]  # its hidden state the ridge predicts (None: no ridge, or unknown before loading)
 
 
 @dataclass(frozen=True)
@@ -79,13 +119,18 @@ class StudyPlan:
     spec: StudySpec
     device_kind: str
     dtype: str
+    measured: Optional[MeasuredRate] = None  # flops_per_s None (or no plan of it): extraction from ASSUMED_RATES
     datasets: list[DatasetPlan] = field(default_factory=list)
     caches: list[CachePlan] = field(default_factory=list)
     model_pairs: int = 0
     layer_pairs: int = 0
     align_seconds: float = 0.0
-    probe_runs: int = 0
+    probes: list[ProbePlan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def probe_runs(self) -> int:
+        return len(self.probes)
 
     @property
     def new(self) -> list[CachePlan]:
@@ -148,8 +193,44 @@ def _tokens(spec: Any) -> int:
     return 257
 
 
+def _flops(spec: Any, rows: int) -> Optional[float]:
+    """Forward-pass FLOPs of `rows` rows through `spec`: 2 x parameters x tokens per row (None: size unknown)."""
+    return None if spec.params_m is None else 2 * spec.params_m * 1e6 * _tokens(spec) * rows
+
+
+def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredRate:
+    """This machine's effective extraction rate on `device_kind` in `dtype`, from the extraction records in
+    `cache_dir` (`probe.features.rates`) of this host (`flops_per_s` None when no record is usable). Left out:
+    records shorter than MIN_MEASURED_SECONDS, and those of models whose size the registry does not give (local
+    folders, hub ids) or that have no forward pass (pixels), as their FLOPs cannot be counted. Reads no model
+    and no network."""
+    import platform
+
+    from probe.features.rates import read_extractions
+    from probe.models.registry import resolve_model
+
+    flops = seconds = 0.0
+    used = short = unsized = 0
+    for record in read_extractions(cache_dir, host=platform.node()):
+        if record.device_kind != device_kind or record.dtype != dtype:
+            continue
+        if record.seconds < MIN_MEASURED_SECONDS:
+            short += 1
+            continue
+        try:
+            spec = None if _hub_only(record.model) else resolve_model(record.model)
+        except Exception:  # a folder since removed, a name no longer registered: its size is unknown
+            spec = None
+        count = _flops(spec, record.rows) if spec is not None else None
+        if not count:
+            unsized += 1
+            continue
+        flops, seconds, used = flops + count, seconds + record.seconds, used + 1
+    return MeasuredRate(device_kind, dtype, flops / seconds if used else None, used, seconds, short, unsized)
+
+
 def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: Optional[str], dtype: str,
-                layers_spec: str, cache_dir: Path, rates: AssumedRates) -> CachePlan:
+                layers_spec: str, cache_dir: Path, rates: AssumedRates, measured: Optional[MeasuredRate]) -> CachePlan:
     from probe.features.extract import resolve_pools
     from probe.features.format import build_key, cache_path
     from probe.features.layers import parse_layers
@@ -172,13 +253,13 @@ def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: 
         exists = path.is_file()
     rows = dataset.rows or 0
     size = rows * states * spec.hidden_size * 4 * len(pools) if states and spec.hidden_size else None
-    seconds = None
-    if spec.params_m is not None:
-        flops = 2 * spec.params_m * 1e6 * _tokens(spec) * rows
-        seconds = flops / (rates.forward_tflops * 1e12) + (size or 0) / (rates.write_mb_s * 1e6)
+    seconds, flops = None, _flops(spec, rows)
+    if flops is not None:
+        seconds = (measured.extract_seconds(flops) if measured is not None and measured.flops_per_s is not None
+                   else flops / (rates.forward_tflops * 1e12) + (size or 0) / (rates.write_mb_s * 1e6))
     return CachePlan(spec.alias if spec.source != "local" else name, role, spec.modality, dataset.name, rows, states,
                      spec.hidden_size, tuple(pools), spec.params_m, bool(spec.gated or (spec.base and spec.base.gated)),
-                     exists, path, size, seconds)
+                     exists, path, size, seconds, tuple(layers) if layers is not None else None)
 
 
 def _alias(name: str) -> str:
@@ -207,7 +288,8 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
     s = spec.settings
     kind, dtype = _device(s)
     rates = ASSUMED_RATES.get(kind, ASSUMED_RATES["cpu"])
-    plan = StudyPlan(spec, kind, dtype)
+    measured = measured_rate(Path(cache_dir), device_kind=kind, dtype=dtype)
+    plan = StudyPlan(spec, kind, dtype, measured)
     controls = spec.control_models()
     roles = [*((v, "vision") for v in spec.vision), *((c, "control") for c in controls), *((t, "text") for t in spec.text)]
     if spec.probes is not None:  # models probed but not aligned (a twin counts under its registered name)
@@ -219,6 +301,7 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
         dataset, data = _open_dataset(name, cache_dir=Path(cache_dir), limit=s.limit)
         plan.datasets.append(dataset)
         caches = [_cache_plan(m, role, dataset, data, dtype=dtype, layers_spec=s.layers, cache_dir=Path(cache_dir), rates=rates,
+                              measured=measured,
                               pool=s.pool_text if role == "text" or (role == "probe" and m == (spec.probes and spec.probes.text))
                               else s.pool_vision)
                   for m, role in roles]
@@ -231,11 +314,58 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
         plan.layer_pairs += layer_pairs
         scale = ((dataset.rows or 1024) / 1024) ** 2 * len(spec.metrics) / 4
         plan.align_seconds += layer_pairs * (1 + s.permutations + s.subsamples) * rates.align_unit_s * scale
-        plan.probe_runs += len(spec.probe_vision())
+        if spec.probes is not None:
+            by_name = {_alias(m): c for (m, _), c in zip(roles, caches)}
+            target = by_name.get(_alias(spec.probes.text)) if spec.probes.text else None
+            plan.probes += [_probe_plan(spec.probes, by_name[_alias(v)], target) for v in spec.probe_vision()]
     unknown = [c.model for c in plan.caches if c.states is None]
     if unknown:
         plan.notes.append(f"sizes unknown until loaded (not registered): {', '.join(dict.fromkeys(unknown))}")
     return plan
+
+
+def _probe_plan(probes: Any, vision: CachePlan, text: Optional[CachePlan]) -> ProbePlan:
+    """What one linear run of `probes` reads from the `vision` cache and its ridge target in the `text` cache,
+    resolved as `run_linear` resolves them (an impossible `layers`/`text_layer` fails here as it would there)."""
+    from probe.runs.linear import ridge_position, stored_positions
+
+    states = None
+    if vision.stored is not None:
+        states = tuple(vision.stored[p] for p in stored_positions(list(vision.stored), probes.layers, param="layers"))
+    text_state = None
+    if text is not None and text.stored is not None:
+        text_state = text.stored[ridge_position(list(text.stored), probes.text_layer)]
+    return ProbePlan(vision.dataset, vision.model, states, len(vision.stored) if vision.stored is not None else None,
+                     text.model if text is not None else probes.text, text_state)
+
+
+def _states(states: Any) -> str:
+    """Hidden-state indices, compactly: `0-24`, `0, 4, 8`, `0, 2, 4, 6, 8, 10, ..., 24`."""
+    s = sorted(states)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    if len(s) > 8:
+        return ", ".join(map(str, s[:6])) + f", ..., {s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def _probe_lines(plan: StudyPlan) -> list[str]:
+    """The linear-probe part of the plan: the runs, their targets, and the layers they read."""
+    p = plan.spec.probes
+    what = f"labels {', '.join(p.labels)}" if p.labels else "no labels"
+    if p.text:
+        known = {r.text_state for r in plan.probes if r.text_state is not None}
+        state = f"hidden state {_states(known)}" if known else "a hidden state known once loaded"
+        what += f"; ridge to {p.text}'s {state} (text_layer={p.text_layer})"
+    lines = [f"linear probes: {_n(plan.probe_runs, 'run')} ({what})"]
+    known = [r for r in plan.probes if r.states is not None]
+    if len(known) == 1 or (known and len({(r.states, r.stored) for r in known}) == 1):
+        r = known[0]
+        lines.append(f"vision hidden states probed{'' if len(plan.probes) == 1 else ' in each run'}: "
+                     f"{_states(r.states)} ({len(r.states)} of {r.stored} stored; layers={p.layers})")
+    elif known:
+        lines.append(f"vision hidden states probed: layers={p.layers} of each model's stored ones")
+    return lines
 
 
 def _size(n: Optional[float]) -> str:
@@ -248,6 +378,10 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _rate(flops_per_s: float) -> str:
+    return f"{flops_per_s / 1e12:.3g} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.3g} GFLOP/s"
 
 
 def _n(count: int, what: str) -> str:
@@ -265,14 +399,19 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     spec, s = plan.spec, plan.spec.settings
     out: list[str] = []
     add = lambda text: out.extend(_wrap(text, width))  # noqa: E731
+    aligns = bool(spec.vision or spec.text)  # False for a `probe linear` command line: probes only
     add(f"study {spec.name} ({spec.source})")
     if spec.description:
         add(spec.description)
-    add(f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
-        f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
-        f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
-    add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
-        f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
+    if aligns:
+        add(f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
+            f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
+            f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
+        add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
+            f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
+    else:
+        add(f"settings: limit={s.limit or 'all'}, seed={s.seed}, caches store layers={s.layers}, "
+            f"device {plan.device_kind} ({plan.dtype})")
     name_w = max(10, min(36, max((len(c.model) for c in plan.caches), default=10)))
     header = f"{'model':<{name_w}} {'role':<7} {'states x dim':>12} {'cache':<6} {'disk':>9}"
     for dataset in plan.datasets:
@@ -286,20 +425,37 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
                     f"{_size(c.bytes):>9}{' gated' if c.gated else ''}")
             out.append(line[:width])
     out.append("")
-    add(f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
-        f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
-        f"{len(spec.metrics)} metrics")
+    if aligns:
+        add(f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
+            f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
+            f"{len(spec.metrics)} metrics")
     if plan.probe_runs:
-        add(f"linear probes: {plan.probe_runs} runs ({', '.join(spec.probes.labels) or 'no labels'}"
-            f"{'; ridge to ' + spec.probes.text if spec.probes.text else ''})")
+        for line in _probe_lines(plan):
+            add(line)
     add(f"caches: {len(plan.caches) - len(plan.new)} exist, {len(plan.new)} new, needing {_size(plan.new_bytes)} "
         f"of disk (N x states x width x 4 bytes x pools)")
     if plan.gated:
         add(f"gated (need a Hugging Face token with access: `hf auth login` or HF_TOKEN): {', '.join(plan.gated)}")
     rates = ASSUMED_RATES.get(plan.device_kind, ASSUMED_RATES["cpu"])
-    add(f"time, from ASSUMED rates for {plan.device_kind} ({rates.source}; not measured on this machine): "
-        f"extraction ~{_duration(plan.extract_seconds)}, alignment ~{_duration(plan.align_seconds)}"
-        f"{', probes not estimated' if plan.probe_runs else ''}; scores already in the score cache are reused")
+    assumed = f"ASSUMED rates for {plan.device_kind} ({rates.source}; not measured on this machine)"
+    rest = f"{', probes not estimated' if plan.probe_runs else ''}; scores already in the score cache are reused"
+    m = plan.measured
+    left_out = [] if m is None else [
+        *([f"{m.short} shorter than {MIN_MEASURED_SECONDS:.0f} s (mostly model loading)"] if m.short else []),
+        *([f"{m.unsized} of models whose size the registry does not give"] if m.unsized else [])]
+    if m is None or m.flops_per_s is None:
+        add(f"time, from {assumed}: extraction ~{_duration(plan.extract_seconds)}"
+            f"{f', alignment ~{_duration(plan.align_seconds)}' if aligns else ''}{rest}")
+        why = (f"the extractions recorded on this machine on {plan.device_kind} in {plan.dtype} are unusable: "
+               f"{', '.join(left_out)}" if left_out else
+               f"no extraction on {plan.device_kind} in {plan.dtype} recorded on this machine in this cache folder yet")
+        add(f"(not measured: {why})")
+    else:
+        add(f"time: extraction ~{_duration(plan.extract_seconds)}, MEASURED on this machine "
+            f"({_n(m.extractions, 'extraction')} on {m.device_kind} in {m.dtype}, {_duration(m.seconds)} in all: "
+            f"{_rate(m.flops_per_s)} effective, loading and writing included"
+            f"{'; left out: ' + ', '.join(left_out) if left_out else ''})"
+            f"{f'; alignment ~{_duration(plan.align_seconds)}, from {assumed}' if aligns else ''}{rest}")
     for note in plan.notes:
         add(note)
     return "\n".join(out) + "\n"
@@ -319,4 +475,23 @@ def print_flags_plan(*, command: str, vision: Any, text: Any, dataset: str, metr
     spec = StudySpec(name=command, source=f"probe {command} flags", vision=tuple(vision), text=tuple(text),
                      datasets=(str(dataset),), metrics=tuple(metrics), controls=tuple(controls),
                      settings=StudySettings(**settings))
+    return format_plan(plan_study(spec, cache_dir=cache_dir))
+
+
+def print_linear_plan(*, vision: str, dataset: str, labels: Any, text: Optional[str], cache_dir: Path,
+                      probe_layers: str = "all", text_layer: str = "-1", **settings: Any) -> str:
+    """The plan text of a `probe linear` command line (`--dry-run`): its flags as a one-dataset study of probes
+    only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
+    `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
+    every hidden state, as `probe linear` extracts them."""
+    from probe.runs.linear import check_request
+    from probe.runs.study import ProbeSpec, StudySettings, StudySpec, check_model
+
+    here = Path.cwd()
+    name = check_request(vision=vision, labels=tuple(labels), text=text)
+    probes = ProbeSpec(labels=tuple(labels), vision=(check_model(name, modality="vision", where="vision", base_dir=here),),
+                       text=check_model(text, modality="text", where="text", base_dir=here) if text is not None else None,
+                       layers=probe_layers, text_layer=text_layer)
+    spec = StudySpec(name="linear", source="probe linear flags", vision=(), text=(), datasets=(str(dataset),),
+                     metrics=(), probes=probes, settings=StudySettings(**settings))
     return format_plan(plan_study(spec, cache_dir=cache_dir))

@@ -79,11 +79,15 @@ class StudySettings:
 @dataclass(frozen=True)
 class ProbeSpec:
     """The linear probes of a study: label fields and/or `words`, and/or a ridge to `text`'s features, for
-    each model of `vision` (empty: every vision model and control of the study)."""
+    each model of `vision` (empty: every vision model and control of the study). `layers`: the vision layers
+    probed and `text_layer`: the ridge target (`probe linear --layers/--text-layer`; a study file keeps the
+    defaults, a `probe linear` command line planned as a study sets them)."""
 
     labels: tuple[str, ...] = ()
     text: Optional[str] = None
     vision: tuple[str, ...] = ()
+    layers: str = "all"
+    text_layer: str = "-1"
 
 
 @dataclass(frozen=True)
@@ -363,7 +367,8 @@ def run_study(spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optio
             for vision in spec.probe_vision():
                 run.linear[(dataset, vision)] = run_linear(
                     vision=vision, dataset=dataset, text=spec.probes.text, options=options, output=where,
-                    settings=LinearSettings(labels=spec.probes.labels, seed=s.seed), pool_vision=s.pool_vision,
+                    settings=LinearSettings(labels=spec.probes.labels, seed=s.seed, probe_layers=spec.probes.layers,
+                                            text_layer=spec.probes.text_layer), pool_vision=s.pool_vision,
                     pool_text=s.pool_text, progress=progress)
     run.report = write_report([folder], output=folder)
     point_latest(Path(output), folder)
