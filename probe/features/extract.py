@@ -69,6 +69,7 @@ class ExtractResult:
     rows_extracted: int
     seconds: float
     batch_size: int = 0
+    load_seconds: float = 0.0  # of `seconds`, the time spent loading the model
 
     def open(self) -> FeatureCache:
         if self.path is None:
@@ -430,14 +431,17 @@ def extract_features(
         if spec.modality == "text" and max_tokens is None and batch_size is None:
             max_tokens = DEFAULT_MAX_TOKENS.get(torch_device.type)
         rows_extracted = 0
+        load_seconds = 0.0
         loaded = None
         if not len(todo) and isinstance(layer_idx, str):
             layer_idx = writer.stored_layers() or layer_idx  # resolved by the run that wrote the batches
         if len(todo) or isinstance(layer_idx, str):  # (old batch files do not say: load the model to resolve)
             from probe.models.loading import load_model
 
+            t_load = time.perf_counter()
             loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
                                 compile=compile)  # fmt: skip
+            load_seconds = time.perf_counter() - t_load
             if isinstance(layer_idx, str):
                 layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
             select = np.asarray(layer_idx)
@@ -485,4 +489,8 @@ def extract_features(
         )
         if path is None and shard.world == 1:
             raise ProbeError(f"extraction finished but {writer.dir} is missing rows (were files removed meanwhile?); re-run")
-        return ExtractResult(path, key, False, len(data), rows_extracted, time.perf_counter() - t0, bs)
+        result = ExtractResult(path, key, False, len(data), rows_extracted, time.perf_counter() - t0, bs, load_seconds)
+    from probe.features.rates import record_extraction
+
+    record_extraction(cache_dir, result, device=str(torch_device))  # `probe plan` estimates from these
+    return result

@@ -4,7 +4,7 @@ One small JSON file per finished extraction, `<cache_dir>/rates/<UTC time>-<pid>
 to a temporary name and renamed into place (concurrent runs never share a file, so nothing is rewritten or
 locked). A record holds what the run measured and no more: the model name of the cache key, its modality
 and dtype, the rows this run extracted, the wall seconds it took (model loading, forward passes and cache
-writes together), the batch size, the device (`cuda:0`, `cpu`) and the host name (`platform.node()`, so a
+writes together) and of those the seconds spent loading the model, the batch size, the device (`cuda:0`, `cpu`) and the host name (`platform.node()`, so a
 cache folder shared between machines keeps each machine's figures apart). `probe.runs.plan` turns records
 into an effective FLOP/s rate with the registry's parameter counts.
 
@@ -39,6 +39,7 @@ class ExtractionRecord:
     rows: int
     seconds: float
     batch_size: int
+    load_seconds: float
     device: str
     host: str
     date: str
@@ -67,7 +68,7 @@ def record_extraction(cache_dir: Path, result: Any, *, device: str) -> Optional[
     record = {
         "version": RECORD_VERSION, "model": str(result.key["model"]["name"]), "modality": str(result.key["modality"]),
         "dtype": str(result.key["dtype"]), "rows": int(result.rows_extracted), "seconds": float(result.seconds),
-        "batch_size": int(result.batch_size), "device": str(device), "host": platform.node(),
+        "batch_size": int(result.batch_size), "load_seconds": float(getattr(result, "load_seconds", 0.0)), "device": str(device), "host": platform.node(),
         "date": now.isoformat(timespec="seconds"), "cache": cache,
     }
     folder = cache_dir / RATES_DIR
@@ -100,7 +101,10 @@ def _parse(data: Any) -> ExtractionRecord:
     if not all(isinstance(v, str) for v in text.values()):
         raise TypeError("a text field is not a string")
     cache = data.get("cache")
-    return ExtractionRecord(rows=rows, seconds=float(seconds), batch_size=int(data.get("batch_size") or 0),
+    load = data.get("load_seconds") or 0.0
+    if isinstance(load, bool) or not isinstance(load, (int, float)) or not 0 <= load <= seconds:
+        raise ValueError(f"load_seconds={load!r}")
+    return ExtractionRecord(rows=rows, seconds=float(seconds), batch_size=int(data.get("batch_size") or 0), load_seconds=float(load),
                             cache=cache if isinstance(cache, str) else None, **text)
 
 

@@ -78,12 +78,9 @@ def ensure_cache(
     )
     cache = result.open()
     if not result.reused:
-        from probe.features.rates import record_extraction
         from probe.log import logger
 
         logger.info("extracted %s on %s: %d rows in %.1f s", model, data.name, result.rows_extracted, result.seconds)
-        # for `probe plan`'s measured rates; belongs in extract_features, so `probe extract` records too
-        record_extraction(options.cache_dir, result, device=str(cache.provenance.get("device", options.device)))
     if modality is not None and cache.modality != modality:
         raise InputError(f"{modality}={model!r} is a {cache.modality} model; pass a {modality} model there")
     return cache

@@ -7,9 +7,9 @@ compute the exact feature-cache keys with `probe.features.format.build_key` and 
 
 Disk per new cache = N rows x stored hidden states x width x 4 bytes (float32) x pools. Extraction time is
 estimated from this machine's MEASURED rate when the cache folder holds records of extractions run here on the
-same device kind and dtype (`probe.features.rates`; `measured_rate`): total model FLOPs over total wall seconds,
-so loading and writing are folded into one effective FLOP/s. Records only say how long a whole extraction took,
-model loading included, so extractions shorter than `MIN_MEASURED_SECONDS` (mostly loading) are left out.
+same device kind and dtype (`probe.features.rates`; `measured_rate`): total model FLOPs over total wall seconds
+less model loading, so decoding, forward passes and writing are folded into one effective FLOP/s. Extractions
+whose remaining seconds are under `MIN_MEASURED_SECONDS` are left out: too short to say what a study's take.
 Without usable records, and always for alignment, time comes from ASSUMED rates per device kind
 (`ASSUMED_RATES`). The plan says which, and why.
 """
@@ -28,9 +28,9 @@ from probe.runs.study import StudySpec
 # bench/results/bench_align_gpu.log (19.2 s for 825 layer pairs x 301 scorings, 4 metrics, N=1024). cpu and
 # mps: rough guesses (about 0.5 / 5 TFLOP/s float32 forward, alignment ~20x slower than the GPU).
 TEXT_TOKENS = 32  # assumed tokens per caption (PRH's wit-1024 captions are a sentence or two)
-# A recorded extraction shorter than this is left out of the measured rate: its time is mostly model loading
-# (seconds even for a tiny model on a CPU), which says little about throughput on a real study.
-MIN_MEASURED_SECONDS = 30.0
+# A recorded extraction with fewer seconds than this after model loading is left out of the measured rate: its
+# fixed costs (dataset hashing, assembly, the first batch's warm-up) say little about a real study's throughput.
+MIN_MEASURED_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ ASSUMED_RATES: dict[str, AssumedRates] = {
 @dataclass(frozen=True)
 class MeasuredRate:
     """The effective extraction speed of this machine on one device kind and dtype, from recorded extractions:
-    their model FLOPs (the same count `plan_study` uses) over their wall seconds (loading and writing included).
+    their model FLOPs (the same count `plan_study` uses) over their wall seconds (model loading excluded, decoding and writing included).
     `flops_per_s` is None when no record is usable; the counts say why."""
 
     device_kind: str
@@ -214,7 +214,8 @@ def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredR
     for record in read_extractions(cache_dir, host=platform.node()):
         if record.device_kind != device_kind or record.dtype != dtype:
             continue
-        if record.seconds < MIN_MEASURED_SECONDS:
+        working = record.seconds - record.load_seconds
+        if working < MIN_MEASURED_SECONDS:
             short += 1
             continue
         try:
@@ -225,7 +226,7 @@ def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredR
         if not count:
             unsized += 1
             continue
-        flops, seconds, used = flops + count, seconds + record.seconds, used + 1
+        flops, seconds, used = flops + count, seconds + working, used + 1
     return MeasuredRate(device_kind, dtype, flops / seconds if used else None, used, seconds, short, unsized)
 
 
@@ -441,7 +442,7 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     rest = f"{', probes not estimated' if plan.probe_runs else ''}; scores already in the score cache are reused"
     m = plan.measured
     left_out = [] if m is None else [
-        *([f"{m.short} shorter than {MIN_MEASURED_SECONDS:.0f} s (mostly model loading)"] if m.short else []),
+        *([f"{m.short} shorter than {MIN_MEASURED_SECONDS:.0f} s after loading"] if m.short else []),
         *([f"{m.unsized} of models whose size the registry does not give"] if m.unsized else [])]
     if m is None or m.flops_per_s is None:
         add(f"time, from {assumed}: extraction ~{_duration(plan.extract_seconds)}"
@@ -453,7 +454,7 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     else:
         add(f"time: extraction ~{_duration(plan.extract_seconds)}, MEASURED on this machine "
             f"({_n(m.extractions, 'extraction')} on {m.device_kind} in {m.dtype}, {_duration(m.seconds)} in all: "
-            f"{_rate(m.flops_per_s)} effective, loading and writing included"
+            f"{_rate(m.flops_per_s)} effective, model loading not included"
             f"{'; left out: ' + ', '.join(left_out) if left_out else ''})"
             f"{f'; alignment ~{_duration(plan.align_seconds)}, from {assumed}' if aligns else ''}{rest}")
     for note in plan.notes:
