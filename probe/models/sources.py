@@ -147,20 +147,20 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
 
     A folder whose marker records the same provenance and file size is reused as it is. The
     conversion is written to a temporary sibling folder and renamed into place, so an interrupted
-    or concurrent run never leaves a half-written folder. Takes about 30 s for SmolLM2-135M.
+    or concurrent run never leaves a half-written folder. Takes about 15 s for SmolLM2-135M.
     """
     expected = {**provenance, "gguf_size": gguf_path.stat().st_size, "format": _GGUF_FORMAT}
     if _marker_matches(target, expected):
         return target
     from transformers import AutoModel, AutoTokenizer
 
-    logger.info("Converting %s to a transformers folder once (about 30 s): %s", gguf_path.name, target)
+    logger.info("Converting %s to a transformers folder once (about 15 s): %s", gguf_path.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         folder, name = str(gguf_path.parent), gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         with _gguf_conversion_patches():
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             quantised = AutoModel.from_pretrained(folder, gguf_file=name)  # dequantised to float32
         # A model loaded from GGUF keeps a quantizer that refuses save_pretrained; copy its
         # dequantised tensors into a plain model of the same config.
@@ -188,15 +188,19 @@ def convert_gguf(gguf_path: Path, target: Path, *, provenance: dict[str, Any]) -
 
 @contextlib.contextmanager
 def _gguf_conversion_patches() -> Iterator[None]:
-    """Cache gguf's tensor-name table, and hide transformers' GGUF tqdm bar, while a checkpoint converts.
+    """Cache gguf's tensor-name table and its parsed file, and hide transformers' GGUF tqdm bar, while a
+    checkpoint converts.
 
     transformers rebuilds the same (architecture, layers) table once per submodule (about 400 times
-    for SmolLM2, a third of the conversion time); the table is only read, so one copy serves all.
+    for SmolLM2, a third of the conversion time), and parses the whole file three times (tokenizer, config,
+    weights; each parse walks the 49k-entry vocabulary); both are only read, so one copy serves all.
     """
     import gguf
 
     original = gguf.get_tensor_name_map
     gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original)
+    reader = gguf.GGUFReader
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)
     # transformers draws its own tqdm bar over the GGUF tensors, past its progress-bar switch; the log line
     # before the conversion says what is happening, and a bar would land in the middle of the log.
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
@@ -208,6 +212,7 @@ def _gguf_conversion_patches() -> Iterator[None]:
         yield
     finally:
         gguf.get_tensor_name_map = original
+        gguf.GGUFReader = reader
         if bar is not None:
             gguf_utils.tqdm = bar
 

@@ -153,11 +153,12 @@ def test_transformers_logged_warnings_are_counted_not_printed():
     assert counts == [("logged warning", "transformers.models.vit", 1)]
 
 
-@pytest.mark.parametrize("ci", ["", "1"])
-def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path, ci):
+def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):
     # transformers configures its logger and warns while the import runs, inside the capture: the real case.
-    # With CI=1 transformers propagates its records to the root logger, whose handler must stay quiet too.
+    # With CI=1 transformers propagates its records to the root logger, whose handler must stay quiet too; the
+    # two cases run as two processes at once.
     import importlib.util
+    import os
     import subprocess
     import sys
 
@@ -171,10 +172,14 @@ def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path, ci):
         "with captured_library_warnings():\n"
         "    from transformers import ViTImageProcessor\n"
     )
-    import os
-
     paths = [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "CI": ci}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert "requires torchvision" not in done.stderr, done.stderr
-    assert "1 library warning: 1 logged warning from transformers (--debug shows them)" in done.stderr, done.stderr
+    procs = {
+        ci: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "CI": ci})
+        for ci in ("", "1")
+    }  # fmt: skip
+    for ci, proc in procs.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (ci, stderr)
+        assert "requires torchvision" not in stderr, (ci, stderr)
+        assert "1 library warning: 1 logged warning from transformers (--debug shows them)" in stderr, (ci, stderr)
