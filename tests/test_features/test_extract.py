@@ -213,22 +213,31 @@ def test_token_budget_extraction_matches_fixed_batches_and_resumes_bit_identical
 
 
 def test_compiled_network_gives_the_eager_features(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
-    # Dynamo traces the real models (hidden states, pooling inputs, the last, smaller batch); the "eager"
-    # backend skips inductor's C++ code generation, which takes a minute on this CPU.
+    # Dynamo traces the real text model (hidden states, every batch its own length, the last and smaller batch);
+    # the "eager" backend skips inductor's C++ code generation, which takes a minute on this CPU.
     import functools
+
+    import transformers as tf
+
+    from probe.models.loading import compile_blocks
 
     compiled = []
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or functools.partial(real, backend="eager")(m, **kw))
-    for kind in ("dinov2", "llama"):
-        folder = str(tiny_model_dir(kind))
-        eager = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "eager", batch_size=5, num_workers=0)
-        res = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "compiled", batch_size=5,
-                               num_workers=0, compile=True)  # fmt: skip
-        layers = {"dinov2": "Dinov2Layer", "llama": "LlamaDecoderLayer"}[kind]
-        assert json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"] == f"3 x {layers}"
-        np.testing.assert_allclose(res.open().read(), eager.open().read(), atol=1e-6, rtol=1e-6)
-    assert len(compiled) == 6  # each model's three blocks, nothing else
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(kw) or functools.partial(real, backend="eager")(m, **kw))
+    folder = str(tiny_model_dir("llama"))
+    eager = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "eager", batch_size=5)
+    res = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "compiled", batch_size=5, compile=True)
+    assert json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"] == "3 x LlamaDecoderLayer"
+    assert compiled == [{"dynamic": True}] * 3  # the three blocks, for any batch and length; nothing else
+    np.testing.assert_allclose(res.open().read(), eager.open().read(), atol=1e-6, rtol=1e-6)
+    # Vision: the encoder's layer stack, at fixed shapes; CLIP: each tower's stack (the outermost lists only).
+    compiled.clear()
+    assert compile_blocks(tf.Dinov2Model(tf.Dinov2Config(hidden_size=8, num_hidden_layers=2, num_attention_heads=2)),
+                          dynamic=False) == "2 x Dinov2Layer"  # fmt: skip
+    assert compiled == [{"dynamic": False}] * 2
+    clip = tf.CLIPModel(tf.CLIPConfig(text_config=dict(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8),
+                                      vision_config=dict(hidden_size=8, num_hidden_layers=3, num_attention_heads=2, intermediate_size=8)))
+    assert compile_blocks(clip, dynamic=False) == "2 x CLIPEncoderLayer, 3 x CLIPEncoderLayer"
 
 
 def test_resume_redoes_whole_planned_batches_of_text(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
