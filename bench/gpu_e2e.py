@@ -11,8 +11,8 @@ paired set of JPEGs (256-640 px a side) and captions (4-60 words). For each moda
   from its first progress call (model loaded, dataset hashed) to its return, and the whole call;
 - their ratio (the issue's goal: >= 90 % on a GPU), and the cache write rate: stored feature bytes / the
   end-to-end seconds;
-- for text, `probe extract` again with batches filled to a token budget (`--max-tokens`, the CUDA default
-  when no batch size is given) instead of fixed batches: how much larger length-sorted batches gain;
+- for text, `probe extract` again with batches filled to a token budget (`--max-tokens`) instead of fixed
+  batches: whether larger length-sorted batches gain (not the default: see docs/cache.md);
 - with `--compile`, the forward-only rates again through `torch.compile` (compilation in the warm-up batch).
 
     python bench/gpu_e2e.py              # CUDA: real shapes, 8,192 rows, bfloat16, batch 128 (vision) / 256 (text)

@@ -29,10 +29,6 @@ from probe.progress import ProgressCallback
 
 Overwrite = Literal["never", "missing", "always"]
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
-# Padded tokens per text batch on CUDA when neither batch_size nor max_tokens is given: short captions then go
-# in batches of hundreds of rows (a few thousand tokens per forward leave a large GPU mostly idle), long ones
-# in fewer; out-of-memory still halves a batch.
-DEFAULT_MAX_TOKENS = {"cuda": 32768}
 # Most rows a token-budget batch takes when no batch_size caps it: its pooled features, [rows, S, D] float32 on the
 # device and again in pinned host memory per queued batch, stay around 1 GiB for an 8B model (33 x 4096).
 MAX_BUDGET_ROWS = 2048
@@ -350,8 +346,8 @@ def extract_features(
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
     max_tokens: text batches are filled up to this many padded tokens (`plan_batches`) and `batch_size` rows
-    (default `MAX_BUDGET_ROWS`); None: fixed batches of `batch_size` rows, except on CUDA when batch_size is None
-    too (then `DEFAULT_MAX_TOKENS`). compile: run the
+    (default `MAX_BUDGET_ROWS`); None: fixed batches of `batch_size` rows. Not the default on any device: the one
+    H100 measurement (bench/results/gpu_bench.log) found no MFU gain from larger text batches. compile: run the
     network through `torch.compile` (`probe.models.loading.load_model`); features equal eager ones to float
     rounding, and the first batches wait for compilation.
     """
@@ -428,8 +424,6 @@ def extract_features(
             logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
 
         bs = batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
-        if spec.modality == "text" and max_tokens is None and batch_size is None:
-            max_tokens = DEFAULT_MAX_TOKENS.get(torch_device.type)
         rows_extracted = 0
         load_seconds = 0.0
         loaded = None

@@ -62,6 +62,9 @@ def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, capsys, monke
     code, out, _ = _run(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(tmp_path / "m.jsonl"),
                          "--cache-dir", str(cache), "--no-progress", "--num-workers", "0"], capsys)
     assert code == 0 and "N=4" in out and ".h5" in out
+    code, _, err = _run(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(tmp_path / "m.jsonl"),
+                         "--cache-dir", str(cache), "--max-tokens", "64"], capsys)  # fmt: skip
+    assert code == 2 and err.strip().startswith("error: --max-tokens applies to text models only"), err
     code, out, _ = _run(["cache", "ls", "--cache-dir", str(cache)], capsys)
     assert code == 0 and "complete" in out and "vision" in out
     code, out, _ = _run(["cache", "verify", "--cache-dir", str(cache)], capsys)
