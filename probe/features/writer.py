@@ -48,6 +48,15 @@ _ASSEMBLY_BUFFER = 2 << 30
 _ARRAY_BLOCK_BYTES = 256 << 20
 
 
+def fsync_dir(folder: Path) -> None:
+    """fsync `folder` itself, so the names renamed into it survive a power loss (the files' data is synced apart)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
     try:
@@ -56,6 +65,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CacheError(describe_os_error(exc, doing=f"writing {path}", folder=path.parent, need_bytes=len(data))) from None
@@ -234,11 +244,7 @@ class PartialWriter:
                 finally:
                     os.close(fd)
             if pending:
-                fd = os.open(self.dir, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_dir(self.dir)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, doing=f"syncing batch files in {self.dir}", folder=self.dir)) from None
         self._last_sync = time.monotonic()
@@ -284,6 +290,7 @@ class PartialWriter:
         try:
             self._write_isolated(tmp, need=need, gerund=gerund, rerun=rerun, blocks=blocks, shapes=shapes, **fields)
             os.replace(tmp, self.final_path)
+            fsync_dir(self.final_path.parent)  # the file's data was fsynced by the writer; now its name
         except OSError as exc:
             raise CacheError(describe_os_error(exc, doing=f"{gerund} {self.final_path}", folder=self.final_path.parent, need_bytes=need)) from None
         finally:

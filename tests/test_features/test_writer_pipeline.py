@@ -150,3 +150,19 @@ def test_prefetched_keeps_order_and_raises_the_producers_error_in_the_consumer()
 
     time.sleep(0.3)
     assert all(t.name != "probe-prefetch" for t in threading.enumerate())
+
+
+def test_the_assembled_file_and_its_name_are_durable_before_assemble_returns(tmp_path, monkeypatch) -> None:
+    """A power loss after `assemble` returns keeps the file: its data is fsynced (in the forked writer) and,
+    after the rename, so is the folder that holds its name."""
+    import os
+
+    w = _writer(tmp_path)
+    w.write_batch(list(range(N)), {"cls": _features()}, layers=[0, 1, 2])
+    events: list[tuple[str, str]] = []
+    real_replace, real_fsync = cw.os.replace, cw.os.fsync
+    monkeypatch.setattr(cw.os, "replace", lambda a, b: events.append(("replace", str(b))) or real_replace(a, b))
+    monkeypatch.setattr(cw.os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd))
+    path = _assemble(w)
+    renamed = events.index(("replace", str(path)))
+    assert ("fsync", str(path.parent)) in events[renamed + 1 :]
