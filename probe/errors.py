@@ -1,11 +1,17 @@
-"""Project exceptions.
+"""Project exceptions, and the file-system faults they describe.
 
 Every error a user can cause (bad flag, bad file, unknown model) is a `ProbeError` whose message says what
 is wrong and what to do. The CLI prints it as one red line and exits with code 2; `--debug` shows the
-traceback.
+traceback. Writes that a fault could cut short go through `write_atomic`, whose OSError `describe_os_error`
+turns into that one line.
 """
 
 from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable, Union
 
 
 class ProbeError(Exception):
@@ -58,3 +64,42 @@ def describe_os_error(exc: OSError, *, doing: str, folder: object, need_bytes: i
     else:
         fix = "free some space (or choose --cache-dir on a larger disk) and re-run: finished work is kept"
     return f"{doing} failed: {exc.strerror or exc} ({code}); {free}{need}; {fix}"
+
+
+def write_atomic(path: Path, data: Union[str, bytes, Callable[[Path], object]], *, durable: bool = False) -> Path:
+    """Write `data` to `path` whole or not at all; return `path`. The one way probe writes a file.
+
+    `data`: text (UTF-8), bytes, or a function that writes the file at the path it is given (`fig.savefig`,
+    `frame.to_csv`). It goes to a unique temporary name beside `path` (`.NAME.<hex>.tmp`, which `probe cache`
+    recognises as stale), then `os.replace` puts it in place, so a killed process leaves the old file or the new
+    one, never a part. The parent folder is created. `durable`: also fsync the file before the rename and the
+    folder after it, so a power cut keeps it too (caches, their keys, score entries). On any error the temporary
+    file is removed and the error raised as it is (callers say what failed, e.g. with `describe_os_error`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            with open(tmp, "w" if isinstance(data, str) else "wb", **({"encoding": "utf-8"} if isinstance(data, str) else {})) as fh:
+                fh.write(data)
+        if durable:
+            fsync_path(tmp)
+        os.replace(tmp, path)
+        if durable:
+            fsync_path(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def fsync_path(path: Path) -> None:
+    """fsync the file or folder at `path` (a folder: the names renamed into it survive a power cut)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from probe.errors import write_atomic
+
 SCHEMA_VERSION = 1
 
 
@@ -100,10 +102,7 @@ def write_results(
     while filename is None and path.exists():  # two runs in one second keep both files
         serial += 1
         path = out / f"{command}-{now.strftime('%Y%m%dT%H%M%SZ')}-{serial}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(to_jsonable(record), indent=1, allow_nan=False))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(to_jsonable(record), indent=1, allow_nan=False))
 
 
 # --- reading results back -------------------------------------------------------------------------------------

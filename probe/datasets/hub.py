@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from probe.datasets.manifest import write_manifest
-from probe.errors import InputError
+from probe.errors import InputError, write_atomic
 from probe.log import logger
 
 
@@ -151,9 +150,7 @@ def _require(module: str, *, package: str, name: str, spec: HubDatasetSpec, inst
 
 def _write_source(root: Path, source: dict[str, Any]) -> None:
     """Record where the rows came from (hub id, revision, the commit it resolved to) beside the manifest."""
-    tmp = root / "source.json.tmp"
-    tmp.write_text(json.dumps(source, indent=1, sort_keys=True))
-    os.replace(tmp, root / "source.json")
+    write_atomic(root / "source.json", json.dumps(source, indent=1, sort_keys=True))
 
 
 def materialise_hub_dataset(spec: HubDatasetSpec, *, root: Path, name: Optional[str] = None) -> Path:

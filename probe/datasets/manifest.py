@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any, Iterable, Iterator, Optional
 
 from probe.datasets.paired import PairedDataset, PairedRow
-from probe.errors import InputError
+from probe.errors import InputError, write_atomic
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv", ".tsv")
 FOLDER_MANIFESTS = ("manifest.jsonl", "manifest.csv", "captions.jsonl", "captions.csv", "captions.tsv")
@@ -185,11 +185,4 @@ def load_manifest(path: Path, *, name: Optional[str] = None) -> PairedDataset:
 
 def write_manifest(path: Path, records: Iterable[dict[str, Any]]) -> Path:
     """Write records as JSONL atomically (temp file + rename), so a reader never sees half a manifest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(path), "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from probe.errors import write_atomic
 from probe.log import logger
 
 RATES_DIR = "rates"
@@ -73,19 +74,11 @@ def record_extraction(cache_dir: Path, result: Any, *, device: str) -> Optional[
     }
     folder = cache_dir / RATES_DIR
     name = f"{now.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}.json"
-    tmp = folder / f".{name}.tmp"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / name)
+        return write_atomic(folder / name, json.dumps(record, sort_keys=True) + "\n")
     except OSError as exc:
         logger.warning("could not record the extraction time in %s (%s); plans will not use it", folder, exc)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # the folder itself is what failed
-            pass
         return None
-    return folder / name
 
 
 def _parse(data: Any) -> ExtractionRecord:

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from probe.errors import CacheError, describe_os_error, human_bytes
+from probe.errors import CacheError, describe_os_error, fsync_path, human_bytes, write_atomic
 from probe.features.format import FORMAT_VERSION, key_hash, layer_checksum
 from probe.features.locks import entry_lock_path, hold, shard_lock_path
 from probe.log import logger
@@ -48,26 +48,10 @@ _ASSEMBLY_BUFFER = 2 << 30
 _ARRAY_BLOCK_BYTES = 256 << 20
 
 
-def fsync_dir(folder: Path) -> None:
-    """fsync `folder` itself, so the names renamed into it survive a power loss (the files' data is synced apart)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        write_atomic(path, data, durable=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CacheError(describe_os_error(exc, doing=f"writing {path}", folder=path.parent, need_bytes=len(data))) from None
 
 
@@ -244,7 +228,7 @@ class PartialWriter:
                 finally:
                     os.close(fd)
             if pending:
-                fsync_dir(self.dir)
+                fsync_path(self.dir)
         except OSError as exc:
             raise CacheError(describe_os_error(exc, doing=f"syncing batch files in {self.dir}", folder=self.dir)) from None
         self._last_sync = time.monotonic()
@@ -290,7 +274,7 @@ class PartialWriter:
         try:
             self._write_isolated(tmp, need=need, gerund=gerund, rerun=rerun, blocks=blocks, shapes=shapes, **fields)
             os.replace(tmp, self.final_path)
-            fsync_dir(self.final_path.parent)  # the file's data was fsynced by the writer; now its name
+            fsync_path(self.final_path.parent)  # the file's data was fsynced by the writer; now its name
         except OSError as exc:
             raise CacheError(describe_os_error(exc, doing=f"{gerund} {self.final_path}", folder=self.final_path.parent, need_bytes=need)) from None
         finally:
@@ -395,7 +379,6 @@ class PartialWriter:
         set last."""
         import h5py
 
-        datasets: dict[str, Any] = {}
         with h5py.File(tmp, "w") as f:
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["complete"] = False

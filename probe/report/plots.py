@@ -55,21 +55,14 @@ def heatmap_png(
 def save_figure(fig, path: Path) -> Path:
     """Save a matplotlib figure as PNG under a temporary name, then rename it into place (a kill never leaves
     a truncated file at `path`), and close it."""
-    import os
-    import uuid
-
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    from probe.errors import write_atomic
+
     try:
-        fig.savefig(tmp, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        return write_atomic(Path(path), lambda tmp: fig.savefig(tmp, bbox_inches="tight", format="png"))
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
-    return path
 
 
 def sizes_png(rows: Sequence, path: Path, *, title: str) -> Path:

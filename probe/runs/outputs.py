@@ -16,7 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from probe.errors import describe_os_error, CacheError
+from probe.errors import CacheError, describe_os_error, write_atomic
 
 LATEST = "latest"
 
@@ -33,22 +33,11 @@ def new_run_folder(output: Path, command: str) -> Path:
                 folder.mkdir()
             except FileExistsError:
                 continue
-            write_text_atomic(folder / "command.txt", shlex.join(sys.argv) + "\n")
+            write_atomic(folder / "command.txt", shlex.join(sys.argv) + "\n")
             return folder
     except OSError as exc:
         raise CacheError(describe_os_error(exc, doing=f"creating a run folder in {output}", folder=output)) from None
     raise CacheError(f"{output} already holds 999 {command} runs started at {stamp}; use another output folder")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` under a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def point_latest(output: Path, run_folder: Path) -> None:

@@ -1,7 +1,7 @@
 """`probe report` as a library call: results files -> one folder a person reads and a program loads.
 
 `write_report(paths, output=DIR)` writes into DIR (created if missing), each file via a temporary name and
-os.replace:
+os.replace (`probe.errors.write_atomic`):
 - `report.html`: one self-contained page (figures inlined as base64 PNG, inline CSS only; no script, no
   external style, font or image);
 - `report.md` with `figures/*.png` beside it (the same figures and tables);
@@ -14,13 +14,11 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from probe.errors import InputError
+from probe.errors import InputError, write_atomic
 from probe.log import logger
 from probe.report.numbers import fmt_interval, fmt_num, fmt_p
 
@@ -39,26 +37,6 @@ class ReportFiles:
     figures: list[Path] = field(default_factory=list)
     align_rows: int = 0
     probe_rows: int = 0
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a unique temporary name beside `path`, then os.replace it onto `path`."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def _write_bytes(path: Path, data: bytes) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 # --- tables: one model of rows, rendered as Markdown and HTML ---------------------------------------------------
@@ -166,7 +144,7 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
                          [probe_table(probes), *[f for f in figs if f.name == "probes"]]))
     sections += [(f"Provenance: {name.lower()}", "", [table]) for name, table in provenance_tables(recs)]
 
-    fig_paths = [_write_bytes(out / "figures" / f"{f.name}.png", f.png) for f in figs]
+    fig_paths = [write_atomic(out / "figures" / f"{f.name}.png", f.png) for f in figs]
     sources = ", ".join(p.name for p, _ in recs)
     stamp = t0.isoformat(timespec="seconds")
     md = [f"# probe report\n\nGenerated {stamp} from {len(recs)} results files: {sources}.\n\n"]
@@ -187,9 +165,9 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
     document = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>probe report</title>"
                 f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>\n")
     files = ReportFiles(
-        html=_write_text(out / "report.html", document), markdown=_write_text(out / "report.md", "".join(md)),
-        csv=atomic_write(out / "results.csv", lambda tmp: align.to_csv(tmp, index=False)),
-        probes_csv=atomic_write(out / "probes.csv", lambda tmp: probes.to_csv(tmp, index=False)),
+        html=write_atomic(out / "report.html", document), markdown=write_atomic(out / "report.md", "".join(md)),
+        csv=write_atomic(out / "results.csv", lambda tmp: align.to_csv(tmp, index=False)),
+        probes_csv=write_atomic(out / "probes.csv", lambda tmp: probes.to_csv(tmp, index=False)),
         parquet=None, figures=fig_paths, align_rows=len(align), probe_rows=len(probes),
     )
     try:
@@ -197,7 +175,7 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
     except ImportError:
         logger.info("pyarrow is not installed: no results.parquet (results.csv holds the same table)")
     else:
-        files.parquet = atomic_write(out / "results.parquet", lambda tmp: align.to_parquet(tmp, index=False))
+        files.parquet = write_atomic(out / "results.parquet", lambda tmp: align.to_parquet(tmp, index=False))
     logger.info("report of %d alignment rows and %d probe rows in %.1f s: %s", len(align), len(probes),
                 (_dt.datetime.now(_dt.timezone.utc) - t0).total_seconds(), files.html)
     return files
@@ -211,5 +189,5 @@ def run_compare(a: Any, b: Any, *, csv: Optional[Path] = None) -> Any:
     if csv is not None:
         path = Path(csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
     return frame

@@ -20,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from probe.errors import write_atomic
 from probe.features.format import key_hash
 from probe.log import logger
 from probe.runs.typed_json import TypedJsonError, from_json, to_json
@@ -80,21 +79,6 @@ def decode_entry(text: str, *, kind: str, digest: str) -> Any:
     return from_json(record.get("value"), _result_class(record.get("class")))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a unique temporary name in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def cached_score(cache_dir: Path, kind: str, key: dict[str, Any], compute: Callable[[], T], *, refresh: bool = False) -> T:
     """`compute()` (a dataclass instance), or its earlier result for the same `key` (a JSON-safe dict) and code
     version, read back equal to what was computed (arrays bit-equal)."""
@@ -113,7 +97,7 @@ def cached_score(cache_dir: Path, kind: str, key: dict[str, Any], compute: Calla
             logger.warning("recomputing %s scores: the cached entry %s is unreadable (%s)", kind, path, reason[:200])
     value = compute()
     try:
-        _write_atomic(path, encode_entry(value, kind=kind, digest=digest))
+        write_atomic(path, encode_entry(value, kind=kind, digest=digest), durable=True)
     except (OSError, TypedJsonError) as exc:  # the result stands; only its reuse is lost
         logger.warning("could not cache the %s scores in %s (%s); they will be recomputed next time",
                        kind, path.parent, getattr(exc, "strerror", None) or exc)

@@ -345,13 +345,14 @@ def run_study(spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optio
     from probe.runs.checks import check_run_request
     from probe.runs.inputs import ExtractOptions
     from probe.runs.linear import LinearSettings, run_linear
-    from probe.runs.outputs import new_run_folder, point_latest, write_text_atomic
+    from probe.errors import write_atomic
+    from probe.runs.outputs import new_run_folder, point_latest
     from probe.runs.report import write_report
 
     check_run_request(cache_dir=Path(cache_dir), output=Path(output), metrics=spec.metrics)
     s = spec.settings
     folder = new_run_folder(Path(output), f"study-{spec.name}")
-    write_text_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
+    write_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
     run = StudyRun(spec, folder)
     options = ExtractOptions(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit, layers=s.layers)
     align_settings = AlignSettings(metrics=spec.metrics, k=s.k, permutations=s.permutations, subsamples=s.subsamples,

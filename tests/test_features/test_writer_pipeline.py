@@ -166,3 +166,21 @@ def test_the_assembled_file_and_its_name_are_durable_before_assemble_returns(tmp
     path = _assemble(w)
     renamed = events.index(("replace", str(path)))
     assert ("fsync", str(path.parent)) in events[renamed + 1 :]
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_write_atomic_leaves_the_old_file_or_the_new_one_and_no_temporary(tmp_path, durable) -> None:
+    from probe.errors import write_atomic
+
+    target = tmp_path / "sub" / "out.json"
+    assert write_atomic(target, "old", durable=durable) == target and target.read_text() == "old"
+
+    def dies(tmp):  # a writer that fails half way, as savefig or to_csv can
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(target, dies, durable=durable)
+    assert target.read_text() == "old" and sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
+    write_atomic(target, b"\x00new", durable=durable)
+    assert target.read_bytes() == b"\x00new"

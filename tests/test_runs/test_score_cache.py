@@ -207,7 +207,9 @@ def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_entry(
     def full_disk(*_a, **_k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(score_cache.os, "fsync", full_disk)
+    import probe.errors
+
+    monkeypatch.setattr(probe.errors.os, "fsync", full_disk)  # the fsync of probe.errors.write_atomic
     recomputed = dataclasses.replace(report, metrics={})
     with caplog.at_level(logging.WARNING, logger="probe"):
         value = cached_score(tmp_path, "align", key, lambda: recomputed, refresh=True)
