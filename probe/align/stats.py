@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from probe.align.engine import pair_matrices, prepare_modalities
 from probe.align.settings import AlignSettings, check_settings
 from probe.errors import InputError
 from probe.align.prep import LayerInput, as_layer_source
-from probe.align.specs import MetricName, metric_specs
+from probe.align.specs import metric_specs
 from probe.align.state import ModalityState
 from probe.progress import ProgressCallback
 

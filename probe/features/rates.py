@@ -53,7 +53,7 @@ class ExtractionRecord:
 
 def record_extraction(cache_dir: Path, result: Any, *, device: str) -> Optional[Path]:
     """Record an extraction that did work. `result` is a `probe.features.extract.ExtractResult` (its `key`,
-    `path`, `reused`, `rows_extracted`, `seconds`, `batch_size`); `device` the torch device it ran on. A reused
+    `path`, `reused`, `rows_extracted`, `seconds`, `batch_size`, `load_seconds`); `device` the torch device it ran on. A reused
     cache or a run that extracted no row records nothing (returns None); otherwise returns the record's path.
     A record that cannot be written is logged and skipped: it never fails the extraction it describes."""
     if result.reused or result.rows_extracted <= 0 or result.seconds <= 0:
@@ -69,7 +69,7 @@ def record_extraction(cache_dir: Path, result: Any, *, device: str) -> Optional[
     record = {
         "version": RECORD_VERSION, "model": str(result.key["model"]["name"]), "modality": str(result.key["modality"]),
         "dtype": str(result.key["dtype"]), "rows": int(result.rows_extracted), "seconds": float(result.seconds),
-        "batch_size": int(result.batch_size), "load_seconds": float(getattr(result, "load_seconds", 0.0)), "device": str(device), "host": platform.node(),
+        "batch_size": int(result.batch_size), "load_seconds": float(result.load_seconds), "device": str(device), "host": platform.node(),
         "date": now.isoformat(timespec="seconds"), "cache": cache,
     }
     folder = cache_dir / RATES_DIR

@@ -159,7 +159,6 @@ def heatmap_figures(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figu
         for metric in pair["report"]["metrics"]:
             groups.setdefault((rec.get("dataset", {}).get("name", "?"), n, metric), []).append((run, rec, pair))
     out = []
-    plt = _pyplot()
     for (dataset, n, metric), members in sorted(groups.items(), key=str):
         mats = [np.array(p["report"]["metrics"][metric]["matrix"], dtype=float) for _, _, p in members]
         norm = Normalize(vmin=min(np.nanmin(x) for x in mats), vmax=max(np.nanmax(x) for x in mats))
@@ -194,7 +193,6 @@ def probe_figure(probes: Any) -> list[Figure]:
     best = probes[probes["best"]]
     if best.empty:
         return []
-    plt = _pyplot()
     tasks = list(dict.fromkeys(best.task))
     fig, axes = _grid(len(tasks), cols=3, width=4.2, height=3.6)
     for ax, task in zip(axes, tasks):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from probe.datasets import PairedDataset
-from probe.errors import InputError
 from probe.features.format import check_writable_dir
 
 
