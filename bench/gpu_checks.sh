@@ -14,7 +14,7 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 fi
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_models/test_cuda.py 2>&1 | tail -15 | tee "$OUT/cuda_tests.log"
+timeout 120 python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_models/test_cuda.py > "$OUT/cuda_tests.log" 2>&1; tail -15 "$OUT/cuda_tests.log"
 timeout 240 python3 bench/gpu_e2e.py $E2E 2>&1 | grep -v "Loading weights" | tee "$OUT/gpu_e2e.log" | tail -12
 timeout 150 python3 bench/gpu_bench.py $BENCH 2>&1 | grep -v "Loading weights" | tee "$OUT/gpu_bench.log" | tail -14
 timeout 90 python3 bench/bench_align_scale.py $SCALE 2>&1 | tail -20 | tee "$OUT/bench_align_scale_gpu.log"

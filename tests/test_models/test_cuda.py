@@ -46,11 +46,11 @@ def test_real_out_of_memory_halves_the_batch(tiny_model_dir, images, tmp_path, m
 
     original = probe.models.loading.LoadedModel.encode
 
-    def encode_with_big_activation(self, batch, *, pools):
+    def encode_with_big_activation(self, batch, *, pools, **kwargs):
         n = next(iter(batch.values())).shape[0]
         if n > 8:  # a real CUDA allocation that cannot fit: ~ n * 64 GiB
             torch.empty((n, 64, 1024, 1024, 256), dtype=torch.float32, device=self.device)
-        return original(self, batch, pools=pools)
+        return original(self, batch, pools=pools, **kwargs)
 
     monkeypatch.setattr(probe.models.loading.LoadedModel, "encode", encode_with_big_activation)
     res = extract_features(model=str(tiny_model_dir("vit")), dataset=images, cache_dir=tmp_path, device="cuda", batch_size=32, num_workers=0)
