@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app, main
+from probe.cli.main import app, main
 from probe import __version__
 from probe.log import captured_library_warnings, warnings_summary_line
 
@@ -106,11 +106,11 @@ def warning_command(monkeypatch):
 
 
 def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_command, capsys, monkeypatch):
-    import cli.main
+    import probe.cli.main
 
     monkeypatch.setenv("COLUMNS", "400")  # one log record per line, whatever --debug adds beside it
     # The stderr console may have measured the terminal before COLUMNS was set (another test imported it first).
-    monkeypatch.setattr(cli.main.err_console, "_width", 400)  # restored to auto-detection afterwards
+    monkeypatch.setattr(probe.cli.main.err_console, "_width", 400)  # restored to auto-detection afterwards
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         code, _, err = _run(["sklearn-warnings"], capsys)

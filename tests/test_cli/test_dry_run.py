@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli.main import main
+from probe.cli.main import main
 
 ROWS = 8
 

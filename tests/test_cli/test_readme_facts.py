@@ -27,7 +27,7 @@ def test_captions_tsv_example_loads_as_described(tmp_path):
 
 
 def test_global_flags_in_the_readme_exist():
-    from cli.main import app
+    from probe.cli.main import app
 
     listed = re.search(r"Global flags, before the command: (.*?)\. User errors", README, re.S).group(1)
     flags = re.findall(r"`(--[a-z-]+)", listed)

@@ -118,7 +118,7 @@ def test_datasets_command_shows_the_row_counts():
     from typer.testing import CliRunner
 
     import cli.info  # noqa: F401 - registers the command
-    from cli.main import app
+    from probe.cli.main import app
 
     result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
@@ -129,7 +129,7 @@ def test_datasets_command_shows_the_row_counts():
 
 
 def test_offline_align_with_the_default_dataset_says_use_openmoji(tmp_path, monkeypatch, capsys):
-    from cli.main import main
+    from probe.cli.main import main
 
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(SystemExit) as exit_info:

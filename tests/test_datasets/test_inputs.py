@@ -198,7 +198,7 @@ def test_extract_refuses_before_loading_the_model(bomb_dataset: Path, tiny_model
 
 
 def test_cli_max_pixels_flag(images: Path, tiny_model_dir, tmp_path: Path, capsys) -> None:
-    from cli.main import main
+    from probe.cli.main import main
 
     (images / "m.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "image": f"{i}.png"}) + "\n" for i in range(3)))
     base = ["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(images / "m.jsonl"),

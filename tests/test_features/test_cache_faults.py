@@ -102,7 +102,7 @@ def _wait_for(predicate, seconds: float = 120.0) -> None:
 
 
 def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from cli.main import main; main()", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-c", "from probe.cli.main import main; main()", *args], capture_output=True,
                           text=True, env={**_env(), "COLUMNS": "250"}, **kw)
 
 

@@ -312,7 +312,7 @@ def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tin
 
 
 def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tiny_model_dir, tiny_dataset, tmp_path, capsys) -> None:
-    from cli.main import main
+    from probe.cli.main import main
 
     taken = tmp_path / "taken"
     taken.write_text("not a folder")

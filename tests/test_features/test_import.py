@@ -94,7 +94,7 @@ def test_align_finds_imported_caches_by_name(data, tmp_path) -> None:
     np.save(tmp_path / "t.npy", _x(0)[:, :, :6] + 0.1 * _x(1)[:, :, :6])  # related to the vision features
     manifest = str(data.source) if Path(str(data.source)).is_file() else str(tmp_path / "ds" / "manifest.jsonl")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.getcwd(), "COLUMNS": "250"}
-    cli = [sys.executable, "-c", "from cli.main import main; main()"]
+    cli = [sys.executable, "-c", "from probe.cli.main import main; main()"]
     for name, file, modality in (("vis-imp", "v.npy", "vision"), ("txt-imp", "t.npy", "text")):
         proc = subprocess.run([*cli, "cache", "import", str(tmp_path / file), "--model", name, "--dataset", manifest,
                                "--modality", modality, "--cache-dir", str(cache)], capture_output=True, text=True, env=env)  # fmt: skip

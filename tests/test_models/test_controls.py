@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli.main import main
+from probe.cli.main import main
 from probe.errors import InputError, ModelError
 from probe.features.extract import extract_features
 from probe.features.format import model_key

@@ -210,8 +210,8 @@ def test_specs_are_validated():
 def test_models_command_prints_the_table_and_rejects_empty_matches():
     from typer.testing import CliRunner
 
-    import cli.models  # noqa: F401 - registers the command
-    from cli.main import app
+    import probe.cli.models  # noqa: F401 - registers the command
+    from probe.cli.main import app
 
     result = CliRunner().invoke(app, ["models", "webssl-dino1*"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -227,5 +227,5 @@ def test_models_command_prints_the_table_and_rejects_empty_matches():
 
 
 def test_models_command_does_not_import_torch():
-    code = "import sys, cli.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = "import sys, probe.cli.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

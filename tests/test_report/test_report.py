@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cli.main import main
+from probe.cli.main import main
 from probe.report.tables import load, load_probes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "results"

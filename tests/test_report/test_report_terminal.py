@@ -77,8 +77,8 @@ def test_listings_fit_80_columns_with_every_name_whole(args) -> None:
     from typer.testing import CliRunner
 
     import cli.info  # noqa: F401 - registers the commands
-    import cli.models  # noqa: F401
-    from cli.main import app
+    import probe.cli.models  # noqa: F401
+    from probe.cli.main import app
     from probe.models.registry import list_models
 
     result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})

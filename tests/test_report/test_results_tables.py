@@ -122,7 +122,7 @@ def test_bad_inputs(tmp_path) -> None:
 
 
 def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from cli.main import main
+    from probe.cli.main import main
 
     with pytest.raises(SystemExit) as info:
         main(args)

@@ -90,7 +90,7 @@ def test_missing_labels_are_refused_before_any_model(tiny_model_dir, dataset, tm
 
 
 def test_cli_refuses_with_one_line_and_exit_2(tiny_model_dir, dataset, tmp_path, capsys, no_models) -> None:
-    from cli.main import main
+    from probe.cli.main import main
 
     (tmp_path / "file").write_text("x")
     for args in (["--metric", "bogus"], ["--output", str(tmp_path / "file")]):

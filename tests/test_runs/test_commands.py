@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
+from probe.cli.main import main
 
 N = 40
 

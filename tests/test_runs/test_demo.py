@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cli.main import main
+from probe.cli.main import main
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.main import main
+from probe.cli.main import main
 from probe.errors import InputError
 from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
 from probe.runs.plan import plan_study, format_plan
@@ -262,7 +262,7 @@ subsamples = 0
     args = ["study", str(study), "--cache-dir", str(cache), "--output", str(out), "--no-progress"]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", *args], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-c", "from probe.cli.main import main; main()", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

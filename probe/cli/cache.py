@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from cli import options as opt
-from cli.main import app
+from probe.cli import options as opt
+from probe.cli.main import app
 
 cache_app = typer.Typer(help="List, verify and remove cached features.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.main import app
+from probe.cli.main import app
 
 
 @app.command(short_help="The registered datasets (manifests and folders also work).")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.main import app
+from probe.cli.main import app
 
 
 @app.command(short_help="Gather results into one HTML/Markdown report and a CSV.")

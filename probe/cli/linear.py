@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from cli import options as opt
-from cli.main import app
+from probe.cli import options as opt
+from probe.cli.main import app
 
 
 @app.command(short_help="Linear probes of every layer of a vision model.")

@@ -42,7 +42,7 @@ def cache_dir_or_default(value: Optional[Path]) -> Path:
 
 
 # The library names its arguments (`k=10`); the command line shows the flag a user typed instead. One table,
-# used by cli.main for every error message, so each check is worded once, in the library.
+# used by probe.cli.main for every error message, so each check is worded once, in the library.
 LIBRARY_FLAGS: dict[str, str] = {
     "k": "--topk",
     "metrics": "--metric",

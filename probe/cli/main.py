@@ -1,6 +1,6 @@
 """The `probe` command line: parses flags and calls the library, nothing more.
 
-Each command lives in its own module under `cli/` and registers itself on `app`. Modules here import only
+Each command lives in its own module under `probe/cli/` and registers itself on `app`. Modules here import only
 typer/rich at top level; torch and transformers are imported inside the command bodies so that
 `probe --help` stays fast.
 """
@@ -48,7 +48,7 @@ def _root(
 
     from rich.logging import RichHandler
 
-    from cli.options import set_global_cache_dir
+    from probe.cli.options import set_global_cache_dir
 
     set_global_cache_dir(cache_dir)  # None when absent, so one process's earlier call never leaks into this one
 
@@ -69,7 +69,7 @@ def _register_commands() -> None:
     # Importing these modules runs their @app.command decorators.
     import importlib
 
-    for name in ("cli.info", "cli.models", "cli.extract", "cli.cache", "cli.align", "cli.linear", "cli.demo", "cli.report", "cli.compare", "cli.study"):
+    for name in ("probe.cli.info", "probe.cli.models", "probe.cli.extract", "probe.cli.cache", "probe.cli.align", "probe.cli.linear", "probe.cli.demo", "probe.cli.report", "probe.cli.compare", "probe.cli.study"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a command module not written yet
@@ -108,7 +108,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except ProbeError as exc:
         if debug:
             err_console.print_exception()
-        from cli.options import as_flags
+        from probe.cli.options import as_flags
 
         # Escaped: a message may hold brackets (`pip install 'probe[hub]'`) that rich would read as markup.
         err_console.print(f"[bold red]error:[/] {escape(as_flags(str(exc)))}", highlight=False, soft_wrap=True)

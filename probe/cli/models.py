@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from cli.main import app
+from probe.cli.main import app
 
 @app.command("models", short_help="The model registry: aliases, hub ids, sizes, offline or not.")
 def models_command(

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from cli import options as opt
-from cli.main import app
+from probe.cli import options as opt
+from probe.cli.main import app
 
 Target = typer.Argument(None, help="A study TOML file or a preset name (`probe study --list`).")
 DeviceOverride = typer.Option(None, "--device", help="Override the study's device: auto | cpu | cuda | cuda:N | mps.")

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from cli import options as opt
-from cli.main import app
+from probe.cli import options as opt
+from probe.cli.main import app
 from probe.align.settings import DEFAULT_METRICS, PRH_DENOMINATOR_EPSILON
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.main import app
+from probe.cli.main import app
 
 
 @app.command(short_help="Compare the scores of two runs.")
