@@ -139,15 +139,24 @@ def time_statistics(vision, text, *, sizes: Sizes, device: torch.device, permuta
 
     start = time.perf_counter()
     report = score_alignment(
-        vision, text, metrics=METRICS, k=sizes.k, permutations=permutations, subsamples=subsamples, device=device,
-        progress=progress, seed=0,
-    )  # fmt: skip
+        vision,
+        text,
+        metrics=METRICS,
+        k=sizes.k,
+        permutations=permutations,
+        subsamples=subsamples,
+        device=device,
+        progress=progress,
+        seed=0,
+    )
     total = time.perf_counter() - start
     print(f"score_alignment with {permutations} permutations and {subsamples} subsets: {total:.1f} s")
     for what, count in (("permutation null", permutations), ("subsamples", subsamples)):
         if count > 1:
             times = stamps[what]
-            print(f"  {what}: {(times[-1] - times[0]) / (count - 1):.2f} s each (all {len(METRICS)} metrics, all pairs)")
+            print(
+                f"  {what}: {(times[-1] - times[0]) / (count - 1):.2f} s each (all {len(METRICS)} metrics, all pairs)"
+            )
     for name, result in report.metrics.items():
         print(
             f"  {name:>13}: best {result.best_score:.4f} at {result.best_pair}, chance {result.chance_level}, "
@@ -161,7 +170,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="pairs per metric timed for the per-pair baseline")
     parser.add_argument("--device", default="cpu", help="torch device for probe (the baseline runs on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--permutations", type=int, default=0, help="also time score_alignment with this many permutations")
+    parser.add_argument(
+        "--permutations", type=int, default=0, help="also time score_alignment with this many permutations"
+    )
     parser.add_argument("--subsamples", type=int, default=0, help="... and this many subsets of 80%% of the rows")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -183,13 +194,17 @@ def main() -> None:
 
     alignment_matrices(vision[:64, :2], text[:64, :2], metrics=METRICS, k=sizes.k, device=device)  # warm-up
     sync()
-    ours, ours_seconds = timed(lambda: (alignment_matrices(vision, text, metrics=METRICS, k=sizes.k, device=device), sync())[0])
+    ours, ours_seconds = timed(
+        lambda: (alignment_matrices(vision, text, metrics=METRICS, k=sizes.k, device=device), sync())[0]
+    )
     print(f"all pairs, all metrics (probe.align.engine.alignment_matrices): {ours_seconds:.2f} s")
 
     prepared = {}
     prepare_seconds = 0.0
     for name, stack in (("vision", vision), ("text", text)):
-        result, seconds = timed(lambda: prepare_layers(stack, name=name, clip_quantile=0.95, normalize=True, device=device))
+        result, seconds = timed(
+            lambda: prepare_layers(stack, name=name, clip_quantile=0.95, normalize=True, device=device)
+        )
         prepared[name], prepare_seconds = result.layers, prepare_seconds + seconds
     layers = prepared["vision"] + prepared["text"]
     _, gram_seconds = timed(lambda: ([x @ x.T for x in layers], sync()))
@@ -212,7 +227,9 @@ def main() -> None:
     for metric in METRICS:
         seconds = []
         for a, b in pairs:
-            seconds.append(timed(lambda: per_pair_score(metric, clipped["vision"][:, a], clipped["text"][:, b], k=sizes.k))[1])
+            seconds.append(
+                timed(lambda: per_pair_score(metric, clipped["vision"][:, a], clipped["text"][:, b], k=sizes.k))[1]
+            )
         per_pair = float(np.mean(seconds))
         baseline_total += per_pair * total_pairs
         print(f"  {metric:>13}: {per_pair:.3f} s per pair -> {per_pair * total_pairs:.1f} s for {total_pairs} pairs")
@@ -223,25 +240,42 @@ def main() -> None:
     # PRH's 1e-6 in the CKA denominators, on the same pre-clamped features.
     vision_index, text_index = [a for a, _ in pairs], [b for _, b in pairs]
     ours_prh = alignment_matrices(
-        clipped["vision"][:, vision_index].double(), clipped["text"][:, text_index].double(), metrics=METRICS,
-        k=sizes.k, clip_quantile=None, denominator_epsilon=1e-6, device=device,
-    )  # fmt: skip
+        clipped["vision"][:, vision_index].double(),
+        clipped["text"][:, text_index].double(),
+        metrics=METRICS,
+        k=sizes.k,
+        clip_quantile=None,
+        denominator_epsilon=1e-6,
+        device=device,
+    )
     gaps = {
         metric: max(
-            abs(per_pair_score(metric, clipped["vision"][:, a].double(), clipped["text"][:, b].double(), k=sizes.k) - ours_prh[metric][i, i])
+            abs(
+                per_pair_score(metric, clipped["vision"][:, a].double(), clipped["text"][:, b].double(), k=sizes.k)
+                - ours_prh[metric][i, i]
+            )
             for i, (a, b) in enumerate(pairs)
         )
         for metric in METRICS
     }
-    print("agreement with per-pair on the timed pairs (float64 per-pair, probe with PRH's 1e-6 epsilon), max |difference|:")
+    print(
+        "agreement with per-pair on the timed pairs (float64 per-pair, probe with PRH's 1e-6 epsilon), max |difference|:"
+    )
     print("  " + ", ".join(f"{metric} {gap:.1e}" for metric, gap in gaps.items()))
-    default_gaps = {metric: float(np.abs(ours[metric][vision_index, text_index] - np.diag(ours_prh[metric])).max()) for metric in METRICS}
+    default_gaps = {
+        metric: float(np.abs(ours[metric][vision_index, text_index] - np.diag(ours_prh[metric])).max())
+        for metric in METRICS
+    }
     print("effect of the epsilon (and float32 features) on the same pairs, max |default - PRH epsilon|:")
     print("  " + ", ".join(f"{metric} {gap:.1e}" for metric, gap in default_gaps.items()))
     if args.permutations or args.subsamples:
-        time_statistics(vision, text, sizes=sizes, device=device, permutations=args.permutations, subsamples=args.subsamples)
+        time_statistics(
+            vision, text, sizes=sizes, device=device, permutations=args.permutations, subsamples=args.subsamples
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"peak resident memory of this process: {peak:.2f} GiB (inputs: {(vision.nbytes + text.nbytes) / 2**30:.2f} GiB)")
+    print(
+        f"peak resident memory of this process: {peak:.2f} GiB (inputs: {(vision.nbytes + text.nbytes) / 2**30:.2f} GiB)"
+    )
 
 
 if __name__ == "__main__":

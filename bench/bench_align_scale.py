@@ -87,12 +87,16 @@ def main() -> None:
     first, second = prepare_modalities(*sides, metrics=metrics, k=args.k, path=args.path, device=device)
     sync()
     prepared = time.perf_counter() - start
-    print(f"read + clamp + normalise + kNN lists + self terms ({first.plan.path}): {prepared:.1f} s, peak {peak_gib():.2f} GiB")
+    print(
+        f"read + clamp + normalise + kNN lists + self terms ({first.plan.path}): {prepared:.1f} s, peak {peak_gib():.2f} GiB"
+    )
     start = time.perf_counter()
     matrices = pair_matrices(first, second)
     sync()
     scored = time.perf_counter() - start
-    print(f"all {args.layers * args.layers} pairs, all metrics (edge lookups, CKA products, CKNNA edges): {scored:.1f} s")
+    print(
+        f"all {args.layers * args.layers} pairs, all metrics (edge lookups, CKA products, CKNNA edges): {scored:.1f} s"
+    )
     print(f"total {prepared + scored:.1f} s; peak resident memory of the process {peak_gib():.2f} GiB")
     for name, matrix in matrices.items():
         values = matrix.cpu().numpy()
@@ -102,12 +106,25 @@ def main() -> None:
     if args.check_rows:
         subset = np.sort(np.random.default_rng(args.seed).choice(args.rows, size=args.check_rows, replace=False))
         small = [
-            SyntheticLayers(rows=args.check_rows, layers=args.layers, dims=args.dims, seed=side.seed, latent=latent, rows_subset=subset)
+            SyntheticLayers(
+                rows=args.check_rows,
+                layers=args.layers,
+                dims=args.dims,
+                seed=side.seed,
+                latent=latent,
+                rows_subset=subset,
+            )
             for side in sides
         ]
-        results = {path: alignment_matrices(*small, metrics=metrics, k=args.k, path=path, device=device) for path in ("dense", "blocked")}
+        results = {
+            path: alignment_matrices(*small, metrics=metrics, k=args.k, path=path, device=device)
+            for path in ("dense", "blocked")
+        }
         gaps = {name: float(np.abs(results["dense"][name] - results["blocked"][name]).max()) for name in metrics}
-        print(f"blocked vs dense on {args.check_rows} rows, max |difference|: " + ", ".join(f"{n} {g:.1e}" for n, g in gaps.items()))
+        print(
+            f"blocked vs dense on {args.check_rows} rows, max |difference|: "
+            + ", ".join(f"{n} {g:.1e}" for n, g in gaps.items())
+        )
 
 
 if __name__ == "__main__":

@@ -48,14 +48,28 @@ def main() -> None:
     args = ap.parse_args()
     n, d, s = args.rows, args.dim, args.layers
     x = np.random.default_rng(0).normal(size=(n, s, d)).astype(np.float32)
-    key = {"feature_version": 1, "model": {"name": "bench"}, "modality": "text", "pools": ["mean"], "layers": list(range(s)),
-           "prompt": None, "dtype": "float32", "dataset": {"name": "bench", "fingerprint": "f", "rows": n}}
+    key = {
+        "feature_version": 1,
+        "model": {"name": "bench"},
+        "modality": "text",
+        "pools": ["mean"],
+        "layers": list(range(s)),
+        "prompt": None,
+        "dtype": "float32",
+        "dataset": {"name": "bench", "fingerprint": "f", "rows": n},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         w = PartialWriter(cache_path(Path(tmp), key), key=key, num_rows=n)
         w.begin()
         w.write_batch(list(range(n)), {"mean": x}, layers=list(range(s)))
-        path = w.assemble(ids=[str(i) for i in range(n)], image_sha256=["0" * 64] * n, caption_sha256=["0" * 64] * n,
-                          layers=list(range(s)), pools=["mean"], provenance={})
+        path = w.assemble(
+            ids=[str(i) for i in range(n)],
+            image_sha256=["0" * 64] * n,
+            caption_sha256=["0" * 64] * n,
+            layers=list(range(s)),
+            pools=["mean"],
+            provenance={},
+        )
         assert path is not None
 
         def raw() -> np.ndarray:
@@ -70,16 +84,22 @@ def main() -> None:
         cache.layer(1)
         again_ms = _median_ms(lambda: cache.layer(1), args.repeats)
         sha_ms = _median_ms(lambda: layer_checksum(layer), args.repeats)
-        sha_copy_ms = _median_ms(lambda: hashlib.sha256(np.ascontiguousarray(layer).tobytes()).hexdigest(), args.repeats)
+        sha_copy_ms = _median_ms(
+            lambda: hashlib.sha256(np.ascontiguousarray(layer).tobytes()).hexdigest(), args.repeats
+        )
         finite_ms = _median_ms(lambda: bool(np.isfinite(layer).all()), args.repeats)
     mib = layer.nbytes / 2**20
     print(f"one layer: {n} x {d} float32 = {mib:.0f} MiB; median of {args.repeats}")
     print(f"  h5py read (before: FeatureCache.layer, unchecked)  {raw_ms:8.1f} ms")
     print(f"  FeatureCache() open (key, shapes checked)           {open_ms:8.1f} ms")
-    print(f"  open + layer() first read (read+sha256+finite)      {first_ms:8.1f} ms  (open + {first_ms - open_ms:.1f} ms for the layer)")
+    print(
+        f"  open + layer() first read (read+sha256+finite)      {first_ms:8.1f} ms  (open + {first_ms - open_ms:.1f} ms for the layer)"
+    )
     print(f"  layer() again, same object (verified once)          {again_ms:8.1f} ms")
-    print(f"  parts: sha256 in place {sha_ms:.1f} ms ({mib / sha_ms * 1e3:.0f} MiB/s); sha256 of a tobytes() copy "
-          f"{sha_copy_ms:.1f} ms; isfinite {finite_ms:.1f} ms")
+    print(
+        f"  parts: sha256 in place {sha_ms:.1f} ms ({mib / sha_ms * 1e3:.0f} MiB/s); sha256 of a tobytes() copy "
+        f"{sha_copy_ms:.1f} ms; isfinite {finite_ms:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

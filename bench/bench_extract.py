@@ -31,8 +31,13 @@ def _vit_s14(folder: Path) -> Path:
     torch.manual_seed(0)
     cfg = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14, image_size=224)
     Dinov2Model(cfg).save_pretrained(folder)
-    BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}, do_center_crop=True,
-                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(folder)
+    BitImageProcessor(
+        size={"shortest_edge": 256},
+        crop_size={"height": 224, "width": 224},
+        do_center_crop=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)
     return folder
 
 
@@ -60,8 +65,10 @@ def bench_batching(loaded, captions: list[str], name: str, batch: int = 64) -> N
     _time_batches(loaded, grouped[:2], pad_to=None)  # warm-up
     tg, ng = _time_batches(loaded, grouped, pad_to=None)
     tp, np_ = _time_batches(loaded, padded, pad_to=max(lengths))
-    print(f"  {name:<28} N={len(captions):5d}  tokens mean {np.mean(lengths):5.1f} max {max(lengths):4d} | "
-          f"grouped {tg:6.2f}s ({ng:7d} tokens) | pad-all {tp:6.2f}s ({np_:7d} tokens) | speed-up {tp / tg:4.1f}x")
+    print(
+        f"  {name:<28} N={len(captions):5d}  tokens mean {np.mean(lengths):5.1f} max {max(lengths):4d} | "
+        f"grouped {tg:6.2f}s ({ng:7d} tokens) | pad-all {tp:6.2f}s ({np_:7d} tokens) | speed-up {tp / tg:4.1f}x"
+    )
 
 
 def main() -> None:
@@ -81,10 +88,16 @@ def main() -> None:
         data = load_dataset("openmoji", cache_dir=cache, limit=args.rows)
         print(f"1. full extraction pipeline, {len(data)} OpenMoji rows, float32 on CPU")
         vit = _vit_s14(Path(tmp) / "vit-s14")
-        for label, model, kwargs in (("DINOv2 ViT-S/14 224px (22M)", str(vit), {"batch_size": 32}),
-                                     ("MiniLM-L6 (22M), captions", "minilm", {"batch_size": 64})):
-            res = extract_features(model=model, dataset=data, cache_dir=Path(tmp) / "bench-cache", overwrite="always", **kwargs)
-            print(f"  {label:<28} {res.rows_extracted / res.seconds:8.1f} items/s  ({res.seconds:.1f}s incl. model load and cache write)")
+        for label, model, kwargs in (
+            ("DINOv2 ViT-S/14 224px (22M)", str(vit), {"batch_size": 32}),
+            ("MiniLM-L6 (22M), captions", "minilm", {"batch_size": 64}),
+        ):
+            res = extract_features(
+                model=model, dataset=data, cache_dir=Path(tmp) / "bench-cache", overwrite="always", **kwargs
+            )
+            print(
+                f"  {label:<28} {res.rows_extracted / res.seconds:8.1f} items/s  ({res.seconds:.1f}s incl. model load and cache write)"
+            )
         print("2. length-grouped batches vs padding the whole corpus (MiniLM forward passes, batch 64)")
         loaded = load_model(resolve_model("minilm"), device=resolve_device("cpu"), dtype=torch.float32, cache_dir=cache)
         full = load_dataset("openmoji", cache_dir=cache)

@@ -26,7 +26,9 @@ args = ap.parse_args()
 N, L, D = 8192, 32, 1024
 with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
     root = Path(tmp)
-    (root / "manifest.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "caption": f"caption {i}"}) + "\n" for i in range(N)))
+    (root / "manifest.jsonl").write_text(
+        "".join(json.dumps({"id": f"r{i}", "caption": f"caption {i}"}) + "\n" for i in range(N))
+    )
     data = load_dataset(root / "manifest.jsonl", cache_dir=root / "cache")
     x = np.random.default_rng(0).standard_normal((N, L, D), dtype=np.float32)
     t0 = time.perf_counter()
@@ -37,8 +39,12 @@ with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
     t_save = time.perf_counter() - t0
     del x
     t0 = time.perf_counter()
-    path = import_features(root / "feats.npy", model="bench-import", dataset=data, modality="text", cache_dir=root / "cache")
+    path = import_features(
+        root / "feats.npy", model="bench-import", dataset=data, modality="text", cache_dir=root / "cache"
+    )
     t_import = time.perf_counter() - t0
     gb = N * L * D * 4 / 1e9
-    print(f"{gb:.2f} GB [{N}, {L}, {D}] float32: np.save + fsync {t_save:.1f} s ({gb / t_save:.2f} GB/s); "
-          f"import {t_import:.1f} s ({gb / t_import:.2f} GB/s); ratio {t_import / t_save:.1f}x; file {path.stat().st_size / 1e9:.2f} GB")
+    print(
+        f"{gb:.2f} GB [{N}, {L}, {D}] float32: np.save + fsync {t_save:.1f} s ({gb / t_save:.2f} GB/s); "
+        f"import {t_import:.1f} s ({gb / t_import:.2f} GB/s); ratio {t_import / t_save:.1f}x; file {path.stat().st_size / 1e9:.2f} GB"
+    )

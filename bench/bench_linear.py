@@ -23,9 +23,7 @@ import numpy as np
 from probe.linear.sweep import ProbeTask, probe_layers
 
 
-def planted_stack(
-    *, rows: int, dim: int, layers: int, classes: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def planted_stack(*, rows: int, dim: int, layers: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Features [rows, layers, dim] float32 with class means scaled by a bump over depth; labels."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, rows)
@@ -115,6 +113,7 @@ def main() -> None:
         f"base rate {best.probe.macro_base_rate:.3f}), macro F1 {best.probe.macro_f1:.3f} "
         f"(all-positive {best.probe.macro_f1_baseline:.3f})"
     )
+
 
 if __name__ == "__main__":
     main()

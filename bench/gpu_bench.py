@@ -48,17 +48,33 @@ class BenchResult:
     peak_mem_gb: float | None
 
 
-def _build_vision(quick: bool, device: torch.device, dtype: torch.dtype, compiled: bool = False) -> tuple[LoadedModel, int]:
+def _build_vision(
+    quick: bool, device: torch.device, dtype: torch.dtype, compiled: bool = False
+) -> tuple[LoadedModel, int]:
     from transformers import Dinov2Config, Dinov2Model
 
     spec = resolve_model("webssl-dino1b-full2b-224")
     if quick:
-        config = Dinov2Config(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=56, patch_size=14,
-                              use_swiglu_ffn=True)  # fmt: skip
+        config = Dinov2Config(
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=56,
+            patch_size=14,
+            use_swiglu_ffn=True,
+        )
     else:
         # facebook/webssl-dino1b-full2b-224: the DINOv2 ViT-g/14 shape (SwiGLU MLP, ratio 4), no registers.
-        config = Dinov2Config(hidden_size=1536, num_hidden_layers=40, num_attention_heads=24, mlp_ratio=4,
-                              use_swiglu_ffn=True, image_size=224, patch_size=14, layerscale_value=1e-5)  # fmt: skip
+        config = Dinov2Config(
+            hidden_size=1536,
+            num_hidden_layers=40,
+            num_attention_heads=24,
+            mlp_ratio=4,
+            use_swiglu_ffn=True,
+            image_size=224,
+            patch_size=14,
+            layerscale_value=1e-5,
+        )
     model = _on_device(lambda: Dinov2Model(config), device, dtype)
     spec = replace(spec, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
     if compiled:
@@ -67,17 +83,33 @@ def _build_vision(quick: bool, device: torch.device, dtype: torch.dtype, compile
     return loaded, config.image_size
 
 
-def _build_text(quick: bool, device: torch.device, dtype: torch.dtype, compiled: bool = False) -> tuple[LoadedModel, int]:
+def _build_text(
+    quick: bool, device: torch.device, dtype: torch.dtype, compiled: bool = False
+) -> tuple[LoadedModel, int]:
     from transformers import LlamaConfig, LlamaModel
 
     spec = resolve_model("llama3")
     if quick:
-        config = LlamaConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                             intermediate_size=128, vocab_size=1000)  # fmt: skip
+        config = LlamaConfig(
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=128,
+            vocab_size=1000,
+        )
     else:
-        config = LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                             intermediate_size=14336, vocab_size=128256, rope_theta=500000.0,
-                             max_position_embeddings=8192, rms_norm_eps=1e-5)  # fmt: skip
+        config = LlamaConfig(
+            hidden_size=4096,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            intermediate_size=14336,
+            vocab_size=128256,
+            rope_theta=500000.0,
+            max_position_embeddings=8192,
+            rms_norm_eps=1e-5,
+        )
     model = _on_device(lambda: LlamaModel(config), device, dtype)
     spec = replace(spec, hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
     if compiled:
@@ -242,7 +274,9 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     parser.add_argument("--device", default=None, help="auto, cuda, cuda:N or cpu (default: auto; cpu with --quick)")
     parser.add_argument("--vision-batches", type=int, nargs="+", default=None, help="default 32 128 256")
     parser.add_argument("--text-batches", type=int, nargs="+", default=None, help="default 32 128 512 1024")
-    parser.add_argument("--compile", action="store_true", help="run the networks through torch.compile (warm-up compiles)")
+    parser.add_argument(
+        "--compile", action="store_true", help="run the networks through torch.compile (warm-up compiles)"
+    )
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls per batch size (default 3)")
     parser.add_argument("--iters", type=int, default=None, help="timed calls per batch size (default 10)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the peak used for MFU")
@@ -255,13 +289,17 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     device = resolve_device(args.device or ("cpu" if args.quick else "auto"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     peak, peak_note = _peak_flops(device, args.peak_tflops)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
-          f"torch {torch.__version__}; peak used for MFU: {peak_note}; torch.compile {'on' if args.compile else 'off'}")  # fmt: skip
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
+        f"torch {torch.__version__}; peak used for MFU: {peak_note}; torch.compile {'on' if args.compile else 'off'}"
+    )
     started = time.perf_counter()
     results = bench_vision(args, device, dtype, peak) + bench_text(args, device, dtype, peak)
     _print_table(results)
-    print(f"\ntotal {time.perf_counter() - started:.1f} s; MFU = 2 x matmul params x tokens processed / time / peak "
-          "(attention scores not counted; caption padding counted as processed)")  # fmt: skip
+    print(
+        f"\ntotal {time.perf_counter() - started:.1f} s; MFU = 2 x matmul params x tokens processed / time / peak "
+        "(attention scores not counted; caption padding counted as processed)"
+    )
     return results
 
 

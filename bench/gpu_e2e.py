@@ -43,7 +43,9 @@ def _jpeg(args: tuple[Path, int, int, int]) -> None:
     path, w, h, seed = args
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([np.sin(xx / rng.uniform(8, 60) + c) * np.cos(yy / rng.uniform(8, 60) - c) for c in rng.uniform(0, 6, 3)], -1)
+    base = np.stack(
+        [np.sin(xx / rng.uniform(8, 60) + c) * np.cos(yy / rng.uniform(8, 60) - c) for c in rng.uniform(0, 6, 3)], -1
+    )
     img = (127 + 100 * base + rng.normal(0, 8, (h, w, 3))).clip(0, 255).astype(np.uint8)
     Image.fromarray(img).save(path, quality=90)
 
@@ -72,8 +74,9 @@ def _tokenizer():
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>")  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, model_max_length=512, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def make_models(root: Path, *, tiny: bool) -> dict[str, Path]:
@@ -82,23 +85,60 @@ def make_models(root: Path, *, tiny: bool) -> dict[str, Path]:
 
     torch.manual_seed(0)
     if tiny:
-        vcfg = tf.Dinov2Config(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=56, patch_size=14,
-                               use_swiglu_ffn=True)  # fmt: skip
-        tcfg = tf.LlamaConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                              intermediate_size=128, vocab_size=len(WORDS) + 3, bos_token_id=1, eos_token_id=2)  # fmt: skip
+        vcfg = tf.Dinov2Config(
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=56,
+            patch_size=14,
+            use_swiglu_ffn=True,
+        )
+        tcfg = tf.LlamaConfig(
+            hidden_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=128,
+            vocab_size=len(WORDS) + 3,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
         crop = 56
     else:
-        vcfg = tf.Dinov2Config(hidden_size=1536, num_hidden_layers=40, num_attention_heads=24, mlp_ratio=4,
-                               use_swiglu_ffn=True, image_size=224, patch_size=14, layerscale_value=1e-5)  # fmt: skip
-        tcfg = tf.LlamaConfig(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                              intermediate_size=8192, vocab_size=128256, rope_theta=500000.0, max_position_embeddings=8192,
-                              rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)  # fmt: skip
+        vcfg = tf.Dinov2Config(
+            hidden_size=1536,
+            num_hidden_layers=40,
+            num_attention_heads=24,
+            mlp_ratio=4,
+            use_swiglu_ffn=True,
+            image_size=224,
+            patch_size=14,
+            layerscale_value=1e-5,
+        )
+        tcfg = tf.LlamaConfig(
+            hidden_size=2048,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            intermediate_size=8192,
+            vocab_size=128256,
+            rope_theta=500000.0,
+            max_position_embeddings=8192,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=True,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
         crop = 224
     folders = {"vision": root / "dino", "text": root / "llama"}
     dtype = torch.float32 if tiny else torch.bfloat16
     tf.Dinov2Model(vcfg).to(dtype).save_pretrained(folders["vision"])
-    tf.BitImageProcessor(size={"shortest_edge": crop * 256 // 224}, crop_size={"height": crop, "width": crop},
-                         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(folders["vision"])  # fmt: skip
+    tf.BitImageProcessor(
+        size={"shortest_edge": crop * 256 // 224},
+        crop_size={"height": crop, "width": crop},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folders["vision"])
     tf.LlamaModel(tcfg).to(dtype).save_pretrained(folders["text"])
     _tokenizer().save_pretrained(folders["text"])
     return folders
@@ -109,8 +149,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def forward_rate(folder: Path, manifest: Path, *, modality: str, batch: int, device: torch.device, dtype: torch.dtype,
-                 batches: int, cache: Path, compile: bool = False) -> float:
+def forward_rate(
+    folder: Path,
+    manifest: Path,
+    *,
+    modality: str,
+    batch: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    batches: int,
+    cache: Path,
+    compile: bool = False,
+) -> float:
     """Rows/s of `encode` alone on `batches` pre-collated batches (one warm-up batch first, not timed)."""
     from PIL import Image
 
@@ -146,23 +196,48 @@ def forward_rate(folder: Path, manifest: Path, *, modality: str, batch: int, dev
     return rows / (time.perf_counter() - t0)
 
 
-def e2e(folder: Path, manifest: Path, *, batch: int | None, device: str, dtype: str, cache: Path, workers: int,
-        max_tokens: int | None = None) -> dict:
+def e2e(
+    folder: Path,
+    manifest: Path,
+    *,
+    batch: int | None,
+    device: str,
+    dtype: str,
+    cache: Path,
+    workers: int,
+    max_tokens: int | None = None,
+) -> dict:
     from probe.features.cache import FeatureCache
     from probe.features.extract import extract_features
 
     marks: list[float] = []
     t0 = time.perf_counter()
-    res = extract_features(model=str(folder), dataset=manifest, cache_dir=cache, batch_size=batch, device=device,
-                           dtype=dtype, num_workers=workers, max_tokens=max_tokens, overwrite="always",
-                           progress=lambda done, total, what: marks.append(time.perf_counter()))  # fmt: skip
+    res = extract_features(
+        model=str(folder),
+        dataset=manifest,
+        cache_dir=cache,
+        batch_size=batch,
+        device=device,
+        dtype=dtype,
+        num_workers=workers,
+        max_tokens=max_tokens,
+        overwrite="always",
+        progress=lambda done, total, what: marks.append(time.perf_counter()),
+    )
     t1 = time.perf_counter()
     c = FeatureCache(res.path)
     stored = c.num_rows * c.num_layers * c.hidden_size * 4 * len(c.pools)
     loop = t1 - marks[0]
-    return {"rows": res.rows_extracted, "rate": res.rows_extracted / loop, "loop_s": loop, "call_s": t1 - t0,
-            "mb": stored / 1e6, "write_mb_s": stored / 1e6 / loop, "file_mb": res.path.stat().st_size / 1e6,
-            "batch": res.batch_size}
+    return {
+        "rows": res.rows_extracted,
+        "rate": res.rows_extracted / loop,
+        "loop_s": loop,
+        "call_s": t1 - t0,
+        "mb": stored / 1e6,
+        "write_mb_s": stored / 1e6 / loop,
+        "file_mb": res.path.stat().st_size / 1e6,
+        "batch": res.batch_size,
+    }
 
 
 def main() -> None:
@@ -170,9 +245,13 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="tiny shapes on CPU (default when CUDA is absent)")
     ap.add_argument("--rows", type=int, default=None, help="dataset rows (default 8192; tiny: 192)")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: min(8, cores - 1))")
-    ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it (default: a temporary one)")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="build in this folder and keep it (default: a temporary one)"
+    )
     ap.add_argument("--compile", action="store_true", help="also time forward only through torch.compile")
-    ap.add_argument("--max-tokens", type=int, default=None, help="text token budget to compare (default 32768; tiny: 2048)")
+    ap.add_argument(
+        "--max-tokens", type=int, default=None, help="text token budget to compare (default 32768; tiny: 2048)"
+    )
     args = ap.parse_args()
     tiny = args.tiny or not torch.cuda.is_available()
     device = torch.device("cpu" if tiny else "cuda")
@@ -186,32 +265,71 @@ def main() -> None:
         (root / "data").mkdir()
         manifest = make_dataset(root / "data", rows=rows, sizes=(64, 160) if tiny else (256, 640))
         folders = make_models(root / "models", tiny=tiny)
-        print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), dtype "
-              f"{str(dtype).removeprefix('torch.')}, {rows} rows, workers {workers}, torch {torch.__version__}, "
-              f"threads {torch.get_num_threads()}; built data and models in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        print(
+            f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), dtype "
+            f"{str(dtype).removeprefix('torch.')}, {rows} rows, workers {workers}, torch {torch.__version__}, "
+            f"threads {torch.get_num_threads()}; built data and models in {time.perf_counter() - t:.1f} s"
+        )
         for modality in ("vision", "text"):
             unit = "img/s" if modality == "vision" else "captions/s"
-            fwd = forward_rate(folders[modality], manifest, modality=modality, batch=batch[modality], device=device,
-                               dtype=dtype, batches=min(8, rows // batch[modality] - 1), cache=root / "cache")  # fmt: skip
-            out = e2e(folders[modality], manifest, batch=batch[modality], device=device.type,
-                      dtype=str(dtype).removeprefix("torch."), cache=root / "cache", workers=workers)  # fmt: skip
-            print(f"{modality:6s} batch {batch[modality]:3d}: forward only {fwd:8.1f} {unit}; probe extract "
-                  f"{out['rate']:8.1f} {unit} (loop {out['loop_s']:.1f} s, whole call {out['call_s']:.1f} s); ratio "
-                  f"{out['rate'] / fwd:5.1%}; cache {out['mb']:.1f} MB at {out['write_mb_s']:.1f} MB/s")  # fmt: skip
+            fwd = forward_rate(
+                folders[modality],
+                manifest,
+                modality=modality,
+                batch=batch[modality],
+                device=device,
+                dtype=dtype,
+                batches=min(8, rows // batch[modality] - 1),
+                cache=root / "cache",
+            )
+            out = e2e(
+                folders[modality],
+                manifest,
+                batch=batch[modality],
+                device=device.type,
+                dtype=str(dtype).removeprefix("torch."),
+                cache=root / "cache",
+                workers=workers,
+            )
+            print(
+                f"{modality:6s} batch {batch[modality]:3d}: forward only {fwd:8.1f} {unit}; probe extract "
+                f"{out['rate']:8.1f} {unit} (loop {out['loop_s']:.1f} s, whole call {out['call_s']:.1f} s); ratio "
+                f"{out['rate'] / fwd:5.1%}; cache {out['mb']:.1f} MB at {out['write_mb_s']:.1f} MB/s"
+            )
             if modality == "text":
                 tokens = args.max_tokens or (2048 if tiny else 32768)
-                budget = e2e(folders[modality], manifest, batch=None, device=device.type, max_tokens=tokens,
-                             dtype=str(dtype).removeprefix("torch."), cache=root / "cache", workers=workers)  # fmt: skip
-                print(f"text   max-tokens {tokens}: probe extract {budget['rate']:8.1f} {unit} (batches of up to "
-                      f"{budget['batch']} rows; loop {budget['loop_s']:.1f} s): {budget['rate'] / out['rate']:.2f}x the "
-                      f"fixed batches, {budget['rate'] / fwd:5.1%} of their forward only")  # fmt: skip
+                budget = e2e(
+                    folders[modality],
+                    manifest,
+                    batch=None,
+                    device=device.type,
+                    max_tokens=tokens,
+                    dtype=str(dtype).removeprefix("torch."),
+                    cache=root / "cache",
+                    workers=workers,
+                )
+                print(
+                    f"text   max-tokens {tokens}: probe extract {budget['rate']:8.1f} {unit} (batches of up to "
+                    f"{budget['batch']} rows; loop {budget['loop_s']:.1f} s): {budget['rate'] / out['rate']:.2f}x the "
+                    f"fixed batches, {budget['rate'] / fwd:5.1%} of their forward only"
+                )
             if args.compile:
                 t = time.perf_counter()
-                fast = forward_rate(folders[modality], manifest, modality=modality, batch=batch[modality], device=device,
-                                    dtype=dtype, batches=min(8, rows // batch[modality] - 1), cache=root / "cache",
-                                    compile=True)  # fmt: skip
-                print(f"{modality:6s} torch.compile: forward only {fast:8.1f} {unit}: {fast / fwd:.2f}x eager "
-                      f"(whole measurement with compilation {time.perf_counter() - t:.0f} s)")  # fmt: skip
+                fast = forward_rate(
+                    folders[modality],
+                    manifest,
+                    modality=modality,
+                    batch=batch[modality],
+                    device=device,
+                    dtype=dtype,
+                    batches=min(8, rows // batch[modality] - 1),
+                    cache=root / "cache",
+                    compile=True,
+                )
+                print(
+                    f"{modality:6s} torch.compile: forward only {fast:8.1f} {unit}: {fast / fwd:.2f}x eager "
+                    f"(whole measurement with compilation {time.perf_counter() - t:.0f} s)"
+                )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ def write_atomic(path: Path, data: Union[str, bytes, Callable[[Path], object]], 
         if callable(data):
             data(tmp)
         else:
-            with open(tmp, "w" if isinstance(data, str) else "wb", **({"encoding": "utf-8"} if isinstance(data, str) else {})) as fh:
+            with open(
+                tmp, "w" if isinstance(data, str) else "wb", **({"encoding": "utf-8"} if isinstance(data, str) else {})
+            ) as fh:
                 fh.write(data)
         if durable:
             fsync_path(tmp)

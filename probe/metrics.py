@@ -42,9 +42,14 @@ def pair_score(
     if first.shape[0] != second.shape[0]:
         raise InputError(f"`a` has {first.shape[0]} rows but `b` has {second.shape[0]}; rows must be paired.")
     settings = AlignSettings(
-        metrics=(metric,), k=k, clip_quantile=None, normalize=False, device=str(torch_device), rbf_sigma=rbf_sigma,
+        metrics=(metric,),
+        k=k,
+        clip_quantile=None,
+        normalize=False,
+        device=str(torch_device),
+        rbf_sigma=rbf_sigma,
         denominator_epsilon=denominator_epsilon,
-    )  # fmt: skip
+    )
     states = prepare_modalities(first[:, None, :], second[:, None, :], settings, names=("a", "b"))
     return float(pair_matrices(*states)[metric][0, 0])
 

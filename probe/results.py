@@ -121,20 +121,24 @@ def read_results(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read results file {path}: {exc}") from None
     if not isinstance(record, dict) or "schema_version" not in record or record.get("command") not in RESULT_COMMANDS:
-        raise InputError(f"{path} is not a probe results file (no schema_version, or command not one of "
-                         f"{', '.join(RESULT_COMMANDS)}): pass the JSON written by probe align, linear or demo.")
+        raise InputError(
+            f"{path} is not a probe results file (no schema_version, or command not one of "
+            f"{', '.join(RESULT_COMMANDS)}): pass the JSON written by probe align, linear or demo."
+        )
     version = record["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InputError(f"{path}: schema_version {version!r} is not a version probe ever wrote (1..{SCHEMA_VERSION}).")
     if version > SCHEMA_VERSION:
-        raise InputError(f"{path} has schema_version {version}, written by a newer probe; reading it needs a probe "
-                         f"that reads schema_version {version} (this one reads up to {SCHEMA_VERSION}): upgrade probe.")
+        raise InputError(
+            f"{path} has schema_version {version}, written by a newer probe; reading it needs a probe "
+            f"that reads schema_version {version} (this one reads up to {SCHEMA_VERSION}): upgrade probe."
+        )
     return record
 
 
 def _is_results_file(path: Path) -> bool:
     """Cheap test used when walking folders: a `<command>-*.json` file whose top level holds schema_version."""
-    if not path.name.split("-", 1)[0] in RESULT_COMMANDS:
+    if path.name.split("-", 1)[0] not in RESULT_COMMANDS:
         return False
     try:
         with path.open("rb") as f:
@@ -165,5 +169,7 @@ def find_results(paths: Any) -> list[Path]:
         else:
             raise InputError(f"results path {p} does not exist: pass a results JSON file or a folder holding some.")
     if not found:
-        raise InputError(f"no results files (align-*.json, linear-*.json, demo-*.json) under {', '.join(map(str, items))}.")
+        raise InputError(
+            f"no results files (align-*.json, linear-*.json, demo-*.json) under {', '.join(map(str, items))}."
+        )
     return sorted(found)

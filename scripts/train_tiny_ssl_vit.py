@@ -32,7 +32,6 @@ import transformers
 from PIL import Image
 
 from probe.datasets.openmoji import DATASET_VERSION, build_openmoji
-from probe.ssl.loop import TrainResult, VitEncoderSpec
 from probe.ssl import (
     ContrastiveSpec,
     MaeSpec,
@@ -42,6 +41,7 @@ from probe.ssl import (
     train_contrastive,
     train_mae,
 )
+from probe.ssl.loop import TrainResult, VitEncoderSpec
 from probe.ssl.sanity import knn_by_layer
 
 RENDER_SIZE = 160
@@ -141,7 +141,9 @@ def main() -> None:
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="contrastive")
     parser.add_argument("--steps", type=int, default=None, help="default: the objective's (contrastive 600, mae 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where to render OpenMoji (default: a temp dir)")
     parser.add_argument("--no-sanity", action="store_true", help="skip the kNN check")
     parser.add_argument("--sanity-only", action="store_true", help="only (re)compute the kNN check of --out")
@@ -155,7 +157,10 @@ def main() -> None:
     if not args.sanity_only:
         manifest = build_openmoji(work_dir / f"openmoji-{RENDER_SIZE}", size=RENDER_SIZE)
         images = load_images(manifest)
-        print(f"training on {images.shape[0]} OpenMoji renders {tuple(images.shape[1:])}, {steps} steps of {args.objective}", flush=True)
+        print(
+            f"training on {images.shape[0]} OpenMoji renders {tuple(images.shape[1:])}, {steps} steps of {args.objective}",
+            flush=True,
+        )
 
         def report(step: int, loss: float) -> None:
             if step % 25 == 0 or step == steps - 1:
@@ -184,10 +189,16 @@ def main() -> None:
             "first_loss": round(result.losses[0], 5),
             "final_loss_mean_last_50": round(sum(tail) / len(tail), 5),
             "losses": [round(x, 5) for x in result.losses],
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
+            "versions": {
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": platform.python_version(),
+            },
         }
         log_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        print(f"saved {args.out}: loss {record['first_loss']} -> {record['final_loss_mean_last_50']} in {record['wall_s']} s")
+        print(
+            f"saved {args.out}: loss {record['first_loss']} -> {record['final_loss_mean_last_50']} in {record['wall_s']} s"
+        )
 
     if not args.no_sanity:
         record = json.loads(log_path.read_text(encoding="utf-8"))

@@ -33,13 +33,20 @@ TINY_WORDS = (
 ).split()
 
 _VISION = dict(
-    hidden_size=TINY_HIDDEN, num_hidden_layers=TINY_LAYERS, num_attention_heads=4, intermediate_size=64,
-    image_size=TINY_IMAGE, patch_size=TINY_PATCH,
-)  # fmt: skip
+    hidden_size=TINY_HIDDEN,
+    num_hidden_layers=TINY_LAYERS,
+    num_attention_heads=4,
+    intermediate_size=64,
+    image_size=TINY_IMAGE,
+    patch_size=TINY_PATCH,
+)
 _TEXT = dict(
-    hidden_size=TINY_HIDDEN, num_hidden_layers=TINY_LAYERS, num_attention_heads=4, intermediate_size=64,
+    hidden_size=TINY_HIDDEN,
+    num_hidden_layers=TINY_LAYERS,
+    num_attention_heads=4,
+    intermediate_size=64,
     max_position_embeddings=64,
-)  # fmt: skip
+)
 
 
 def _word_tokenizer(specials: list[str], *, template: str, **special_names: str) -> Any:
@@ -72,18 +79,24 @@ def _build(kind: str) -> tuple[Any, Any]:
         model_class = tf.Dinov2WithRegistersModel if extra else tf.Dinov2Model
         config = config_class(**{k: v for k, v in _VISION.items() if k != "intermediate_size"}, **init, **extra)
         processor = tf.BitImageProcessor(
-            size={"shortest_edge": 36}, crop_size={"height": TINY_IMAGE, "width": TINY_IMAGE},
-            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-        )  # fmt: skip
+            size={"shortest_edge": 36},
+            crop_size={"height": TINY_IMAGE, "width": TINY_IMAGE},
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+        )
         return model_class(config), processor
     if kind == "vit":
         model = tf.ViTModel(tf.ViTConfig(**_VISION, **init), add_pooling_layer=False)
         return model, tf.ViTImageProcessor(size={"height": TINY_IMAGE, "width": TINY_IMAGE})
     if kind == "vit_mae":
         config = tf.ViTMAEConfig(
-            **_VISION, **init, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+            **_VISION,
+            **init,
+            decoder_hidden_size=16,
+            decoder_num_hidden_layers=1,
+            decoder_num_attention_heads=2,
             decoder_intermediate_size=32,
-        )  # fmt: skip
+        )
         # Saved as the hub saves MAE checkpoints: the pre-training model, encoder under "vit.".
         return tf.ViTMAEForPreTraining(config), tf.ViTImageProcessor(size={"height": TINY_IMAGE, "width": TINY_IMAGE})
     if kind in ("clip", "siglip"):
@@ -101,15 +114,24 @@ def _build(kind: str) -> tuple[Any, Any]:
             ["<unk>", "<s>", "</s>"], template="<s> $A", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
         )
         config = tf.LlamaConfig(
-            **_TEXT, **init, vocab_size=len(tokenizer), num_key_value_heads=2, bos_token_id=1, eos_token_id=2,
+            **_TEXT,
+            **init,
+            vocab_size=len(tokenizer),
+            num_key_value_heads=2,
+            bos_token_id=1,
+            eos_token_id=2,
             pad_token_id=None,
-        )  # fmt: skip
+        )
         return tf.LlamaModel(config), tokenizer
     if kind == "bert":
         tokenizer = _word_tokenizer(
-            ["[PAD]", "[UNK]", "[CLS]", "[SEP]"], template="[CLS] $A [SEP]",
-            unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        )  # fmt: skip
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+            template="[CLS] $A [SEP]",
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+        )
         config = tf.BertConfig(**_TEXT, **init, vocab_size=len(tokenizer), pad_token_id=0)
         return tf.BertModel(config, add_pooling_layer=False), tokenizer
     raise KeyError(f"unknown tiny model kind {kind!r}; choose from {TINY_KINDS}")

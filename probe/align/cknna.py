@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from probe.errors import InputError
 from probe.align.hsic import KernelStack
 from probe.align.knn import EdgeLookups, NeighbourSets
+from probe.errors import InputError
 
 
 def _shared_edge_hsic(

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from probe.align.cknna import cknna_numerators, own_edge_values
-from probe.errors import InputError
 from probe.align.hsic import cka_from_hsic, kernel_products, unbiased_from_centred
 from probe.align.knn import cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
 from probe.align.prep import LayerInput, as_layer_source, prepare_layers
@@ -27,6 +26,7 @@ from probe.align.settings import AlignSettings, PathChoice, check_sizes
 from probe.align.specs import MetricName, MetricSpec, metric_specs
 from probe.align.state import ComputePath, ComputePlan, ModalityState, build_state
 from probe.devices import free_memory_bytes, resolve_device
+from probe.errors import InputError
 from probe.progress import ProgressCallback
 
 # "auto" stays dense while all layers' N x N float32 kernels fit in this share of the device's free
@@ -71,7 +71,9 @@ def choose_path(
             )
         return "blocked"
     if path == "blocked" and dense_only:
-        raise InputError(f"{', '.join(dense_only)} need N x N kernels and have no blocked path; use path='dense' or 'auto'.")
+        raise InputError(
+            f"{', '.join(dense_only)} need N x N kernels and have no blocked path; use path='dense' or 'auto'."
+        )
     return path
 
 
@@ -105,9 +107,7 @@ def prepare_modalities(
         )
     check_sizes(num_rows=num_rows, k=settings.k, specs=specs)
     num_layers = int(vision_source.num_layers) + int(text_source.num_layers)
-    path_taken = choose_path(
-        settings.path, num_rows=num_rows, num_layers=num_layers, specs=specs, device=torch_device
-    )
+    path_taken = choose_path(settings.path, num_rows=num_rows, num_layers=num_layers, specs=specs, device=torch_device)
     # The resolved plan of the per-layer work: the settings plus what was decided from them here.
     plan = ComputePlan(
         specs=tuple(specs),
@@ -121,19 +121,29 @@ def prepare_modalities(
     # On the dense path rows are normalised through their Grams (N x N work instead of N x D).
     normalize_features = settings.normalize and path_taken == "blocked"
     prepared_vision = prepare_layers(
-        vision_source, name=first_name, clip_quantile=settings.clip_quantile, normalize=normalize_features,
-        device=torch_device, progress=progress,
-    )  # fmt: skip
+        vision_source,
+        name=first_name,
+        clip_quantile=settings.clip_quantile,
+        normalize=normalize_features,
+        device=torch_device,
+        progress=progress,
+    )
     vision_state = build_state(prepared_vision, name=first_name, plan=plan, progress=progress)
     del prepared_vision
     prepared_text = prepare_layers(
-        text_source, name=second_name, clip_quantile=settings.clip_quantile, normalize=normalize_features,
-        device=torch_device, progress=progress,
-    )  # fmt: skip
+        text_source,
+        name=second_name,
+        clip_quantile=settings.clip_quantile,
+        normalize=normalize_features,
+        device=torch_device,
+        progress=progress,
+    )
     return vision_state, build_state(prepared_text, name=second_name, plan=plan, progress=progress)
 
 
-def _knn_family_matrices(first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]) -> dict[str, torch.Tensor]:
+def _knn_family_matrices(
+    first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]
+) -> dict[str, torch.Tensor]:
     """kNN metrics and CKNNA of all pairs from one pass of edge lookups per first-modality layer."""
     knn_names = [spec.name for spec in specs if spec.family == "knn"]
     with_cknna = any(spec.family == "cknna" for spec in specs)
@@ -156,7 +166,9 @@ def _knn_family_matrices(first: ModalityState, second: ModalityState, specs: Seq
     return out
 
 
-def _kernel_matrices(first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]) -> dict[str, torch.Tensor]:
+def _kernel_matrices(
+    first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]
+) -> dict[str, torch.Tensor]:
     """CKA (biased and/or unbiased) of all pairs: one products matrix per kernel shared by both."""
     out: dict[str, torch.Tensor] = {}
     epsilon = first.plan.denominator_epsilon

@@ -79,9 +79,12 @@ class GramStack:
         """Wrap kernels [L, N, N] already centred by `centre_kernel_in_place`, with their raw row means
         [L, N], raw traces [L] and <Kc, Kc> [L] (all float64)."""
         return cls(
-            centred=centred, row_means=row_means, grand_means=row_means.mean(dim=1), raw_traces=raw_traces,
+            centred=centred,
+            row_means=row_means,
+            grand_means=row_means.mean(dim=1),
+            raw_traces=raw_traces,
             stored_self_products=self_products,
-        )  # fmt: skip
+        )
 
     @property
     def num_layers(self) -> int:
@@ -141,6 +144,7 @@ class GramStack:
         """The stack with rows and columns reordered: new row i is current row `order[i]` (lazy)."""
         combined = order if self.order is None else self.order[order]
         return replace(self, order=combined)
+
 
 def kernel_summary(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Row means (float64 [N]) and trace (float64 scalar) of a raw kernel [N, N]."""
@@ -289,9 +293,12 @@ def _sampled_products(features: torch.Tensor, lists: torch.Tensor) -> torch.Tens
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         for index in range(batches):
             pattern = torch.sparse_csr_tensor(
-                crow, ordered[index].flatten(), torch.zeros(num_rows * count, dtype=features.dtype, device=features.device),
-                size=(num_rows, features.shape[0]), check_invariants=False,
-            )  # fmt: skip
+                crow,
+                ordered[index].flatten(),
+                torch.zeros(num_rows * count, dtype=features.dtype, device=features.device),
+                size=(num_rows, features.shape[0]),
+                check_invariants=False,
+            )
             sampled = torch.sparse.sampled_addmm(pattern, features, features.T, beta=0.0).values()
             out[index].scatter_(1, positions[index], sampled.view(num_rows, count).double())
     return out
@@ -394,7 +401,9 @@ def is_constant(centred_trace: Any, raw_trace: Any) -> Any:
     return centred_trace <= DEGENERATE_FRACTION * max(abs(raw_trace), 1e-300)
 
 
-def check_not_constant(centred_traces: torch.Tensor, raw_traces: torch.Tensor, *, name: str, first_layer: int = 0) -> None:
+def check_not_constant(
+    centred_traces: torch.Tensor, raw_traces: torch.Tensor, *, name: str, first_layer: int = 0
+) -> None:
     """InputError naming the layer of `name` whose centred kernel vanishes (features constant across rows).
 
     `centred_traces` [L] are tr(H K H), the rows' total squared distance to their mean, `raw_traces`

@@ -82,7 +82,9 @@ class EdgeMembership:
 
     def __init__(self, *, num_rows: int, device: torch.device) -> None:
         self.num_rows = num_rows
-        self.bitmap = torch.zeros(num_rows * num_rows, dtype=torch.bool, device=device) if num_rows <= BITMAP_MAX_ROWS else None
+        self.bitmap = (
+            torch.zeros(num_rows * num_rows, dtype=torch.bool, device=device) if num_rows <= BITMAP_MAX_ROWS else None
+        )
         self.keys: Optional[torch.Tensor] = None
 
     def load(self, neighbours: torch.Tensor) -> "EdgeMembership":

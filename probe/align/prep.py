@@ -161,7 +161,11 @@ def prepare_layers(
     clip = None
     if clip_quantile is not None:
         extra_source = getattr(source, "clamp_extra_layers", None)
-        extra = [as_matrix(x, name=f"{name} (left-out layer)", device=device) for x in extra_source()] if extra_source else []
+        extra = (
+            [as_matrix(x, name=f"{name} (left-out layer)", device=device) for x in extra_source()]
+            if extra_source
+            else []
+        )
         clip = clip_threshold(layers + extra, quantile=clip_quantile)
         del extra
     prepared = []

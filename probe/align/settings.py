@@ -10,10 +10,9 @@ with published ones; every departure is a field.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Union
-
-import numbers
 
 from probe.align.specs import MetricName, MetricSpec, metric_specs
 from probe.errors import InputError
@@ -80,7 +79,9 @@ def check_sizes(*, num_rows: int, k: int, specs: Sequence[MetricSpec]) -> None:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise InputError(f"k={k!r} must be a positive integer (the number of nearest neighbours).")
     if any(spec.family in ("knn", "cknna") for spec in specs) and num_rows <= k:
-        raise InputError(f"k={k} must be between 1 and N-1 = {num_rows - 1} for the kNN metrics on N={num_rows} rows; lower k or add rows.")
+        raise InputError(
+            f"k={k} must be between 1 and N-1 = {num_rows - 1} for the kNN metrics on N={num_rows} rows; lower k or add rows."
+        )
     if any(spec.family == "cknna" for spec in specs) and k < 2:
         raise InputError(f"k={k}: cknna needs k >= 2 (as PRH); raise k.")
     if any(spec.unbiased for spec in specs) and num_rows <= 3:
@@ -122,6 +123,10 @@ def check_settings(settings: AlignSettings, *, num_rows: int) -> int:
     if settings.denominator_epsilon < 0:
         raise InputError(f"denominator_epsilon={settings.denominator_epsilon} must be 0 or more (PRH: 1e-6).")
     return _check_resampling(
-        permutations=settings.permutations, subsamples=settings.subsamples, fraction=settings.subsample_fraction,
-        confidence=settings.confidence, num_rows=num_rows, k=settings.k,
-    )  # fmt: skip
+        permutations=settings.permutations,
+        subsamples=settings.subsamples,
+        fraction=settings.subsample_fraction,
+        confidence=settings.confidence,
+        num_rows=num_rows,
+        k=settings.k,
+    )

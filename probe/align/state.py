@@ -126,11 +126,16 @@ class ModalityState:
             parent = self.linear
             rbf_parent = self.rbf
             linear, neighbours, rbf = _dense_work(
-                parent.num_layers, rows.numel(), rows.device,
+                parent.num_layers,
+                rows.numel(),
+                rows.device,
                 fill_raw=lambda index, out: parent.raw_submatrix(index, rows, out),
-                fill_rbf=None if rbf_parent is None else lambda index, gram, out: rbf_parent.raw_submatrix(index, rows, out),
-                plan=self.plan, name=self.name,
-            )  # fmt: skip
+                fill_rbf=None
+                if rbf_parent is None
+                else lambda index, gram, out: rbf_parent.raw_submatrix(index, rows, out),
+                plan=self.plan,
+                name=self.name,
+            )
         else:
             linear = self.linear.restricted(rows)
             check_stack_not_constant(linear, name=self.name)
@@ -180,7 +185,9 @@ def feature_neighbours(features: FeatureStack, *, count: int, k: int) -> Neighbo
     ranked = []
     for index in range(features.num_layers):
         layer = features.layer(index)
-        ranked.append(ranked_neighbours(lambda start, stop, x=layer: x[start:stop] @ x.T, num_rows=layer.shape[0], count=count))
+        ranked.append(
+            ranked_neighbours(lambda start, stop, x=layer: x[start:stop] @ x.T, num_rows=layer.shape[0], count=count)
+        )
     return NeighbourSets(ranked=torch.stack(ranked), k=k)
 
 
@@ -267,9 +274,15 @@ def build_state(
             out.copy_(rbf_kernel(gram, sigma=plan.rbf_sigma, name=name, layer=index))
 
         linear, neighbours, rbf = _dense_work(
-            total, layers[0].shape[0], layers[0].device, fill_raw=fill_raw, fill_rbf=fill_rbf if plan.needs_rbf else None,
-            plan=plan, name=name, progress=progress,
-        )  # fmt: skip
+            total,
+            layers[0].shape[0],
+            layers[0].device,
+            fill_raw=fill_raw,
+            fill_rbf=fill_rbf if plan.needs_rbf else None,
+            plan=plan,
+            name=name,
+            progress=progress,
+        )
     else:
         linear = FeatureStack.from_layers(list(layers))
         check_stack_not_constant(linear, name=name)
@@ -282,4 +295,3 @@ def build_state(
     return ModalityState(
         name=name, plan=plan, linear=linear, neighbours=neighbours, rbf=rbf, clip=prepared.clip, self_terms=self_terms
     )
-

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from probe.align.engine import pair_matrices, prepare_modalities
-from probe.align.settings import AlignSettings, check_settings
-from probe.errors import InputError
 from probe.align.prep import LayerInput, as_layer_source
+from probe.align.settings import AlignSettings, check_settings
 from probe.align.specs import metric_specs
 from probe.align.state import ModalityState
+from probe.errors import InputError
 from probe.progress import ProgressCallback
 
 ChanceSource = Literal["exact", "null", "unavailable"]
@@ -145,14 +145,29 @@ class AlignmentReport:
         """The settings and sizes as one flat JSON-safe dict (the results JSON's `settings`)."""
         s, z = self.settings, self.sizes
         return {
-            "num_rows": z.num_rows, "vision_layers": z.vision_layers, "text_layers": z.text_layers,
-            "metrics": list(s.metrics), "k": s.k, "clip_quantile": s.clip_quantile, "vision_clip": z.vision_clip,
-            "text_clip": z.text_clip, "normalize": s.normalize, "permutations": s.permutations,
-            "subsamples": s.subsamples, "subsample_fraction": s.subsample_fraction,
-            "subsample_rows": z.subsample_rows, "confidence": s.confidence, "seed": s.seed, "path": z.path,
-            "device": z.device, "rbf_sigma": s.rbf_sigma, "denominator_epsilon": s.denominator_epsilon,
-            "interval_method": INTERVAL_METHOD, "p_value_rule": P_VALUE_RULE, "calibrated_rule": CALIBRATED_RULE,
-        }  # fmt: skip
+            "num_rows": z.num_rows,
+            "vision_layers": z.vision_layers,
+            "text_layers": z.text_layers,
+            "metrics": list(s.metrics),
+            "k": s.k,
+            "clip_quantile": s.clip_quantile,
+            "vision_clip": z.vision_clip,
+            "text_clip": z.text_clip,
+            "normalize": s.normalize,
+            "permutations": s.permutations,
+            "subsamples": s.subsamples,
+            "subsample_fraction": s.subsample_fraction,
+            "subsample_rows": z.subsample_rows,
+            "confidence": s.confidence,
+            "seed": s.seed,
+            "path": z.path,
+            "device": z.device,
+            "rbf_sigma": s.rbf_sigma,
+            "denominator_epsilon": s.denominator_epsilon,
+            "interval_method": INTERVAL_METHOD,
+            "p_value_rule": P_VALUE_RULE,
+            "calibrated_rule": CALIBRATED_RULE,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain types: {"settings": {...}, "metrics": {name: {...}}}."""
@@ -173,9 +188,7 @@ def best_pair(matrix: np.ndarray) -> tuple[int, int]:
     return flat // matrix.shape[1], flat % matrix.shape[1]
 
 
-def _collect(
-    matrices: list[dict[str, torch.Tensor]], best: dict[str, tuple[int, int]]
-) -> ResampledScores:
+def _collect(matrices: list[dict[str, torch.Tensor]], best: dict[str, tuple[int, int]]) -> ResampledScores:
     """Stack resampled score matrices into maxima and best-pair scores per metric."""
     maxima = {name: np.array([float(m[name].max()) for m in matrices]) for name in best}
     at_best = {name: np.array([float(m[name][pair]) for m in matrices]) for name, pair in best.items()}
@@ -273,7 +286,9 @@ def interval_summary(
         return {"max_interval": None, "best_pair_interval": None, "subsample_maxima": None}
     return {
         "max_interval": jackknife_interval(observed, spread.maxima[name], fraction=fraction, confidence=confidence),
-        "best_pair_interval": jackknife_interval(observed, spread.at_best[name], fraction=fraction, confidence=confidence),
+        "best_pair_interval": jackknife_interval(
+            observed, spread.at_best[name], fraction=fraction, confidence=confidence
+        ),
         "subsample_maxima": spread.maxima[name],
     }
 
@@ -313,7 +328,9 @@ def compare_with_control(
     if model.subsample_maxima is not None and control.subsample_maxima is not None:
         a, b = np.asarray(model.subsample_maxima), np.asarray(control.subsample_maxima)
         if len(a) != len(b):
-            raise InputError(f"{len(a)} and {len(b)} subsamples: a model and its control must be scored with the same settings")
+            raise InputError(
+                f"{len(a)} and {len(b)} subsamples: a model and its control must be scored with the same settings"
+            )
         assert model.null_max_mean is not None and control.null_max_mean is not None
         per_subset = _calibrated(a, model.null_max_mean) - _calibrated(b, control.null_max_mean)
         interval = jackknife_interval(difference, per_subset, fraction=fraction, confidence=confidence)
@@ -378,9 +395,14 @@ def score_alignment(
     spread = None
     if settings.subsamples:
         spread = subsample_scores(
-            first, second, subsamples=settings.subsamples, rows=subset_rows, best=best, rng=subset_stream,
+            first,
+            second,
+            subsamples=settings.subsamples,
+            rows=subset_rows,
+            best=best,
+            rng=subset_stream,
             progress=progress,
-        )  # fmt: skip
+        )
     reports = {}
     for name in names:
         score = float(observed[name][best[name]])
@@ -388,12 +410,23 @@ def score_alignment(
             name, first=first, pair=best[name], k=k, null_at_best=None if null is None else null.at_best[name]
         )
         reports[name] = MetricReport(
-            metric=name, matrix=observed[name], best_score=score, best_pair=best[name], chance_level=chance,
-            chance_source=source, **null_summary(score, None if null is None else null.maxima[name]),
+            metric=name,
+            matrix=observed[name],
+            best_score=score,
+            best_pair=best[name],
+            chance_level=chance,
+            chance_source=source,
+            **null_summary(score, None if null is None else null.maxima[name]),
             **interval_summary(score, spread, name, fraction=subsample_fraction, confidence=confidence),
-        )  # fmt: skip
+        )
     sizes = ScoredSizes(
-        num_rows=num_rows, vision_layers=first.num_layers, text_layers=second.num_layers, vision_clip=first.clip,
-        text_clip=second.clip, subsample_rows=subset_rows, path=first.plan.path, device=str(first.device),
-    )  # fmt: skip
+        num_rows=num_rows,
+        vision_layers=first.num_layers,
+        text_layers=second.num_layers,
+        vision_clip=first.clip,
+        text_clip=second.clip,
+        subsample_rows=subset_rows,
+        path=first.plan.path,
+        device=str(first.device),
+    )
     return AlignmentReport(metrics=reports, settings=settings, sizes=sizes)

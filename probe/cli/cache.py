@@ -21,8 +21,14 @@ def _select(cache_dir: Path, pattern: Optional[str]):
 
     entries = list_entries(cache_dir)
     if pattern:
-        entries = [e for e in entries if fnmatch.fnmatch(e.model, pattern) or fnmatch.fnmatch(e.dataset, pattern)
-                   or fnmatch.fnmatch(str(e.path), pattern) or str(e.path) == pattern]
+        entries = [
+            e
+            for e in entries
+            if fnmatch.fnmatch(e.model, pattern)
+            or fnmatch.fnmatch(e.dataset, pattern)
+            or fnmatch.fnmatch(str(e.path), pattern)
+            or str(e.path) == pattern
+        ]
     return entries
 
 
@@ -64,7 +70,10 @@ def cache_verify(
     bad = 0
     for e in _select(opt.cache_dir_or_default(cache_dir), pattern):
         if e.state == "partial":
-            console.print(f"[yellow]partial[/] {e.path} ({e.rows_written}/{e.rows} rows); 'probe extract' resumes it", highlight=False)
+            console.print(
+                f"[yellow]partial[/] {e.path} ({e.rows_written}/{e.rows} rows); 'probe extract' resumes it",
+                highlight=False,
+            )
             continue
         if e.state == "tmp":
             console.print(f"[yellow]tmp[/] {e.path}: {e.note}", highlight=False)
@@ -115,7 +124,9 @@ def cache_import(
     model: str = typer.Option(..., "--model", "-m", help="Name to give these features (not a registered model name)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset whose rows, in order, the features are of."),
     modality: str = typer.Option(..., "--modality", help="vision | text"),
-    pool: Optional[str] = typer.Option(None, "--pool", help="How the rows were pooled (vision: cls, mean; text: mean, last)."),
+    pool: Optional[str] = typer.Option(
+        None, "--pool", help="How the rows were pooled (vision: cls, mean; text: mean, last)."
+    ),
     cache_dir: Optional[Path] = opt.CacheDir,
 ) -> None:
     """Bring features computed elsewhere into the cache; then 'probe align --vision NAME' uses them."""
@@ -125,6 +136,12 @@ def cache_import(
     from probe.features.imports import import_features
 
     root = opt.cache_dir_or_default(cache_dir)
-    path = import_features(file, model=model, dataset=load_dataset(dataset, cache_dir=root), modality=modality,  # type: ignore[arg-type]
-                           cache_dir=root, pool=pool)  # fmt: skip
+    path = import_features(
+        file,
+        model=model,
+        dataset=load_dataset(dataset, cache_dir=root),
+        modality=modality,  # type: ignore[arg-type]
+        cache_dir=root,
+        pool=pool,
+    )
     Console().print(f"[green]imported[/] {file} as {model!r}: {path}", highlight=False, soft_wrap=True)

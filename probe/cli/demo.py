@@ -21,12 +21,14 @@ def demo(
     seed: int = opt.Seed,
     device: str = opt.Device,
     no_progress: bool = opt.NoProgress,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and cost (`probe plan demo`); run nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what would run and cost (`probe plan demo`); run nothing."
+    ),
 ) -> None:
     """Run the offline miniature: a ViT trained without text and its random control vs MiniLM and SmolLM2 on OpenMoji."""
-    from probe.runs.demo import DemoSettings, run_demo
     from probe.progress import rich_progress
     from probe.report.terminal import render_demo
+    from probe.runs.demo import DemoSettings, run_demo
 
     settings = DemoSettings(limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device)
     if dry_run:  # the demo preset is what `probe demo` runs (tests/test_runs/test_study.py)
@@ -36,10 +38,16 @@ def demo(
         from probe.runs.study import load_study
 
         spec = load_study("demo")
-        spec = replace(spec, settings=replace(spec.settings, limit=limit, permutations=permutations,
-                                              subsamples=subsamples, seed=seed, device=device))
+        spec = replace(
+            spec,
+            settings=replace(
+                spec.settings, limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device
+            ),
+        )
         typer.echo(format_plan(plan_study(spec, cache_dir=opt.cache_dir_or_default(cache_dir))), nl=False)
         return
     with rich_progress(enabled=not no_progress) as progress:
-        run = run_demo(cache_dir=opt.cache_dir_or_default(cache_dir), output=output, settings=settings, progress=progress)
+        run = run_demo(
+            cache_dir=opt.cache_dir_or_default(cache_dir), output=output, settings=settings, progress=progress
+        )
     render_demo(run)

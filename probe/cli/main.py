@@ -40,9 +40,17 @@ def _print_version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and debug logs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors in the log."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch/BLAS (default: all cores). 1 is faster on a busy machine."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder for every command (a command's own --cache-dir wins; default: $PROBE_CACHE, else ~/.cache/probe)."),
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print probe's version and exit."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch/BLAS (default: all cores). 1 is faster on a busy machine."
+    ),
+    cache_dir: Optional[Path] = typer.Option(
+        None,
+        "--cache-dir",
+        help="Cache folder for every command (a command's own --cache-dir wins; default: $PROBE_CACHE, else ~/.cache/probe).",
+    ),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print probe's version and exit."
+    ),
 ) -> None:
     import os
 
@@ -69,7 +77,18 @@ def _register_commands() -> None:
     # Importing these modules runs their @app.command decorators.
     import importlib
 
-    for name in ("probe.cli.info", "probe.cli.models", "probe.cli.extract", "probe.cli.cache", "probe.cli.align", "probe.cli.linear", "probe.cli.demo", "probe.cli.report", "probe.cli.compare", "probe.cli.study"):
+    for name in (
+        "probe.cli.info",
+        "probe.cli.models",
+        "probe.cli.extract",
+        "probe.cli.cache",
+        "probe.cli.align",
+        "probe.cli.linear",
+        "probe.cli.demo",
+        "probe.cli.report",
+        "probe.cli.compare",
+        "probe.cli.study",
+    ):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a command module not written yet

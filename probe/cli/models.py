@@ -12,6 +12,7 @@ from rich.console import Console
 
 from probe.cli.main import app
 
+
 @app.command("models", short_help="The model registry: aliases, hub ids, sizes, offline or not.")
 def models_command(
     pattern: Optional[str] = typer.Argument(

@@ -7,15 +7,32 @@ from typing import Optional
 
 import typer
 
-CacheDir = typer.Option(None, "--cache-dir", help="Cache folder (default: the global --cache-dir, else $PROBE_CACHE, else ~/.cache/probe).")
+CacheDir = typer.Option(
+    None, "--cache-dir", help="Cache folder (default: the global --cache-dir, else $PROBE_CACHE, else ~/.cache/probe)."
+)
 Device = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
 Dtype = typer.Option("auto", "--dtype", help="auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16")
 Limit = typer.Option(None, "--limit", min=1, help="Use only the first N rows of the dataset.")
-BatchSize = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass (halved automatically on GPU out-of-memory).")
-MaxTokens = typer.Option(None, "--max-tokens", min=1, help="Text: fill length-sorted batches up to this many padded tokens (and --batch-size rows if given, else 2048) instead of fixed --batch-size batches.")
-Compile = typer.Option(False, "--compile", help="Run the network through torch.compile (features equal to float rounding; pays on long GPU runs).")
+BatchSize = typer.Option(
+    None, "--batch-size", min=1, help="Rows per forward pass (halved automatically on GPU out-of-memory)."
+)
+MaxTokens = typer.Option(
+    None,
+    "--max-tokens",
+    min=1,
+    help="Text: fill length-sorted batches up to this many padded tokens (and --batch-size rows if given, else 2048) instead of fixed --batch-size batches.",
+)
+Compile = typer.Option(
+    False,
+    "--compile",
+    help="Run the network through torch.compile (features equal to float rounding; pays on long GPU runs).",
+)
 Layers = typer.Option("all", "--layers", help="Hidden states to keep: all | -1 | 0,12,24 | ::4 (0 = embeddings).")
-Overwrite = typer.Option("missing", "--overwrite", help="never: only use existing caches | missing: extract what is missing, resuming | always: redo.")
+Overwrite = typer.Option(
+    "missing",
+    "--overwrite",
+    help="never: only use existing caches | missing: extract what is missing, resuming | always: redo.",
+)
 Revision = typer.Option(None, "--revision", help="Model revision (branch, tag or commit) on the hub.")
 TrustRemoteCode = typer.Option(False, "--trust-remote-code", help="Allow model code from the hub (off by default).")
 Output = typer.Option(Path("probe-results"), "--output", "-o", help="Folder for the results JSON and plots.")

@@ -13,7 +13,9 @@ from probe.cli.main import app
 
 Target = typer.Argument(None, help="A study TOML file or a preset name (`probe study --list`).")
 DeviceOverride = typer.Option(None, "--device", help="Override the study's device: auto | cpu | cuda | cuda:N | mps.")
-LimitOverride = typer.Option(None, "--limit", min=1, help="Override the study's limit: the first N rows of each dataset.")
+LimitOverride = typer.Option(
+    None, "--limit", min=1, help="Override the study's limit: the first N rows of each dataset."
+)
 
 
 def _load(target: Optional[str], device: Optional[str], limit: Optional[int]):
@@ -40,7 +42,9 @@ def study(
     target: Optional[str] = Target,
     list_presets: bool = typer.Option(False, "--list", help="List the shipped presets and exit."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (`probe plan`) and run nothing."),
-    output: Path = typer.Option(Path("probe-studies"), "--output", "-o", help="Folder for the study folder (study-<name>-<time>/)."),
+    output: Path = typer.Option(
+        Path("probe-studies"), "--output", "-o", help="Folder for the study folder (study-<name>-<time>/)."
+    ),
     cache_dir: Optional[Path] = opt.CacheDir,
     device: Optional[str] = DeviceOverride,
     limit: Optional[int] = LimitOverride,
@@ -51,12 +55,14 @@ def study(
     if list_presets:
         import textwrap
 
-        from probe.runs.study import list_presets as presets, preset_descriptions
+        from probe.runs.study import list_presets as presets
+        from probe.runs.study import preset_descriptions
 
         descriptions = preset_descriptions()
         for name in presets():
-            typer.echo(textwrap.fill(descriptions[name], width=80, initial_indent=f"{name:<16} ",
-                                     subsequent_indent=" " * 17))
+            typer.echo(
+                textwrap.fill(descriptions[name], width=80, initial_indent=f"{name:<16} ", subsequent_indent=" " * 17)
+            )
         return
     spec = _load(target, device, limit)
     if dry_run:
@@ -69,8 +75,10 @@ def study(
         run = run_study(spec, cache_dir=opt.cache_dir_or_default(cache_dir), output=output, progress=progress)
     typer.echo(f"study {spec.name}: {run.folder}")
     typer.echo(f"report: {run.report.html}")
-    typer.echo(f"table: {run.report.csv} ({run.report.align_rows} alignment rows), {run.report.probes_csv} "
-               f"({run.report.probe_rows} probe rows)")
+    typer.echo(
+        f"table: {run.report.csv} ({run.report.align_rows} alignment rows), {run.report.probes_csv} "
+        f"({run.report.probe_rows} probe rows)"
+    )
 
 
 @app.command(short_help="What a study would run and cost (caches, disk, gated models, time); runs nothing.")

@@ -172,8 +172,15 @@ def materialise_hub_dataset(spec: HubDatasetSpec, *, root: Path, name: Optional[
         # The export branch moves when the hub reconverts: keep the commit these rows come from. Written
         # before the manifest, which marks the folder complete.
         root.mkdir(parents=True, exist_ok=True)
-        _write_source(root, {"hub_id": spec.hub_id, "revision": PARQUET_EXPORT, "commit": folder.name,
-                             "files": [f.relative_to(folder).as_posix() for f in files]})  # fmt: skip
+        _write_source(
+            root,
+            {
+                "hub_id": spec.hub_id,
+                "revision": PARQUET_EXPORT,
+                "commit": folder.name,
+                "files": [f.relative_to(folder).as_posix() for f in files],
+            },
+        )
         return materialise_rows(read_parquet_rows(files), spec=spec, root=root)
     _require("datasets", package="datasets", name=name, spec=spec, install="pip install 'datasets>=2.18'")
     from datasets import load_dataset

@@ -29,7 +29,9 @@ class ImageTooLarge(InputError):
 def check_max_pixels(max_pixels: int) -> int:
     """`max_pixels` if it is a positive integer, else InputError naming `max_pixels=` (--max-pixels)."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise InputError(f"max_pixels={max_pixels!r} must be a positive number of pixels (default {DEFAULT_MAX_PIXELS:,})")
+        raise InputError(
+            f"max_pixels={max_pixels!r} must be a positive number of pixels (default {DEFAULT_MAX_PIXELS:,})"
+        )
     return max_pixels
 
 
@@ -52,7 +54,9 @@ def open_within_budget(path: Path, *, max_pixels: int):
             im = Image.open(path)
         except Image.DecompressionBombError as exc:  # over twice the budget: PIL refuses it in open()
             found = re.search(r"\((\d+) pixels\)", str(exc))
-            raise _over_budget(path, f"{int(found.group(1)):,}" if found else "more than twice the budget", max_pixels) from None
+            raise _over_budget(
+                path, f"{int(found.group(1)):,}" if found else "more than twice the budget", max_pixels
+            ) from None
     width, height = im.size
     if width * height > max_pixels:
         im.close()

@@ -166,11 +166,15 @@ def load_manifest(path: Path, *, name: Optional[str] = None) -> PairedDataset:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise InputError(f"dataset path {path} does not exist; pass a registered name (see 'probe datasets') or a manifest file/folder")
+        raise InputError(
+            f"dataset path {path} does not exist; pass a registered name (see 'probe datasets') or a manifest file/folder"
+        )
     if path.is_dir():
         found = [path / f for f in FOLDER_MANIFESTS if (path / f).is_file()]
         if not found:
-            raise InputError(f"folder {path} has none of {', '.join(FOLDER_MANIFESTS)}; add a manifest or a captions file")
+            raise InputError(
+                f"folder {path} has none of {', '.join(FOLDER_MANIFESTS)}; add a manifest or a captions file"
+            )
         manifest = found[0]
         default_name = path.name
     else:

@@ -349,4 +349,3 @@ def build_openmoji(root: Path, *, size: int = 224, limit: Optional[int] = None) 
 def openmoji_rows_count() -> int:
     """How many rows the full dataset has after de-duplication."""
     return len(dataset_rows()[0])
-

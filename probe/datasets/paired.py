@@ -122,7 +122,9 @@ class PairedDataset:
         """InputError when any row has no image (vision models need one per row)."""
         for i, r in enumerate(self.rows):
             if r.image is None:
-                raise InputError(f"row {i + 1} (id {r.id!r}) of {self.source} has no image; a vision model needs one per row")
+                raise InputError(
+                    f"row {i + 1} (id {r.id!r}) of {self.source} has no image; a vision model needs one per row"
+                )
 
     def require_captions(self) -> None:
         """InputError naming the first row without a caption (text models need one per row)."""

@@ -33,6 +33,7 @@ from probe.features.format import FORMAT_VERSION, hash_in_path, key_hash, layer_
 
 _FIX = "re-extract it with 'probe extract ... --overwrite always' (or remove it with 'probe cache rm')"
 
+
 @dataclass(frozen=True)
 class LayerStack:
     """Some stored layers of one pool of a cache, optionally restricted to some rows: the layer source
@@ -139,12 +140,16 @@ class FeatureCache:
                         )
                     sums = self.layer_sha256.get(pool) if isinstance(self.layer_sha256, dict) else None
                     if not isinstance(sums, list) or len(sums) != self.num_layers:
-                        raise CacheError(f"{self.path}: the stored checksums of features/{pool} are missing or incomplete; {_FIX}")
+                        raise CacheError(
+                            f"{self.path}: the stored checksums of features/{pool} are missing or incomplete; {_FIX}"
+                        )
                 self.hidden_size = int(f["features"][self.pools[0]].shape[2])
         except CacheError:
             raise
         except Exception as exc:  # any damage (truncated file, wrong types, missing objects) is one clear line
-            raise CacheError(f"{self.path} is not a readable probe cache ({type(exc).__name__}: {exc}); {_FIX}") from None
+            raise CacheError(
+                f"{self.path} is not a readable probe cache ({type(exc).__name__}: {exc}); {_FIX}"
+            ) from None
 
     def _check_key(self, model: Optional[str]) -> None:
         """The stored key must be the one this path was derived from, and of the expected model."""
@@ -167,9 +172,14 @@ class FeatureCache:
         finite = np.isfinite(x)
         if not finite.all():
             bad = np.flatnonzero(~finite.all(axis=1))
-            rows = ", ".join(f"{r} ({self.ids[r]!r})" for r in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-            origin = ("they were stored so at extraction (the model produced them: try --dtype float32)" if matches
-                      else "the file was changed after it was written")
+            rows = ", ".join(f"{r} ({self.ids[r]!r})" for r in bad[:5]) + (
+                f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            )
+            origin = (
+                "they were stored so at extraction (the model produced them: try --dtype float32)"
+                if matches
+                else "the file was changed after it was written"
+            )
             raise CacheError(
                 f"{self.path}: features/{pool} layer {self.layers[i]} has NaN/Inf values in rows {rows}; {origin}; {_FIX}"
             )
@@ -198,7 +208,9 @@ class FeatureCache:
                 raise CacheError(f"{self.path} holds pools {self.pools}; say which one")
             return self.pools[0]
         if pool not in self.pools:
-            raise CacheError(f"{self.path} has no pool {pool!r} (it has {', '.join(self.pools)}); extract with --pool {pool}")
+            raise CacheError(
+                f"{self.path} has no pool {pool!r} (it has {', '.join(self.pools)}); extract with --pool {pool}"
+            )
         return pool
 
     def layer(self, i: int, *, pool: Optional[str] = None) -> np.ndarray:
@@ -213,7 +225,9 @@ class FeatureCache:
             with h5py.File(self.path, "r") as f:
                 x = np.asarray(f["features"][name][i], dtype=np.float32)
         except (OSError, KeyError, ValueError) as exc:
-            raise CacheError(f"{self.path}: cannot read features/{name} layer {self.layers[i]} ({exc}); {_FIX}") from None
+            raise CacheError(
+                f"{self.path}: cannot read features/{name} layer {self.layers[i]} ({exc}); {_FIX}"
+            ) from None
         self._verify_layer(name, i, x)
         return x
 
@@ -242,7 +256,9 @@ class FeatureCache:
 def check_paired(a: FeatureCache, b: FeatureCache) -> None:
     """CacheError unless `a` and `b` hold the same dataset rows in the same order (ids and content hashes)."""
     if a.num_rows != b.num_rows:
-        raise CacheError(f"caches are not paired: {a.path} has {a.num_rows} rows, {b.path} has {b.num_rows}; extract both on the same dataset and --limit")
+        raise CacheError(
+            f"caches are not paired: {a.path} has {a.num_rows} rows, {b.path} has {b.num_rows}; extract both on the same dataset and --limit"
+        )
     for name in ("ids", "image_sha256", "caption_sha256"):
         xa, xb = getattr(a, name), getattr(b, name)
         if xa != xb:

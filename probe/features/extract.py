@@ -16,13 +16,13 @@ from typing import Any, Iterator, Literal, Optional, Sequence
 
 import numpy as np
 
-from probe.features.cache import FeatureCache
-from probe.features.format import build_key, cache_path, check_writable_dir, default_cache_dir
-from probe.features.writer import BackgroundWriter, PartialWriter
 from probe.datasets import PairedDataset, load_dataset
 from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, check_max_pixels, load_rgb
 from probe.errors import CacheError, InputError, ProbeError, describe_os_error
+from probe.features.cache import FeatureCache
+from probe.features.format import build_key, cache_path, check_writable_dir, default_cache_dir
 from probe.features.layers import parse_layers
+from probe.features.writer import BackgroundWriter, PartialWriter
 from probe.log import logger
 from probe.models.registry import POOLS_BY_MODALITY
 from probe.progress import ProgressCallback
@@ -89,7 +89,9 @@ def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[
         return allowed
     if pool not in allowed:
         extra = ", both" if modality == "vision" else ""
-        raise InputError(f"pool={pool!r} does not apply to a {modality} model; choose one of {', '.join(allowed)}{extra}")
+        raise InputError(
+            f"pool={pool!r} does not apply to a {modality} model; choose one of {', '.join(allowed)}{extra}"
+        )
     return (pool,)
 
 
@@ -126,7 +128,11 @@ class _Collate:
 
 
 def plan_batches(
-    rows: np.ndarray, batch_size: Optional[int], *, lengths: Optional[Sequence[int]] = None, max_tokens: Optional[int] = None,
+    rows: np.ndarray,
+    batch_size: Optional[int],
+    *,
+    lengths: Optional[Sequence[int]] = None,
+    max_tokens: Optional[int] = None,
 ) -> list[list[int]]:
     """Fixed batches over this shard's `rows`: [B] row lists covering each row once.
 
@@ -147,7 +153,11 @@ def plan_batches(
     batches: list[list[int]] = []
     for i in order:
         current = batches[-1] if batches else None
-        if current is None or (len(current) + 1) * lengths[current[0]] > max_tokens or len(current) == (batch_size or len(order)):
+        if (
+            current is None
+            or (len(current) + 1) * lengths[current[0]] > max_tokens
+            or len(current) == (batch_size or len(order))
+        ):
             batches.append([i])
         else:
             current.append(i)
@@ -176,7 +186,9 @@ class _AdaptiveEncoder:
                 outs.append(self.loaded.encode(sub, pools=self.pools, **kwargs))
             except torch.OutOfMemoryError:
                 if step == 1:
-                    raise ProbeError("out of GPU memory even at batch size 1; use a smaller dtype= or another device=") from None
+                    raise ProbeError(
+                        "out of GPU memory even at batch size 1; use a smaller dtype= or another device="
+                    ) from None
                 self.max_batch = max(1, step // 2)
                 logger.warning("out of memory at batch size %d; continuing at %d", step, self.max_batch)
                 if torch.cuda.is_available():
@@ -215,7 +227,12 @@ def _to_host(feats: dict[str, Any], select: np.ndarray, *, store_dtype: str) -> 
 
 
 def _iter_batches(
-    loaded: Any, dataset: PairedDataset, batches: Sequence[Sequence[int]], *, num_workers: int, prompt: Optional[str],
+    loaded: Any,
+    dataset: PairedDataset,
+    batches: Sequence[Sequence[int]],
+    *,
+    num_workers: int,
+    prompt: Optional[str],
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[tuple[list[int], dict]]:
     """Yield (row indices, model inputs) for each planned batch, in order."""
@@ -250,7 +267,9 @@ def _iter_batches(
     for rows, inputs, bad in loader:
         if bad:
             i, err = bad[0]
-            raise InputError(f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row")
+            raise InputError(
+                f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row"
+            )
         yield rows, inputs
 
 
@@ -308,7 +327,9 @@ def _validate_prompt(prompt: Optional[str]) -> None:
     try:
         prompt.format(caption="x")
     except (KeyError, IndexError, ValueError) as exc:
-        raise InputError(f"prompt={prompt!r} is not a valid template ({exc}); only '{{caption}}' may appear in braces") from None
+        raise InputError(
+            f"prompt={prompt!r} is not a valid template ({exc}); only '{{caption}}' may appear in braces"
+        ) from None
 
 
 def extract_features(
@@ -392,9 +413,13 @@ def extract_features(
     dtype_name = str(torch_dtype).removeprefix("torch.")
     num_states = spec.num_layers + 1 if getattr(spec, "num_layers", None) is not None else None
     layer_idx: Sequence[int] | str = parse_layers(layers, num_states=num_states) if num_states else layers
-    key = build_key(spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name, store_dtype=store_dtype)
+    key = build_key(
+        spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name, store_dtype=store_dtype
+    )
     final = cache_path(cache_dir, key)
-    writer = PartialWriter(final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world, store_dtype=store_dtype)
+    writer = PartialWriter(
+        final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world, store_dtype=store_dtype
+    )
 
     if spec.modality == "vision" and (overwrite == "always" or (overwrite == "missing" and not final.is_file())):
         # Image headers only (nothing decoded), before anything is deleted, written or loaded.
@@ -402,7 +427,9 @@ def extract_features(
     if overwrite != "always" and final.is_file():
         return _reuse(final, key, len(data), t0)
     if overwrite == "never":
-        raise InputError(f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; use overwrite='missing' to extract")
+        raise InputError(
+            f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; use overwrite='missing' to extract"
+        )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -433,8 +460,14 @@ def extract_features(
             from probe.models.loading import load_model
 
             t_load = time.perf_counter()
-            loaded = load_model(spec, device=torch_device, dtype=torch_dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
-                                compile=compile)  # fmt: skip
+            loaded = load_model(
+                spec,
+                device=torch_device,
+                dtype=torch_dtype,
+                cache_dir=cache_dir,
+                trust_remote_code=trust_remote_code,
+                compile=compile,
+            )
             load_seconds = time.perf_counter() - t_load
             if isinstance(layer_idx, str):
                 layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
@@ -445,17 +478,26 @@ def extract_features(
             if progress:
                 progress(base, len(data), what)
             lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
-            plan = plan_batches(shard_rows, (batch_size or MAX_BUDGET_ROWS) if max_tokens else bs, lengths=lengths, max_tokens=max_tokens)
+            plan = plan_batches(
+                shard_rows,
+                (batch_size or MAX_BUDGET_ROWS) if max_tokens else bs,
+                lengths=lengths,
+                max_tokens=max_tokens,
+            )
             if max_tokens:
                 bs = max((len(b) for b in plan), default=1)
-                logger.info("text batches of up to %d padded tokens: %d batches of 1-%d rows", max_tokens, len(plan), bs)
+                logger.info(
+                    "text batches of up to %d padded tokens: %d batches of 1-%d rows", max_tokens, len(plan), bs
+                )
             encoder = _AdaptiveEncoder(loaded, pools, bs)
             # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
             batches = [b for b in plan if not done[b].all()]
             # The batch files are saved by a writer thread (at most WRITE_QUEUE batches waiting), so the
             # device->host copy and the write of batch k overlap the forward pass of batch k+1.
             with BackgroundWriter(writer, depth=WRITE_QUEUE) as saver:
-                for rows, inputs in _iter_batches(loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels):
+                for rows, inputs in _iter_batches(
+                    loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels
+                ):
                     host, ready = _to_host(encoder(inputs), select, store_dtype=store_dtype)
                     saver.submit(rows, host, layers=select.tolist(), ready=ready)
                     rows_extracted += int((~done[rows]).sum())
@@ -482,7 +524,9 @@ def extract_features(
             provenance=prov,
         )
         if path is None and shard.world == 1:
-            raise ProbeError(f"extraction finished but {writer.dir} is missing rows (were files removed meanwhile?); re-run")
+            raise ProbeError(
+                f"extraction finished but {writer.dir} is missing rows (were files removed meanwhile?); re-run"
+            )
         result = ExtractResult(path, key, False, len(data), rows_extracted, time.perf_counter() - t0, bs, load_seconds)
     from probe.features.rates import record_extraction
 

@@ -41,7 +41,9 @@ def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     model = _slug(str(key["model"]["name"]).replace("/", "--"))
     dataset = _slug(str(key["dataset"]["name"]))
     pools = "+".join(key["pools"])
-    return Path(cache_dir) / "features" / model / dataset / f"{key['modality']}-{pools}-{key_hash(key)[:16]}{CACHE_SUFFIX}"
+    return (
+        Path(cache_dir) / "features" / model / dataset / f"{key['modality']}-{pools}-{key_hash(key)[:16]}{CACHE_SUFFIX}"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -50,7 +52,6 @@ def default_cache_dir() -> Path:
 
     env = os.environ.get("PROBE_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "probe"
-
 
 
 def layer_checksum(x: np.ndarray) -> str:
@@ -71,8 +72,12 @@ def model_key(spec: Any) -> dict[str, Any]:
     A random-init twin adds its seed and its base model (name, hub id, revision, source; its fingerprint is
     that of the base's config and processor); a pixels control adds its recipe and size.
     """
-    key: dict[str, Any] = {"name": spec.alias or spec.hub_id, "hub_id": spec.hub_id, "revision": spec.revision,
-                           "source": spec.source}
+    key: dict[str, Any] = {
+        "name": spec.alias or spec.hub_id,
+        "hub_id": spec.hub_id,
+        "revision": spec.revision,
+        "source": spec.source,
+    }
     fingerprint = weights_fingerprint(spec)
     if fingerprint is not None:
         key["local_fingerprint"] = fingerprint
@@ -80,15 +85,25 @@ def model_key(spec: Any) -> dict[str, Any]:
         key["seed"] = spec.seed
     base = getattr(spec, "base", None)
     if base is not None:
-        key["base"] = {"name": base.alias or base.hub_id, "hub_id": base.hub_id, "revision": base.revision,
-                       "source": base.source}
+        key["base"] = {
+            "name": base.alias or base.hub_id,
+            "hub_id": base.hub_id,
+            "revision": base.revision,
+            "source": base.source,
+        }
     if spec.source == "pixels":
         key["pixels"] = pixel_recipe(spec.image_size)
     return key
 
 
 def build_key(
-    *, spec: Any, dataset: PairedDataset, pools: Sequence[str], layers: Sequence[int] | str, prompt: Optional[str], dtype: str,
+    *,
+    spec: Any,
+    dataset: PairedDataset,
+    pools: Sequence[str],
+    layers: Sequence[int] | str,
+    prompt: Optional[str],
+    dtype: str,
     store_dtype: str = "float32",
 ) -> dict[str, Any]:
     """Everything that changes the stored numbers, as a JSON-safe dict (see docs/cache.md).
@@ -126,7 +141,9 @@ def check_writable_dir(path: Path, *, param: str) -> None:
     """InputError naming `param` unless `path` is a folder this process can write in, or can be created as one."""
     path = Path(path).expanduser().absolute()
     if path.exists() and not path.is_dir():
-        raise InputError(f"{param}={str(path)!r} is an existing file, not a folder; pass a folder (it is created if missing)")
+        raise InputError(
+            f"{param}={str(path)!r} is an existing file, not a folder; pass a folder (it is created if missing)"
+        )
     anchor = _nearest_existing(path)
     if anchor != path and not anchor.is_dir():
         raise InputError(f"{param}={str(path)!r} cannot be created: {anchor} is a file, not a folder")
@@ -134,7 +151,9 @@ def check_writable_dir(path: Path, *, param: str) -> None:
         fd, probe_file = tempfile.mkstemp(prefix=".probe-write-check-", dir=anchor)
     except OSError as exc:
         where = "in it" if anchor == path else f"in {anchor}, where it would be created"
-        raise InputError(f"{param}={str(path)!r} is not writable: cannot create a file {where} ({exc.strerror or exc}); "
-                         f"pass a folder you can write to") from None
+        raise InputError(
+            f"{param}={str(path)!r} is not writable: cannot create a file {where} ({exc.strerror or exc}); "
+            f"pass a folder you can write to"
+        ) from None
     os.close(fd)
     os.unlink(probe_file)

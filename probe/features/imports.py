@@ -14,8 +14,8 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
-from probe.datasets.paired import sha256_file
 from probe.datasets import PairedDataset
+from probe.datasets.paired import sha256_file
 from probe.errors import CacheError, InputError
 from probe.features.cache import FeatureCache
 from probe.features.format import FEATURE_VERSION, cache_path
@@ -57,16 +57,28 @@ def read_features(path: Path) -> np.ndarray:
     except InputError:
         raise
     except Exception as exc:  # unreadable, pickled objects, wrong format: the user's file
-        raise InputError(f"cannot read features from {path} ({type(exc).__name__}: {exc}); .pt files must be plain tensors (weights_only), .npy/.npz without pickles") from None
+        raise InputError(
+            f"cannot read features from {path} ({type(exc).__name__}: {exc}); .pt files must be plain tensors (weights_only), .npy/.npz without pickles"
+        ) from None
     if x.ndim == 2:
         x = x[:, None, :]
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
-        raise InputError(f"{path}: features of shape {tuple(x.shape)} and dtype {x.dtype}; import needs floats of shape [N, L, D] (or [N, D])")
+        raise InputError(
+            f"{path}: features of shape {tuple(x.shape)} and dtype {x.dtype}; import needs floats of shape [N, L, D] (or [N, D])"
+        )
     return x
 
 
-def import_key(*, model: str, file_sha256: str, dataset: PairedDataset, modality: Modality, pool: str, layers: int,
-               store_dtype: str = "float32") -> dict[str, Any]:
+def import_key(
+    *,
+    model: str,
+    file_sha256: str,
+    dataset: PairedDataset,
+    modality: Modality,
+    pool: str,
+    layers: int,
+    store_dtype: str = "float32",
+) -> dict[str, Any]:
     """The cache key of an import (see the module docstring and docs/cache.md)."""
     key: dict[str, Any] = {
         "feature_version": FEATURE_VERSION,
@@ -87,15 +99,29 @@ def _check_name(model: str) -> None:
     """InputError unless `model` is a plain name that no registered model uses."""
     from probe.models.registry import RANDOM_INIT_PREFIX, registered
 
-    if not model or model != model.strip() or "/" in model or model.startswith(".") or model.lower().startswith(RANDOM_INIT_PREFIX):
+    if (
+        not model
+        or model != model.strip()
+        or "/" in model
+        or model.startswith(".")
+        or model.lower().startswith(RANDOM_INIT_PREFIX)
+    ):
         raise InputError(f"model={model!r}: an imported name is a plain name (no '/', no leading '.'), e.g. 'my-dino'")
     spec = registered(model)
     if spec is not None:
-        raise InputError(f"model={model!r} is the name of a registered model ({spec.alias}); import under another name, e.g. '{model}-imported'")
+        raise InputError(
+            f"model={model!r} is the name of a registered model ({spec.alias}); import under another name, e.g. '{model}-imported'"
+        )
 
 
 def import_features(
-    file: Path, *, model: str, dataset: PairedDataset, modality: Modality, cache_dir: Path, pool: Optional[str] = None,
+    file: Path,
+    *,
+    model: str,
+    dataset: PairedDataset,
+    modality: Modality,
+    cache_dir: Path,
+    pool: Optional[str] = None,
     store_dtype: str = "float32",
 ) -> Path:
     """Write the [N, L, D] features in `file` as the cache of `model` (a new name) on `dataset`; return its path.
@@ -110,13 +136,24 @@ def import_features(
     from probe.models.registry import POOLS_BY_MODALITY
 
     if pool not in POOLS_BY_MODALITY[modality]:
-        raise InputError(f"pool={pool!r} is not a {modality} pool; choose one of {', '.join(POOLS_BY_MODALITY[modality])}")
+        raise InputError(
+            f"pool={pool!r} is not a {modality} pool; choose one of {', '.join(POOLS_BY_MODALITY[modality])}"
+        )
     _check_name(model)
     x = read_features(Path(file))
     if x.shape[0] != len(dataset):
-        raise InputError(f"{file} has {x.shape[0]} rows but dataset {dataset.name!r} has {len(dataset)}; the rows must be the dataset's, in its order")
-    key = import_key(model=model, file_sha256=sha256_file(Path(file)), dataset=dataset, modality=modality, pool=pool,
-                     layers=x.shape[1], store_dtype=store_dtype)  # fmt: skip
+        raise InputError(
+            f"{file} has {x.shape[0]} rows but dataset {dataset.name!r} has {len(dataset)}; the rows must be the dataset's, in its order"
+        )
+    key = import_key(
+        model=model,
+        file_sha256=sha256_file(Path(file)),
+        dataset=dataset,
+        modality=modality,
+        pool=pool,
+        layers=x.shape[1],
+        store_dtype=store_dtype,
+    )
     final = cache_path(Path(cache_dir), key)
     if final.is_file():
         FeatureCache(final, model=model)
@@ -127,14 +164,19 @@ def import_features(
     writer = PartialWriter(final, key=key, num_rows=len(dataset), store_dtype=store_dtype)
     identity = {"imported_from": str(Path(file).resolve()), "file_sha256": key["model"]["file_sha256"]}
     return writer.write_array(
-        x, pool=pool, ids=dataset.ids, image_sha256=dataset.image_hashes, caption_sha256=dataset.caption_hashes,
+        x,
+        pool=pool,
+        ids=dataset.ids,
+        image_sha256=dataset.image_hashes,
+        caption_sha256=dataset.caption_hashes,
         layers=list(range(x.shape[1])),
         provenance=provenance(model_identity=identity, device="none", batch_size=0, dataset_source=dataset.source),
     )
 
 
-def find_imported(cache_dir: Path, *, model: str, dataset: PairedDataset, modality: Optional[str] = None,
-                  pool: Optional[str] = None) -> Optional[Path]:
+def find_imported(
+    cache_dir: Path, *, model: str, dataset: PairedDataset, modality: Optional[str] = None, pool: Optional[str] = None
+) -> Optional[Path]:
     """The complete imported cache named `model` on `dataset` (of `modality` and `pool` when given), or None.
 
     CacheError when several match (two files imported under one name): the message lists them and how to
@@ -162,8 +204,12 @@ def find_imported(cache_dir: Path, *, model: str, dataset: PairedDataset, modali
         found.append(path)
     if len(found) > 1:
         listing = "; ".join(str(p) for p in found)
-        raise CacheError(f"{len(found)} imported caches are named {model!r} on {dataset.name}: {listing}; remove all but one with 'probe cache rm PATH' (or pass --pool)")
+        raise CacheError(
+            f"{len(found)} imported caches are named {model!r} on {dataset.name}: {listing}; remove all but one with 'probe cache rm PATH' (or pass --pool)"
+        )
     if not found and other_rows:
         path, rows = other_rows[0]
-        raise InputError(f"{model!r} was imported for {rows} rows of {dataset.name} ({path}), not for these {len(dataset)} rows; imported features cannot be re-extracted: use the rows they were imported for (no --limit) or import again")
+        raise InputError(
+            f"{model!r} was imported for {rows} rows of {dataset.name} ({path}), not for these {len(dataset)} rows; imported features cannot be re-extracted: use the rows they were imported for (no --limit) or import again"
+        )
     return found[0] if found else None

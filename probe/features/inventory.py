@@ -98,8 +98,18 @@ def list_entries(cache_dir: Path) -> list[CacheEntry]:
             entries.append(CacheEntry(path, False, model, dataset, "?", (), 0, 0, 0, _size(path), "damaged", str(exc)))
             continue
         entries.append(
-            CacheEntry(path, True, str(c.key["model"].get("name", model)), str(c.key.get("dataset", {}).get("name", dataset)),
-                       c.modality, tuple(c.pools), c.num_rows, c.num_rows, c.num_layers, _size(path))
+            CacheEntry(
+                path,
+                True,
+                str(c.key["model"].get("name", model)),
+                str(c.key.get("dataset", {}).get("name", dataset)),
+                c.modality,
+                tuple(c.pools),
+                c.num_rows,
+                c.num_rows,
+                c.num_layers,
+                _size(path),
+            )
         )
     for part in sorted(root.rglob(f"*{_PARTIAL}")):
         if not part.is_dir():
@@ -110,18 +120,48 @@ def list_entries(cache_dir: Path) -> list[CacheEntry]:
         try:
             rows = int(key.get("dataset", {}).get("rows", 0))
             entries.append(
-                CacheEntry(part, False, str(key.get("model", {}).get("name", model)), str(key.get("dataset", {}).get("name", dataset)),
-                           str(key.get("modality", "?")), tuple(map(str, key.get("pools", ()))), rows,
-                           info["rows_written"], 0, _size(part), "partial", "" if info["key"] else "no readable key.json")
+                CacheEntry(
+                    part,
+                    False,
+                    str(key.get("model", {}).get("name", model)),
+                    str(key.get("dataset", {}).get("name", dataset)),
+                    str(key.get("modality", "?")),
+                    tuple(map(str, key.get("pools", ()))),
+                    rows,
+                    info["rows_written"],
+                    0,
+                    _size(part),
+                    "partial",
+                    "" if info["key"] else "no readable key.json",
+                )
             )
         except (AttributeError, TypeError, ValueError):
-            entries.append(CacheEntry(part, False, model, dataset, "?", (), 0, info["rows_written"], 0, _size(part), "partial", "damaged key.json"))
+            entries.append(
+                CacheEntry(
+                    part,
+                    False,
+                    model,
+                    dataset,
+                    "?",
+                    (),
+                    0,
+                    info["rows_written"],
+                    0,
+                    _size(part),
+                    "partial",
+                    "damaged key.json",
+                )
+            )
     for tmp in sorted(root.rglob("*.tmp")):
         if not tmp.is_file():
             continue
         model, dataset = _names(tmp, root)
         owner = _in_use(entry_final_path(tmp))
-        note = f"being written by {owner}" if owner else "left by an interrupted run; 'probe cache rm' or the next run of this entry removes it"
+        note = (
+            f"being written by {owner}"
+            if owner
+            else "left by an interrupted run; 'probe cache rm' or the next run of this entry removes it"
+        )
         entries.append(CacheEntry(tmp, False, model, dataset, "?", (), 0, 0, 0, _size(tmp), "tmp", note))
     return entries
 
@@ -206,8 +246,11 @@ def prune_lock_files(cache_dir: Path) -> int:
     root = Path(cache_dir) / "features"
     if not root.is_dir():
         return 0
-    finals = {p.with_name(p.name[: p.name.index(CACHE_SUFFIX) + len(CACHE_SUFFIX)]) for p in root.rglob(f"*{LOCK_SUFFIX}")
-              if CACHE_SUFFIX in p.name}
+    finals = {
+        p.with_name(p.name[: p.name.index(CACHE_SUFFIX) + len(CACHE_SUFFIX)])
+        for p in root.rglob(f"*{LOCK_SUFFIX}")
+        if CACHE_SUFFIX in p.name
+    }
     for final in finals:
         _remove_orphan_locks(final)
     return len(finals)

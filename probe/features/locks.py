@@ -74,7 +74,9 @@ def hold(lock_file: Path, *, what: str) -> Iterator[None]:
             lock.acquire()
             logger.warning("lock %s free after %.1f s; continuing", lock_file.name, time.monotonic() - t0)
     except OSError as exc:
-        raise CacheError(describe_os_error(exc, doing=f"creating lock file {lock_file}", folder=lock_file.parent)) from None
+        raise CacheError(
+            describe_os_error(exc, doing=f"creating lock file {lock_file}", folder=lock_file.parent)
+        ) from None
     try:
         try:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

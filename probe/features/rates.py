@@ -67,10 +67,18 @@ def record_extraction(cache_dir: Path, result: Any, *, device: str) -> Optional[
             cache = str(result.path)
     now = _dt.datetime.now(_dt.timezone.utc)
     record = {
-        "version": RECORD_VERSION, "model": str(result.key["model"]["name"]), "modality": str(result.key["modality"]),
-        "dtype": str(result.key["dtype"]), "rows": int(result.rows_extracted), "seconds": float(result.seconds),
-        "batch_size": int(result.batch_size), "load_seconds": float(result.load_seconds), "device": str(device), "host": platform.node(),
-        "date": now.isoformat(timespec="seconds"), "cache": cache,
+        "version": RECORD_VERSION,
+        "model": str(result.key["model"]["name"]),
+        "modality": str(result.key["modality"]),
+        "dtype": str(result.key["dtype"]),
+        "rows": int(result.rows_extracted),
+        "seconds": float(result.seconds),
+        "batch_size": int(result.batch_size),
+        "load_seconds": float(result.load_seconds),
+        "device": str(device),
+        "host": platform.node(),
+        "date": now.isoformat(timespec="seconds"),
+        "cache": cache,
     }
     folder = cache_dir / RATES_DIR
     name = f"{now.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}.json"
@@ -97,8 +105,14 @@ def _parse(data: Any) -> ExtractionRecord:
     load = data.get("load_seconds") or 0.0
     if isinstance(load, bool) or not isinstance(load, (int, float)) or not 0 <= load <= seconds:
         raise ValueError(f"load_seconds={load!r}")
-    return ExtractionRecord(rows=rows, seconds=float(seconds), batch_size=int(data.get("batch_size") or 0), load_seconds=float(load),
-                            cache=cache if isinstance(cache, str) else None, **text)
+    return ExtractionRecord(
+        rows=rows,
+        seconds=float(seconds),
+        batch_size=int(data.get("batch_size") or 0),
+        load_seconds=float(load),
+        cache=cache if isinstance(cache, str) else None,
+        **text,
+    )
 
 
 def read_extractions(cache_dir: Path, *, host: Optional[str] = None) -> list[ExtractionRecord]:

@@ -52,7 +52,9 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         write_atomic(path, data, durable=True)
     except OSError as exc:
-        raise CacheError(describe_os_error(exc, doing=f"writing {path}", folder=path.parent, need_bytes=len(data))) from None
+        raise CacheError(
+            describe_os_error(exc, doing=f"writing {path}", folder=path.parent, need_bytes=len(data))
+        ) from None
 
 
 def assembly_tmp_glob(final_path: Path) -> str:
@@ -71,8 +73,16 @@ class PartialWriter:
     """
 
     def __init__(
-        self, final_path: Path, *, key: dict[str, Any], num_rows: int, rank: int = 0, world: int = 1,
-        store_dtype: str = "float32", sync_every: int = 32, sync_seconds: float = 30.0,
+        self,
+        final_path: Path,
+        *,
+        key: dict[str, Any],
+        num_rows: int,
+        rank: int = 0,
+        world: int = 1,
+        store_dtype: str = "float32",
+        sync_every: int = 32,
+        sync_seconds: float = 30.0,
     ) -> None:
         self.final_path = Path(final_path)
         self.dir = self.final_path.with_name(self.final_path.name + ".partial")
@@ -111,7 +121,9 @@ class PartialWriter:
                 if self.dir.exists():
                     shutil.rmtree(self.dir)
             except OSError as exc:
-                raise CacheError(describe_os_error(exc, doing=f"removing {self.final_path}", folder=self.final_path.parent)) from None
+                raise CacheError(
+                    describe_os_error(exc, doing=f"removing {self.final_path}", folder=self.final_path.parent)
+                ) from None
 
     def begin(self) -> None:
         """Create the partial folder (or check that an existing one belongs to this key) and remove temporary
@@ -172,7 +184,9 @@ class PartialWriter:
                 continue
         return None
 
-    def write_batch(self, rows: Sequence[int], features: Mapping[str, np.ndarray], *, layers: Optional[Sequence[int]] = None) -> None:
+    def write_batch(
+        self, rows: Sequence[int], features: Mapping[str, np.ndarray], *, layers: Optional[Sequence[int]] = None
+    ) -> None:
         """Save one batch: `rows` [B] dataset indices, `features` pool -> [B, S, D] float32, `layers` [S] the
         hidden-state indices (kept so a resumed run can assemble without resolving the layer spec again).
 
@@ -198,7 +212,9 @@ class PartialWriter:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             need = sum(a.nbytes for a in arrays.values())
-            raise CacheError(describe_os_error(exc, doing=f"writing batch file {tmp}", folder=self.dir, need_bytes=need)) from None
+            raise CacheError(
+                describe_os_error(exc, doing=f"writing batch file {tmp}", folder=self.dir, need_bytes=need)
+            ) from None
         self._unsynced.append(target)
         if len(self._unsynced) >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_seconds:
             self.sync()
@@ -230,7 +246,9 @@ class PartialWriter:
             if pending:
                 fsync_path(self.dir)
         except OSError as exc:
-            raise CacheError(describe_os_error(exc, doing=f"syncing batch files in {self.dir}", folder=self.dir)) from None
+            raise CacheError(
+                describe_os_error(exc, doing=f"syncing batch files in {self.dir}", folder=self.dir)
+            ) from None
         self._last_sync = time.monotonic()
 
     def _expected_bytes(self, shapes: Mapping[str, tuple[int, int]]) -> int:
@@ -251,7 +269,9 @@ class PartialWriter:
             with np.load(path, allow_pickle=False) as z:
                 yield z["rows"], z[f"feat_{pool}"]
 
-    def _write_complete(self, *, blocks: Any, shapes: Mapping[str, tuple[int, int]], command: str, **fields: Any) -> Path:
+    def _write_complete(
+        self, *, blocks: Any, shapes: Mapping[str, tuple[int, int]], command: str, **fields: Any
+    ) -> Path:
         """Under the entry lock (held by the caller): check free space, write the HDF5 file from `blocks` to a
         temporary name in a forked child, rename it to the final path. `blocks(pool)` yields (rows, [B, S, D]);
         `command` is what the user re-runs after a fault ('probe extract', 'probe cache import')."""
@@ -262,7 +282,11 @@ class PartialWriter:
             free = shutil.disk_usage(self.final_path.parent).free
         except OSError:
             free = None
-        kept = f"the {len(self._batch_files())} batch files in {self.dir} are kept" if self.dir.exists() else "nothing was kept"
+        kept = (
+            f"the {len(self._batch_files())} batch files in {self.dir} are kept"
+            if self.dir.exists()
+            else "nothing was kept"
+        )
         rerun = f"re-run '{command}': {kept}"
         if free is not None and free < need:
             raise CacheError(
@@ -276,14 +300,25 @@ class PartialWriter:
             os.replace(tmp, self.final_path)
             fsync_path(self.final_path.parent)  # the file's data was fsynced by the writer; now its name
         except OSError as exc:
-            raise CacheError(describe_os_error(exc, doing=f"{gerund} {self.final_path}", folder=self.final_path.parent, need_bytes=need)) from None
+            raise CacheError(
+                describe_os_error(
+                    exc, doing=f"{gerund} {self.final_path}", folder=self.final_path.parent, need_bytes=need
+                )
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
         return self.final_path
 
     def write_array(
-        self, x: np.ndarray, *, pool: str, ids: Sequence[str], image_sha256: Sequence[str], caption_sha256: Sequence[str],
-        layers: Sequence[int], provenance: dict[str, Any],
+        self,
+        x: np.ndarray,
+        *,
+        pool: str,
+        ids: Sequence[str],
+        image_sha256: Sequence[str],
+        caption_sha256: Sequence[str],
+        layers: Sequence[int],
+        provenance: dict[str, Any],
     ) -> Path:
         """Write the complete cache file straight from `x` [N, S, D] (rows in dataset order; a memory map is read
         once, in row blocks), without batch files: for features that already exist whole (`probe cache import`).
@@ -301,8 +336,17 @@ class PartialWriter:
         with self.entry_lock():
             if self.final_path.is_file():
                 return self.final_path  # another process wrote it while this one waited for the lock
-            return self._write_complete(command="probe cache import", blocks=blocks, shapes={pool: (x.shape[1], x.shape[2])}, ids=ids, image_sha256=image_sha256,
-                                        caption_sha256=caption_sha256, layers=layers, pools=[pool], provenance=provenance)  # fmt: skip
+            return self._write_complete(
+                command="probe cache import",
+                blocks=blocks,
+                shapes={pool: (x.shape[1], x.shape[2])},
+                ids=ids,
+                image_sha256=image_sha256,
+                caption_sha256=caption_sha256,
+                layers=layers,
+                pools=[pool],
+                provenance=provenance,
+            )
 
     def assemble(
         self,
@@ -324,9 +368,17 @@ class PartialWriter:
             self._remove_stale(self.final_path.parent.glob(assembly_tmp_glob(self.final_path)))
             if not self.written_mask().all():
                 return None
-            self._write_complete(command="probe extract", blocks=self._batch_file_blocks, shapes=self._batch_file_shapes(pools), ids=ids,
-                                 image_sha256=image_sha256, caption_sha256=caption_sha256, layers=layers, pools=pools,
-                                 provenance=provenance)  # fmt: skip
+            self._write_complete(
+                command="probe extract",
+                blocks=self._batch_file_blocks,
+                shapes=self._batch_file_shapes(pools),
+                ids=ids,
+                image_sha256=image_sha256,
+                caption_sha256=caption_sha256,
+                layers=layers,
+                pools=pools,
+                provenance=provenance,
+            )
             shutil.rmtree(self.dir, ignore_errors=True)
         return self.final_path
 
@@ -363,7 +415,11 @@ class PartialWriter:
         if report and report != b"ok":
             info = json.loads(report)
             raise OSError(info["errno"], " ".join(str(info["strerror"]).split()))  # HDF5's messages hold newlines
-        how = f"signal {os.WTERMSIG(status)} ({signal.Signals(os.WTERMSIG(status)).name})" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        how = (
+            f"signal {os.WTERMSIG(status)} ({signal.Signals(os.WTERMSIG(status)).name})"
+            if os.WIFSIGNALED(status)
+            else f"exit {os.WEXITSTATUS(status)}"
+        )
         free = shutil.disk_usage(tmp.parent).free
         raise CacheError(
             f"{gerund} {self.final_path} crashed in HDF5 ({how}) while writing {tmp}; {human_bytes(free)} free on the "
@@ -371,8 +427,16 @@ class PartialWriter:
         )
 
     def _write_hdf5(
-        self, tmp: Path, *, blocks: Any, shapes: Mapping[str, tuple[int, int]], ids: Sequence[str],
-        image_sha256: Sequence[str], caption_sha256: Sequence[str], layers: Sequence[int], pools: Sequence[str],
+        self,
+        tmp: Path,
+        *,
+        blocks: Any,
+        shapes: Mapping[str, tuple[int, int]],
+        ids: Sequence[str],
+        image_sha256: Sequence[str],
+        caption_sha256: Sequence[str],
+        layers: Sequence[int],
+        pools: Sequence[str],
         provenance: dict[str, Any],
     ) -> None:
         """Write the complete cache file to `tmp` from `blocks` (see `_write_features`), fsynced; `complete` is
@@ -454,7 +518,6 @@ class PartialWriter:
         return {"key": key, "rows_written": len(rows)}
 
 
-
 class BackgroundWriter:
     """Saves batches through `writer.write_batch` in a thread, so the next forward pass overlaps the save.
 
@@ -503,7 +566,14 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def submit(self, rows: Sequence[int], features: Mapping[str, Any], *, layers: Optional[Sequence[int]] = None, ready: Any = None) -> None:
+    def submit(
+        self,
+        rows: Sequence[int],
+        features: Mapping[str, Any],
+        *,
+        layers: Optional[Sequence[int]] = None,
+        ready: Any = None,
+    ) -> None:
         """Queue one batch (see `PartialWriter.write_batch` for the shapes); raises an earlier write's error."""
         self._raise_pending()
         self._queue.put((list(rows), dict(features), layers, ready))

@@ -108,7 +108,7 @@ class Split:
     fit: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-            object.__setattr__(self, "fit", np.concatenate([self.train, self.val]))
+        object.__setattr__(self, "fit", np.concatenate([self.train, self.val]))
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
@@ -123,9 +123,7 @@ def _part_sizes(n: int, *, test_fraction: float, val_fraction: float) -> tuple[i
     return n_test, n_val
 
 
-def stratified_split(
-    codes: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int
-) -> Split:
+def stratified_split(codes: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int) -> Split:
     """Split rows so that every class has rows in train, val and test.
 
     codes: [N] integer class codes 0..K-1, each class with at least 3 rows (checked by callers).
@@ -182,9 +180,7 @@ def check_features(features: Any, *, name: str = "features") -> np.ndarray:
 def check_same_rows(n_rows: int, other: np.ndarray, *, name: str) -> None:
     """Raise InputError unless `other` has n_rows rows (the features' N)."""
     if len(other) != n_rows:
-        raise InputError(
-            f"{name} has {len(other)} rows but the features have {n_rows}; rows must be paired"
-        )
+        raise InputError(f"{name} has {len(other)} rows but the features have {n_rows}; rows must be paired")
 
 
 def standardiser(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -130,9 +130,7 @@ def _fit_and_score(
     )
 
 
-def crossmodal_probe(
-    x: Any, y: Any, *, seed: int = 0, settings: ProbeSettings | None = None
-) -> CrossmodalProbeResult:
+def crossmodal_probe(x: Any, y: Any, *, seed: int = 0, settings: ProbeSettings | None = None) -> CrossmodalProbeResult:
     """Ridge probe from vision features to paired text features, with a shuffled-pair control.
 
     x: [N, Dx] vision features; y: [N, Dy] text features, row i of both from pair i (preprocess y
@@ -149,9 +147,7 @@ def crossmodal_probe(
     with one_blas_thread():
         basis = ridge_basis(x_matrix[split.train], x_matrix[split.test])
         probe = _fit_and_score(basis, y_matrix[split.train], y_matrix[split.test], settings=settings)
-        control = _fit_and_score(
-            basis, y_shuffled[split.train], y_shuffled[split.test], settings=settings
-        )
+        control = _fit_and_score(basis, y_shuffled[split.train], y_shuffled[split.test], settings=settings)
     n_test = len(split.test)
     return CrossmodalProbeResult(
         probe=probe,

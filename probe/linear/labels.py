@@ -117,9 +117,7 @@ def _fit_quietly(model: LogisticRegression, rows: np.ndarray, targets: np.ndarra
         logger.debug("lbfgs stopped at max_iter=%d for C=%g", model.max_iter, model.C)
 
 
-def _sweep_c(
-    train: np.ndarray, train_targets: np.ndarray, val: np.ndarray, *, settings: ProbeSettings
-) -> np.ndarray:
+def _sweep_c(train: np.ndarray, train_targets: np.ndarray, val: np.ndarray, *, settings: ProbeSettings) -> np.ndarray:
     """Fit one logistic model per C of settings.c_grid and return its validation probabilities.
 
     train [n_train, D], train_targets [n_train] integer classes 0..K-1 (all present), val [n_val, D].
@@ -155,9 +153,7 @@ def encode_labels(labels: Any, *, n_rows: int) -> tuple[list[str], np.ndarray]:
         raise InputError(f"labels must be a [N] vector of class labels, got shape {array.shape}")
     check_same_rows(n_rows, array, name="labels")
     if array.dtype.kind == "f" and np.isnan(array).any():
-        raise InputError(
-            f"labels has {int(np.isnan(array).sum())} missing value(s) (NaN); drop those rows first"
-        )
+        raise InputError(f"labels has {int(np.isnan(array).sum())} missing value(s) (NaN); drop those rows first")
     try:
         classes, codes = np.unique(array, return_inverse=True)
     except TypeError as error:
@@ -165,9 +161,7 @@ def encode_labels(labels: Any, *, n_rows: int) -> tuple[list[str], np.ndarray]:
             "labels mixes types or has missing values (None); give one string or number per row"
         ) from error
     if len(classes) < 2:
-        raise InputError(
-            f"labels has a single class ({classes[0]!r}); a probe needs at least two classes"
-        )
+        raise InputError(f"labels has a single class ({classes[0]!r}); a probe needs at least two classes")
     counts = np.bincount(codes)
     if counts.min() < MIN_ROWS_PER_CLASS:
         rare = [str(classes[k]) for k in np.flatnonzero(counts < MIN_ROWS_PER_CLASS)]
@@ -182,17 +176,13 @@ def _run(
     features: np.ndarray, codes: np.ndarray, *, seed: int, settings: ProbeSettings
 ) -> tuple[ClassifierScores, Split]:
     """One pass of the procedure on codes [N]. Returns (test scores, the split used)."""
-    split = stratified_split(
-        codes, test_fraction=settings.test_fraction, val_fraction=settings.val_fraction, seed=seed
-    )
+    split = stratified_split(codes, test_fraction=settings.test_fraction, val_fraction=settings.val_fraction, seed=seed)
     # Standardised with the training rows' statistics only, for the C sweep and the refit alike, so
     # no statistic of the validation or test rows enters the choice of C.
     mean, scale = standardiser(features[split.train])
     standard = (features - mean) / scale
     val_truth = codes[split.val]
-    val_probabilities = _sweep_c(
-        standard[split.train], codes[split.train], standard[split.val], settings=settings
-    )
+    val_probabilities = _sweep_c(standard[split.train], codes[split.train], standard[split.val], settings=settings)
     val_accuracies = (val_probabilities.argmax(axis=2) == val_truth).mean(axis=1)
     # argmax takes the first maximum: on ties, the stronger regularisation.
     best = int(np.argmax(val_accuracies))

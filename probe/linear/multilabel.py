@@ -108,11 +108,7 @@ def _both_values(column: np.ndarray) -> bool:
 
 def _mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     """Mean over columns with both values of the average precision; truth, scores [n, W]."""
-    values = [
-        average_precision(truth[:, w], scores[:, w])
-        for w in range(truth.shape[1])
-        if _both_values(truth[:, w])
-    ]
+    values = [average_precision(truth[:, w], scores[:, w]) for w in range(truth.shape[1]) if _both_values(truth[:, w])]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -199,12 +195,13 @@ def multilabel_probe(
     with one_blas_thread():
         basis = ridge_basis(matrix[split.train], matrix[split.test])
         probe = _fit_and_score(
-            basis, target_matrix[split.train], target_matrix[split.test], column_names,
+            basis,
+            target_matrix[split.train],
+            target_matrix[split.test],
+            column_names,
             settings=settings,
         )
-        control = _fit_and_score(
-            basis, shuffled[split.train], shuffled[split.test], column_names, settings=settings
-        )
+        control = _fit_and_score(basis, shuffled[split.train], shuffled[split.test], column_names, settings=settings)
     return MultiLabelProbeResult(
         probe=probe,
         control=control,

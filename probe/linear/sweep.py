@@ -15,11 +15,11 @@ from typing import Any, Union
 import numpy as np
 
 from probe.errors import InputError
+from probe.layer_source import LayerSource
 from probe.linear.base import ProbeSettings, one_blas_thread
 from probe.linear.crossmodal import CrossmodalProbeResult, crossmodal_probe
 from probe.linear.labels import LabelProbeResult, multiclass_probe
 from probe.linear.multilabel import MultiLabelProbeResult, multilabel_probe
-from probe.layer_source import LayerSource
 from probe.log import logger
 from probe.progress import ProgressCallback
 

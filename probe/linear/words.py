@@ -55,9 +55,7 @@ def caption_word_targets(
     word_sets = []
     for i, caption in enumerate(captions):
         if not isinstance(caption, str):
-            raise InputError(
-                f"captions[{i}] is {type(caption).__name__}, not text; give one string per image"
-            )
+            raise InputError(f"captions[{i}] is {type(caption).__name__}, not text; give one string per image")
         word_sets.append(set(caption_words(caption)))
     counts = Counter(word for words in word_sets for word in words)
     ranked = sorted(

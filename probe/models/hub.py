@@ -36,8 +36,12 @@ def fetch_hub_config(hub_id: str, *, revision: str) -> dict[str, Any]:
 
 
 _UNREACHABLE_HINTS = (
-    "offline", "couldn't connect", "could not connect", "cannot find the requested files", "connection",
-)  # fmt: skip
+    "offline",
+    "couldn't connect",
+    "could not connect",
+    "cannot find the requested files",
+    "connection",
+)
 
 
 def _error_chain(exc: BaseException) -> list[BaseException]:

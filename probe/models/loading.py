@@ -20,17 +20,28 @@ import torch
 
 from probe.errors import InputError, ModelError, ProbeError
 from probe.log import logger
-from probe.results import to_jsonable
 from probe.models.hub import explain_hub_error, hub_commit
 from probe.models.pixels import PixelControl
-from probe.models.sources import WeightsSource, locate_weights
 from probe.models.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
+from probe.models.sources import WeightsSource, locate_weights
+from probe.results import to_jsonable
 
 # Keys of an image processor's settings that change the pixels a model sees.
 _PIXEL_SETTINGS = (
-    "do_resize", "size", "resample", "do_center_crop", "crop_size", "crop_pct", "do_rescale", "rescale_factor",
-    "do_normalize", "image_mean", "image_std", "do_convert_rgb", "do_pad",
-)  # fmt: skip
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "crop_pct",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+    "do_convert_rgb",
+    "do_pad",
+)
 # A tokenizer's model_max_length above this is transformers' "no limit" sentinel.
 _NO_LIMIT = 1_000_000
 
@@ -124,7 +135,9 @@ class LoadedModel:
 
     # ------------------------------------------------------------------ features
 
-    def encode(self, batch: dict[str, torch.Tensor], *, pools: Sequence[str], on_device: bool = False) -> dict[str, torch.Tensor]:
+    def encode(
+        self, batch: dict[str, torch.Tensor], *, pools: Sequence[str], on_device: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Run the model on a collated batch and pool every hidden state.
 
         Returns pool name -> [B, num_states, hidden_size] float32 on CPU (on the model's device with
@@ -399,8 +412,10 @@ def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **
     if len(missing) < len(missing_all):
         logger.debug(
             "%s: %d weights absent from the checkpoint but never read for hidden states (%s)",
-            spec.alias, len(missing_all) - len(missing), ", ".join(k for k in missing_all if unused_by_forward(k)),
-        )  # fmt: skip
+            spec.alias,
+            len(missing_all) - len(missing),
+            ", ".join(k for k in missing_all if unused_by_forward(k)),
+        )
     mismatched = list(info.get("mismatched_keys", ()))
     if missing or mismatched:
         sample = ", ".join(map(str, (missing + mismatched)[:3]))

@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from PIL import Image
 
 PIXEL_RECIPE: dict[str, Any] = {
-    "kind": "pixels", "decode": "convert RGB", "resize": "PIL BOX", "scale": "1/255", "order": "row,column,channel",
+    "kind": "pixels",
+    "decode": "convert RGB",
+    "resize": "PIL BOX",
+    "scale": "1/255",
+    "order": "row,column,channel",
     "version": 1,
-}  # fmt: skip
+}
 
 
 def pixel_recipe(size: int) -> dict[str, Any]:
@@ -68,8 +72,11 @@ class PixelControl:
         self.num_states = 1
         self.hidden_size = 3 * self.size * self.size
         self.identity: dict[str, Any] = {
-            "weights": "none", "loader": spec.loader, "dtype": "float32", "pixels": pixel_recipe(self.size),
-        }  # fmt: skip
+            "weights": "none",
+            "loader": spec.loader,
+            "dtype": "float32",
+            "pixels": pixel_recipe(self.size),
+        }
 
     def __repr__(self) -> str:
         return f"PixelControl({self.spec.alias!r}, {self.size}x{self.size}, hidden={self.hidden_size})"

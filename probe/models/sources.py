@@ -225,8 +225,17 @@ def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
 
 
 # Files a random-init twin reads besides config.json: image processor and tokenizer settings and vocabularies.
-_PROCESSOR_FILES = ("preprocessor_config", "processor_config", "tokenizer", "special_tokens_map", "vocab", "merges",
-                    "added_tokens", "spiece", "sentencepiece")  # fmt: skip
+_PROCESSOR_FILES = (
+    "preprocessor_config",
+    "processor_config",
+    "tokenizer",
+    "special_tokens_map",
+    "vocab",
+    "merges",
+    "added_tokens",
+    "spiece",
+    "sentencepiece",
+)
 
 
 def _config_hash(folder: Path) -> str:

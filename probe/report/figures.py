@@ -44,7 +44,9 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _grid(n: int, *, cols: int = 2, width: float = 5.2, height: float = 3.8, layout: Any = "constrained") -> tuple[Any, list[Any]]:
+def _grid(
+    n: int, *, cols: int = 2, width: float = 5.2, height: float = 3.8, layout: Any = "constrained"
+) -> tuple[Any, list[Any]]:
     plt = _pyplot()
     cols = min(cols, n)
     rows = math.ceil(n / cols)
@@ -80,21 +82,36 @@ def scaling_figure(align: Any) -> list[Figure]:
     for ax, (dataset, n, metric) in zip(axes, panels):
         panel = models[(models.dataset == dataset) & (models.n == n) & (models.metric == metric)]
         for (family, text), line in panel.groupby([panel.vision_family.fillna("unknown"), "text"]):
-            line = line.groupby("vision_params_m", as_index=False).mean(numeric_only=True).sort_values("vision_params_m")
+            line = (
+                line.groupby("vision_params_m", as_index=False).mean(numeric_only=True).sort_values("vision_params_m")
+            )
             x = line.vision_params_m.to_numpy(float)
-            ax.plot(x, line.calibrated, marker=markers.get(family, "o"), color=colours[text], label=f"{family} vs {text}")
+            ax.plot(
+                x, line.calibrated, marker=markers.get(family, "o"), color=colours[text], label=f"{family} vs {text}"
+            )
             low = [_calibrate(a, b) for a, b in zip(line.ci_low, line.null_max_mean)]
             high = [_calibrate(a, b) for a, b in zip(line.ci_high, line.null_max_mean)]
             if np.all(np.isfinite(low + high)):
                 if len(x) > 1:
                     ax.fill_between(x, low, high, color=colours[text], alpha=0.18, linewidth=0)
                 else:  # one size: a band has no width, so an error bar
-                    ax.errorbar(x, line.calibrated, yerr=[line.calibrated - low, np.array(high) - line.calibrated],
-                                color=colours[text], capsize=4, linewidth=1)
+                    ax.errorbar(
+                        x,
+                        line.calibrated,
+                        yerr=[line.calibrated - low, np.array(high) - line.calibrated],
+                        color=colours[text],
+                        capsize=4,
+                        linewidth=1,
+                    )
         controls = df[df.vision_control & (df.dataset == dataset) & (df.n == n) & (df.metric == metric)]
         for c in controls.itertuples():
-            ax.axhline(c.calibrated, color=colours.get(c.text, "grey"), linestyle=control_styles[c.vision],
-                       linewidth=1.3, label=f"control: {c.vision} vs {c.text}")
+            ax.axhline(
+                c.calibrated,
+                color=colours.get(c.text, "grey"),
+                linestyle=control_styles[c.vision],
+                linewidth=1.3,
+                label=f"control: {c.vision} vs {c.text}",
+            )
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xscale("log")
         ax.set_xlabel("vision parameters (millions, log scale)")
@@ -102,16 +119,22 @@ def scaling_figure(align: Any) -> list[Figure]:
         ax.set_title(f"{metric}: {dataset}, N={n}", fontsize=10)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle("Alignment with language models against vision model size", fontsize=12)
-    caption = ("Calibrated score = (best over layer pairs - permutation-null mean of that max) / (1 - null mean); "
-               "0 = what shuffled pairs give. Bands/bars: the subsample interval of the max, calibrated the same "
-               "way. Dashed lines: controls (pixels, random-init weights) with the same text model.")
+    caption = (
+        "Calibrated score = (best over layer pairs - permutation-null mean of that max) / (1 - null mean); "
+        "0 = what shuffled pairs give. Bands/bars: the subsample interval of the max, calibrated the same "
+        "way. Dashed lines: controls (pixels, random-init weights) with the same text model."
+    )
     return [Figure("scaling", "Scaling: calibrated alignment against vision parameters", _png(fig), caption)]
 
 
 def _align_pairs(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(run, record, pair) for every pair of every align record."""
-    return [(path.stem, rec, pair) for path, rec in records if rec["command"] == "align"
-            for pair in rec["results"].get("pairs", [])]
+    return [
+        (path.stem, rec, pair)
+        for path, rec in records
+        if rec["command"] == "align"
+        for pair in rec["results"].get("pairs", [])
+    ]
 
 
 def depth_figure(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figure]:
@@ -135,8 +158,14 @@ def depth_figure(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figure]
             layers = list(pair["vision_layers"])
             last = max([*layers, *pair.get("dropped_constant_layers", {}).get("vision", [])]) or 1
             best = np.nanmax(np.array(m["matrix"], dtype=float), axis=1)
-            ax.plot(np.array(layers) / last, best, marker=".", color=colours[pair["vision"]],
-                    linestyle=styles[pair["text"]], label=f"{pair['vision']} vs {pair['text']}")
+            ax.plot(
+                np.array(layers) / last,
+                best,
+                marker=".",
+                color=colours[pair["vision"]],
+                linestyle=styles[pair["text"]],
+                label=f"{pair['vision']} vs {pair['text']}",
+            )
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel("relative depth of the vision hidden state")
         ax.set_ylabel(f"{metric} (best over text layers)")
@@ -171,19 +200,26 @@ def heatmap_figures(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figu
             image = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
             r, c = m["best_pair"]
             ax.plot(c, r, marker="*", color="red", markersize=11, markeredgecolor="white")
-            for ticks, setter, size in ((pair["text_layers"], ax.set_xticks, mat.shape[1]),
-                                        (pair["vision_layers"], ax.set_yticks, mat.shape[0])):
+            for ticks, setter, size in (
+                (pair["text_layers"], ax.set_xticks, mat.shape[1]),
+                (pair["vision_layers"], ax.set_yticks, mat.shape[0]),
+            ):
                 step = max(1, size // 8)
                 setter(range(0, size, step), [str(t) for t in list(ticks)[::step]], fontsize=7)
-            ax.set_title(f"{pair['vision']} vs {pair['text']}\nbest {m['best_score']:.3f} at "
-                         f"({pair['vision_layers'][r]}, {pair['text_layers'][c]})", fontsize=8)
+            ax.set_title(
+                f"{pair['vision']} vs {pair['text']}\nbest {m['best_score']:.3f} at "
+                f"({pair['vision_layers'][r]}, {pair['text_layers'][c]})",
+                fontsize=8,
+            )
             ax.set_xlabel(f"{pair['text']} hidden state", fontsize=8)
             ax.set_ylabel(f"{pair['vision']} hidden state", fontsize=8)
         bar = fig.colorbar(image, ax=axes, shrink=0.9)
         bar.set_label(f"{metric} (one scale for all panels)")
         fig.suptitle(f"{metric}: {dataset}, N={n}", fontsize=12)
         caption = f"Layer x layer {metric}; the star marks the best pair (hidden-state indices, 0 = embeddings)."
-        out.append(Figure(f"heatmap-{metric}-{dataset}-{n}", f"Heatmaps: {metric}, {dataset}, N={n}", _png(fig), caption))
+        out.append(
+            Figure(f"heatmap-{metric}-{dataset}-{n}", f"Heatmaps: {metric}, {dataset}, N={n}", _png(fig), caption)
+        )
     return out
 
 
@@ -199,7 +235,9 @@ def probe_figure(probes: Any) -> list[Figure]:
         rows = best[best.task == task].drop_duplicates(["run", "vision"])
         x = np.arange(len(rows))
         ax.bar(x - 0.2, rows.value, width=0.4, color="tab:blue", label="probe")
-        ax.bar(x + 0.2, rows.control, width=0.4, color="lightgrey", hatch="//", edgecolor="grey", label="shuffled control")
+        ax.bar(
+            x + 0.2, rows.control, width=0.4, color="lightgrey", hatch="//", edgecolor="grey", label="shuffled control"
+        )
         for i, chance in enumerate(rows.chance):
             ax.hlines(chance, i - 0.45, i + 0.45, color="black", linewidth=1.5, label="chance" if i == 0 else None)
         ax.set_xticks(x, [f"{v}\n(state {s})" for v, s in zip(rows.vision, rows.hidden_state)], fontsize=7)

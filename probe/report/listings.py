@@ -16,8 +16,17 @@ from probe.errors import human_bytes
 
 def house_table(title: str, *, caption: str | None = None) -> Table:
     """The house style: a header rule, no vertical lines, one space of padding, left-aligned title."""
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
-                 collapse_padding=True, title_style="bold", caption=caption, caption_justify="left")
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+        title_style="bold",
+        caption=caption,
+        caption_justify="left",
+    )
 
 
 def fmt_params(millions: float | None) -> str:
@@ -32,8 +41,11 @@ def fmt_params(millions: float | None) -> str:
 def models_table(specs: Iterable[Any], *, title: str) -> Table:
     """One row per `ModelSpec`: alias (and its hub id or location beneath), modality, width x depth, params,
     default pool and where its weights come from."""
-    table = house_table(title, caption="size: width x blocks. pool: the default pooling. Any model's random-weights "
-                                       "twin: random-init:<alias, hub id or folder> (probe extract --seed N).")
+    table = house_table(
+        title,
+        caption="size: width x blocks. pool: the default pooling. Any model's random-weights "
+        "twin: random-init:<alias, hub id or folder> (probe extract --seed N).",
+    )
     specs = list(specs)
     widths = [max(len(spec.alias), len(spec.location or "") + 2) for spec in specs]
     # The first column folds only the lines under a name (hub id or location), never the name itself.
@@ -53,8 +65,14 @@ def models_table(specs: Iterable[Any], *, title: str) -> Table:
         else:
             size = f"{spec.hidden_size}" if spec.hidden_size else "?"
         source = spec.source if spec.offline else ("hub, gated" if spec.gated else "hub")
-        table.add_row(alias + (f"\n  {where}" if where else ""), spec.modality, size, fmt_params(spec.params_m),
-                      spec.default_pool, source)
+        table.add_row(
+            alias + (f"\n  {where}" if where else ""),
+            spec.modality,
+            size,
+            fmt_params(spec.params_m),
+            spec.default_pool,
+            source,
+        )
     return table
 
 
@@ -91,6 +109,11 @@ def caches_table(entries: Iterable[Any]) -> Table:
             state = "[cyan]in use .tmp[/]"
         layers = f", {e.layers} layers" if e.layers else ""
         detail = f"{e.dataset}, {'+'.join(e.pools) or '?'}{layers}"
-        table.add_row(f"{e.model}\n  [dim]{detail}\n  {e.path.name}[/]", e.modality, f"{e.rows:,}", human_bytes(e.size_bytes),
-                      state)
+        table.add_row(
+            f"{e.model}\n  [dim]{detail}\n  {e.path.name}[/]",
+            e.modality,
+            f"{e.rows:,}",
+            human_bytes(e.size_bytes),
+            state,
+        )
     return table

@@ -42,7 +42,7 @@ def fmt_p(p: Optional[float], *, permutations: Optional[int] = None) -> str:
 
 
 def fmt_interval(interval: Optional[Sequence[float]], *, digits: int = 3) -> str:
-    """"low–high" (an en dash between the two ends)."""
+    """ "low–high" (an en dash between the two ends)."""
     if interval is None:
         return MISSING
     low, high = interval

@@ -77,7 +77,7 @@ def sizes_png(rows: Sequence, path: Path, *, title: str) -> Path:
     for metric in dict.fromkeys(r.metric for r in rows):
         mine = sorted((r for r in rows if r.metric == metric), key=lambda r: r.n)
         n = [r.n for r in mine]
-        line, = raw.plot(n, [r.best for r in mine], marker="o", label=metric)
+        (line,) = raw.plot(n, [r.best for r in mine], marker="o", label=metric)
         if all(r.chance is not None for r in mine):
             raw.plot(n, [r.chance for r in mine], linestyle="--", color=line.get_color(), alpha=0.6)
         if all(r.calibrated is not None for r in mine):

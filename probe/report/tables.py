@@ -24,21 +24,77 @@ NAN = float("nan")
 
 # Column order of the alignment table (docs/results.md documents each).
 ALIGN_COLUMNS = (
-    "run", "command", "created", "dataset", "dataset_fingerprint", "n", "k",
-    "vision", "vision_family", "vision_params_m", "vision_revision", "vision_control",
-    "text", "text_family", "text_params_m", "text_revision",
-    "metric", "best_score", "best_vision_state", "best_text_state", "vision_depth", "text_depth",
-    "chance", "chance_source", "null_max_mean", "null_max_std", "calibrated", "p_value", "z_score",
-    "ci_low", "ci_high", "permutations", "subsamples", "seed", "path",
-    "role", "best_control", "control_calibrated", "control_difference", "control_diff_low", "control_diff_high",
+    "run",
+    "command",
+    "created",
+    "dataset",
+    "dataset_fingerprint",
+    "n",
+    "k",
+    "vision",
+    "vision_family",
+    "vision_params_m",
+    "vision_revision",
+    "vision_control",
+    "text",
+    "text_family",
+    "text_params_m",
+    "text_revision",
+    "metric",
+    "best_score",
+    "best_vision_state",
+    "best_text_state",
+    "vision_depth",
+    "text_depth",
+    "chance",
+    "chance_source",
+    "null_max_mean",
+    "null_max_std",
+    "calibrated",
+    "p_value",
+    "z_score",
+    "ci_low",
+    "ci_high",
+    "permutations",
+    "subsamples",
+    "seed",
+    "path",
+    "role",
+    "best_control",
+    "control_calibrated",
+    "control_difference",
+    "control_diff_low",
+    "control_diff_high",
     "above_control",
-)  # fmt: skip
+)
 PROBE_COLUMNS = (
-    "run", "created", "dataset", "dataset_fingerprint", "n",
-    "vision", "vision_family", "vision_params_m", "vision_revision", "vision_control",
-    "task", "kind", "layer", "hidden_state", "depth", "best", "figure", "value", "control", "chance",
-    "chance_kind", "n_test", "selection_metric", "selection_score", "seed", "path",
-)  # fmt: skip
+    "run",
+    "created",
+    "dataset",
+    "dataset_fingerprint",
+    "n",
+    "vision",
+    "vision_family",
+    "vision_params_m",
+    "vision_revision",
+    "vision_control",
+    "task",
+    "kind",
+    "layer",
+    "hidden_state",
+    "depth",
+    "best",
+    "figure",
+    "value",
+    "control",
+    "chance",
+    "chance_kind",
+    "n_test",
+    "selection_metric",
+    "selection_score",
+    "seed",
+    "path",
+)
 
 # Per probe kind: the headline figure, where its value sits in the layer's `probe`/`control` dicts, and its
 # chance level (a key of the layer record or of its `probe` dict) with what that chance is. Same rule as the
@@ -78,7 +134,7 @@ def model_facts(name: str) -> ModelFacts:
     from probe.errors import ProbeError
     from probe.models.registry import RANDOM_INIT_PREFIX, all_specs, resolve_model
 
-    base = name[len(RANDOM_INIT_PREFIX):] if name.lower().startswith(RANDOM_INIT_PREFIX) else name
+    base = name[len(RANDOM_INIT_PREFIX) :] if name.lower().startswith(RANDOM_INIT_PREFIX) else name
     known = {n.lower() for s in all_specs() for n in (s.alias, s.hub_id, *s.shortcuts) if n}
     if base.strip().lower() not in known and not Path(base).expanduser().is_dir():
         return ModelFacts(None, NAN, None, is_control(name, None))
@@ -127,14 +183,24 @@ def records(paths: Any) -> list[tuple[Path, dict[str, Any]]]:
 
 def _run_fields(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     dataset = record.get("dataset") or {}
-    return {"run": path.stem, "created": record.get("created"), "dataset": dataset.get("name"),
-            "dataset_fingerprint": dataset.get("fingerprint"), "n": dataset.get("rows"), "path": str(path)}
+    return {
+        "run": path.stem,
+        "created": record.get("created"),
+        "dataset": dataset.get("name"),
+        "dataset_fingerprint": dataset.get("fingerprint"),
+        "n": dataset.get("rows"),
+        "path": str(path),
+    }
 
 
 def _model_fields(prefix: str, name: str) -> dict[str, Any]:
     facts = model_facts(name)
-    row = {prefix: name, f"{prefix}_family": facts.family, f"{prefix}_params_m": facts.params_m,
-           f"{prefix}_revision": facts.revision}
+    row = {
+        prefix: name,
+        f"{prefix}_family": facts.family,
+        f"{prefix}_params_m": facts.params_m,
+        f"{prefix}_revision": facts.revision,
+    }
     if prefix == "vision":
         row["vision_control"] = facts.control
     return row
@@ -149,12 +215,23 @@ def _depth(state: Optional[int], layers: list[int], dropped: list[int]) -> float
 def _control_fields(comparison: Optional[dict[str, Any]]) -> dict[str, Any]:
     """The columns comparing a model with its best control (probe align --controls), NaN/None without one."""
     if not comparison:
-        return {"best_control": None, "control_calibrated": NAN, "control_difference": NAN, "control_diff_low": NAN,
-                "control_diff_high": NAN, "above_control": None}
+        return {
+            "best_control": None,
+            "control_calibrated": NAN,
+            "control_difference": NAN,
+            "control_diff_low": NAN,
+            "control_diff_high": NAN,
+            "above_control": None,
+        }
     interval = comparison.get("interval") or [None, None]
-    return {"best_control": comparison.get("best_control"), "control_calibrated": _num(comparison.get("control_calibrated")),
-            "control_difference": _num(comparison.get("difference")), "control_diff_low": _num(interval[0]),
-            "control_diff_high": _num(interval[1]), "above_control": comparison.get("above")}
+    return {
+        "best_control": comparison.get("best_control"),
+        "control_calibrated": _num(comparison.get("control_calibrated")),
+        "control_difference": _num(comparison.get("difference")),
+        "control_diff_low": _num(interval[0]),
+        "control_diff_high": _num(interval[1]),
+        "above_control": comparison.get("above"),
+    }
 
 
 def alignment_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -165,8 +242,11 @@ def alignment_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
         results = record["results"]
         controls = results.get("controls") or {}
         comparisons = {(c["vision"], c["text"], c["metric"]): c for c in controls.get("comparisons", [])}
-        roles = [("model", p) for p in results.get("pairs", [])] + [("control", p) for p in controls.get("pairs", [])] \
-            + [("ceiling", p) for p in results.get("ceiling", [])]  # the order of _all_pairs
+        roles = (
+            [("model", p) for p in results.get("pairs", [])]
+            + [("control", p) for p in controls.get("pairs", [])]
+            + [("ceiling", p) for p in results.get("ceiling", [])]
+        )  # the order of _all_pairs
         for role, pair in roles:
             report = pair["report"]
             s = report.get("settings", {})
@@ -176,34 +256,68 @@ def alignment_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
                 row_pos, col_pos = m["best_pair"]
                 interval = m.get("max_interval") or [None, None]
                 vstate, tstate = vl[row_pos], tl[col_pos]
-                rows.append({
-                    **base, "command": "align", "n": s.get("num_rows", base["n"]), "k": s.get("k"),
-                    **_model_fields("vision", pair["vision"]), **_model_fields("text", pair["text"]),
-                    "metric": metric, "best_score": _num(m["best_score"]),
-                    "best_vision_state": vstate, "best_text_state": tstate,
-                    "vision_depth": _depth(vstate, vl, dropped.get("vision", [])),
-                    "text_depth": _depth(tstate, tl, dropped.get("text", [])),
-                    "chance": _num(m.get("chance_level")), "chance_source": _CHANCE_SOURCES.get(m.get("chance_source"), m.get("chance_source")),
-                    "null_max_mean": _num(m.get("null_max_mean")), "null_max_std": _num(m.get("null_max_std")),
-                    "calibrated": _num(m.get("calibrated_score")), "p_value": _num(m.get("p_value")),
-                    "z_score": _num(m.get("z_score")), "ci_low": _num(interval[0]), "ci_high": _num(interval[1]),
-                    "permutations": s.get("permutations"), "subsamples": s.get("subsamples"), "seed": s.get("seed"),
-                    "role": role, **_control_fields(comparisons.get((pair["vision"], pair["text"], metric))),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "command": "align",
+                        "n": s.get("num_rows", base["n"]),
+                        "k": s.get("k"),
+                        **_model_fields("vision", pair["vision"]),
+                        **_model_fields("text", pair["text"]),
+                        "metric": metric,
+                        "best_score": _num(m["best_score"]),
+                        "best_vision_state": vstate,
+                        "best_text_state": tstate,
+                        "vision_depth": _depth(vstate, vl, dropped.get("vision", [])),
+                        "text_depth": _depth(tstate, tl, dropped.get("text", [])),
+                        "chance": _num(m.get("chance_level")),
+                        "chance_source": _CHANCE_SOURCES.get(m.get("chance_source"), m.get("chance_source")),
+                        "null_max_mean": _num(m.get("null_max_mean")),
+                        "null_max_std": _num(m.get("null_max_std")),
+                        "calibrated": _num(m.get("calibrated_score")),
+                        "p_value": _num(m.get("p_value")),
+                        "z_score": _num(m.get("z_score")),
+                        "ci_low": _num(interval[0]),
+                        "ci_high": _num(interval[1]),
+                        "permutations": s.get("permutations"),
+                        "subsamples": s.get("subsamples"),
+                        "seed": s.get("seed"),
+                        "role": role,
+                        **_control_fields(comparisons.get((pair["vision"], pair["text"], metric))),
+                    }
+                )
     elif record["command"] == "demo":
         demo = (record.get("settings") or {}).get("demo", {})
         for a in record["results"].get("summary", {}).get("alignment", []):
             layers = a.get("layers") or [None, None]
             interval = a.get("interval") or [None, None]
-            rows.append({
-                **base, "command": "demo", "k": None, **_model_fields("vision", a["vision"]),
-                **_model_fields("text", a["text"]), "metric": a["metric"], "best_score": _num(a.get("best")),
-                "best_vision_state": layers[0], "best_text_state": layers[1], "vision_depth": NAN, "text_depth": NAN,
-                "chance": _num(a.get("chance")), "chance_source": None, "null_max_mean": _num(a.get("null_max_mean")),
-                "null_max_std": NAN, "calibrated": _num(a.get("calibrated")), "p_value": _num(a.get("p_value")),
-                "z_score": NAN, "ci_low": _num(interval[0]), "ci_high": _num(interval[1]),
-                "permutations": demo.get("permutations"), "subsamples": demo.get("subsamples"), "seed": demo.get("seed"),
-            })  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "command": "demo",
+                    "k": None,
+                    **_model_fields("vision", a["vision"]),
+                    **_model_fields("text", a["text"]),
+                    "metric": a["metric"],
+                    "best_score": _num(a.get("best")),
+                    "best_vision_state": layers[0],
+                    "best_text_state": layers[1],
+                    "vision_depth": NAN,
+                    "text_depth": NAN,
+                    "chance": _num(a.get("chance")),
+                    "chance_source": None,
+                    "null_max_mean": _num(a.get("null_max_mean")),
+                    "null_max_std": NAN,
+                    "calibrated": _num(a.get("calibrated")),
+                    "p_value": _num(a.get("p_value")),
+                    "z_score": NAN,
+                    "ci_low": _num(interval[0]),
+                    "ci_high": _num(interval[1]),
+                    "permutations": demo.get("permutations"),
+                    "subsamples": demo.get("subsamples"),
+                    "seed": demo.get("seed"),
+                }
+            )
     return rows
 
 
@@ -221,15 +335,27 @@ def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
         for layer in task["layers"]:
             probe, control = layer.get("probe") or {}, layer.get("control") or {}
             chance_from = layer if where == "layer" else probe
-            rows.append({
-                **base, **vision, "task": task["name"], "kind": task["kind"], "layer": layer["layer"],
-                "hidden_state": layer["hidden_state"], "depth": _depth(layer["hidden_state"], states, []),
-                "best": layer["layer"] == task.get("best_layer"), "figure": figure, "value": _num(probe.get(key)),
-                "control": _num(control.get(key)), "chance": _num(chance_from.get(chance_key)),
-                "chance_kind": chance_kind, "n_test": layer.get("n_test"),
-                "selection_metric": task.get("selection_metric"),
-                "selection_score": _num(probe.get(task.get("selection_metric"))), "seed": layer.get("seed"),
-            })  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    **vision,
+                    "task": task["name"],
+                    "kind": task["kind"],
+                    "layer": layer["layer"],
+                    "hidden_state": layer["hidden_state"],
+                    "depth": _depth(layer["hidden_state"], states, []),
+                    "best": layer["layer"] == task.get("best_layer"),
+                    "figure": figure,
+                    "value": _num(probe.get(key)),
+                    "control": _num(control.get(key)),
+                    "chance": _num(chance_from.get(chance_key)),
+                    "chance_kind": chance_kind,
+                    "n_test": layer.get("n_test"),
+                    "selection_metric": task.get("selection_metric"),
+                    "selection_score": _num(probe.get(task.get("selection_metric"))),
+                    "seed": layer.get("seed"),
+                }
+            )
     return rows
 
 
@@ -237,8 +363,18 @@ def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Any:
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=list(columns))
-    for col in ("n", "k", "best_vision_state", "best_text_state", "permutations", "subsamples", "seed",
-                "layer", "hidden_state", "n_test"):
+    for col in (
+        "n",
+        "k",
+        "best_vision_state",
+        "best_text_state",
+        "permutations",
+        "subsamples",
+        "seed",
+        "layer",
+        "hidden_state",
+        "n_test",
+    ):
         if col in frame:
             frame[col] = frame[col].astype("Int64")  # integers that may be missing
     for col in ("vision_control", "best"):
@@ -284,13 +420,32 @@ def finite(value: Any) -> bool:
 
 COMPARE_KEYS = ("vision", "text", "metric")
 COMPARE_COLUMNS = (
-    "vision", "text", "metric", "best_a", "best_b", "difference", "calibrated_a", "calibrated_b",
-    "calibrated_difference", "n_a", "n_b", "same_rows", "paired", "diff_low", "diff_high", "run_a", "run_b",
-)  # fmt: skip
+    "vision",
+    "text",
+    "metric",
+    "best_a",
+    "best_b",
+    "difference",
+    "calibrated_a",
+    "calibrated_b",
+    "calibrated_difference",
+    "n_a",
+    "n_b",
+    "same_rows",
+    "paired",
+    "diff_low",
+    "diff_high",
+    "run_a",
+    "run_b",
+)
 
 
 def paired_difference_interval(
-    metric_a: dict[str, Any], metric_b: dict[str, Any], *, same_rows: bool, settings_a: dict[str, Any],
+    metric_a: dict[str, Any],
+    metric_b: dict[str, Any],
+    *,
+    same_rows: bool,
+    settings_a: dict[str, Any],
     settings_b: dict[str, Any],
 ) -> Optional[tuple[float, float]]:
     """The interval of (B - A) of one metric's best score from the per-subsample maxima both runs stored
@@ -307,8 +462,12 @@ def paired_difference_interval(
     if any(settings_a.get(k) != settings_b.get(k) for k in keys):
         return None
     observed = float(metric_b["best_score"]) - float(metric_a["best_score"])
-    return jackknife_interval(observed, np.asarray(b, dtype=float) - np.asarray(a, dtype=float),
-                              fraction=float(settings_a["subsample_fraction"]), confidence=float(settings_a["confidence"]))
+    return jackknife_interval(
+        observed,
+        np.asarray(b, dtype=float) - np.asarray(a, dtype=float),
+        fraction=float(settings_a["subsample_fraction"]),
+        confidence=float(settings_a["confidence"]),
+    )
 
 
 def _all_pairs(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -322,8 +481,11 @@ def _latest(frame: Any, side: str) -> Any:
 
     dup = frame.duplicated(list(COMPARE_KEYS), keep=False)
     if dup.any():
-        logger.warning("%s holds %d runs of the same (vision, text, metric); comparing the newest of each",
-                       side, int(frame[dup].run.nunique()))
+        logger.warning(
+            "%s holds %d runs of the same (vision, text, metric); comparing the newest of each",
+            side,
+            int(frame[dup].run.nunique()),
+        )
     return frame.sort_values("created").drop_duplicates(list(COMPARE_KEYS), keep="last")
 
 
@@ -340,10 +502,13 @@ def compare(a: Any, b: Any) -> Any:
     metric_records: dict[str, dict[tuple[str, str, str, str], dict[str, Any]]] = {}
     for side, paths in (("A", a), ("B", b)):
         frames[side] = _latest(load(paths), side)
-        metric_records[side] = {(path.stem, pair["vision"], pair["text"], name): (m, pair["report"].get("settings", {}))
-                                for path, rec in records(paths)
-                                if rec["command"] == "align" for pair in _all_pairs(rec["results"])
-                                for name, m in pair["report"]["metrics"].items()}
+        metric_records[side] = {
+            (path.stem, pair["vision"], pair["text"], name): (m, pair["report"].get("settings", {}))
+            for path, rec in records(paths)
+            if rec["command"] == "align"
+            for pair in _all_pairs(rec["results"])
+            for name, m in pair["report"]["metrics"].items()
+        }
     merged = frames["A"].merge(frames["B"], on=list(COMPARE_KEYS), suffixes=("_a", "_b"))
     if merged.empty:
         raise InputError(f"{a} and {b} share no (vision, text, metric): compare runs of the same models and metrics.")
@@ -353,11 +518,25 @@ def compare(a: Any, b: Any) -> Any:
         ma, sa = metric_records["A"].get((r.run_a, r.vision, r.text, r.metric), ({}, {}))
         mb, sb = metric_records["B"].get((r.run_b, r.vision, r.text, r.metric), ({}, {}))
         interval = paired_difference_interval(ma, mb, same_rows=same, settings_a=sa, settings_b=sb)
-        rows.append({
-            "vision": r.vision, "text": r.text, "metric": r.metric, "best_a": r.best_score_a, "best_b": r.best_score_b,
-            "difference": r.best_score_b - r.best_score_a, "calibrated_a": r.calibrated_a, "calibrated_b": r.calibrated_b,
-            "calibrated_difference": r.calibrated_b - r.calibrated_a, "n_a": r.n_a, "n_b": r.n_b, "same_rows": same,
-            "paired": "paired" if interval else "unpaired", "diff_low": interval[0] if interval else NAN,
-            "diff_high": interval[1] if interval else NAN, "run_a": r.run_a, "run_b": r.run_b,
-        })  # fmt: skip
+        rows.append(
+            {
+                "vision": r.vision,
+                "text": r.text,
+                "metric": r.metric,
+                "best_a": r.best_score_a,
+                "best_b": r.best_score_b,
+                "difference": r.best_score_b - r.best_score_a,
+                "calibrated_a": r.calibrated_a,
+                "calibrated_b": r.calibrated_b,
+                "calibrated_difference": r.calibrated_b - r.calibrated_a,
+                "n_a": r.n_a,
+                "n_b": r.n_b,
+                "same_rows": same,
+                "paired": "paired" if interval else "unpaired",
+                "diff_low": interval[0] if interval else NAN,
+                "diff_high": interval[1] if interval else NAN,
+                "run_a": r.run_a,
+                "run_b": r.run_b,
+            }
+        )
     return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))

@@ -16,11 +16,12 @@ from probe.features.cache import FeatureCache, LayerStack
 from probe.log import logger
 from probe.progress import ProgressCallback
 from probe.report.numbers import fmt_num, fmt_p
+from probe.runs.controls import ControlRow, check_controls, compare_to_controls, control_names
 from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.outputs import new_run_folder, point_latest
-from probe.runs.controls import ControlRow, check_controls, compare_to_controls, control_names
 from probe.runs.score_cache import cached_score
 from probe.runs.sizes import SizeRow, nested_subsets, score_sizes
+
 
 @dataclass
 class AlignPair:
@@ -87,12 +88,20 @@ def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[s
     for name, m in pair.report.metrics.items():
         slug = f"{prefix}{pair.vision_name}__{pair.text_name}__{name}".replace("/", "--").replace(":", "-")
         chance = f", chance {m.chance_level:.3f}" if m.chance_level is not None else ""
-        title = (f"{name}: {pair.vision_name} vs {pair.text_name}\nbest {m.best_score:.3f} at "
-                 f"({pair.vision.layers[m.best_pair[0]]}, {pair.text.layers[m.best_pair[1]]}){chance}, N={pair.vision.num_rows}")
+        title = (
+            f"{name}: {pair.vision_name} vs {pair.text_name}\nbest {m.best_score:.3f} at "
+            f"({pair.vision.layers[m.best_pair[0]]}, {pair.text.layers[m.best_pair[1]]}){chance}, N={pair.vision.num_rows}"
+        )
         paths[name] = heatmap_png(
-            m.matrix, output / f"{slug}.png", title=title, xlabel=f"{pair.text_name} hidden state",
-            ylabel=f"{pair.vision_name} hidden state", xticks=pair.text.layers, yticks=pair.vision.layers,
-            best=m.best_pair, chance=m.chance_level,
+            m.matrix,
+            output / f"{slug}.png",
+            title=title,
+            xlabel=f"{pair.text_name} hidden state",
+            ylabel=f"{pair.vision_name} hidden state",
+            xticks=pair.text.layers,
+            yticks=pair.vision.layers,
+            best=m.best_pair,
+            chance=m.chance_level,
         )
     return paths
 
@@ -102,7 +111,10 @@ def _with_hidden_states(pair: AlignPair) -> dict[str, Any]:
     0 = embeddings: the numbering people read everywhere) beside `best_pair` (positions in the matrix)."""
     report = pair.report.to_dict()
     for name, m in pair.report.metrics.items():
-        report["metrics"][name]["best_hidden_states"] = [pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]]
+        report["metrics"][name]["best_hidden_states"] = [
+            pair.vision.layers[m.best_pair[0]],
+            pair.text.layers[m.best_pair[1]],
+        ]
     return report
 
 
@@ -159,30 +171,57 @@ def run_align(
     def caches(names: Sequence[str], modality: str, pool: Optional[str]) -> list[FeatureCache]:
         return [ensure_cache(m, data, pool=pool, options=options, progress=progress, modality=modality) for m in names]
 
-    vcaches, ccaches, tcaches = caches(vision_names, "vision", pool_vision), caches(control_models, "vision", pool_vision), \
-        caches(text_names, "text", pool_text)
+    vcaches, ccaches, tcaches = (
+        caches(vision_names, "vision", pool_vision),
+        caches(control_models, "vision", pool_vision),
+        caches(text_names, "text", pool_text),
+    )
     ensure_paired(vcaches + ccaches + tcaches)
     run_dir = new_run_folder(output, "align") if output is not None else None
     # Controls by the name their caches record (`random-init:tiny-ssl-vit` is registered as `tiny-random-vit`).
-    recorded = {**dict(zip(vision_names, (str(c.key["model"]["name"]) for c in vcaches))),
-                **dict(zip(control_models, (str(c.key["model"]["name"]) for c in ccaches)))}
+    recorded = {
+        **dict(zip(vision_names, (str(c.key["model"]["name"]) for c in vcaches))),
+        **dict(zip(control_models, (str(c.key["model"]["name"]) for c in ccaches))),
+    }
     control_map = {recorded[v]: [recorded[c] for c in names] for v, names in control_map.items()}
     vstacks, cstacks, tstacks = ([informative_layers(c) for c in group] for group in (vcaches, ccaches, tcaches))
 
     def score(v: LayerStack, t: LayerStack) -> AlignPair:
         t0 = time.perf_counter()
-        key = {"vision": v.cache.key, "vision_layers": v.layers, "text": t.cache.key, "text_layers": t.layers,
-               "settings": asdict(settings)}
-        report = cached_score(options.cache_dir, "align", key, lambda: score_alignment(v, t, settings, progress=progress),
-                              refresh=options.overwrite == "always")
+        key = {
+            "vision": v.cache.key,
+            "vision_layers": v.layers,
+            "text": t.cache.key,
+            "text_layers": t.layers,
+            "settings": asdict(settings),
+        }
+        report = cached_score(
+            options.cache_dir,
+            "align",
+            key,
+            lambda: score_alignment(v, t, settings, progress=progress),
+            refresh=options.overwrite == "always",
+        )
         pair = AlignPair(v, t, report)
-        logger.info("scored %s vs %s (%d x %d layer pairs) in %.1f s", pair.vision_name, pair.text_name,
-                    v.num_layers, t.num_layers, time.perf_counter() - t0)
+        logger.info(
+            "scored %s vs %s (%d x %d layer pairs) in %.1f s",
+            pair.vision_name,
+            pair.text_name,
+            v.num_layers,
+            t.num_layers,
+            time.perf_counter() - t0,
+        )
         for name, m in report.metrics.items():
-            logger.info("  %s: best %s at hidden states (%d, %d), chance %s, calibrated %s, p %s", name,
-                        fmt_num(m.best_score), v.layers[m.best_pair[0]], t.layers[m.best_pair[1]],
-                        fmt_num(m.chance_level), fmt_num(m.calibrated_score),
-                        fmt_p(m.p_value, permutations=settings.permutations))
+            logger.info(
+                "  %s: best %s at hidden states (%d, %d), chance %s, calibrated %s, p %s",
+                name,
+                fmt_num(m.best_score),
+                v.layers[m.best_pair[0]],
+                t.layers[m.best_pair[1]],
+                fmt_num(m.chance_level),
+                fmt_num(m.calibrated_score),
+                fmt_p(m.p_value, permutations=settings.permutations),
+            )
         if run_dir is not None:
             pair.heatmaps = write_heatmaps(pair, run_dir)
         return pair
@@ -191,25 +230,58 @@ def run_align(
     control_pairs = [score(c, t) for c in cstacks for t in tstacks]
     reports = {(p.vision_name, p.text_name): p.report for p in pairs + control_pairs}
     control_rows = compare_to_controls(reports, control_map, settings=settings)
-    ceiling = [score(a, b) for i, a in enumerate(tstacks) for b in tstacks[i + 1:]]
-    size_rows = [row for v in vstacks + cstacks for t in tstacks
-                 for row in score_sizes(v, t, sizes, settings, progress=progress)] if sizes else []
+    ceiling = [score(a, b) for i, a in enumerate(tstacks) for b in tstacks[i + 1 :]]
+    size_rows = (
+        [
+            row
+            for v in vstacks + cstacks
+            for t in tstacks
+            for row in score_sizes(v, t, sizes, settings, progress=progress)
+        ]
+        if sizes
+        else []
+    )
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
-    run = AlignRun(pairs, settings, dataset_info, vision_params_m={v.name: _params_m(v.name) for v in vstacks + cstacks},
-                   control_pairs=control_pairs, control_rows=control_rows, ceiling=ceiling, size_rows=size_rows)
+    run = AlignRun(
+        pairs,
+        settings,
+        dataset_info,
+        vision_params_m={v.name: _params_m(v.name) for v in vstacks + cstacks},
+        control_pairs=control_pairs,
+        control_rows=control_rows,
+        ceiling=ceiling,
+        size_rows=size_rows,
+    )
     if run_dir is not None:
         if size_rows:
             run.size_plots = write_size_plots(size_rows, run_dir)
         run.results_path = write_results(
-            run_dir, command="align",
-            settings={"align": asdict(settings), "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
-                      "pool_vision": pool_vision, "pool_text": pool_text, "controls": list(controls), "sizes": list(sizes)},
-            inputs=[cache_input_record(c) for c in vcaches + ccaches + tcaches], dataset=dataset_info,
-            results={"pairs": [pair_record(p) for p in pairs], "vision_params_m": run.vision_params_m,
-                     "controls": {"models": control_map, "pairs": [pair_record(p) for p in control_pairs],
-                                  "comparisons": [r.to_dict() for r in control_rows]},
-                     "ceiling": [pair_record(p) for p in ceiling],
-                     "sizes": {"rows": [r.to_dict() for r in size_rows], "plots": {k: str(v) for k, v in run.size_plots.items()}}},
+            run_dir,
+            command="align",
+            settings={
+                "align": asdict(settings),
+                "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
+                "pool_vision": pool_vision,
+                "pool_text": pool_text,
+                "controls": list(controls),
+                "sizes": list(sizes),
+            },
+            inputs=[cache_input_record(c) for c in vcaches + ccaches + tcaches],
+            dataset=dataset_info,
+            results={
+                "pairs": [pair_record(p) for p in pairs],
+                "vision_params_m": run.vision_params_m,
+                "controls": {
+                    "models": control_map,
+                    "pairs": [pair_record(p) for p in control_pairs],
+                    "comparisons": [r.to_dict() for r in control_rows],
+                },
+                "ceiling": [pair_record(p) for p in ceiling],
+                "sizes": {
+                    "rows": [r.to_dict() for r in size_rows],
+                    "plots": {k: str(v) for k, v in run.size_plots.items()},
+                },
+            },
         )
         point_latest(Path(output), run_dir)
     return run
@@ -223,5 +295,7 @@ def write_size_plots(rows: Sequence[SizeRow], output: Path) -> dict[str, Path]:
     for vision, text in dict.fromkeys((r.vision, r.text) for r in rows):
         mine = [r for r in rows if r.vision == vision and r.text == text]
         slug = f"{vision}__{text}__sizes".replace("/", "--").replace(":", "-")
-        paths[f"{vision} vs {text}"] = sizes_png(mine, output / f"{slug}.png", title=f"{vision} vs {text}: scores against N")
+        paths[f"{vision} vs {text}"] = sizes_png(
+            mine, output / f"{slug}.png", title=f"{vision} vs {text}: scores against N"
+        )
     return paths

@@ -53,8 +53,13 @@ class ControlRow:
     comparison: Optional[ControlComparison]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"vision": self.vision, "text": self.text, "metric": self.metric, "best_control": self.control,
-                **({} if self.comparison is None else self.comparison.to_dict())}
+        return {
+            "vision": self.vision,
+            "text": self.text,
+            "metric": self.metric,
+            "best_control": self.control,
+            **({} if self.comparison is None else self.comparison.to_dict()),
+        }
 
 
 def compare_to_controls(
@@ -77,7 +82,9 @@ def compare_to_controls(
                 rows.append(ControlRow(vision, text, metric, None, None))
                 continue
             name, best = max(scored, key=lambda item: item[1].calibrated_score)
-            comparison = compare_with_control(m, best, fraction=settings.subsample_fraction, confidence=settings.confidence)
+            comparison = compare_with_control(
+                m, best, fraction=settings.subsample_fraction, confidence=settings.confidence
+            )
             rows.append(ControlRow(vision, text, metric, name, comparison))
     return rows
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from probe.features.cache import FeatureCache, check_paired
 from probe.datasets import PairedDataset, load_dataset
 from probe.datasets.images import DEFAULT_MAX_PIXELS
 from probe.errors import InputError
+from probe.features.cache import FeatureCache, check_paired
 from probe.progress import ProgressCallback
 
 
@@ -57,8 +57,13 @@ def open_dataset(dataset: str | Path | PairedDataset, options: ExtractOptions) -
 
 
 def ensure_cache(
-    model: str, data: PairedDataset, *, pool: Optional[str], options: ExtractOptions,
-    progress: Optional[ProgressCallback] = None, modality: Optional[str] = None,
+    model: str,
+    data: PairedDataset,
+    *,
+    pool: Optional[str],
+    options: ExtractOptions,
+    progress: Optional[ProgressCallback] = None,
+    modality: Optional[str] = None,
 ) -> FeatureCache:
     """The complete cache of `model` on `data` (extracted now if missing), checked to be of `modality`; a name
     imported with `probe cache import` gives its imported cache (`probe.features.imports.find_imported`)."""
@@ -71,10 +76,21 @@ def ensure_cache(
         return FeatureCache(imported, model=model)
     text_only = {"prompt": options.prompt, "max_tokens": options.max_tokens} if modality == "text" else {}
     result = extract_features(
-        model=model, dataset=data, cache_dir=options.cache_dir, pool=pool, layers=options.layers,
-        batch_size=options.batch_size, device=options.device, dtype=options.dtype, overwrite=options.overwrite,
-        num_workers=options.num_workers, trust_remote_code=options.trust_remote_code, progress=progress,
-        max_pixels=options.max_pixels, compile=options.compile, **text_only,
+        model=model,
+        dataset=data,
+        cache_dir=options.cache_dir,
+        pool=pool,
+        layers=options.layers,
+        batch_size=options.batch_size,
+        device=options.device,
+        dtype=options.dtype,
+        overwrite=options.overwrite,
+        num_workers=options.num_workers,
+        trust_remote_code=options.trust_remote_code,
+        progress=progress,
+        max_pixels=options.max_pixels,
+        compile=options.compile,
+        **text_only,
     )
     cache = result.open()
     if not result.reused:
@@ -90,4 +106,3 @@ def ensure_paired(caches: Sequence[FeatureCache]) -> None:
     """CacheError unless every cache holds the same rows as the first, in the same order."""
     for other in caches[1:]:
         check_paired(caches[0], other)
-

@@ -10,13 +10,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from probe.features.cache import FeatureCache
 from probe.datasets import PairedDataset
 from probe.errors import InputError
+from probe.features.cache import FeatureCache
 from probe.features.layers import parse_layers
 from probe.log import logger
-from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.progress import ProgressCallback
+from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.score_cache import cached_score
 
@@ -74,7 +74,9 @@ def _digest(values: Any) -> Optional[str]:
 
     if values is None:
         return None
-    arr = np.ascontiguousarray(np.asarray(values).astype(str) if np.asarray(values).dtype.kind in "OU" else np.asarray(values))
+    arr = np.ascontiguousarray(
+        np.asarray(values).astype(str) if np.asarray(values).dtype.kind in "OU" else np.asarray(values)
+    )
     return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
@@ -101,7 +103,9 @@ def check_request(*, vision: str, labels: Sequence[str], text: Optional[str]) ->
     if len(names) != 1:
         raise InputError(f"vision={vision!r} names {len(names)} models; linear probes take one (a study probes many)")
     if not labels and text is None:
-        raise InputError("nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)")
+        raise InputError(
+            "nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)"
+        )
     return names[0]
 
 
@@ -133,7 +137,9 @@ def label_targets(
         from probe.linear.words import caption_word_targets
 
         data.require_captions()
-        words, y = caption_word_targets([c or "" for c in data.captions], top=settings.top_words, min_count=settings.min_word_count)
+        words, y = caption_word_targets(
+            [c or "" for c in data.captions], top=settings.top_words, min_count=settings.min_word_count
+        )
         return y, words, None, {"words": words, "positive_rate": y.mean(0).round(4).tolist()}
     values = np.asarray(data.labels(name))
     classes, counts = np.unique(values, return_counts=True)
@@ -141,11 +147,21 @@ def label_targets(
     rows = None
     if rare:
         rows = np.flatnonzero(~np.isin(values, rare))
-        logger.warning("label field %r: leaving out %d rows of %d classes with fewer than %d rows (%s)",
-                       name, len(values) - len(rows), len(rare), MIN_ROWS_PER_CLASS, ", ".join(rare))
+        logger.warning(
+            "label field %r: leaving out %d rows of %d classes with fewer than %d rows (%s)",
+            name,
+            len(values) - len(rows),
+            len(rare),
+            MIN_ROWS_PER_CLASS,
+            ", ".join(rare),
+        )
         values, counts = values[rows], counts[counts >= MIN_ROWS_PER_CLASS]
-    detail = {"classes": int(len(counts)), "largest_class_fraction": float(counts.max() / counts.sum()) if len(counts) else None,
-              "rows_probed": int(len(values)), "dropped_rare_classes": rare}
+    detail = {
+        "classes": int(len(counts)),
+        "largest_class_fraction": float(counts.max() / counts.sum()) if len(counts) else None,
+        "rows_probed": int(len(values)),
+        "dropped_rare_classes": rare,
+    }
     return values, None, rows, detail
 
 
@@ -184,11 +200,27 @@ def run_linear(
         what = f"probe {name}"
         layers_in = source.take_rows(rows)
         sweep = cached_score(
-            options.cache_dir, "linear", {"vision": vcache.key, "positions": positions, "rows": _digest(rows), "target": _digest(target),
-                                          "names": names, "task": "labels", "seed": settings.seed},
-            lambda: probe_layers(layers_in, task=ProbeTask.LABELS, target=target, names=names, seed=settings.seed,
-                                 progress=(lambda d, t, _w: progress(d, t, what)) if progress else None),
-            refresh=options.overwrite == "always")
+            options.cache_dir,
+            "linear",
+            {
+                "vision": vcache.key,
+                "positions": positions,
+                "rows": _digest(rows),
+                "target": _digest(target),
+                "names": names,
+                "task": "labels",
+                "seed": settings.seed,
+            },
+            lambda: probe_layers(
+                layers_in,
+                task=ProbeTask.LABELS,
+                target=target,
+                names=names,
+                seed=settings.seed,
+                progress=(lambda d, t, _w: progress(d, t, what)) if progress else None,
+            ),
+            refresh=options.overwrite == "always",
+        )
         tasks.append(LinearTask(name, "words" if name == WORDS else "labels", sweep, states, detail))
     if text is not None:
         (text_name,) = split_models(text, param="text")
@@ -199,25 +231,61 @@ def run_linear(
         text_name = str(tcache.key["model"]["name"])
         what = f"ridge to {text_name}"
         sweep = cached_score(
-            options.cache_dir, "linear", {"vision": vcache.key, "positions": positions, "text": tcache.key, "text_position": tpos,
-                                          "task": "crossmodal", "seed": settings.seed,
-                                          "target": TARGET_PREPROCESSING},
-            lambda: probe_layers(source, task=ProbeTask.CROSSMODAL, target=prh_target(tcache, tpos), seed=settings.seed,
-                                 progress=(lambda d, t, _w: progress(d, t, what)) if progress else None),
-            refresh=options.overwrite == "always")
-        tasks.append(LinearTask(f"text:{text_name}", "crossmodal", sweep, states,
-                                {"text_model": text_name, "text_hidden_state": tcache.layers[tpos],
-                                 "target_preprocessing": TARGET_PREPROCESSING}))
-    logger.info("probed %d layers of %s for %d targets in %.1f s", len(positions), vision_name, len(tasks), time.perf_counter() - t0)
+            options.cache_dir,
+            "linear",
+            {
+                "vision": vcache.key,
+                "positions": positions,
+                "text": tcache.key,
+                "text_position": tpos,
+                "task": "crossmodal",
+                "seed": settings.seed,
+                "target": TARGET_PREPROCESSING,
+            },
+            lambda: probe_layers(
+                source,
+                task=ProbeTask.CROSSMODAL,
+                target=prh_target(tcache, tpos),
+                seed=settings.seed,
+                progress=(lambda d, t, _w: progress(d, t, what)) if progress else None,
+            ),
+            refresh=options.overwrite == "always",
+        )
+        tasks.append(
+            LinearTask(
+                f"text:{text_name}",
+                "crossmodal",
+                sweep,
+                states,
+                {
+                    "text_model": text_name,
+                    "text_hidden_state": tcache.layers[tpos],
+                    "target_preprocessing": TARGET_PREPROCESSING,
+                },
+            )
+        )
+    logger.info(
+        "probed %d layers of %s for %d targets in %.1f s",
+        len(positions),
+        vision_name,
+        len(tasks),
+        time.perf_counter() - t0,
+    )
     dataset_info = {"name": data.name, "rows": len(data), "fingerprint": data.fingerprint, "source": data.source}
     run = LinearRun(vcache, tasks, dataset_info, settings)
     if output is not None:
         run_dir = new_run_folder(output, "linear")
         run.results_path = write_results(
-            run_dir, command="linear",
-            settings={"linear": settings.__dict__, "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
-                      "pool_vision": pool_vision, "pool_text": pool_text},
-            inputs=[cache_input_record(c) for c in inputs], dataset=dataset_info,
+            run_dir,
+            command="linear",
+            settings={
+                "linear": settings.__dict__,
+                "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
+                "pool_vision": pool_vision,
+                "pool_text": pool_text,
+            },
+            inputs=[cache_input_record(c) for c in inputs],
+            dataset=dataset_info,
             results={"vision": vcache.key["model"]["name"], "tasks": [t.to_dict() for t in tasks]},
         )
         point_latest(Path(output), run_dir)

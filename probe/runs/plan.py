@@ -230,8 +230,19 @@ def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredR
     return MeasuredRate(device_kind, dtype, flops / seconds if used else None, used, seconds, short, unsized)
 
 
-def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: Optional[str], dtype: str,
-                layers_spec: str, cache_dir: Path, rates: AssumedRates, measured: Optional[MeasuredRate]) -> CachePlan:
+def _cache_plan(
+    name: str,
+    role: str,
+    dataset: DatasetPlan,
+    data: Any,
+    *,
+    pool: Optional[str],
+    dtype: str,
+    layers_spec: str,
+    cache_dir: Path,
+    rates: AssumedRates,
+    measured: Optional[MeasuredRate],
+) -> CachePlan:
     from probe.features.extract import resolve_pools
     from probe.features.format import build_key, cache_path
     from probe.features.layers import parse_layers
@@ -242,8 +253,9 @@ def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: 
     except Exception:  # a folder that vanished since the study was parsed: the run will say so
         spec = None
     if spec is None:
-        return CachePlan(name, role, "?", dataset.name, dataset.rows or 0, None, None, (), None, False, False, None,
-                         None, None)
+        return CachePlan(
+            name, role, "?", dataset.name, dataset.rows or 0, None, None, (), None, False, False, None, None, None
+        )
     pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
     layers = parse_layers(layers_spec, num_states=spec.num_layers + 1) if spec.num_layers is not None else None
     states = len(layers) if layers is not None else None
@@ -256,11 +268,28 @@ def _cache_plan(name: str, role: str, dataset: DatasetPlan, data: Any, *, pool: 
     size = rows * states * spec.hidden_size * 4 * len(pools) if states and spec.hidden_size else None
     seconds, flops = None, _flops(spec, rows)
     if flops is not None:
-        seconds = (measured.extract_seconds(flops) if measured is not None and measured.flops_per_s is not None
-                   else flops / (rates.forward_tflops * 1e12) + (size or 0) / (rates.write_mb_s * 1e6))
-    return CachePlan(spec.alias if spec.source != "local" else name, role, spec.modality, dataset.name, rows, states,
-                     spec.hidden_size, tuple(pools), spec.params_m, bool(spec.gated or (spec.base and spec.base.gated)),
-                     exists, path, size, seconds, tuple(layers) if layers is not None else None)
+        seconds = (
+            measured.extract_seconds(flops)
+            if measured is not None and measured.flops_per_s is not None
+            else flops / (rates.forward_tflops * 1e12) + (size or 0) / (rates.write_mb_s * 1e6)
+        )
+    return CachePlan(
+        spec.alias if spec.source != "local" else name,
+        role,
+        spec.modality,
+        dataset.name,
+        rows,
+        states,
+        spec.hidden_size,
+        tuple(pools),
+        spec.params_m,
+        bool(spec.gated or (spec.base and spec.base.gated)),
+        exists,
+        path,
+        size,
+        seconds,
+        tuple(layers) if layers is not None else None,
+    )
 
 
 def _alias(name: str) -> str:
@@ -280,8 +309,11 @@ def _hub_only(name: str) -> bool:
     from probe.runs.study import _registered
 
     base = name.split(":", 1)[1] if name.lower().startswith("random-init:") else name
-    return not _registered(base) and not Path(base).expanduser().exists() and bool(
-        re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", base))
+    return (
+        not _registered(base)
+        and not Path(base).expanduser().exists()
+        and bool(re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", base))
+    )
 
 
 def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
@@ -292,7 +324,11 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
     measured = measured_rate(Path(cache_dir), device_kind=kind, dtype=dtype)
     plan = StudyPlan(spec, kind, dtype, measured)
     controls = spec.control_models()
-    roles = [*((v, "vision") for v in spec.vision), *((c, "control") for c in controls), *((t, "text") for t in spec.text)]
+    roles = [
+        *((v, "vision") for v in spec.vision),
+        *((c, "control") for c in controls),
+        *((t, "text") for t in spec.text),
+    ]
     if spec.probes is not None:  # models probed but not aligned (a twin counts under its registered name)
         listed = {_alias(name) for name, _ in roles}
         roles += [(v, "probe") for v in spec.probe_vision() if _alias(v) not in listed]
@@ -301,15 +337,27 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
     for name in spec.datasets:
         dataset, data = _open_dataset(name, cache_dir=Path(cache_dir), limit=s.limit)
         plan.datasets.append(dataset)
-        caches = [_cache_plan(m, role, dataset, data, dtype=dtype, layers_spec=s.layers, cache_dir=Path(cache_dir), rates=rates,
-                              measured=measured,
-                              pool=s.pool_text if role == "text" or (role == "probe" and m == (spec.probes and spec.probes.text))
-                              else s.pool_vision)
-                  for m, role in roles]
+        caches = [
+            _cache_plan(
+                m,
+                role,
+                dataset,
+                data,
+                dtype=dtype,
+                layers_spec=s.layers,
+                cache_dir=Path(cache_dir),
+                rates=rates,
+                measured=measured,
+                pool=s.pool_text
+                if role == "text" or (role == "probe" and m == (spec.probes and spec.probes.text))
+                else s.pool_vision,
+            )
+            for m, role in roles
+        ]
         plan.caches += caches
         vis = [c for c in caches if c.role in ("vision", "control")]
         txt = [c for c in caches if c.role == "text"]
-        pairs = [(v, t) for v in vis for t in txt] + [(a, b) for i, a in enumerate(txt) for b in txt[i + 1:]]
+        pairs = [(v, t) for v in vis for t in txt] + [(a, b) for i, a in enumerate(txt) for b in txt[i + 1 :]]
         plan.model_pairs += len(pairs)
         layer_pairs = sum((v.states or 0) * len(v.pools) * (t.states or 0) * len(t.pools) for v, t in pairs)
         plan.layer_pairs += layer_pairs
@@ -336,8 +384,14 @@ def _probe_plan(probes: Any, vision: CachePlan, text: Optional[CachePlan]) -> Pr
     text_state = None
     if text is not None and text.stored is not None:
         text_state = text.stored[ridge_position(list(text.stored), probes.text_layer)]
-    return ProbePlan(vision.dataset, vision.model, states, len(vision.stored) if vision.stored is not None else None,
-                     text.model if text is not None else probes.text, text_state)
+    return ProbePlan(
+        vision.dataset,
+        vision.model,
+        states,
+        len(vision.stored) if vision.stored is not None else None,
+        text.model if text is not None else probes.text,
+        text_state,
+    )
 
 
 def _states(states: Any) -> str:
@@ -362,8 +416,10 @@ def _probe_lines(plan: StudyPlan) -> list[str]:
     known = [r for r in plan.probes if r.states is not None]
     if len(known) == 1 or (known and len({(r.states, r.stored) for r in known}) == 1):
         r = known[0]
-        lines.append(f"vision hidden states probed{'' if len(plan.probes) == 1 else ' in each run'}: "
-                     f"{_states(r.states)} ({len(r.states)} of {r.stored} stored; layers={p.layers})")
+        lines.append(
+            f"vision hidden states probed{'' if len(plan.probes) == 1 else ' in each run'}: "
+            f"{_states(r.states)} ({len(r.states)} of {r.stored} stored; layers={p.layers})"
+        )
     elif known:
         lines.append(f"vision hidden states probed: layers={p.layers} of each model's stored ones")
     return lines
@@ -405,14 +461,20 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     if spec.description:
         add(spec.description)
     if aligns:
-        add(f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
+        add(
+            f"grid: {_n(len(spec.vision), 'vision model')} + {_n(len(spec.control_models()), 'control')} x "
             f"{_n(len(spec.text), 'text model')} x {_n(len(spec.datasets), 'dataset')} x "
-            f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})")
-        add(f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
-            f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})")
+            f"{_n(len(spec.metrics), 'metric')} ({', '.join(spec.metrics)})"
+        )
+        add(
+            f"settings: k={s.k}, permutations={s.permutations}, subsamples={s.subsamples}, limit={s.limit or 'all'}, "
+            f"seed={s.seed}, layers={s.layers}, device {plan.device_kind} ({plan.dtype})"
+        )
     else:
-        add(f"settings: limit={s.limit or 'all'}, seed={s.seed}, caches store layers={s.layers}, "
-            f"device {plan.device_kind} ({plan.dtype})")
+        add(
+            f"settings: limit={s.limit or 'all'}, seed={s.seed}, caches store layers={s.layers}, "
+            f"device {plan.device_kind} ({plan.dtype})"
+        )
     name_w = max(10, min(36, max((len(c.model) for c in plan.caches), default=10)))
     header = f"{'model':<{name_w}} {'role':<7} {'states x dim':>12} {'cache':<6} {'disk':>9}"
     for dataset in plan.datasets:
@@ -422,48 +484,67 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
         for c in (c for c in plan.caches if c.dataset == dataset.name):
             name = c.model if len(c.model) <= name_w else c.model[: name_w - 1] + "~"
             shape = f"{c.states}x{c.width}" + (f"x{len(c.pools)}" if len(c.pools) > 1 else "") if c.states else "?"
-            line = (f"{name:<{name_w}} {c.role:<7} {shape:>12} {'exists' if c.exists else 'new':<6} "
-                    f"{_size(c.bytes):>9}{' gated' if c.gated else ''}")
+            line = (
+                f"{name:<{name_w}} {c.role:<7} {shape:>12} {'exists' if c.exists else 'new':<6} "
+                f"{_size(c.bytes):>9}{' gated' if c.gated else ''}"
+            )
             out.append(line[:width])
     out.append("")
     if aligns:
-        add(f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
+        add(
+            f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
             f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
-            f"{len(spec.metrics)} metrics")
+            f"{len(spec.metrics)} metrics"
+        )
     if plan.probe_runs:
         for line in _probe_lines(plan):
             add(line)
-    add(f"caches: {len(plan.caches) - len(plan.new)} exist, {len(plan.new)} new, needing {_size(plan.new_bytes)} "
-        f"of disk (N x states x width x 4 bytes x pools)")
+    add(
+        f"caches: {len(plan.caches) - len(plan.new)} exist, {len(plan.new)} new, needing {_size(plan.new_bytes)} "
+        f"of disk (N x states x width x 4 bytes x pools)"
+    )
     if plan.gated:
         add(f"gated (need a Hugging Face token with access: `hf auth login` or HF_TOKEN): {', '.join(plan.gated)}")
     rates = ASSUMED_RATES.get(plan.device_kind, ASSUMED_RATES["cpu"])
     assumed = f"ASSUMED rates for {plan.device_kind} ({rates.source}; not measured on this machine)"
     rest = f"{', probes not estimated' if plan.probe_runs else ''}; scores already in the score cache are reused"
     m = plan.measured
-    left_out = [] if m is None else [
-        *([f"{m.short} shorter than {MIN_MEASURED_SECONDS:.0f} s after loading"] if m.short else []),
-        *([f"{m.unsized} of models whose size the registry does not give"] if m.unsized else [])]
+    left_out = (
+        []
+        if m is None
+        else [
+            *([f"{m.short} shorter than {MIN_MEASURED_SECONDS:.0f} s after loading"] if m.short else []),
+            *([f"{m.unsized} of models whose size the registry does not give"] if m.unsized else []),
+        ]
+    )
     if m is None or m.flops_per_s is None:
-        add(f"time, from {assumed}: extraction ~{_duration(plan.extract_seconds)}"
-            f"{f', alignment ~{_duration(plan.align_seconds)}' if aligns else ''}{rest}")
-        why = (f"the extractions recorded on this machine on {plan.device_kind} in {plan.dtype} are unusable: "
-               f"{', '.join(left_out)}" if left_out else
-               f"no extraction on {plan.device_kind} in {plan.dtype} recorded on this machine in this cache folder yet")
+        add(
+            f"time, from {assumed}: extraction ~{_duration(plan.extract_seconds)}"
+            f"{f', alignment ~{_duration(plan.align_seconds)}' if aligns else ''}{rest}"
+        )
+        why = (
+            f"the extractions recorded on this machine on {plan.device_kind} in {plan.dtype} are unusable: "
+            f"{', '.join(left_out)}"
+            if left_out
+            else f"no extraction on {plan.device_kind} in {plan.dtype} recorded on this machine in this cache folder yet"
+        )
         add(f"(not measured: {why})")
     else:
-        add(f"time: extraction ~{_duration(plan.extract_seconds)}, MEASURED on this machine "
+        add(
+            f"time: extraction ~{_duration(plan.extract_seconds)}, MEASURED on this machine "
             f"({_n(m.extractions, 'extraction')} on {m.device_kind} in {m.dtype}, {_duration(m.seconds)} in all: "
             f"{_rate(m.flops_per_s)} effective, model loading not included"
             f"{'; left out: ' + ', '.join(left_out) if left_out else ''})"
-            f"{f'; alignment ~{_duration(plan.align_seconds)}, from {assumed}' if aligns else ''}{rest}")
+            f"{f'; alignment ~{_duration(plan.align_seconds)}, from {assumed}' if aligns else ''}{rest}"
+        )
     for note in plan.notes:
         add(note)
     return "\n".join(out) + "\n"
 
 
-def print_flags_plan(*, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any,
-                     cache_dir: Path, **settings: Any) -> str:
+def print_flags_plan(
+    *, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any, cache_dir: Path, **settings: Any
+) -> str:
     """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
     `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
     from probe.runs.study import StudySettings, StudySpec, check_model
@@ -471,16 +552,34 @@ def print_flags_plan(*, command: str, vision: Any, text: Any, dataset: str, metr
     here = Path.cwd()
     vision = [check_model(v, modality="vision", where="vision", base_dir=here) for v in vision]
     text = [check_model(t, modality="text", where="text", base_dir=here) for t in text]
-    controls = [c if c == "random-init" else check_model(c, modality="vision", where="controls", base_dir=here)
-                for c in controls]
-    spec = StudySpec(name=command, source=f"probe {command} flags", vision=tuple(vision), text=tuple(text),
-                     datasets=(str(dataset),), metrics=tuple(metrics), controls=tuple(controls),
-                     settings=StudySettings(**settings))
+    controls = [
+        c if c == "random-init" else check_model(c, modality="vision", where="controls", base_dir=here)
+        for c in controls
+    ]
+    spec = StudySpec(
+        name=command,
+        source=f"probe {command} flags",
+        vision=tuple(vision),
+        text=tuple(text),
+        datasets=(str(dataset),),
+        metrics=tuple(metrics),
+        controls=tuple(controls),
+        settings=StudySettings(**settings),
+    )
     return format_plan(plan_study(spec, cache_dir=cache_dir))
 
 
-def print_linear_plan(*, vision: str, dataset: str, labels: Any, text: Optional[str], cache_dir: Path,
-                      probe_layers: str = "all", text_layer: str = "-1", **settings: Any) -> str:
+def print_linear_plan(
+    *,
+    vision: str,
+    dataset: str,
+    labels: Any,
+    text: Optional[str],
+    cache_dir: Path,
+    probe_layers: str = "all",
+    text_layer: str = "-1",
+    **settings: Any,
+) -> str:
     """The plan text of a `probe linear` command line (`--dry-run`): its flags as a one-dataset study of probes
     only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
     `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
@@ -490,9 +589,21 @@ def print_linear_plan(*, vision: str, dataset: str, labels: Any, text: Optional[
 
     here = Path.cwd()
     name = check_request(vision=vision, labels=tuple(labels), text=text)
-    probes = ProbeSpec(labels=tuple(labels), vision=(check_model(name, modality="vision", where="vision", base_dir=here),),
-                       text=check_model(text, modality="text", where="text", base_dir=here) if text is not None else None,
-                       layers=probe_layers, text_layer=text_layer)
-    spec = StudySpec(name="linear", source="probe linear flags", vision=(), text=(), datasets=(str(dataset),),
-                     metrics=(), probes=probes, settings=StudySettings(**settings))
+    probes = ProbeSpec(
+        labels=tuple(labels),
+        vision=(check_model(name, modality="vision", where="vision", base_dir=here),),
+        text=check_model(text, modality="text", where="text", base_dir=here) if text is not None else None,
+        layers=probe_layers,
+        text_layer=text_layer,
+    )
+    spec = StudySpec(
+        name="linear",
+        source="probe linear flags",
+        vision=(),
+        text=(),
+        datasets=(str(dataset),),
+        metrics=(),
+        probes=probes,
+        settings=StudySettings(**settings),
+    )
     return format_plan(plan_study(spec, cache_dir=cache_dir))

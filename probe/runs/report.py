@@ -41,19 +41,53 @@ class ReportFiles:
 
 # --- tables: one model of rows, rendered as Markdown and HTML ---------------------------------------------------
 
+
 def alignment_table(align: Any) -> Table:
     """One line per (run, vision, text, metric): best, hidden states, chance, null, calibrated, interval, p."""
-    headers = ["vision", "params (M)", "text", "metric", "N", "best", "states (v, t)", "chance", "null max",
-               "calibrated", "interval of best", "p"]
+    headers = [
+        "vision",
+        "params (M)",
+        "text",
+        "metric",
+        "N",
+        "best",
+        "states (v, t)",
+        "chance",
+        "null max",
+        "calibrated",
+        "interval of best",
+        "p",
+    ]
     rows = []
     for r in align.itertuples():
-        params = "control" if r.vision_control else ("–" if r.vision_params_m != r.vision_params_m else f"{r.vision_params_m:g}")
-        states = "–" if r.best_vision_state is None or str(r.best_vision_state) == "<NA>" else f"{r.best_vision_state}, {r.best_text_state}"
+        params = (
+            "control"
+            if r.vision_control
+            else ("–" if r.vision_params_m != r.vision_params_m else f"{r.vision_params_m:g}")
+        )
+        states = (
+            "–"
+            if r.best_vision_state is None or str(r.best_vision_state) == "<NA>"
+            else f"{r.best_vision_state}, {r.best_text_state}"
+        )
         permutations = None if str(r.permutations) == "<NA>" else int(r.permutations)
         p = None if r.p_value != r.p_value else float(r.p_value)
-        rows.append([str(r.vision), params, str(r.text), str(r.metric), str(r.n), fmt_num(r.best_score), states,
-                     fmt_num(r.chance), fmt_num(r.null_max_mean), fmt_num(r.calibrated),
-                     fmt_interval((r.ci_low, r.ci_high)), fmt_p(p, permutations=permutations)])
+        rows.append(
+            [
+                str(r.vision),
+                params,
+                str(r.text),
+                str(r.metric),
+                str(r.n),
+                fmt_num(r.best_score),
+                states,
+                fmt_num(r.chance),
+                fmt_num(r.null_max_mean),
+                fmt_num(r.calibrated),
+                fmt_interval((r.ci_low, r.ci_high)),
+                fmt_p(p, permutations=permutations),
+            ]
+        )
     return headers, rows
 
 
@@ -61,8 +95,20 @@ def probe_table(probes: Any) -> Table:
     """The best layer of every (run, vision, task): figure, value, control, chance, test rows."""
     headers = ["vision", "task", "figure", "hidden state", "value", "shuffled control", "chance", "chance is", "n_test"]
     best = probes[probes["best"]]
-    rows = [[str(r.vision), str(r.task), str(r.figure), str(r.hidden_state), fmt_num(r.value), fmt_num(r.control),
-             fmt_num(r.chance), str(r.chance_kind), str(r.n_test)] for r in best.itertuples()]
+    rows = [
+        [
+            str(r.vision),
+            str(r.task),
+            str(r.figure),
+            str(r.hidden_state),
+            fmt_num(r.value),
+            fmt_num(r.control),
+            fmt_num(r.chance),
+            str(r.chance_kind),
+            str(r.n_test),
+        ]
+        for r in best.itertuples()
+    ]
     return headers, rows
 
 
@@ -77,21 +123,41 @@ def provenance_tables(recs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple
         ds = rec.get("dataset") or {}
         for name, version in (prov.get("packages") or {}).items():
             packages.setdefault(name, {}).setdefault(str(version or "not installed"), []).append(path.stem)
-        runs.append([path.name, rec.get("command", ""), rec.get("created", ""), f"{ds.get('name')} (N={ds.get('rows')})",
-                     str(ds.get("fingerprint") or "–")[:16], str(prov.get("git_revision") or "–")])
+        runs.append(
+            [
+                path.name,
+                rec.get("command", ""),
+                rec.get("created", ""),
+                f"{ds.get('name')} (N={ds.get('rows')})",
+                str(ds.get("fingerprint") or "–")[:16],
+                str(prov.get("git_revision") or "–"),
+            ]
+        )
         for inp in rec.get("inputs") or []:
             identity = (inp.get("extraction") or {}).get("model_identity") or {}
             weights = identity.get("commit") or identity.get("package") or identity.get("weights") or "–"
             key = (inp.get("model"), inp.get("hub_id"), inp.get("revision"), str(weights))
             if key not in seen:
                 seen.add(key)
-                models.append([str(inp.get("model")), inp.get("modality", ""), str(inp.get("hub_id") or "–"),
-                               str(inp.get("revision") or "–"), str(weights)])
-    package_rows = [[name, version, "all" if len(versions) == 1 else ", ".join(used)]
-                    for name, versions in sorted(packages.items()) for version, used in versions.items()]
-    return [("Runs", (["file", "command", "created", "dataset", "fingerprint", "git revision"], runs)),
-            ("Packages", (["package", "version", "runs"], package_rows)),
-            ("Models", (["model", "modality", "hub id", "revision", "weights"], models))]
+                models.append(
+                    [
+                        str(inp.get("model")),
+                        inp.get("modality", ""),
+                        str(inp.get("hub_id") or "–"),
+                        str(inp.get("revision") or "–"),
+                        str(weights),
+                    ]
+                )
+    package_rows = [
+        [name, version, "all" if len(versions) == 1 else ", ".join(used)]
+        for name, versions in sorted(packages.items())
+        for version, used in versions.items()
+    ]
+    return [
+        ("Runs", (["file", "command", "created", "dataset", "fingerprint", "git revision"], runs)),
+        ("Packages", (["package", "version", "runs"], package_rows)),
+        ("Models", (["model", "modality", "hub id", "revision", "weights"], models)),
+    ]
 
 
 def _md_table(table: Table) -> str:
@@ -135,21 +201,34 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections: list[tuple[str, str, list[Any]]] = []  # (title, intro, [Table | Figure])
     if not align.empty:
-        sections.append(("Alignment", "Best score over all (vision, text) hidden-state pairs, beside its chance level and "
-                         "the permutation null of that max; calibrated = (best - null) / (1 - null). Hidden states: 0 = "
-                         "embeddings.", [alignment_table(align)]))
+        sections.append(
+            (
+                "Alignment",
+                "Best score over all (vision, text) hidden-state pairs, beside its chance level and "
+                "the permutation null of that max; calibrated = (best - null) / (1 - null). Hidden states: 0 = "
+                "embeddings.",
+                [alignment_table(align)],
+            )
+        )
     sections += [(f.title, "", [f]) for f in figs if f.name != "probes"]  # the caption goes under the figure
     if not probes.empty:
-        sections.append(("Linear probes", "The layer chosen on validation data, scored on test rows.",
-                         [probe_table(probes), *[f for f in figs if f.name == "probes"]]))
+        sections.append(
+            (
+                "Linear probes",
+                "The layer chosen on validation data, scored on test rows.",
+                [probe_table(probes), *[f for f in figs if f.name == "probes"]],
+            )
+        )
     sections += [(f"Provenance: {name.lower()}", "", [table]) for name, table in provenance_tables(recs)]
 
     fig_paths = [write_atomic(out / "figures" / f"{f.name}.png", f.png) for f in figs]
     sources = ", ".join(p.name for p, _ in recs)
     stamp = t0.isoformat(timespec="seconds")
     md = [f"# probe report\n\nGenerated {stamp} from {len(recs)} results files: {sources}.\n\n"]
-    page = [f"<h1>probe report</h1><p class=note>Generated {html.escape(stamp)} from {len(recs)} results files: "
-            f"{html.escape(sources)}.</p>"]
+    page = [
+        f"<h1>probe report</h1><p class=note>Generated {html.escape(stamp)} from {len(recs)} results files: "
+        f"{html.escape(sources)}.</p>"
+    ]
     for title, intro, items in sections:
         md.append(f"## {title}\n\n" + (f"{intro}\n\n" if intro else ""))
         page.append(f"<h2>{html.escape(title)}</h2>" + (f"<p class=note>{html.escape(intro)}</p>" if intro else ""))
@@ -157,18 +236,26 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
             if isinstance(item, F.Figure):
                 md.append(f"![{item.title}](figures/{item.name}.png)\n\n")
                 data = base64.b64encode(item.png).decode("ascii")
-                page.append(f"<figure><img alt=\"{html.escape(item.title)}\" src=\"data:image/png;base64,{data}\">"
-                            f"<figcaption>{html.escape(item.caption)}</figcaption></figure>")
+                page.append(
+                    f'<figure><img alt="{html.escape(item.title)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(item.caption)}</figcaption></figure>"
+                )
             else:
                 md.append(_md_table(item) + "\n")
                 page.append(_html_table(item))
-    document = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>probe report</title>"
-                f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>\n")
+    document = (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>probe report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>\n"
+    )
     files = ReportFiles(
-        html=write_atomic(out / "report.html", document), markdown=write_atomic(out / "report.md", "".join(md)),
+        html=write_atomic(out / "report.html", document),
+        markdown=write_atomic(out / "report.md", "".join(md)),
         csv=write_atomic(out / "results.csv", lambda tmp: align.to_csv(tmp, index=False)),
         probes_csv=write_atomic(out / "probes.csv", lambda tmp: probes.to_csv(tmp, index=False)),
-        parquet=None, figures=fig_paths, align_rows=len(align), probe_rows=len(probes),
+        parquet=None,
+        figures=fig_paths,
+        align_rows=len(align),
+        probe_rows=len(probes),
     )
     try:
         import pyarrow  # noqa: F401
@@ -176,8 +263,13 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
         logger.info("pyarrow is not installed: no results.parquet (results.csv holds the same table)")
     else:
         files.parquet = write_atomic(out / "results.parquet", lambda tmp: align.to_parquet(tmp, index=False))
-    logger.info("report of %d alignment rows and %d probe rows in %.1f s: %s", len(align), len(probes),
-                (_dt.datetime.now(_dt.timezone.utc) - t0).total_seconds(), files.html)
+    logger.info(
+        "report of %d alignment rows and %d probe rows in %.1f s: %s",
+        len(align),
+        len(probes),
+        (_dt.datetime.now(_dt.timezone.utc) - t0).total_seconds(),
+        files.html,
+    )
     return files
 
 

@@ -63,8 +63,14 @@ def encode_entry(value: Any, *, kind: str, digest: str) -> str:
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         raise TypedJsonError(f"score cache values must be dataclass instances, got {type(value).__name__}")
     cls = type(value)
-    record = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, "key_digest": digest,
-              "class": f"{cls.__module__}.{cls.__qualname__}", "value": to_json(value)}
+    record = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "key_digest": digest,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "value": to_json(value),
+    }
     return json.dumps(record, allow_nan=False, separators=(",", ":"))
 
 
@@ -79,7 +85,9 @@ def decode_entry(text: str, *, kind: str, digest: str) -> Any:
     return from_json(record.get("value"), _result_class(record.get("class")))
 
 
-def cached_score(cache_dir: Path, kind: str, key: dict[str, Any], compute: Callable[[], T], *, refresh: bool = False) -> T:
+def cached_score(
+    cache_dir: Path, kind: str, key: dict[str, Any], compute: Callable[[], T], *, refresh: bool = False
+) -> T:
     """`compute()` (a dataclass instance), or its earlier result for the same `key` (a JSON-safe dict) and code
     version, read back equal to what was computed (arrays bit-equal)."""
     from probe import __version__
@@ -92,13 +100,21 @@ def cached_score(cache_dir: Path, kind: str, key: dict[str, Any], compute: Calla
             value = decode_entry(path.read_text(encoding="utf-8"), kind=kind, digest=digest)
             logger.info("reusing %s scores computed earlier (%s)", kind, path.name)
             return value
-        except (OSError, ValueError, RecursionError) as exc:  # damaged, truncated, tampered or foreign: recomputed, never trusted
+        except (
+            OSError,
+            ValueError,
+            RecursionError,
+        ) as exc:  # damaged, truncated, tampered or foreign: recomputed, never trusted
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             logger.warning("recomputing %s scores: the cached entry %s is unreadable (%s)", kind, path, reason[:200])
     value = compute()
     try:
         write_atomic(path, encode_entry(value, kind=kind, digest=digest), durable=True)
     except (OSError, TypedJsonError) as exc:  # the result stands; only its reuse is lost
-        logger.warning("could not cache the %s scores in %s (%s); they will be recomputed next time",
-                       kind, path.parent, getattr(exc, "strerror", None) or exc)
+        logger.warning(
+            "could not cache the %s scores in %s (%s); they will be recomputed next time",
+            kind,
+            path.parent,
+            getattr(exc, "strerror", None) or exc,
+        )
     return value

@@ -63,13 +63,24 @@ def score_sizes(
         check_settings(plain, num_rows=n)
         report = score_alignment(vision.take_rows(subset), text.take_rows(subset), plain, progress=progress)
         for name, m in report.metrics.items():
-            rows.append(SizeRow(vision.name, text.name, int(n), name, m.best_score, m.chance_level, m.null_max_mean,
-                                m.calibrated_score, m.p_value))
+            rows.append(
+                SizeRow(
+                    vision.name,
+                    text.name,
+                    int(n),
+                    name,
+                    m.best_score,
+                    m.chance_level,
+                    m.null_max_mean,
+                    m.calibrated_score,
+                    m.p_value,
+                )
+            )
     return rows
 
 
 def parse_sizes(value: str) -> tuple[int, ...]:
-    """"256,512,1024" -> (256, 512, 1024); InputError naming `sizes=` otherwise."""
+    """ "256,512,1024" -> (256, 512, 1024); InputError naming `sizes=` otherwise."""
     try:
         sizes = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
     except ValueError:

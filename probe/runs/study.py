@@ -140,8 +140,10 @@ def load_study(target: str | Path) -> StudySpec:
         if str(target) in presets:
             path = presets[str(target)]
         else:
-            raise InputError(f"study {str(target)!r} is neither a TOML file nor a preset; presets: {', '.join(presets)} "
-                             "(`probe study --list`)")
+            raise InputError(
+                f"study {str(target)!r} is neither a TOML file nor a preset; presets: {', '.join(presets)} "
+                "(`probe study --list`)"
+            )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -160,8 +162,10 @@ class _Reader:
         self.table, self.source, self.section = table, source, section
         unknown = sorted(set(table) - set(allowed))
         if unknown:
-            raise InputError(f"{self.where(unknown[0])}: unknown key; the keys of {section or 'the top level'} are "
-                             f"{', '.join(allowed)}")
+            raise InputError(
+                f"{self.where(unknown[0])}: unknown key; the keys of {section or 'the top level'} are "
+                f"{', '.join(allowed)}"
+            )
 
     def where(self, key: str) -> str:
         return f"{self.source}: {self.section + '.' if self.section else ''}{key}"
@@ -170,7 +174,7 @@ class _Reader:
         value = self.table.get(key)
         if value is None:
             if required:
-                raise InputError(f"{self.where(key)} is missing: give a list of names, e.g. {key} = [\"...\"]")
+                raise InputError(f'{self.where(key)} is missing: give a list of names, e.g. {key} = ["..."]')
             return ()
         if isinstance(value, str):
             value = [value]
@@ -203,8 +207,9 @@ def _registered(name: str) -> bool:
     from probe.models.registry import all_specs
 
     lowered = name.lower()
-    return any(lowered in {s.alias.lower(), *(x.lower() for x in s.shortcuts), (s.hub_id or "").lower()}
-               for s in all_specs())
+    return any(
+        lowered in {s.alias.lower(), *(x.lower() for x in s.shortcuts), (s.hub_id or "").lower()} for s in all_specs()
+    )
 
 
 def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
@@ -213,7 +218,7 @@ def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
     from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
 
     prefix = RANDOM_INIT_PREFIX if name.lower().startswith(RANDOM_INIT_PREFIX) else ""
-    base = name[len(prefix):].strip()
+    base = name[len(prefix) :].strip()
     if not _registered(base):
         local = base_dir / base
         if not Path(base).expanduser().exists() and local.exists():
@@ -225,8 +230,10 @@ def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
     except (ModelError, InputError) as exc:
         raise InputError(f"{where}: {exc}") from None
     if spec.modality != modality:
-        raise InputError(f"{where}: {name!r} is a {spec.modality} model; list it under "
-                         f"{'vision' if spec.modality == 'vision' else 'text'} instead")
+        raise InputError(
+            f"{where}: {name!r} is a {spec.modality} model; list it under "
+            f"{'vision' if spec.modality == 'vision' else 'text'} instead"
+        )
     return prefix + base
 
 
@@ -238,8 +245,10 @@ def _dataset(name: str, *, where: str, base_dir: Path) -> str:
     for path in (Path(name).expanduser(), base_dir / name):
         if path.exists():
             return str(path)
-    raise InputError(f"{where}: {name!r} is neither a registered dataset ({', '.join(DATASETS)}) nor an existing "
-                     "manifest file or folder")
+    raise InputError(
+        f"{where}: {name!r} is neither a registered dataset ({', '.join(DATASETS)}) nor an existing "
+        "manifest file or folder"
+    )
 
 
 def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudySpec:
@@ -252,34 +261,62 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
     top = _Reader(data, source=source, section="", allowed=_TOP_KEYS)
     name = top.string("name", Path(source).stem) or ""
     if not _NAME.match(name):
-        raise InputError(f"{top.where('name')} = {name!r}: use letters, digits, '-', '_' or '.' (it names the study folder)")
-    vision = tuple(check_model(v, modality="vision", where=top.where("vision"), base_dir=base_dir)
-                   for v in top.names("vision", required=True))
-    textm = tuple(check_model(t, modality="text", where=top.where("text"), base_dir=base_dir)
-                  for t in top.names("text", required=True))
-    datasets = tuple(_dataset(d, where=top.where("datasets"), base_dir=base_dir)
-                     for d in top.names("datasets", required=True))
+        raise InputError(
+            f"{top.where('name')} = {name!r}: use letters, digits, '-', '_' or '.' (it names the study folder)"
+        )
+    vision = tuple(
+        check_model(v, modality="vision", where=top.where("vision"), base_dir=base_dir)
+        for v in top.names("vision", required=True)
+    )
+    textm = tuple(
+        check_model(t, modality="text", where=top.where("text"), base_dir=base_dir)
+        for t in top.names("text", required=True)
+    )
+    datasets = tuple(
+        _dataset(d, where=top.where("datasets"), base_dir=base_dir) for d in top.names("datasets", required=True)
+    )
     metrics = top.names("metrics") or DEFAULT_METRICS
     try:
         metric_specs(metrics)
     except InputError as exc:
         raise InputError(f"{top.where('metrics')}: {exc}") from None
-    controls = tuple(c if c == RANDOM_INIT else check_model(c, modality="vision", where=top.where("controls"), base_dir=base_dir)
-                     for c in top.names("controls"))
+    controls = tuple(
+        c if c == RANDOM_INIT else check_model(c, modality="vision", where=top.where("controls"), base_dir=base_dir)
+        for c in top.names("controls")
+    )
 
     settings_table = data.get("settings", {})
     if not isinstance(settings_table, dict):
         raise InputError(f"{top.where('settings')} must be a table ([settings])")
-    s = _Reader(settings_table, source=source, section="settings",
-                allowed=("k", "permutations", "subsamples", "limit", "seed", "pool_vision", "pool_text", "device", "dtype",
-                         "layers"))
+    s = _Reader(
+        settings_table,
+        source=source,
+        section="settings",
+        allowed=(
+            "k",
+            "permutations",
+            "subsamples",
+            "limit",
+            "seed",
+            "pool_vision",
+            "pool_text",
+            "device",
+            "dtype",
+            "layers",
+        ),
+    )
     defaults = StudySettings()
     settings = StudySettings(
-        k=s.integer("k", defaults.k, minimum=1), permutations=s.integer("permutations", defaults.permutations, minimum=0),
-        subsamples=s.integer("subsamples", defaults.subsamples, minimum=0), limit=s.integer("limit", None, minimum=1),
-        seed=s.integer("seed", defaults.seed, minimum=0), pool_vision=s.string("pool_vision", None),
-        pool_text=s.string("pool_text", None), device=s.string("device", "auto") or "auto",
-        dtype=s.string("dtype", "auto") or "auto", layers=s.string("layers", "all") or "all",
+        k=s.integer("k", defaults.k, minimum=1),
+        permutations=s.integer("permutations", defaults.permutations, minimum=0),
+        subsamples=s.integer("subsamples", defaults.subsamples, minimum=0),
+        limit=s.integer("limit", None, minimum=1),
+        seed=s.integer("seed", defaults.seed, minimum=0),
+        pool_vision=s.string("pool_vision", None),
+        pool_text=s.string("pool_text", None),
+        device=s.string("device", "auto") or "auto",
+        dtype=s.string("dtype", "auto") or "auto",
+        layers=s.string("layers", "all") or "all",
     )
     try:
         from probe.features.layers import parse_layers
@@ -293,8 +330,10 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
         if value is not None and value not in allowed:
             raise InputError(f"{s.where(key)} = {value!r}: choose one of {', '.join(allowed)}")
     if controls and settings.permutations == 0:
-        raise InputError(f"{s.where('permutations')} = 0: controls are compared on calibrated scores, which need "
-                         "permutations above 0")
+        raise InputError(
+            f"{s.where('permutations')} = 0: controls are compared on calibrated scores, which need "
+            "permutations above 0"
+        )
 
     probes = None
     if "probes" in data:
@@ -304,14 +343,30 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
         probe_text = p.string("text", None)
         if probe_text is not None:
             probe_text = check_model(probe_text, modality="text", where=p.where("text"), base_dir=base_dir)
-        probes = ProbeSpec(labels=p.names("labels"), text=probe_text,
-                           vision=tuple(check_model(v, modality="vision", where=p.where("vision"), base_dir=base_dir)
-                                        for v in p.names("vision")))
+        probes = ProbeSpec(
+            labels=p.names("labels"),
+            text=probe_text,
+            vision=tuple(
+                check_model(v, modality="vision", where=p.where("vision"), base_dir=base_dir) for v in p.names("vision")
+            ),
+        )
         if not probes.labels and probes.text is None:
-            raise InputError(f"{top.where('probes')}: nothing to probe; give labels (label fields or 'words') and/or text")
-    return StudySpec(name=name, vision=vision, text=textm, datasets=datasets, metrics=tuple(metrics), controls=controls,
-                     probes=probes, settings=settings, description=top.string("description", "") or "",
-                     source=str(source), toml=text)
+            raise InputError(
+                f"{top.where('probes')}: nothing to probe; give labels (label fields or 'words') and/or text"
+            )
+    return StudySpec(
+        name=name,
+        vision=vision,
+        text=textm,
+        datasets=datasets,
+        metrics=tuple(metrics),
+        controls=controls,
+        probes=probes,
+        settings=settings,
+        description=top.string("description", "") or "",
+        source=str(source),
+        toml=text,
+    )
 
 
 @dataclass
@@ -330,7 +385,9 @@ def dataset_folder(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]+", "-", dataset.strip("/")).strip("-")[-80:] or "dataset"
 
 
-def run_study(spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optional[ProgressCallback] = None) -> StudyRun:
+def run_study(
+    spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optional[ProgressCallback] = None
+) -> StudyRun:
     """Run every part of `spec` into a new study folder `<output>/study-<name>-<UTC time>/` (`<output>/latest`
     points at it once complete), then write the report there.
 
@@ -340,12 +397,12 @@ def run_study(spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optio
     part of the grid) computes only what is missing.
     """
     from probe.align.settings import AlignSettings
+    from probe.errors import write_atomic
     from probe.log import logger
     from probe.runs.align import run_align
     from probe.runs.checks import check_run_request
     from probe.runs.inputs import ExtractOptions
     from probe.runs.linear import LinearSettings, run_linear
-    from probe.errors import write_atomic
     from probe.runs.outputs import new_run_folder, point_latest
     from probe.runs.report import write_report
 
@@ -355,22 +412,49 @@ def run_study(spec: StudySpec, *, cache_dir: Path, output: Path, progress: Optio
     write_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
     run = StudyRun(spec, folder)
     options = ExtractOptions(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit, layers=s.layers)
-    align_settings = AlignSettings(metrics=spec.metrics, k=s.k, permutations=s.permutations, subsamples=s.subsamples,
-                                   seed=s.seed, device=s.device)
+    align_settings = AlignSettings(
+        metrics=spec.metrics, k=s.k, permutations=s.permutations, subsamples=s.subsamples, seed=s.seed, device=s.device
+    )
     for dataset in spec.datasets:
         where = folder / dataset_folder(dataset)
-        logger.info("study %s: aligning %d vision models (+%d controls) with %d text models on %s", spec.name,
-                    len(spec.vision), len(spec.control_models()), len(spec.text), dataset)
-        run.align[dataset] = run_align(vision=spec.vision, text=spec.text, dataset=dataset, settings=align_settings,
-                                       options=options, output=where, pool_vision=s.pool_vision, pool_text=s.pool_text,
-                                       controls=spec.controls, progress=progress)
+        logger.info(
+            "study %s: aligning %d vision models (+%d controls) with %d text models on %s",
+            spec.name,
+            len(spec.vision),
+            len(spec.control_models()),
+            len(spec.text),
+            dataset,
+        )
+        run.align[dataset] = run_align(
+            vision=spec.vision,
+            text=spec.text,
+            dataset=dataset,
+            settings=align_settings,
+            options=options,
+            output=where,
+            pool_vision=s.pool_vision,
+            pool_text=s.pool_text,
+            controls=spec.controls,
+            progress=progress,
+        )
         if spec.probes is not None:
             for vision in spec.probe_vision():
                 run.linear[(dataset, vision)] = run_linear(
-                    vision=vision, dataset=dataset, text=spec.probes.text, options=options, output=where,
-                    settings=LinearSettings(labels=spec.probes.labels, seed=s.seed, probe_layers=spec.probes.layers,
-                                            text_layer=spec.probes.text_layer), pool_vision=s.pool_vision,
-                    pool_text=s.pool_text, progress=progress)
+                    vision=vision,
+                    dataset=dataset,
+                    text=spec.probes.text,
+                    options=options,
+                    output=where,
+                    settings=LinearSettings(
+                        labels=spec.probes.labels,
+                        seed=s.seed,
+                        probe_layers=spec.probes.layers,
+                        text_layer=spec.probes.text_layer,
+                    ),
+                    pool_vision=s.pool_vision,
+                    pool_text=s.pool_text,
+                    progress=progress,
+                )
     run.report = write_report([folder], output=folder)
     point_latest(Path(output), folder)
     return run

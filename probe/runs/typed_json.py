@@ -68,7 +68,9 @@ def to_json(value: Any) -> Any:
             raise TypedJsonError(f"cannot store an array of dtype {value.dtype} (only bool and numeric arrays)")
         dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
         data = np.ascontiguousarray(value, dtype=dtype).tobytes()
-        return {_NDARRAY: {"dtype": dtype.str, "shape": list(value.shape), "data": base64.b64encode(data).decode("ascii")}}
+        return {
+            _NDARRAY: {"dtype": dtype.str, "shape": list(value.shape), "data": base64.b64encode(data).decode("ascii")}
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
         return {_DATACLASS: _class_name(type(value)), "fields": fields}
@@ -111,12 +113,16 @@ def _decode_dataclass(data: Any, cls: type, where: str) -> Any:
     wanted = [f.name for f in dataclasses.fields(cls) if f.init]
     stored = data["fields"]
     if set(stored) != set(wanted):
-        raise TypedJsonError(f"{where or cls.__qualname__}: fields {sorted(stored)} differ from {cls.__qualname__}'s {sorted(wanted)}")
+        raise TypedJsonError(
+            f"{where or cls.__qualname__}: fields {sorted(stored)} differ from {cls.__qualname__}'s {sorted(wanted)}"
+        )
     kwargs = {name: _decode(stored[name], hints[name], f"{where}.{name}" if where else name) for name in wanted}
     try:
         return cls(**kwargs)
     except Exception as exc:  # a constructor's own checks refusing the values
-        raise TypedJsonError(f"{where or cls.__qualname__}: {cls.__qualname__} refused the stored values ({exc})") from None
+        raise TypedJsonError(
+            f"{where or cls.__qualname__}: {cls.__qualname__} refused the stored values ({exc})"
+        ) from None
 
 
 def _decode_array(data: Any, where: str) -> np.ndarray:
@@ -150,7 +156,11 @@ def _decode_union(data: Any, members: tuple[Any, ...], where: str) -> Any:
     options = [m for m in members if m is not type(None)]
     if _is_tagged(data, _DATACLASS):
         for member in options:
-            if isinstance(member, type) and dataclasses.is_dataclass(member) and data[_DATACLASS] == _class_name(member):
+            if (
+                isinstance(member, type)
+                and dataclasses.is_dataclass(member)
+                and data[_DATACLASS] == _class_name(member)
+            ):
                 return _decode_dataclass(data, member, where)
         raise _fail(where, " or ".join(map(str, options)), data.get(_DATACLASS))
     errors = []
@@ -210,7 +220,12 @@ def _decode(data: Any, expected: Any, where: str) -> Any:
             raise _fail(where, f"{len(args)} items", data)
         return tuple(_decode(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(data, args or [Any] * len(data))))
     if origin in (dict, typing.Dict):
-        if not isinstance(data, dict) or _is_tagged(data, _DATACLASS) or _is_tagged(data, _NDARRAY) or _is_tagged(data, _FLOAT):
+        if (
+            not isinstance(data, dict)
+            or _is_tagged(data, _DATACLASS)
+            or _is_tagged(data, _NDARRAY)
+            or _is_tagged(data, _FLOAT)
+        ):
             raise _fail(where, "a mapping", data)
         key_type, value_type = get_args(expected) or (str, Any)
         out = {}

@@ -45,7 +45,9 @@ def random_resized_crops(
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def colour_jitter(images: torch.Tensor, *, generator: torch.Generator, strength: float = 0.4, grayscale_p: float = 0.2) -> torch.Tensor:
+def colour_jitter(
+    images: torch.Tensor, *, generator: torch.Generator, strength: float = 0.4, grayscale_p: float = 0.2
+) -> torch.Tensor:
     """Randomly scale brightness, contrast and saturation by factors in [1 - strength, 1 + strength] and turn a
     fraction `grayscale_p` of the images grey, so an invariance objective cannot match views by colour alone.
 

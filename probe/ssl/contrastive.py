@@ -76,7 +76,9 @@ def train_contrastive(
 
     def view(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         crops = random_resized_crops(batch, size=spec.image_size, generator=generator, scale=spec.crop_scale)
-        jittered = colour_jitter(crops, generator=generator, strength=spec.colour_strength, grayscale_p=spec.grayscale_p)
+        jittered = colour_jitter(
+            crops, generator=generator, strength=spec.colour_strength, grayscale_p=spec.grayscale_p
+        )
         return normalise(jittered, spec=spec)
 
     def batch_loss(model: ContrastiveModel, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -81,7 +81,9 @@ def vit_hidden_states(vit: ViTModel, pixel_values: torch.Tensor) -> tuple[torch.
 HiddenStates = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 
-def export_vit(state: dict[str, torch.Tensor], out_dir: Path, *, spec: VitEncoderSpec, seed: int, reference: HiddenStates) -> Path:
+def export_vit(
+    state: dict[str, torch.Tensor], out_dir: Path, *, spec: VitEncoderSpec, seed: int, reference: HiddenStates
+) -> Path:
     """Save an encoder's weights as a ViTModel + ViTImageProcessor folder and check that it reloads identically.
 
     Writes config.json, model.safetensors and preprocessor_config.json into `out_dir`; reloads the folder
@@ -97,19 +99,25 @@ def export_vit(state: dict[str, torch.Tensor], out_dir: Path, *, spec: VitEncode
     exported, expected = vit_hidden_states(reloaded, pixels), reference(pixels)
     worst = max(float((a - b).abs().max()) for a, b in zip(exported, expected))
     if len(exported) != len(expected) or worst > 1e-5:
-        raise ProbeError(f"the exported ViTModel in {out_dir} differs from the trained encoder (max |diff| {worst:.2e})")
+        raise ProbeError(
+            f"the exported ViTModel in {out_dir} differs from the trained encoder (max |diff| {worst:.2e})"
+        )
     return out_dir
 
 
 def export_mae_encoder(mae: ViTMAEForPreTraining, out_dir: Path, *, spec: VitEncoderSpec, seed: int) -> Path:
     """`export_vit` for the encoder of a trained ViTMAEForPreTraining."""
     mae.eval()
-    return export_vit(mae.vit.state_dict(), out_dir, spec=spec, seed=seed, reference=lambda px: mae_encoder_hidden_states(mae, px))
+    return export_vit(
+        mae.vit.state_dict(), out_dir, spec=spec, seed=seed, reference=lambda px: mae_encoder_hidden_states(mae, px)
+    )
 
 
 def export_vit_encoder(encoder: ViTModel, out_dir: Path, *, spec: VitEncoderSpec, seed: int) -> Path:
     """`export_vit` for a trained ViTModel encoder (e.g. the backbone of a joint-embedding model)."""
-    return export_vit(encoder.state_dict(), out_dir, spec=spec, seed=seed, reference=lambda px: vit_hidden_states(encoder, px))
+    return export_vit(
+        encoder.state_dict(), out_dir, spec=spec, seed=seed, reference=lambda px: vit_hidden_states(encoder, px)
+    )
 
 
 def random_init_vit(config_dir: Path, *, seed: int = 0) -> ViTModel:

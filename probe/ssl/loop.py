@@ -114,7 +114,9 @@ def train_loop(
             order = torch.cat([order, torch.randperm(images.shape[0], generator=generator)])
         batch, order = order[: spec.batch_size], order[spec.batch_size :]
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate_at(step, steps=steps, peak=spec.learning_rate, warmup_fraction=spec.warmup_fraction)
+            group["lr"] = learning_rate_at(
+                step, steps=steps, peak=spec.learning_rate, warmup_fraction=spec.warmup_fraction
+            )
         loss = batch_loss(model, images[batch].float() / 255.0, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,6 +126,13 @@ def train_loop(
             on_step(step, result.losses[-1])
     result.wall_s = time.perf_counter() - start
     if result.losses:
-        logger.info("%s: %d steps in %.0f s, loss %.4f -> %.4f", type(model).__name__, steps, result.wall_s, result.losses[0], result.losses[-1])
+        logger.info(
+            "%s: %d steps in %.0f s, loss %.4f -> %.4f",
+            type(model).__name__,
+            steps,
+            result.wall_s,
+            result.losses[0],
+            result.losses[-1],
+        )
     model.eval()
     return result

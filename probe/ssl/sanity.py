@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, ViTModel
 
-
 Pooling = Literal["cls", "mean"]
 
 
@@ -53,7 +52,13 @@ def knn_label_accuracy(features: torch.Tensor, labels: Sequence[str], *, k: int 
 
 
 def knn_by_layer(
-    model_dir: Path, model: ViTModel, image_paths: Sequence[Path], labels: Sequence[str], *, k: int = 10, pool: Pooling = "cls"
+    model_dir: Path,
+    model: ViTModel,
+    image_paths: Sequence[Path],
+    labels: Sequence[str],
+    *,
+    k: int = 10,
+    pool: Pooling = "cls",
 ) -> list[float]:
     """kNN label accuracy (see `knn_label_accuracy`) of the pooled features of every hidden state, index 0 =
     embeddings; images are prepared by the processor saved in `model_dir`."""

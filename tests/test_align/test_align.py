@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 
 from probe import metrics
-from probe.align import engine as align, hsic, knn
+from probe.align import engine as align
+from probe.align import hsic, knn
 from probe.align.engine import alignment_matrices, alignment_matrix, pair_matrices, prepare_modalities
-from probe.errors import InputError
 from probe.align.specs import METRICS
-
-from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
+from probe.errors import InputError
 
 BLOCKED_METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka", "cknna")
 ALL_METRICS = tuple(METRICS)
@@ -102,7 +102,9 @@ def test_layer_sources_read_each_layer_once_and_match_arrays(stacks, all_matrice
     sources = CountingSource(vision), CountingSource(text)
     from_sources = alignment_matrices(*sources, metrics=ALL_METRICS, k=5, device="cpu")
     assert sources[0].reads == [1, 1, 1] and sources[1].reads == [1, 1, 1, 1]
-    from_tensors = alignment_matrices(torch.from_numpy(vision), torch.from_numpy(text), metrics=ALL_METRICS, k=5, device="cpu")
+    from_tensors = alignment_matrices(
+        torch.from_numpy(vision), torch.from_numpy(text), metrics=ALL_METRICS, k=5, device="cpu"
+    )
     for name in ALL_METRICS:
         np.testing.assert_array_equal(from_sources[name], all_matrices[name])
         np.testing.assert_array_equal(from_tensors[name], all_matrices[name])

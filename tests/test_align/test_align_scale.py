@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 
 from probe import devices
-from probe.align import engine as align, hsic, knn
+from probe.align import engine as align
+from probe.align import hsic, knn
 from probe.align.engine import choose_path, dense_kernel_budget, pair_matrices, prepare_modalities
 from probe.align.specs import metric_specs
 from probe.align.stats import score_alignment
 from probe.errors import InputError
-
-from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 
 SCALING = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka", "cknna")
 
@@ -113,7 +113,9 @@ def test_dense_budget_follows_free_memory(monkeypatch):
     assert choose_path("auto", num_rows=1000, num_layers=8, specs=specs, device=cpu) == "dense"
     free["bytes"] = int(needed / align.DENSE_MEMORY_FRACTION) - 100
     assert choose_path("auto", num_rows=1000, num_layers=8, specs=specs, device=cpu) == "blocked"
-    with pytest.raises(InputError, match=r"rbf_cka need N x N kernels: 0.1 GiB .*limit 0.0 GiB, 40% of the free memory of cpu"):
+    with pytest.raises(
+        InputError, match=r"rbf_cka need N x N kernels: 0.1 GiB .*limit 0.0 GiB, 40% of the free memory of cpu"
+    ):
         choose_path("auto", num_rows=1000, num_layers=8, specs=metric_specs(("rbf_cka",)), device=cpu)
 
 

@@ -46,9 +46,11 @@ def test_a_model_sharing_the_text_geometry_is_above_an_unrelated_control() -> No
 
 def test_the_best_control_is_the_one_with_the_highest_calibrated_score() -> None:
     text, related, unrelated = _features(2)
-    reports = {("m", "t"): score_alignment(related, text, SETTINGS),
-               ("weak", "t"): score_alignment(unrelated, text, SETTINGS),
-               ("strong", "t"): score_alignment(related[:, ::-1].copy(), text, SETTINGS)}
+    reports = {
+        ("m", "t"): score_alignment(related, text, SETTINGS),
+        ("weak", "t"): score_alignment(unrelated, text, SETTINGS),
+        ("strong", "t"): score_alignment(related[:, ::-1].copy(), text, SETTINGS),
+    }
     rows = compare_to_controls(reports, {"m": ["weak", "strong"]}, settings=SETTINGS)
     assert [(r.metric, r.control) for r in rows] == [("mutual_knn", "strong"), ("cka", "strong")]
     assert all(r.comparison.above is False for r in rows)  # the strong control has the same geometry
@@ -56,7 +58,9 @@ def test_the_best_control_is_the_one_with_the_highest_calibrated_score() -> None
 
 def test_random_init_stands_for_each_models_own_twin() -> None:
     assert control_names(["pixels-16", "random-init"], ["a", "pixels-16"]) == {
-        "a": ["pixels-16", "random-init:a"], "pixels-16": []}
+        "a": ["pixels-16", "random-init:a"],
+        "pixels-16": [],
+    }
 
 
 def test_unequal_subsample_counts_are_refused() -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from alignment_helpers import one_thread, unit_rows  # noqa: F401  (one_thread is an autouse fixture)
 
 from probe import metrics
-from probe.errors import InputError
 from probe.align.hsic import hsic_biased, hsic_unbiased
 from probe.align.knn import ranked_neighbours
 from probe.align.specs import METRICS
-
-from alignment_helpers import one_thread, unit_rows  # noqa: F401  (one_thread is an autouse fixture)
-
+from probe.errors import InputError
 
 # ---------------------------------------------------------------- references (definitions, guide §2)
 
@@ -55,7 +53,9 @@ def ref_hsic_unbiased(K, L):
     np.fill_diagonal(Kt, 0)
     np.fill_diagonal(Lt, 0)
     trace = sum(Kt[i, j] * Lt[j, i] for i in range(n) for j in range(n))
-    chained = sum(Kt[i, j] * Lt[j, m] for i in range(n) for j in range(n) for m in range(n)) if n <= 12 else (Kt @ Lt).sum()
+    chained = (
+        sum(Kt[i, j] * Lt[j, m] for i in range(n) for j in range(n) for m in range(n)) if n <= 12 else (Kt @ Lt).sum()
+    )
     return float((trace + Kt.sum() * Lt.sum() / ((n - 1) * (n - 2)) - 2 * chained / (n - 2)) / (n * (n - 3)))
 
 
@@ -133,7 +133,9 @@ def test_knn_metrics_equal_reference(pair, name, k):
 def test_cka_equals_reference(pair, kernel, unbiased):
     a, b = pair
     expected = ref_cka(a, b, kernel=kernel, unbiased=unbiased)
-    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=0.0, device="cpu") == pytest.approx(expected, abs=1e-5)
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=0.0, device="cpu") == pytest.approx(
+        expected, abs=1e-5
+    )
 
 
 @pytest.mark.parametrize("kernel,unbiased", KERNEL_CASES)
@@ -141,11 +143,16 @@ def test_cka_with_prh_epsilon_reproduces_prh(pair, kernel, unbiased):
     """PRH adds 1e-6 to the denominator: epsilon=1e-6 reproduces it; the definition differs by < 1e-4 here."""
     a, b = pair
     prh = ref_cka(a, b, kernel=kernel, unbiased=unbiased, eps=1e-6)
-    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu") == pytest.approx(prh, abs=1e-5)
-    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=0.0, device="cpu") == pytest.approx(prh, abs=1e-4)
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu") == pytest.approx(
+        prh, abs=1e-5
+    )
+    assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, epsilon=0.0, device="cpu") == pytest.approx(
+        prh, abs=1e-4
+    )
     # The default everywhere in probe is PRH's epsilon.
     assert metrics.cka(a, b, kernel=kernel, unbiased=unbiased, device="cpu") == metrics.cka(
-        a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu")
+        a, b, kernel=kernel, unbiased=unbiased, epsilon=1e-6, device="cpu"
+    )
 
 
 @pytest.mark.parametrize("k", [2, 6])
@@ -233,7 +240,10 @@ def test_cycle_knn_and_cknna_are_asymmetric_as_defined(pair):
     a, b = pair
     assert metrics.cycle_knn(a, b, k=3, device="cpu") == pytest.approx(ref_cycle_knn(a, b, 3), abs=1e-12)
     assert metrics.cycle_knn(a, b, k=3, device="cpu") != pytest.approx(metrics.cycle_knn(b, a, k=3, device="cpu"))
-    forward, backward = metrics.cknna(a, b, k=5, epsilon=0.0, device="cpu"), metrics.cknna(b, a, k=5, epsilon=0.0, device="cpu")
+    forward, backward = (
+        metrics.cknna(a, b, k=5, epsilon=0.0, device="cpu"),
+        metrics.cknna(b, a, k=5, epsilon=0.0, device="cpu"),
+    )
     assert forward == pytest.approx(ref_cknna(a, b, 5), abs=1e-6)
     assert backward == pytest.approx(ref_cknna(b, a, 5), abs=1e-6)
     assert forward != pytest.approx(backward, abs=1e-5)

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
 
 from probe.align import stats
 from probe.align.engine import pair_matrices, prepare_modalities
-from probe.errors import InputError
 from probe.align.state import ModalityState
 from probe.align.stats import (
     cycle_knn_chance,
@@ -21,8 +21,7 @@ from probe.align.stats import (
     mutual_knn_chance,
     score_alignment,
 )
-
-from alignment_helpers import one_thread  # noqa: F401  (an autouse fixture)
+from probe.errors import InputError
 
 
 def independent(n: int, seed: int, layers: tuple[int, int] = (2, 3)) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +89,14 @@ def test_cycle_chance_is_lower_with_hubs():
 def test_planted_alignment_has_the_smallest_p_value():
     vision, text = planted()
     report = score_alignment(
-        vision, text, metrics=("mutual_knn", "cka", "unbiased_cka", "cknna"), k=5, permutations=99, subsamples=0,
+        vision,
+        text,
+        metrics=("mutual_knn", "cka", "unbiased_cka", "cknna"),
+        k=5,
+        permutations=99,
+        subsamples=0,
         device="cpu",
-    )  # fmt: skip
+    )
     for name, result in report.metrics.items():
         assert result.best_pair == (0, 1), name
         assert result.p_value == pytest.approx(0.01), name
@@ -126,7 +130,9 @@ def test_null_is_of_the_max_over_pairs():
 
 def test_kernel_chance_comes_from_the_null_and_needs_permutations():
     vision, text = independent(40, seed=4)
-    with_null = score_alignment(vision, text, metrics=("cka",), permutations=20, subsamples=0, device="cpu").metrics["cka"]
+    with_null = score_alignment(vision, text, metrics=("cka",), permutations=20, subsamples=0, device="cpu").metrics[
+        "cka"
+    ]
     without = score_alignment(vision, text, metrics=("cka",), permutations=0, subsamples=0, device="cpu").metrics["cka"]
     assert with_null.chance_source == "null" and 0 < with_null.chance_level < with_null.null_max_mean
     assert without.chance_source == "unavailable" and without.chance_level is None and without.p_value is None
@@ -181,9 +187,14 @@ def test_a_seed_fixes_every_number_and_streams_are_independent():
 def test_report_is_json_safe_and_complete():
     seen = []
     report = score_alignment(
-        *planted(40), metrics=("mutual_knn", "unbiased_cka"), k=4, permutations=5, subsamples=3, device="cpu",
+        *planted(40),
+        metrics=("mutual_knn", "unbiased_cka"),
+        k=4,
+        permutations=5,
+        subsamples=3,
+        device="cpu",
         progress=lambda done, total, what: seen.append((what, done, total)),
-    )  # fmt: skip
+    )
     data = json.loads(json.dumps(report.to_dict()))
     settings = data["settings"]
     assert settings["num_rows"] == 40 and settings["k"] == 4 and settings["permutations"] == 5
@@ -213,7 +224,9 @@ def test_bad_settings_raise_input_error(kwargs, message):
 
 def test_blocked_path_reports_the_same_as_dense():
     data = planted(90, seed=6)
-    kwargs = dict(metrics=("mutual_knn", "cycle_knn", "cka", "unbiased_cka"), k=5, permutations=10, subsamples=5, device="cpu")
+    kwargs = dict(
+        metrics=("mutual_knn", "cycle_knn", "cka", "unbiased_cka"), k=5, permutations=10, subsamples=5, device="cpu"
+    )
     dense = score_alignment(*data, path="dense", **kwargs).to_dict()["metrics"]
     blocked = score_alignment(*data, path="blocked", **kwargs).to_dict()["metrics"]
     for name in dense:

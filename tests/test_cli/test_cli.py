@@ -57,13 +57,40 @@ def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, capsys, monke
     rng = np.random.default_rng(1)
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
-    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"c {i}"}) + "\n" for i in range(4)))
+    (tmp_path / "m.jsonl").write_text(
+        "".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"c {i}"}) + "\n" for i in range(4))
+    )
     cache = tmp_path / "cache"
-    code, out, _ = _run(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(tmp_path / "m.jsonl"),
-                         "--cache-dir", str(cache), "--no-progress", "--num-workers", "0"], capsys)
+    code, out, _ = _run(
+        [
+            "extract",
+            "--model",
+            str(tiny_model_dir("vit")),
+            "--dataset",
+            str(tmp_path / "m.jsonl"),
+            "--cache-dir",
+            str(cache),
+            "--no-progress",
+            "--num-workers",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 0 and "N=4" in out and ".h5" in out
-    code, _, err = _run(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(tmp_path / "m.jsonl"),
-                         "--cache-dir", str(cache), "--max-tokens", "64"], capsys)  # fmt: skip
+    code, _, err = _run(
+        [
+            "extract",
+            "--model",
+            str(tiny_model_dir("vit")),
+            "--dataset",
+            str(tmp_path / "m.jsonl"),
+            "--cache-dir",
+            str(cache),
+            "--max-tokens",
+            "64",
+        ],
+        capsys,
+    )
     assert code == 2 and err.strip().startswith("error: --max-tokens applies to text models only"), err
     code, out, _ = _run(["cache", "ls", "--cache-dir", str(cache)], capsys)
     assert code == 0 and "complete" in out and "vision" in out

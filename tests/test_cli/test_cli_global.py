@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from probe.cli.main import app, main
 from probe import __version__
+from probe.cli.main import app, main
 from probe.log import captured_library_warnings, warnings_summary_line
 
 
@@ -174,10 +174,15 @@ def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):
     )
     paths = [str(Path(__file__).resolve().parents[2]), *filter(None, [os.environ.get("PYTHONPATH")])]
     procs = {
-        ci: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "CI": ci})
+        ci: subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "CI": ci},
+        )
         for ci in ("", "1")
-    }  # fmt: skip
+    }
     for ci, proc in procs.items():
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, (ci, stderr)

@@ -23,7 +23,10 @@ def _png(path: Path, value: int) -> None:
 def manifest_dir(tmp_path: Path) -> Path:
     for i in range(3):
         _png(tmp_path / "img" / f"{i}.png", 40 * i)
-    rows = [{"id": f"r{i}", "image": f"img/{i}.png", "caption": f"caption {i}", "colour": ["red", "green", "blue"][i]} for i in range(3)]
+    rows = [
+        {"id": f"r{i}", "image": f"img/{i}.png", "caption": f"caption {i}", "colour": ["red", "green", "blue"][i]}
+        for i in range(3)
+    ]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return tmp_path
 
@@ -39,7 +42,9 @@ def test_jsonl_manifest_rows_labels_and_paths(manifest_dir: Path) -> None:
 
 
 def test_csv_manifest_equals_jsonl(manifest_dir: Path) -> None:
-    lines = ["id,image,caption,colour"] + [f"r{i},img/{i}.png,caption {i},{c}" for i, c in enumerate(["red", "green", "blue"])]
+    lines = ["id,image,caption,colour"] + [
+        f"r{i},img/{i}.png,caption {i},{c}" for i, c in enumerate(["red", "green", "blue"])
+    ]
     (manifest_dir / "data.csv").write_text("\n".join(lines) + "\n")
     a, b = load_manifest(manifest_dir / "data.jsonl"), load_manifest(manifest_dir / "data.csv")
     assert a.fingerprint == b.fingerprint
@@ -64,7 +69,10 @@ def test_fingerprint_tracks_content_order_and_limit(manifest_dir: Path) -> None:
     assert load_manifest(manifest_dir / "data.jsonl").fingerprint != fp
     rows = [json.loads(line) for line in (manifest_dir / "data.jsonl").read_text().splitlines()]
     (manifest_dir / "swapped.jsonl").write_text("\n".join(json.dumps(r) for r in rows[::-1]))
-    assert load_manifest(manifest_dir / "swapped.jsonl").fingerprint != load_manifest(manifest_dir / "data.jsonl").fingerprint
+    assert (
+        load_manifest(manifest_dir / "swapped.jsonl").fingerprint
+        != load_manifest(manifest_dir / "data.jsonl").fingerprint
+    )
 
 
 @pytest.mark.parametrize(
@@ -95,7 +103,9 @@ def test_missing_path_and_unknown_name_suggest(tmp_path: Path) -> None:
 
 
 def test_row_without_caption_is_an_error_only_for_text(manifest_dir: Path) -> None:
-    (manifest_dir / "nocap.jsonl").write_text('{"id": "a", "image": "img/0.png"}\n{"id": "b", "image": "img/1.png", "caption": " "}\n')
+    (manifest_dir / "nocap.jsonl").write_text(
+        '{"id": "a", "image": "img/0.png"}\n{"id": "b", "image": "img/1.png", "caption": " "}\n'
+    )
     ds = load_manifest(manifest_dir / "nocap.jsonl")
     ds.require_images()
     with pytest.raises(InputError, match=r"row 1 \(id 'a'\).*no caption"):
@@ -109,7 +119,10 @@ def test_unknown_label_field_lists_known_ones(manifest_dir: Path) -> None:
 
 
 def test_hub_rows_materialise_to_a_manifest(tmp_path: Path) -> None:
-    records = [{"image": Image.fromarray(np.full((4, 4, 3), v, dtype=np.uint8)), "text": [f"cap {v}", "other"]} for v in (0, 255)]
+    records = [
+        {"image": Image.fromarray(np.full((4, 4, 3), v, dtype=np.uint8)), "text": [f"cap {v}", "other"]}
+        for v in (0, 255)
+    ]
     spec = HubDatasetSpec(hub_id="x/y", revision="r", split="train", caption_field="text", caption_index=0)
     manifest = materialise_rows(records, spec=spec, root=tmp_path / "wit")
     ds = load_manifest(manifest, name="wit")

@@ -39,12 +39,16 @@ def _write_export(folder: Path, *, split_dir: str = "test", shards: tuple[int, .
         start = len(captions)
         rows = [[f"caption {start + i} first", f"caption {start + i} second"] for i in range(n)]
         captions += rows
-        table = pa.table({
-            "image": pa.array([{"bytes": _jpeg(10 * (start + i)), "path": f"COCO_{start + i}.jpg"} for i in range(n)],
-                              type=image_type),
-            "caption": pa.array(rows, type=pa.list_(pa.string())),
-            "sentids": pa.array([[5 * (start + i)] for i in range(n)], type=pa.list_(pa.int64())),
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "image": pa.array(
+                    [{"bytes": _jpeg(10 * (start + i)), "path": f"COCO_{start + i}.jpg"} for i in range(n)],
+                    type=image_type,
+                ),
+                "caption": pa.array(rows, type=pa.list_(pa.string())),
+                "sentids": pa.array([[5 * (start + i)] for i in range(n)], type=pa.list_(pa.int64())),
+            }
+        )
         pq.write_table(table, folder / "TEST" / split_dir / f"{shard:04d}.parquet")
     return captions
 
@@ -60,8 +64,12 @@ def test_coco_rows_come_from_the_parquet_export_in_order(tmp_path, monkeypatch):
     assert [np.asarray(Image.open(r.image)).mean() for r in ds.rows] == pytest.approx([0, 10, 20, 30, 40], abs=2)
     assert all(r.image.suffix == ".jpg" for r in ds.rows)  # the JPEG bytes are kept, not re-encoded
     source = json.loads((tmp_path / "coco" / "source.json").read_text())
-    assert source == {"hub_id": COCO_CAPTIONS.hub_id, "revision": "refs/convert/parquet", "commit": "0123abcd",
-                      "files": ["TEST/test/0000.parquet", "TEST/test/0001.parquet"]}  # fmt: skip
+    assert source == {
+        "hub_id": COCO_CAPTIONS.hub_id,
+        "revision": "refs/convert/parquet",
+        "commit": "0123abcd",
+        "files": ["TEST/test/0000.parquet", "TEST/test/0001.parquet"],
+    }
 
 
 def test_coco_export_with_another_row_count_is_refused(tmp_path, monkeypatch):
@@ -85,8 +93,10 @@ def test_export_files_are_found_in_shard_order_without_pyarrow(tmp_path):
     for name in ("0010.parquet", "0002.parquet", "0001.parquet"):
         (shards / name).write_bytes(b"")
     assert [p.name for p in hub.parquet_export_files(tmp_path, config="TEST", split="test")] == [
-        "0001.parquet", "0002.parquet", "0010.parquet"
-    ]  # fmt: skip
+        "0001.parquet",
+        "0002.parquet",
+        "0010.parquet",
+    ]
     with pytest.raises(InputError, match="no parquet files"):
         hub.parquet_export_files(tmp_path, config="TEST", split="validation")
 
@@ -115,15 +125,18 @@ def test_registered_rows_are_facts():
 
 
 def test_datasets_command_shows_the_row_counts():
+    import cli.info  # noqa: F401 - registers the command
     from typer.testing import CliRunner
 
-    import cli.info  # noqa: F401 - registers the command
     from probe.cli.main import app
 
     result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()
-            if line.split() and line.split()[0] in ("openmoji", "wit-1024", "coco-captions")}
+    rows = {
+        line.split()[0]: line.split()[1]
+        for line in result.output.splitlines()
+        if line.split() and line.split()[0] in ("openmoji", "wit-1024", "coco-captions")
+    }
     assert rows == {"openmoji": "1,398", "wit-1024": "1,024", "coco-captions": "5,000"}
     assert "varies" not in result.output
 

@@ -53,7 +53,10 @@ def images(tmp_path: Path) -> Path:
 
 
 def test_non_utf8_jsonl_names_file_and_line(images: Path) -> None:
-    lines = [json.dumps({"id": f"r{i}", "image": f"{i}.png", "caption": "café"}, ensure_ascii=False).encode() for i in range(3)]
+    lines = [
+        json.dumps({"id": f"r{i}", "image": f"{i}.png", "caption": "café"}, ensure_ascii=False).encode()
+        for i in range(3)
+    ]
     lines[2] = lines[2].replace("café".encode(), "café".encode("latin-1"))
     (images / "m.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(InputError) as info:
@@ -77,11 +80,17 @@ def test_utf16_manifest_is_named_as_such(images: Path) -> None:
         load_manifest(images / "m.csv")
 
 
-@pytest.mark.parametrize("name, body", [
-    ("m.csv", "id,image,caption,colour\r\nr0,0.png,\"two\r\nlines\",red\r\nr1,1.png,café,blue\r\n"),
-    ("m.jsonl", '{"id": "r0", "image": "0.png", "caption": "two\\nlines", "colour": "red"}\n'
-                '{"id": "r1", "image": "1.png", "caption": "café", "colour": "blue"}\n'),
-])
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        ("m.csv", 'id,image,caption,colour\r\nr0,0.png,"two\r\nlines",red\r\nr1,1.png,café,blue\r\n'),
+        (
+            "m.jsonl",
+            '{"id": "r0", "image": "0.png", "caption": "two\\nlines", "colour": "red"}\n'
+            '{"id": "r1", "image": "1.png", "caption": "café", "colour": "blue"}\n',
+        ),
+    ],
+)
 def test_a_utf8_bom_is_accepted(images: Path, name: str, body: str) -> None:
     (images / name).write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
     ds = load_manifest(images / name)
@@ -142,8 +151,11 @@ def no_decoding(monkeypatch):
 @pytest.fixture
 def bomb_dataset(images: Path) -> Path:
     bomb_png(images / "bomb.png")
-    rows = [{"id": "r0", "image": "0.png", "caption": "a"}, {"id": "big", "image": "bomb.png", "caption": "b"},
-            {"id": "r2", "image": "2.png", "caption": "c"}]
+    rows = [
+        {"id": "r0", "image": "0.png", "caption": "a"},
+        {"id": "big", "image": "bomb.png", "caption": "b"},
+        {"id": "r2", "image": "2.png", "caption": "c"},
+    ]
     (images / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return images / "m.jsonl"
 
@@ -166,7 +178,9 @@ def test_an_oversized_image_is_refused_by_row_from_its_header(bomb_dataset: Path
     assert "row 2 (id 'big')" in message and "bomb.png" in message and "144,000,000 pixels" in message
     assert "max_pixels=" in message and elapsed < 1.0, (message, elapsed)
     # just over the budget (below PIL's own 2x error): our check, with the size
-    with pytest.raises(ImageTooLarge, match=r"12000 x 12000 = 144,000,000 pixels, over the budget of max_pixels=100000000"):
+    with pytest.raises(
+        ImageTooLarge, match=r"12000 x 12000 = 144,000,000 pixels, over the budget of max_pixels=100000000"
+    ):
         check_image_sizes(ds, max_pixels=100_000_000)
     check_image_sizes(ds, max_pixels=BOMB_SIDE * BOMB_SIDE)  # at the budget: allowed
 
@@ -186,7 +200,9 @@ def test_the_decoder_refuses_it_too(bomb_dataset: Path, no_decoding) -> None:
     assert i == 1 and image is None and error.startswith("ImageTooLarge") and "bomb.png" in error
 
 
-def test_extract_refuses_before_loading_the_model(bomb_dataset: Path, tiny_model_dir, tmp_path: Path, monkeypatch) -> None:
+def test_extract_refuses_before_loading_the_model(
+    bomb_dataset: Path, tiny_model_dir, tmp_path: Path, monkeypatch
+) -> None:
     import probe.models.loading
     from probe.features.extract import extract_features
 
@@ -201,8 +217,18 @@ def test_cli_max_pixels_flag(images: Path, tiny_model_dir, tmp_path: Path, capsy
     from probe.cli.main import main
 
     (images / "m.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "image": f"{i}.png"}) + "\n" for i in range(3)))
-    base = ["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(images / "m.jsonl"),
-            "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--no-progress"]
+    base = [
+        "extract",
+        "--model",
+        str(tiny_model_dir("vit")),
+        "--dataset",
+        str(images / "m.jsonl"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     with pytest.raises(SystemExit) as info:
         main(base + ["--max-pixels", "1000"])
     err = capsys.readouterr().err
@@ -230,8 +256,13 @@ def test_refusal_does_not_allocate_the_image(bomb_dataset: Path) -> None:
         "else:\n    sys.exit('not refused')\n"
         "print(time.perf_counter() - t0, before, peak_kb())\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(bomb_dataset)], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(bomb_dataset)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     seconds, before_kb, after_kb = (float(v) for v in out.stdout.split())
     assert after_kb - before_kb < 20_000, out.stdout
     assert seconds < 0.5

@@ -92,7 +92,9 @@ def test_rule_filter_reasons(emoji_id, subcategory, reason):
 
 
 def test_no_two_rows_render_within_the_near_duplicate_threshold(all_rows):
-    x = np.stack([np.asarray(om.render_emoji(r.text, size=om.DEDUP_SIZE), dtype=np.float64).ravel() / 255 for r in all_rows])
+    x = np.stack(
+        [np.asarray(om.render_emoji(r.text, size=om.DEDUP_SIZE), dtype=np.float64).ravel() / 255 for r in all_rows]
+    )
     sq = (x * x).sum(axis=1)
     rms = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0) / x.shape[1])
     np.fill_diagonal(rms, np.inf)

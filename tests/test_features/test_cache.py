@@ -9,18 +9,26 @@ import h5py
 import numpy as np
 import pytest
 
+from probe.errors import CacheError
 from probe.features.cache import FeatureCache, check_paired
 from probe.features.format import cache_path, key_hash
 from probe.features.inventory import list_entries, verify_cache
 from probe.features.writer import PartialWriter
-from probe.errors import CacheError
 
 N, S, D = 10, 3, 4
 
 
 def _key(**changes):
-    key = {"feature_version": 1, "model": {"name": "m", "revision": "main"}, "modality": "vision", "pools": ["cls"],
-           "layers": [0, 1, 2], "prompt": None, "dtype": "float32", "dataset": {"name": "d", "fingerprint": "f", "rows": N}}
+    key = {
+        "feature_version": 1,
+        "model": {"name": "m", "revision": "main"},
+        "modality": "vision",
+        "pools": ["cls"],
+        "layers": [0, 1, 2],
+        "prompt": None,
+        "dtype": "float32",
+        "dataset": {"name": "d", "fingerprint": "f", "rows": N},
+    }
     key.update(changes)
     return key
 
@@ -30,8 +38,14 @@ def _features(seed: int = 0) -> np.ndarray:
 
 
 def _assemble(writer: PartialWriter, ids=None):
-    return writer.assemble(ids=ids or [f"id{i}" for i in range(N)], image_sha256=["a" * 64] * N, caption_sha256=["b" * 64] * N,
-                           layers=[0, 1, 2], pools=["cls"], provenance={"test": True})
+    return writer.assemble(
+        ids=ids or [f"id{i}" for i in range(N)],
+        image_sha256=["a" * 64] * N,
+        caption_sha256=["b" * 64] * N,
+        layers=[0, 1, 2],
+        pools=["cls"],
+        provenance={"test": True},
+    )
 
 
 def test_batches_in_any_order_assemble_to_the_full_array(tmp_path: Path) -> None:
@@ -74,11 +88,20 @@ def test_partial_folder_of_another_key_is_refused(tmp_path: Path) -> None:
         PartialWriter(final, key=_key(dtype="bfloat16"), num_rows=N).begin()
 
 
-@pytest.mark.parametrize("change", [
-    {"model": {"name": "m2", "revision": "main"}}, {"model": {"name": "m", "revision": "abc"}}, {"pools": ["mean"]},
-    {"layers": [2]}, {"prompt": "a {caption}"}, {"dtype": "bfloat16"}, {"feature_version": 2}, {"modality": "text"},
-    {"dataset": {"name": "d", "fingerprint": "g", "rows": N}},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": {"name": "m2", "revision": "main"}},
+        {"model": {"name": "m", "revision": "abc"}},
+        {"pools": ["mean"]},
+        {"layers": [2]},
+        {"prompt": "a {caption}"},
+        {"dtype": "bfloat16"},
+        {"feature_version": 2},
+        {"modality": "text"},
+        {"dataset": {"name": "d", "fingerprint": "g", "rows": N}},
+    ],
+)
 def test_every_key_part_changes_the_path(tmp_path: Path, change: dict) -> None:
     assert key_hash(_key(**change)) != key_hash(_key())
     assert cache_path(tmp_path, _key(**change)) != cache_path(tmp_path, _key())

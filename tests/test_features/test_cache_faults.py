@@ -54,8 +54,13 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _env() -> dict[str, str]:
     # Subprocesses use this process's thread count (BLAS splits work by threads) and this checkout.
     threads = str(torch.get_num_threads())
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 # One extraction in a subprocess. argv: model dataset cache_dir mode [arg]. Modes:
@@ -89,8 +94,14 @@ _SCRIPT = textwrap.dedent(
 
 def _spawn(model: Path, data: Path, cache: Path, mode: str, *extra: str, log: Path | None = None) -> subprocess.Popen:
     err = open(log, "w") if log else subprocess.PIPE
-    return subprocess.Popen([sys.executable, "-c", _SCRIPT, str(model), str(data), str(cache), mode, *extra],
-                            stdout=subprocess.PIPE, stderr=err, text=True, env=_env(), start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(model), str(data), str(cache), mode, *extra],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
 
 
 def _wait_for(predicate, seconds: float = 120.0) -> None:
@@ -102,13 +113,26 @@ def _wait_for(predicate, seconds: float = 120.0) -> None:
 
 
 def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from probe.cli.main import main; main()", *args], capture_output=True,
-                          text=True, env={**_env(), "COLUMNS": "250"}, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", "from probe.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**_env(), "COLUMNS": "250"},
+        **kw,
+    )
 
 
 def _key(name: str = "m") -> dict:
-    return {"feature_version": 1, "model": {"name": name, "revision": "main"}, "modality": "vision", "pools": ["cls"],
-            "layers": [0, 1, 2], "prompt": None, "dtype": "float32", "dataset": {"name": "d", "fingerprint": "f", "rows": N_ROWS}}
+    return {
+        "feature_version": 1,
+        "model": {"name": name, "revision": "main"},
+        "modality": "vision",
+        "pools": ["cls"],
+        "layers": [0, 1, 2],
+        "prompt": None,
+        "dtype": "float32",
+        "dataset": {"name": "d", "fingerprint": "f", "rows": N_ROWS},
+    }
 
 
 def _make_cache(root: Path, *, name: str = "m", x: np.ndarray | None = None) -> Path:
@@ -117,8 +141,14 @@ def _make_cache(root: Path, *, name: str = "m", x: np.ndarray | None = None) -> 
     w = PartialWriter(cache_path(root, _key(name)), key=_key(name), num_rows=N_ROWS)
     w.begin()
     w.write_batch(list(range(N_ROWS)), {"cls": x}, layers=[0, 1, 2])
-    path = w.assemble(ids=[f"id{i}" for i in range(N_ROWS)], image_sha256=["a" * 64] * N_ROWS,
-                      caption_sha256=["b" * 64] * N_ROWS, layers=[0, 1, 2], pools=["cls"], provenance={})
+    path = w.assemble(
+        ids=[f"id{i}" for i in range(N_ROWS)],
+        image_sha256=["a" * 64] * N_ROWS,
+        caption_sha256=["b" * 64] * N_ROWS,
+        layers=[0, 1, 2],
+        pools=["cls"],
+        provenance={},
+    )
     assert path is not None
     return path
 
@@ -128,7 +158,11 @@ def _make_cache(root: Path, *, name: str = "m", x: np.ndarray | None = None) -> 
 
 def test_three_concurrent_extractions_wait_for_the_first_and_share_its_cache(tiny_model_dir, images, tmp_path) -> None:
     model = tiny_model_dir("dinov2")
-    ref = extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0).open().read()
+    ref = (
+        extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0)
+        .open()
+        .read()
+    )
     cache, release = tmp_path / "cache", tmp_path / "release"
     first = _spawn(model, images, cache, "hold-until", str(release), log=tmp_path / "first.log")
     # The first holds its shard lock (and says so in the lock file) before the others start.
@@ -157,9 +191,16 @@ def test_a_lock_file_left_by_a_dead_process_does_not_block(tmp_path) -> None:
     final.parent.mkdir(parents=True)
     entry_lock_path(final).write_text("pid 1 on elsewhere since 2020-01-01T00:00:00Z")
     shard_lock_path(final, rank=0, world=1).write_text("pid 1 on elsewhere since 2020-01-01T00:00:00Z")
-    proc = subprocess.run([sys.executable, "-c", "import os, sys; from probe.features.locks import hold; from pathlib import Path\n"
-                           "with hold(Path(sys.argv[1]), what='x'): os.kill(os.getpid(), 9)", str(entry_lock_path(final))],
-                          env=_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from probe.features.locks import hold; from pathlib import Path\n"
+            "with hold(Path(sys.argv[1]), what='x'): os.kill(os.getpid(), 9)",
+            str(entry_lock_path(final)),
+        ],
+        env=_env(),
+    )
     assert proc.returncode == -signal.SIGKILL  # died holding the entry lock
     w = PartialWriter(final, key=_key(), num_rows=N_ROWS)
     w.begin()
@@ -183,7 +224,11 @@ def test_cache_rm_keeps_an_entry_whose_lock_is_held(tmp_path) -> None:
 
 def test_kill_during_assembly_leaves_nothing_trusted_and_the_rerun_completes(tiny_model_dir, images, tmp_path) -> None:
     model = tiny_model_dir("dinov2")
-    ref = extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0).open().read()
+    ref = (
+        extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0)
+        .open()
+        .read()
+    )
     cache = tmp_path / "cache"
     proc = _spawn(model, images, cache, "die-in-assembly")
     proc.communicate(timeout=300)
@@ -211,7 +256,11 @@ def test_next_run_removes_stale_tmp_files_of_its_entry(tmp_path) -> None:
     final = cache_path(tmp_path, _key())
     w = PartialWriter(final, key=_key(), num_rows=N_ROWS)
     w.begin()
-    stale = [final.with_name(f".{final.name}.0123abcd.tmp"), w.dir / ".batch-r0-00000000-dead.npz.tmp", w.dir / ".key.json.77.tmp"]
+    stale = [
+        final.with_name(f".{final.name}.0123abcd.tmp"),
+        w.dir / ".batch-r0-00000000-dead.npz.tmp",
+        w.dir / ".key.json.77.tmp",
+    ]
     other_rank = w.dir / ".batch-r1-00000001-busy.npz.tmp"  # another shard may be writing it right now
     for p in [*stale, other_rank]:
         p.write_bytes(b"half")
@@ -240,16 +289,38 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
-def test_full_disk_while_writing_batches_is_one_line_and_the_rerun_completes(tiny_model_dir, images, tmp_path, tmpfs) -> None:
+def test_full_disk_while_writing_batches_is_one_line_and_the_rerun_completes(
+    tiny_model_dir, images, tmp_path, tmpfs
+) -> None:
     model = tiny_model_dir("dinov2")
-    ref = extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0).open().read()
+    ref = (
+        extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0)
+        .open()
+        .read()
+    )
     cache = tmpfs("24k")  # room for two lock files, key.json and a few batch files (tmpfs counts whole 4 KB pages)
-    args = ["extract", "--model", str(model), "--dataset", str(images), "--cache-dir", str(cache), "--batch-size", "3",
-            "--num-workers", "0", "--no-progress"]
+    args = [
+        "extract",
+        "--model",
+        str(model),
+        "--dataset",
+        str(images),
+        "--cache-dir",
+        str(cache),
+        "--batch-size",
+        "3",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     full = _cli(args)
     lines = full.stderr.strip().splitlines()
     assert full.returncode == 2 and len(lines) == 1, full.stderr
-    assert "writing batch file" in lines[0] and "No space left on device" in lines[0] and "free on the filesystem" in lines[0]
+    assert (
+        "writing batch file" in lines[0]
+        and "No space left on device" in lines[0]
+        and "free on the filesystem" in lines[0]
+    )
     assert "needed" in lines[0] and "Traceback" not in full.stderr
     assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.h5"))
     kept = len(list(cache.rglob("batch-*.npz")))
@@ -268,9 +339,17 @@ def test_full_disk_before_assembly_is_one_line_and_keeps_the_batches(tmp_path, t
     w = PartialWriter(cache_path(root, key), key=key, num_rows=n)
     w.begin()
     w.write_batch(list(range(n)), {"cls": x}, layers=[0, 1, 2, 3])
-    fields = dict(ids=[f"id{i}" for i in range(n)], image_sha256=["a" * 64] * n, caption_sha256=["b" * 64] * n,
-                  layers=[0, 1, 2, 3], pools=["cls"], provenance={})
-    with pytest.raises(CacheError, match=r"not enough space to assemble .*needed.*free.*batch files .* are kept") as info:
+    fields = dict(
+        ids=[f"id{i}" for i in range(n)],
+        image_sha256=["a" * 64] * n,
+        caption_sha256=["b" * 64] * n,
+        layers=[0, 1, 2, 3],
+        pools=["cls"],
+        provenance={},
+    )
+    with pytest.raises(
+        CacheError, match=r"not enough space to assemble .*needed.*free.*batch files .* are kept"
+    ) as info:
         w.assemble(**fields)
     assert "\n" not in str(info.value)
     assert not list(root.rglob("*.tmp")) and not w.final_path.exists() and w.written_mask().all()
@@ -287,7 +366,9 @@ def test_full_disk_during_an_import_is_one_line_and_leaves_nothing(images, tmp_p
     x = np.random.default_rng(0).normal(size=(N_ROWS, 8, 4096)).astype(np.float32)  # 1.5 MB
     np.save(tmp_path / "feats.npy", x)
     cache = tmpfs("1m")
-    with pytest.raises(CacheError, match=r"not enough space to write .*needed.*free.*re-run 'probe cache import': nothing was kept") as info:
+    with pytest.raises(
+        CacheError, match=r"not enough space to write .*needed.*free.*re-run 'probe cache import': nothing was kept"
+    ) as info:
         import_features(tmp_path / "feats.npy", model="mine", dataset=data, modality="vision", cache_dir=cache)
     assert "\n" not in str(info.value)
     assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.h5")) and not list(cache.rglob("*.partial"))
@@ -312,8 +393,20 @@ def test_file_size_limit_during_assembly_is_one_line_not_a_crash(tiny_model_dir,
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death by signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    args = ["extract", "--model", str(model), "--dataset", str(images), "--cache-dir", str(cache), "--batch-size", "3",
-            "--num-workers", "0", "--no-progress"]
+    args = [
+        "extract",
+        "--model",
+        str(model),
+        "--dataset",
+        str(images),
+        "--cache-dir",
+        str(cache),
+        "--batch-size",
+        "3",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     proc = _cli(args, preexec_fn=limited)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -335,8 +428,20 @@ def test_unwritable_cache_folder_is_one_line(tiny_model_dir, images, tmp_path) -
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
     try:
-        proc = _cli(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(images), "--cache-dir", str(ro),
-                     "--num-workers", "0", "--no-progress"])
+        proc = _cli(
+            [
+                "extract",
+                "--model",
+                str(tiny_model_dir("vit")),
+                "--dataset",
+                str(images),
+                "--cache-dir",
+                str(ro),
+                "--num-workers",
+                "0",
+                "--no-progress",
+            ]
+        )
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
     lines = proc.stderr.strip().splitlines()
@@ -354,7 +459,9 @@ def test_values_changed_behind_the_checksums_are_refused_when_read(tmp_path) -> 
         f["features/cls"][1, 4, 2] += 1e-3
     cache = FeatureCache(path)  # opening is cheap and does not read layers
     np.testing.assert_array_equal(cache.layer(0).shape, (N_ROWS, D))
-    with pytest.raises(CacheError, match=rf"{path.name}: features/cls layer 1 does not match its stored checksum.*--overwrite always"):
+    with pytest.raises(
+        CacheError, match=rf"{path.name}: features/cls layer 1 does not match its stored checksum.*--overwrite always"
+    ):
         cache.layer(1)
     with pytest.raises(CacheError, match="layer 1 does not match"):
         cache.read()
@@ -365,7 +472,10 @@ def test_nan_rows_are_refused_naming_file_pool_layer_and_rows(tmp_path) -> None:
     x = np.random.default_rng(0).normal(size=(N_ROWS, S, D)).astype(np.float32)
     x[[3, 7], 2, 1] = np.nan  # as a model in float16 can produce: stored with matching checksums
     path = _make_cache(tmp_path, x=x)
-    with pytest.raises(CacheError, match=r"features/cls layer 2 has NaN/Inf values in rows 3 \('id3'\), 7 \('id7'\); they were stored so at extraction"):
+    with pytest.raises(
+        CacheError,
+        match=r"features/cls layer 2 has NaN/Inf values in rows 3 \('id3'\), 7 \('id7'\); they were stored so at extraction",
+    ):
         FeatureCache(path).layer(2)
     clean = _make_cache(tmp_path / "b")
     with h5py.File(clean, "r+") as f:
@@ -378,7 +488,9 @@ def test_nan_rows_are_refused_naming_file_pool_layer_and_rows(tmp_path) -> None:
 def test_a_cache_copied_over_another_models_path_is_refused(tmp_path) -> None:
     a, b = _make_cache(tmp_path, name="a"), _make_cache(tmp_path, name="b")
     shutil.copyfile(a, b)
-    with pytest.raises(CacheError, match=r"holds the cache of another key \('a'.*copied or moved over this path.*--overwrite always"):
+    with pytest.raises(
+        CacheError, match=r"holds the cache of another key \('a'.*copied or moved over this path.*--overwrite always"
+    ):
         FeatureCache(b)
     assert any("another key" in p for p in verify_cache(b))
     with pytest.raises(CacheError, match=r"is a cache of 'a', not of 'b'"):
@@ -431,12 +543,27 @@ def test_cache_commands_survive_a_damaged_file(tmp_path, how) -> None:
     assert rm.returncode == 0 and not bad.exists() and good.exists(), rm.stdout + rm.stderr
 
 
-def test_a_damaged_cache_is_refused_by_extract_and_replaced_with_overwrite_always(tiny_model_dir, images, tmp_path) -> None:
+def test_a_damaged_cache_is_refused_by_extract_and_replaced_with_overwrite_always(
+    tiny_model_dir, images, tmp_path
+) -> None:
     model = str(tiny_model_dir("vit"))
     first = extract_features(model=model, dataset=images, cache_dir=tmp_path, num_workers=0)
     ref = first.open().read()
     _damage(first.path, "key-not-json")
-    proc = _cli(["extract", "--model", model, "--dataset", str(images), "--cache-dir", str(tmp_path), "--num-workers", "0", "--no-progress"])
+    proc = _cli(
+        [
+            "extract",
+            "--model",
+            model,
+            "--dataset",
+            str(images),
+            "--cache-dir",
+            str(tmp_path),
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ]
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert str(first.path) in proc.stderr.replace("\n", "") and "--overwrite always" in proc.stderr
     again = extract_features(model=model, dataset=images, cache_dir=tmp_path, num_workers=0, overwrite="always")
@@ -452,9 +579,33 @@ def test_align_refuses_a_cache_with_a_nan_row_before_scoring(tiny_model_dir, ima
     with h5py.File(damaged, "r+") as f:
         f["features/cls"][2, 6, :] = np.nan
     out = tmp_path / "out"
-    proc = _cli(["align", "--vision", vision, "--text", text, "--dataset", str(images), "--cache-dir", str(cache),
-                 "--output", str(out), "--permutations", "5", "--subsamples", "2", "--topk", "3", "--no-progress"])
+    proc = _cli(
+        [
+            "align",
+            "--vision",
+            vision,
+            "--text",
+            text,
+            "--dataset",
+            str(images),
+            "--cache-dir",
+            str(cache),
+            "--output",
+            str(out),
+            "--permutations",
+            "5",
+            "--subsamples",
+            "2",
+            "--topk",
+            "3",
+            "--no-progress",
+        ]
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]  # align also logs INFO lines
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert damaged.name in errors[0] and "layer 2 has NaN/Inf values in rows 6 ('row6')" in errors[0] and "--overwrite always" in errors[0]
+    assert (
+        damaged.name in errors[0]
+        and "layer 2 has NaN/Inf values in rows 6 ('row6')" in errors[0]
+        and "--overwrite always" in errors[0]
+    )
     assert not list(out.rglob("*.json"))

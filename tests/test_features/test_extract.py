@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from probe.features.cache import check_paired
-from probe.features.inventory import verify_cache
 from probe.errors import InputError, ModelError, ProbeError
+from probe.features.cache import check_paired
 from probe.features.extract import extract_features, plan_batches
+from probe.features.inventory import verify_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 N = 12
@@ -81,7 +81,9 @@ def _reference_text(folder: Path, captions: list[str]) -> np.ndarray:
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 def test_vision_cache_equals_transformers(tiny_model_dir, tiny_dataset, tmp_path, kind, pool) -> None:
     folder = tiny_model_dir(kind)
-    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool=pool, batch_size=5, num_workers=0)
+    res = extract_features(
+        model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool=pool, batch_size=5, num_workers=0
+    )
     cache = res.open()
     assert cache.num_rows == N and cache.pools == [pool]
     np.testing.assert_allclose(cache.read(), _reference_vision(folder, tiny_dataset, pool), atol=1e-5, rtol=1e-4)
@@ -98,29 +100,42 @@ def test_text_cache_equals_transformers_despite_padding(tiny_model_dir, tiny_dat
 
 def test_both_pools_layers_and_reuse(tiny_model_dir, tiny_dataset, tmp_path) -> None:
     folder = tiny_model_dir("dinov2")
-    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1", num_workers=0)
+    res = extract_features(
+        model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1", num_workers=0
+    )
     cache = res.open()
     assert cache.pools == ["cls", "mean"] and cache.layers[0] == 0 and len(cache.layers) == 2
     again = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1")
     assert again.reused and again.path == res.path and again.rows_extracted == 0
-    limited = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1", limit=5, num_workers=0)
+    limited = extract_features(
+        model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, pool="both", layers="0,-1", limit=5, num_workers=0
+    )
     assert limited.path != res.path and limited.open().num_rows == 5
     # 5 rows in one batch instead of 12: another batch composition, so equal within float32 kernel error.
-    np.testing.assert_allclose(limited.open().read(pool="cls"), cache.read(pool="cls")[:5],
-                               atol=COMPOSITION_ATOL, rtol=COMPOSITION_RTOL)
+    np.testing.assert_allclose(
+        limited.open().read(pool="cls"), cache.read(pool="cls")[:5], atol=COMPOSITION_ATOL, rtol=COMPOSITION_RTOL
+    )
 
 
 def test_vision_and_text_caches_are_paired(tiny_model_dir, tiny_dataset, tmp_path) -> None:
-    v = extract_features(model=str(tiny_model_dir("vit")), dataset=tiny_dataset, cache_dir=tmp_path, num_workers=0).open()
+    v = extract_features(
+        model=str(tiny_model_dir("vit")), dataset=tiny_dataset, cache_dir=tmp_path, num_workers=0
+    ).open()
     t = extract_features(model=str(tiny_model_dir("bert")), dataset=tiny_dataset, cache_dir=tmp_path).open()
     check_paired(v, t)
 
 
-def test_out_of_memory_halves_the_batch_and_gives_the_same_features(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
+def test_out_of_memory_halves_the_batch_and_gives_the_same_features(
+    tiny_model_dir, tiny_dataset, tmp_path, monkeypatch
+) -> None:
     import probe.models.loading
 
     folder = tiny_model_dir("vit")
-    ref = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "a", batch_size=8, num_workers=0).open().read()
+    ref = (
+        extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "a", batch_size=8, num_workers=0)
+        .open()
+        .read()
+    )
     original = probe.models.loading.LoadedModel.encode
     seen = []
 
@@ -132,7 +147,9 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_features(tiny_model_d
         return original(self, batch, pools=pools)
 
     monkeypatch.setattr(probe.models.loading.LoadedModel, "encode", fake_encode)
-    res = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "b", batch_size=8, num_workers=0)
+    res = extract_features(
+        model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "b", batch_size=8, num_workers=0
+    )
     assert res.batch_size == 2 and seen[:3] == [8, 4, 2]
     np.testing.assert_allclose(res.open().read(), ref, atol=COMPOSITION_ATOL, rtol=COMPOSITION_RTOL)
 
@@ -157,13 +174,23 @@ _CRASH_SCRIPT = textwrap.dedent(
 
 def test_resume_after_sigkill_gives_the_uninterrupted_features(tiny_model_dir, tiny_dataset, tmp_path) -> None:
     folder = tiny_model_dir("dinov2")
-    ref = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "clean", batch_size=3, num_workers=0).open().read()
+    ref = (
+        extract_features(
+            model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path / "clean", batch_size=3, num_workers=0
+        )
+        .open()
+        .read()
+    )
     crashed = tmp_path / "crashed"
     # The killed run must use this process's thread count: BLAS splits work by thread count too.
     threads = str(torch.get_num_threads())
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    proc = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(folder), str(tiny_dataset), str(crashed), "2"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH_SCRIPT, str(folder), str(tiny_dataset), str(crashed), "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not list(crashed.rglob("*.h5")), "a killed run must not leave a cache that later commands trust"
     parts = list(crashed.rglob("*.partial"))
@@ -196,14 +223,22 @@ def test_token_budget_plan_fills_batches_up_to_the_padded_size() -> None:
     assert plan_batches(np.arange(10), None, lengths=lengths, max_tokens=20) == batches  # fixed: same plan every time
 
 
-def test_token_budget_extraction_matches_fixed_batches_and_resumes_bit_identically(tiny_model_dir, tiny_dataset, tmp_path, monkeypatch) -> None:
+def test_token_budget_extraction_matches_fixed_batches_and_resumes_bit_identically(
+    tiny_model_dir, tiny_dataset, tmp_path, monkeypatch
+) -> None:
     import probe.features.writer as cw
 
     folder = str(tiny_model_dir("llama"))
-    fixed = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "fixed", batch_size=4).open().read()
+    fixed = (
+        extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "fixed", batch_size=4).open().read()
+    )
     sizes: list[int] = []
     original = cw.PartialWriter.write_batch
-    monkeypatch.setattr(cw.PartialWriter, "write_batch", lambda self, rows, f, **kw: sizes.append(len(rows)) or original(self, rows, f, **kw))
+    monkeypatch.setattr(
+        cw.PartialWriter,
+        "write_batch",
+        lambda self, rows, f, **kw: sizes.append(len(rows)) or original(self, rows, f, **kw),
+    )
     budget = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "budget", max_tokens=40)
     assert len(set(sizes)) > 1 and sum(sizes) == N  # batches of several sizes: short captions share bigger ones
     assert json.loads(h5py.File(budget.path)["/"].attrs["provenance"])["max_tokens"] == 40
@@ -223,20 +258,35 @@ def test_compiled_network_gives_the_eager_features(tiny_model_dir, tiny_dataset,
 
     compiled = []
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(kw) or functools.partial(real, backend="eager")(m, **kw))
+    monkeypatch.setattr(
+        torch, "compile", lambda m, **kw: compiled.append(kw) or functools.partial(real, backend="eager")(m, **kw)
+    )
     folder = str(tiny_model_dir("llama"))
     eager = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "eager", batch_size=5)
-    res = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "compiled", batch_size=5, compile=True)
-    assert json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"] == "3 x LlamaDecoderLayer"
+    res = extract_features(
+        model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "compiled", batch_size=5, compile=True
+    )
+    assert (
+        json.loads(h5py.File(res.path)["/"].attrs["provenance"])["model_identity"]["compiled"]
+        == "3 x LlamaDecoderLayer"
+    )
     assert compiled == [{"dynamic": True}] * 3  # the three blocks, for any batch and length; nothing else
     np.testing.assert_allclose(res.open().read(), eager.open().read(), atol=1e-6, rtol=1e-6)
     # Vision: the encoder's layer stack, at fixed shapes; CLIP: each tower's stack (the outermost lists only).
     compiled.clear()
-    assert compile_blocks(tf.Dinov2Model(tf.Dinov2Config(hidden_size=8, num_hidden_layers=2, num_attention_heads=2)),
-                          dynamic=False) == "2 x Dinov2Layer"  # fmt: skip
+    assert (
+        compile_blocks(
+            tf.Dinov2Model(tf.Dinov2Config(hidden_size=8, num_hidden_layers=2, num_attention_heads=2)), dynamic=False
+        )
+        == "2 x Dinov2Layer"
+    )
     assert compiled == [{"dynamic": False}] * 2
-    clip = tf.CLIPModel(tf.CLIPConfig(text_config=dict(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8),
-                                      vision_config=dict(hidden_size=8, num_hidden_layers=3, num_attention_heads=2, intermediate_size=8)))
+    clip = tf.CLIPModel(
+        tf.CLIPConfig(
+            text_config=dict(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8),
+            vision_config=dict(hidden_size=8, num_hidden_layers=3, num_attention_heads=2, intermediate_size=8),
+        )
+    )
     assert compile_blocks(clip, dynamic=False) == "2 x CLIPEncoderLayer, 3 x CLIPEncoderLayer"
 
 
@@ -303,10 +353,16 @@ def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tin
     from probe.features.extract import Shard
 
     folder = str(tiny_model_dir("vit"))
-    single = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "one", num_workers=0).open().read()
-    first = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(0, 2))
+    single = (
+        extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "one", num_workers=0).open().read()
+    )
+    first = extract_features(
+        model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(0, 2)
+    )
     assert first.path is None and first.rows_extracted == N // 2  # rank 0 alone cannot complete the file
-    second = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(1, 2))
+    second = extract_features(
+        model=folder, dataset=tiny_dataset, cache_dir=tmp_path / "two", num_workers=0, shard=Shard(1, 2)
+    )
     assert second.rows_extracted == N // 2
     np.testing.assert_array_equal(second.open().read(), single)
 
@@ -317,8 +373,18 @@ def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tiny_model_dir, 
     taken = tmp_path / "taken"
     taken.write_text("not a folder")
     with pytest.raises(SystemExit) as info:
-        main(["extract", "--model", str(tiny_model_dir("vit")), "--dataset", str(tiny_dataset), "--cache-dir", str(taken),
-              "--no-progress"])
+        main(
+            [
+                "extract",
+                "--model",
+                str(tiny_model_dir("vit")),
+                "--dataset",
+                str(tiny_dataset),
+                "--cache-dir",
+                str(taken),
+                "--no-progress",
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--cache-dir" in err and "is an existing file" in err and "Traceback" not in err
     assert taken.read_text() == "not a folder"
@@ -337,11 +403,14 @@ def test_the_cache_key_does_not_depend_on_the_working_folder(tmp_path, monkeypat
     assert all("local_fingerprint" in key or "base" in json.dumps(key) for key in keys[0])
 
 
-def test_float16_storage_is_its_own_cache_and_reads_back_the_rounded_float32(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+def test_float16_storage_is_its_own_cache_and_reads_back_the_rounded_float32(
+    tiny_model_dir, tiny_dataset, tmp_path
+) -> None:
     folder = tiny_model_dir("dinov2")
     full = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0)
-    half = extract_features(model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0,
-                            store_dtype="float16")
+    half = extract_features(
+        model=str(folder), dataset=tiny_dataset, cache_dir=tmp_path, batch_size=4, num_workers=0, store_dtype="float16"
+    )
     assert half.path != full.path and half.key["store_dtype"] == "float16" and "store_dtype" not in full.key
     got = half.open().read()
     assert got.dtype == np.float32

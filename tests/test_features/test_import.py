@@ -15,8 +15,8 @@ from PIL import Image
 
 from probe.datasets import load_dataset
 from probe.errors import CacheError, InputError
-from probe.features.cache import FeatureCache
 from probe.features import writer as cw
+from probe.features.cache import FeatureCache
 from probe.features.imports import find_imported, import_features
 from probe.features.inventory import verify_cache
 
@@ -83,7 +83,9 @@ def test_row_count_and_names_are_checked(data, tmp_path) -> None:
 def test_two_files_under_one_name_are_ambiguous(data, tmp_path) -> None:
     for seed in (0, 1):
         np.save(tmp_path / f"f{seed}.npy", _x(seed))
-        import_features(tmp_path / f"f{seed}.npy", model="twice", dataset=data, modality="vision", cache_dir=tmp_path / "c")
+        import_features(
+            tmp_path / f"f{seed}.npy", model="twice", dataset=data, modality="vision", cache_dir=tmp_path / "c"
+        )
     with pytest.raises(CacheError, match="2 imported caches are named 'twice'"):
         find_imported(tmp_path / "c", model="twice", dataset=data)
 
@@ -96,17 +98,71 @@ def test_align_finds_imported_caches_by_name(data, tmp_path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.getcwd(), "COLUMNS": "250"}
     cli = [sys.executable, "-c", "from probe.cli.main import main; main()"]
     for name, file, modality in (("vis-imp", "v.npy", "vision"), ("txt-imp", "t.npy", "text")):
-        proc = subprocess.run([*cli, "cache", "import", str(tmp_path / file), "--model", name, "--dataset", manifest,
-                               "--modality", modality, "--cache-dir", str(cache)], capture_output=True, text=True, env=env)  # fmt: skip
+        proc = subprocess.run(
+            [
+                *cli,
+                "cache",
+                "import",
+                str(tmp_path / file),
+                "--model",
+                name,
+                "--dataset",
+                manifest,
+                "--modality",
+                modality,
+                "--cache-dir",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([*cli, "align", "--vision", "vis-imp", "--text", "txt-imp", "--dataset", manifest, "--cache-dir",
-                           str(cache), "--metric", "mutual_knn", "--topk", "3", "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [
+            *cli,
+            "align",
+            "--vision",
+            "vis-imp",
+            "--text",
+            "txt-imp",
+            "--dataset",
+            manifest,
+            "--cache-dir",
+            str(cache),
+            "--metric",
+            "mutual_knn",
+            "--topk",
+            "3",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     results = json.loads(next((tmp_path / "out").rglob("*.json")).read_text())
     assert "vis-imp" in json.dumps(results) and "txt-imp" in json.dumps(results)
-    bad = subprocess.run([*cli, "cache", "import", str(tmp_path / "v.npy"), "--model", "minilm", "--dataset", manifest,
-                          "--modality", "vision", "--cache-dir", str(cache)], capture_output=True, text=True, env=env)  # fmt: skip
+    bad = subprocess.run(
+        [
+            *cli,
+            "cache",
+            "import",
+            str(tmp_path / "v.npy"),
+            "--model",
+            "minilm",
+            "--dataset",
+            manifest,
+            "--modality",
+            "vision",
+            "--cache-dir",
+            str(cache),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "registered model" in bad.stderr
 
 
@@ -120,8 +176,14 @@ def test_an_import_is_written_in_one_pass_without_batch_files(store, data, tmp_p
     made = []
     real_savez = cw.np.savez
     monkeypatch.setattr(cw.np, "savez", lambda *a, **k: made.append(a) or real_savez(*a, **k))
-    path = import_features(tmp_path / "feats.npy", model="my-dino", dataset=data, modality="vision",
-                           cache_dir=tmp_path / "cache", store_dtype=store)  # fmt: skip
+    path = import_features(
+        tmp_path / "feats.npy",
+        model="my-dino",
+        dataset=data,
+        modality="vision",
+        cache_dir=tmp_path / "cache",
+        store_dtype=store,
+    )
     assert made == [] and not list((tmp_path / "cache").rglob("*.partial"))
     cache = FeatureCache(path, model="my-dino")
     np.testing.assert_array_equal(cache.read(), x.astype(store).astype(np.float32))

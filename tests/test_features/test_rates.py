@@ -25,8 +25,9 @@ def manifest(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     for i in range(ROWS):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / f"{i}.png")
-    (root / "m.jsonl").write_text("".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"c {i}"}) + "\n"
-                                          for i in range(ROWS)))
+    (root / "m.jsonl").write_text(
+        "".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"c {i}"}) + "\n" for i in range(ROWS))
+    )
     return root / "m.jsonl"
 
 
@@ -36,7 +37,13 @@ def test_a_real_extraction_records_itself_once_and_a_reuse_not_at_all(tiny_model
     assert not list(path.parent.glob("*.tmp")) and not list(path.parent.glob(".*"))
     (record,) = read_extractions(tmp_path, host=platform.node())
     assert (record.model, record.modality, record.dtype, record.rows, record.device, record.device_kind) == (
-        result.key["model"]["name"], "vision", "float32", ROWS, "cpu", "cpu")
+        result.key["model"]["name"],
+        "vision",
+        "float32",
+        ROWS,
+        "cpu",
+        "cpu",
+    )
     assert record.seconds == result.seconds > record.load_seconds == result.load_seconds > 0
     assert record.batch_size == result.batch_size
     assert record.cache == str(result.path.relative_to(tmp_path)) and (tmp_path / record.cache).is_file()
@@ -55,8 +62,12 @@ def test_damaged_and_foreign_records_are_skipped_with_a_warning(tiny_model_dir, 
     folder = good.parent
     (folder / "a-truncated.json").write_text(good.read_text()[:40])
     (folder / "b-binary.json").write_bytes(b"\xff\xfe\x00junk")
-    for name, change in (("c-negative", {"rows": -3}), ("d-version", {"version": 99}), ("e-nan", {"seconds": "nan"}),
-                         ("f-list", None)):
+    for name, change in (
+        ("c-negative", {"rows": -3}),
+        ("d-version", {"version": 99}),
+        ("e-nan", {"seconds": "nan"}),
+        ("f-list", None),
+    ):
         data = json.loads(good.read_text())
         (folder / f"{name}.json").write_text(json.dumps([data] if change is None else {**data, **change}))
     with caplog.at_level(logging.WARNING, logger="probe"):

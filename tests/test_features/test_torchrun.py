@@ -49,9 +49,13 @@ def run(command: list[str]) -> list[dict]:
     """Run `command` with one BLAS/OpenMP thread per process (BLAS splits work by thread count, which
     changes float32 sums); return the JSON lines the processes printed."""
     env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }  # fmt: skip
+    }
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
@@ -64,10 +68,22 @@ def test_torchrun_two_ranks_fill_one_cache_equal_to_one_process(tiny_model_dir, 
     models = [str(tiny_model_dir("dinov2")), str(tiny_model_dir("llama"))]
     [single] = run([sys.executable, str(SCRIPT), str(tmp_path / "one"), str(manifest), str(BATCH), *models])
     assert single["rank"] is None and all(result["rows"] == ROWS for result in single["results"])
-    ranks = run([
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-        str(SCRIPT), str(tmp_path / "two"), str(manifest), str(BATCH), *models,
-    ])  # fmt: skip
+    ranks = run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            str(SCRIPT),
+            str(tmp_path / "two"),
+            str(manifest),
+            str(BATCH),
+            *models,
+        ]
+    )
     assert sorted((report["rank"], report["world"]) for report in ranks) == [("0", "2"), ("1", "2")]
     for index, reference in enumerate(single["results"]):
         per_rank = [report["results"][index] for report in ranks]

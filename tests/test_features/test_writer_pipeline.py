@@ -17,8 +17,16 @@ N, S, D = 40, 3, 5
 
 
 def _key(store: str = "float32") -> dict:
-    key = {"feature_version": 1, "model": {"name": "m", "revision": "main"}, "modality": "vision", "pools": ["cls"],
-           "layers": [0, 1, 2], "prompt": None, "dtype": "float32", "dataset": {"name": "d", "fingerprint": "f", "rows": N}}
+    key = {
+        "feature_version": 1,
+        "model": {"name": "m", "revision": "main"},
+        "modality": "vision",
+        "pools": ["cls"],
+        "layers": [0, 1, 2],
+        "prompt": None,
+        "dtype": "float32",
+        "dataset": {"name": "d", "fingerprint": "f", "rows": N},
+    }
     if store != "float32":
         key["store_dtype"] = store
     return key
@@ -31,8 +39,14 @@ def _writer(root, store: str = "float32", **kw) -> PartialWriter:
 
 
 def _assemble(w: PartialWriter):
-    return w.assemble(ids=[f"id{i}" for i in range(N)], image_sha256=["a" * 64] * N, caption_sha256=["b" * 64] * N,
-                      layers=[0, 1, 2], pools=["cls"], provenance={})
+    return w.assemble(
+        ids=[f"id{i}" for i in range(N)],
+        image_sha256=["a" * 64] * N,
+        caption_sha256=["b" * 64] * N,
+        layers=[0, 1, 2],
+        pools=["cls"],
+        provenance={},
+    )
 
 
 def _features() -> np.ndarray:
@@ -162,7 +176,9 @@ def test_the_assembled_file_and_its_name_are_durable_before_assemble_returns(tmp
     events: list[tuple[str, str]] = []
     real_replace, real_fsync = cw.os.replace, cw.os.fsync
     monkeypatch.setattr(cw.os, "replace", lambda a, b: events.append(("replace", str(b))) or real_replace(a, b))
-    monkeypatch.setattr(cw.os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd))
+    monkeypatch.setattr(
+        cw.os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd)
+    )
     path = _assemble(w)
     renamed = events.index(("replace", str(path)))
     assert ("fsync", str(path.parent)) in events[renamed + 1 :]

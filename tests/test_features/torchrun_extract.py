@@ -23,9 +23,16 @@ def main() -> None:
     cache, manifest, batch, *models = sys.argv[1:]
     results = []
     for model in models:
-        result = extract_features(model=model, dataset=manifest, cache_dir=cache, batch_size=int(batch), num_workers=0, device="cpu")
-        results.append({"model": model, "rows": result.rows_extracted, "path": None if result.path is None else str(result.path)})
-    print(json.dumps({"rank": os.environ.get("RANK"), "world": os.environ.get("WORLD_SIZE"), "results": results}), flush=True)
+        result = extract_features(
+            model=model, dataset=manifest, cache_dir=cache, batch_size=int(batch), num_workers=0, device="cpu"
+        )
+        results.append(
+            {"model": model, "rows": result.rows_extracted, "path": None if result.path is None else str(result.path)}
+        )
+    print(
+        json.dumps({"rank": os.environ.get("RANK"), "world": os.environ.get("WORLD_SIZE"), "results": results}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

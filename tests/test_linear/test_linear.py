@@ -157,9 +157,7 @@ def test_multilabel_probe_finds_planted_words_and_control_is_at_chance() -> None
         assert word.f1 > word.f1_baseline
     assert result.probe.macro_f1 > result.probe.macro_f1_baseline + 0.2
     assert result.control.macro_auroc == pytest.approx(0.5, abs=0.1)
-    assert result.control.macro_average_precision == pytest.approx(
-        result.control.macro_base_rate, abs=0.1
-    )
+    assert result.control.macro_average_precision == pytest.approx(result.control.macro_base_rate, abs=0.1)
     json.dumps(result.to_dict(), allow_nan=False)
 
 
@@ -183,9 +181,7 @@ def test_ranking_scores_match_scikit_learn(levels: int | None) -> None:
     if levels:
         scores = np.round(scores * levels / 4)
     assert auroc(truth, scores) == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
-    assert average_precision(truth, scores) == pytest.approx(
-        average_precision_score(truth, scores), abs=1e-12
-    )
+    assert average_precision(truth, scores) == pytest.approx(average_precision_score(truth, scores), abs=1e-12)
     threshold = best_f1_threshold(truth, scores)
     precision, recall, _ = precision_recall_curve(truth, scores)
     with np.errstate(invalid="ignore"):

@@ -46,8 +46,13 @@ def _features(folder: Path, cache_dir: Path) -> torch.Tensor:
 def test_unused_keys_are_the_pooler_and_the_mask_token_only():
     assert unused_by_forward("embeddings.mask_token") and unused_by_forward("vit.embeddings.mask_token")
     assert unused_by_forward("pooler.dense.weight") and unused_by_forward("vit.pooler.dense.bias")
-    for used in ("embeddings.cls_token", "embeddings.position_embeddings", "layernorm.weight",
-                 "encoder.layer.0.norm1.weight", "embeddings.patch_embeddings.projection.weight"):  # fmt: skip
+    for used in (
+        "embeddings.cls_token",
+        "embeddings.position_embeddings",
+        "layernorm.weight",
+        "encoder.layer.0.norm1.weight",
+        "embeddings.patch_embeddings.projection.weight",
+    ):
         assert not unused_by_forward(used), used
 
 

@@ -82,7 +82,9 @@ def test_pixel_order_is_row_column_channel_and_box_is_the_block_mean(tmp_path):
     array[:4, 4:8] = (255, 0, 0)  # block (row 0, column 1) is pure red
     Image.fromarray(array).save(tmp_path / "a.png")
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "image": "a.png", "caption": "a"}) + "\n")
-    result = extract_features(model="pixels-16", dataset=tmp_path / "m.jsonl", cache_dir=tmp_path, device="cpu", num_workers=0)
+    result = extract_features(
+        model="pixels-16", dataset=tmp_path / "m.jsonl", cache_dir=tmp_path, device="cpu", num_workers=0
+    )
     features = result.open().layer(0)[0]
     blocks = array.astype(np.float64).reshape(16, 4, 16, 4, 3).mean(axis=(1, 3)) / 255.0
     # PIL's fixed-point BOX filter lands within one uint8 level of the exact mean; a wrong order would miss
@@ -92,8 +94,12 @@ def test_pixel_order_is_row_column_channel_and_box_is_the_block_mean(tmp_path):
 
 
 def test_pixel_caches_differ_per_size_and_are_reused(image_manifest, tmp_path):
-    results = {s: extract_features(model=f"pixels-{s}", dataset=image_manifest, cache_dir=tmp_path, device="cpu",
-                                   num_workers=0) for s in (8, 16)}  # fmt: skip
+    results = {
+        s: extract_features(
+            model=f"pixels-{s}", dataset=image_manifest, cache_dir=tmp_path, device="cpu", num_workers=0
+        )
+        for s in (8, 16)
+    }
     assert results[8].path != results[16].path and results[8].key["model"] != results[16].key["model"]
     again = extract_features(model="pixels-16", dataset=image_manifest, cache_dir=tmp_path, device="cpu", num_workers=0)
     assert again.reused and again.path == results[16].path
@@ -215,7 +221,9 @@ def test_tiny_random_vit_is_the_random_init_twin_of_tiny_ssl_vit(tiny_model_dir,
     shutil.copytree(tiny_model_dir("vit"), tmp_path / "data" / "tiny-ssl-vit")
     monkeypatch.setattr(sources, "repo_root", lambda: tmp_path)
     for seed in (0, 4):
-        twin = load_model(resolve_model("tiny-random-vit", seed=seed), device=CPU, dtype=torch.float32, cache_dir=tmp_path)
+        twin = load_model(
+            resolve_model("tiny-random-vit", seed=seed), device=CPU, dtype=torch.float32, cache_dir=tmp_path
+        )
         # The demo's control as the training script builds it, bit for bit.
         legacy = random_init_vit(tmp_path / "data" / "tiny-ssl-vit", seed=seed).state_dict()
         assert _state(twin).keys() == legacy.keys()

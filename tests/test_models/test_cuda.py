@@ -33,9 +33,25 @@ def images(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("kind", ["dinov2", "llama"])
 def test_gpu_bf16_matches_cpu_fp32(tiny_model_dir, images, tmp_path, kind) -> None:
     folder = str(tiny_model_dir(kind))
-    cpu = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cpu", dtype="float32", num_workers=0).open().read()
-    gpu32 = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="float32", num_workers=2).open().read()
-    gpu16 = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="bfloat16", num_workers=2).open().read()
+    cpu = (
+        extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cpu", dtype="float32", num_workers=0)
+        .open()
+        .read()
+    )
+    gpu32 = (
+        extract_features(
+            model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="float32", num_workers=2
+        )
+        .open()
+        .read()
+    )
+    gpu16 = (
+        extract_features(
+            model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="bfloat16", num_workers=2
+        )
+        .open()
+        .read()
+    )
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))  # noqa: E731
     assert rel(gpu32, cpu) < 1e-3  # TF32 matmuls may be on
     assert rel(gpu16, cpu) < 3e-2
@@ -53,7 +69,14 @@ def test_real_out_of_memory_halves_the_batch(tiny_model_dir, images, tmp_path, m
         return original(self, batch, pools=pools, **kwargs)
 
     monkeypatch.setattr(probe.models.loading.LoadedModel, "encode", encode_with_big_activation)
-    res = extract_features(model=str(tiny_model_dir("vit")), dataset=images, cache_dir=tmp_path, device="cuda", batch_size=32, num_workers=0)
+    res = extract_features(
+        model=str(tiny_model_dir("vit")),
+        dataset=images,
+        cache_dir=tmp_path,
+        device="cuda",
+        batch_size=32,
+        num_workers=0,
+    )
     assert res.batch_size == 8 and res.open().num_rows == N
 
 
@@ -76,10 +99,35 @@ def test_gpu_float16_storage_is_the_float32_features_rounded(tiny_model_dir, ima
     """The CUDA path selects layers and casts to the store dtype on the GPU, then copies non_blocking into
     pinned memory for the writer thread: the result must be the float32 features rounded to float16."""
     folder = str(tiny_model_dir(kind))
-    full = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="float32", num_workers=2,
-                            batch_size=8, layers="1,3").open().read()  # fmt: skip
-    half = extract_features(model=folder, dataset=images, cache_dir=tmp_path, device="cuda", dtype="float32", num_workers=2,
-                            batch_size=8, layers="1,3", store_dtype="float16").open().read()  # fmt: skip
+    full = (
+        extract_features(
+            model=folder,
+            dataset=images,
+            cache_dir=tmp_path,
+            device="cuda",
+            dtype="float32",
+            num_workers=2,
+            batch_size=8,
+            layers="1,3",
+        )
+        .open()
+        .read()
+    )
+    half = (
+        extract_features(
+            model=folder,
+            dataset=images,
+            cache_dir=tmp_path,
+            device="cuda",
+            dtype="float32",
+            num_workers=2,
+            batch_size=8,
+            layers="1,3",
+            store_dtype="float16",
+        )
+        .open()
+        .read()
+    )
     assert full.shape[1] == 2
     rounded = full.astype(np.float16).astype(np.float32)
     # Equal, but for a GPU kernel's last-bit run-to-run change flipping a rounding: at most one float16 step.

@@ -42,8 +42,9 @@ def test_download_bars_a_user_turned_off_stay_off():
 
 def test_loading_a_model_leaves_download_bars_on(tiny_model_dir, tmp_path):
     hub_utils.enable_progress_bars()
-    load_model(resolve_model(str(tiny_model_dir("vit"))), device=torch.device("cpu"), dtype=torch.float32,
-               cache_dir=tmp_path)  # fmt: skip
+    load_model(
+        resolve_model(str(tiny_model_dir("vit"))), device=torch.device("cpu"), dtype=torch.float32, cache_dir=tmp_path
+    )
     assert not hub_utils.are_progress_bars_disabled()
     assert "probe-test-bar" in _drawn(hub_utils.tqdm)
 

@@ -92,8 +92,12 @@ def test_list_models_filters_and_orders():
     modalities = [s.modality for s in everything]
     assert modalities == sorted(modalities, key=["vision", "text"].index)  # vision first
     assert {s.alias for s in list_models("meta-llama/*")} == {
-        "llama3", "llama3-70b", "llama3.1-8b", "llama3.2-1b", "llama3.2-3b"
-    }  # fmt: skip
+        "llama3",
+        "llama3-70b",
+        "llama3.1-8b",
+        "llama3.2-1b",
+        "llama3.2-3b",
+    }
     assert {s.alias for s in list_models("DINOV2")} == {"dinov2-small", "dinov2-base", "dinov2-large", "dinov2-giant"}
     assert list_models("no-such-thing*") == []
 
@@ -125,11 +129,16 @@ def test_folder_without_config_and_file_paths_are_refused(tmp_path):
 @pytest.mark.parametrize(
     ("kind", "loader", "pool"),
     [
-        ("dinov2", "dinov2", "cls"), ("dinov2_registers", "dinov2_registers", "cls"), ("vit", "vit", "cls"),
-        ("vit_mae", "vit_mae", "cls"), ("clip", "clip_vision", "cls"), ("siglip", "siglip_vision", "mean"),
-        ("llama", "text_decoder", "mean"), ("bert", "text_encoder", "mean"),
+        ("dinov2", "dinov2", "cls"),
+        ("dinov2_registers", "dinov2_registers", "cls"),
+        ("vit", "vit", "cls"),
+        ("vit_mae", "vit_mae", "cls"),
+        ("clip", "clip_vision", "cls"),
+        ("siglip", "siglip_vision", "mean"),
+        ("llama", "text_decoder", "mean"),
+        ("bert", "text_encoder", "mean"),
     ],
-)  # fmt: skip
+)
 def test_local_folders_get_a_spec_from_their_config(kind, loader, pool, tiny_model_dir):
     folder = tiny_model_dir(kind)
     spec = resolve_model(str(folder), revision="v1")

@@ -21,7 +21,12 @@ from probe.report.tables import load, load_probes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "results"
 # scaling, depth, one heatmap figure per metric (4), probes
-EXPECTED_FIGURES = {"scaling", "depth", "probes", *(f"heatmap-{m}-openmoji-96" for m in ("mutual_knn", "cka", "unbiased_cka", "cknna"))}
+EXPECTED_FIGURES = {
+    "scaling",
+    "depth",
+    "probes",
+    *(f"heatmap-{m}-openmoji-96" for m in ("mutual_knn", "cka", "unbiased_cka", "cknna")),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,9 @@ def report_dir(tmp_path_factory) -> Path:
 
 
 def _images(page: str) -> list[bytes]:
-    return [base64.b64decode(data) for data in re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+    return [
+        base64.b64decode(data) for data in re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    ]
 
 
 def test_report_files(report_dir) -> None:
@@ -61,9 +68,13 @@ def test_csv_equals_the_dataframe(report_dir) -> None:
         for col in frame.columns:
             want, got = frame[col], read[col]
             if pd.api.types.is_numeric_dtype(want) and not pd.api.types.is_bool_dtype(want):
-                np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float, na_value=np.nan), rtol=1e-12, err_msg=col)
+                np.testing.assert_allclose(
+                    got.to_numpy(float), want.to_numpy(float, na_value=np.nan), rtol=1e-12, err_msg=col
+                )
             else:
-                assert [None if pd.isna(v) else str(v) for v in got] == [None if pd.isna(v) else str(v) for v in want], col
+                assert [None if pd.isna(v) else str(v) for v in got] == [
+                    None if pd.isna(v) else str(v) for v in want
+                ], col
 
 
 def test_html_is_self_contained_with_every_figure(report_dir) -> None:
@@ -81,13 +92,26 @@ def test_html_is_self_contained_with_every_figure(report_dir) -> None:
     assert "tiny-ssl-vit" in page and "pixels-16" in page and "3323b166b1ac8b4e" in page and "e19fc84d21fa" in page
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium is not on PATH (apt-get install -y --no-install-recommends chromium; .ci/run does)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="chromium is not on PATH (apt-get install -y --no-install-recommends chromium; .ci/run does)",
+)
 def test_html_renders_in_headless_chromium(report_dir, tmp_path) -> None:
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,3000", (report_dir / "report.html").resolve().as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            (report_dir / "report.html").resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (3000, 1200)
     colours = np.unique(img.reshape(-1, 3), axis=0)

@@ -38,8 +38,12 @@ def _render(renderable, *, width: int, colour: bool = False) -> str:
 
 def test_heatmap_without_colour_shows_shades_and_fits_the_width() -> None:
     m = np.arange(6 * 60, dtype=float).reshape(6, 60) / 360
-    text = _render(heatmap_text(m, title="t", row_labels=list(range(6)), col_labels=list(range(60)), best=(5, 59),
-                                colour=False, width=80), width=80)
+    text = _render(
+        heatmap_text(
+            m, title="t", row_labels=list(range(6)), col_labels=list(range(60)), best=(5, 59), colour=False, width=80
+        ),
+        width=80,
+    )
     lines = text.splitlines()
     assert all(len(line) <= 80 for line in lines)
     assert "█" in text and "░" in text and "★" in text and "1 column in 2 shown" in text
@@ -53,14 +57,25 @@ def test_align_tables_fit_80_columns_with_whole_names() -> None:
     from probe.report.terminal import align_table, scaling_tables
 
     def metric(best):
-        return SimpleNamespace(best_score=best, best_pair=(1, 2), chance_level=0.0098, null_max_mean=0.0312,
-                               calibrated_score=0.1, p_value=1 / 201, max_interval=(-0.0143, 0.1291))
+        return SimpleNamespace(
+            best_score=best,
+            best_pair=(1, 2),
+            chance_level=0.0098,
+            null_max_mean=0.0312,
+            calibrated_score=0.1,
+            p_value=1 / 201,
+            max_interval=(-0.0143, 0.1291),
+        )
 
     long_vision, long_text = "facebook/webssl-dino7b-full8b-518", "NousResearch/Meta-Llama-3-8B"
     names = ("mutual_knn", "cka", "unbiased_cka", "cknna")
-    pair = SimpleNamespace(vision_name=long_vision, text_name=long_text, vision=SimpleNamespace(layers=[0, 16, 32]),
-                           text=SimpleNamespace(layers=[0, 1, 32]),
-                           report=SimpleNamespace(metrics={n: metric(0.16) for n in names}))
+    pair = SimpleNamespace(
+        vision_name=long_vision,
+        text_name=long_text,
+        vision=SimpleNamespace(layers=[0, 16, 32]),
+        text=SimpleNamespace(layers=[0, 1, 32]),
+        report=SimpleNamespace(metrics={n: metric(0.16) for n in names}),
+    )
     text = _render(align_table(pair, permutations=200), width=80)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert f"{long_vision} vs {long_text}" in text and "unbiased_cka" in text and "…" not in text
@@ -74,9 +89,9 @@ def test_align_tables_fit_80_columns_with_whole_names() -> None:
 
 @pytest.mark.parametrize("args", [["models"], ["datasets"]])
 def test_listings_fit_80_columns_with_every_name_whole(args) -> None:
+    import cli.info  # noqa: F401 - registers the commands
     from typer.testing import CliRunner
 
-    import cli.info  # noqa: F401 - registers the commands
     import probe.cli.models  # noqa: F401
     from probe.cli.main import app
     from probe.models.registry import list_models
@@ -97,9 +112,21 @@ def test_cache_listing_fits_80_columns(tmp_path) -> None:
 
     from probe.report.listings import caches_table
 
-    entries = [SimpleNamespace(model="facebook/webssl-dino7b-full8b-518", dataset="coco-captions", modality="vision",
-                               pools=("cls", "mean"), rows=5000, rows_written=5000, layers=33, size_bytes=2_700_000_000,
-                               state="complete", note="", path=P("/c/features/x/vision-cls+mean-0123456789abcdef.h5"))]
+    entries = [
+        SimpleNamespace(
+            model="facebook/webssl-dino7b-full8b-518",
+            dataset="coco-captions",
+            modality="vision",
+            pools=("cls", "mean"),
+            rows=5000,
+            rows_written=5000,
+            layers=33,
+            size_bytes=2_700_000_000,
+            state="complete",
+            note="",
+            path=P("/c/features/x/vision-cls+mean-0123456789abcdef.h5"),
+        )
+    ]
     text = _render(caches_table(entries), width=80)
     assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
     assert "facebook/webssl-dino7b-full8b-518" in text and "coco-captions, cls+mean, 33 layers" in text
@@ -119,7 +146,12 @@ def test_probe_tables_fit_80_columns_at_demo_scale() -> None:
         return SimpleNamespace(layer=i, result=result)
 
     layers = [layer(i) for i in range(7)]
-    task = SimpleNamespace(name="text:smollm2", kind="crossmodal", best_state=6, hidden_states=list(range(7)),
-                           sweep=SimpleNamespace(layers=layers, best_layer=6))
+    task = SimpleNamespace(
+        name="text:smollm2",
+        kind="crossmodal",
+        best_state=6,
+        hidden_states=list(range(7)),
+        sweep=SimpleNamespace(layers=layers, best_layer=6),
+    )
     text = _render(linear_task_table(task), width=80)
     assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text and "1e4" in text

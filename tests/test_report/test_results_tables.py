@@ -32,8 +32,12 @@ def test_load_alignment_rows_match_the_json() -> None:
     record = json.loads(DEMO_ALIGN.read_text())
     for pair in record["results"]["pairs"]:
         for metric, m in pair["report"]["metrics"].items():
-            (row,) = df[(df.run == DEMO_ALIGN.stem) & (df.vision == pair["vision"]) & (df.text == pair["text"])
-                        & (df.metric == metric)].itertuples()
+            (row,) = df[
+                (df.run == DEMO_ALIGN.stem)
+                & (df.vision == pair["vision"])
+                & (df.text == pair["text"])
+                & (df.metric == metric)
+            ].itertuples()
             matrix = np.array(m["matrix"])
             r, c = np.unravel_index(np.argmax(matrix), matrix.shape)
             assert row.best_score == pytest.approx(matrix.max())
@@ -48,7 +52,10 @@ def test_load_alignment_rows_match_the_json() -> None:
 def test_model_facts_from_the_registry() -> None:
     df = load(DATA)
     facts = df.drop_duplicates("vision").set_index("vision")
-    assert facts.loc["tiny-ssl-vit", "vision_family"] == "tiny-ssl" and facts.loc["tiny-ssl-vit", "vision_params_m"] == 2.83
+    assert (
+        facts.loc["tiny-ssl-vit", "vision_family"] == "tiny-ssl"
+        and facts.loc["tiny-ssl-vit", "vision_params_m"] == 2.83
+    )
     assert not facts.loc["tiny-ssl-vit", "vision_control"]
     assert facts.loc["tiny-random-vit", "vision_control"] and facts.loc["pixels-16", "vision_control"]
     assert facts.loc["pixels-16", "vision_family"] == "control"
@@ -77,7 +84,8 @@ def test_load_probes_rows_and_best_layer() -> None:
     for s in summary:
         (row,) = df[df.best & (df.vision == s["vision"]) & (df.task == s["task"])].itertuples()
         assert (row.value, row.control, row.chance, row.hidden_state) == pytest.approx(
-            (s["value"], s["control"], s["chance"], s["best_hidden_state"]))
+            (s["value"], s["control"], s["chance"], s["best_hidden_state"])
+        )
         assert row.n_test > 0
 
 
@@ -100,7 +108,9 @@ def test_schema_versions(tmp_path) -> None:
     record["schema_version"] = SCHEMA_VERSION + 1
     newer = tmp_path / "align-new.json"
     newer.write_text(json.dumps(record))
-    with pytest.raises(InputError, match=f"schema_version {SCHEMA_VERSION + 1}.*newer probe.*reads up to {SCHEMA_VERSION}"):
+    with pytest.raises(
+        InputError, match=f"schema_version {SCHEMA_VERSION + 1}.*newer probe.*reads up to {SCHEMA_VERSION}"
+    ):
         load(newer)
     record["schema_version"] = 0
     newer.write_text(json.dumps(record))

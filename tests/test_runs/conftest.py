@@ -23,8 +23,8 @@ def labelled_dataset(tmp_path_factory) -> Path:
         base = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (120, 120, 120)}[colour]
         img = np.clip(np.array(base) + rng.normal(0, 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(img).save(root / f"{i}.png")
-        rows.append({"id": f"x{i}", "image": f"{i}.png", "caption": f"a {colour} square number {i % 5}", "colour": colour})
+        rows.append(
+            {"id": f"x{i}", "image": f"{i}.png", "caption": f"a {colour} square number {i % 5}", "colour": colour}
+        )
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root / "manifest.jsonl"
-
-

@@ -44,9 +44,14 @@ def _files(folder: Path) -> list[Path]:
 
 
 def _align(tiny_model_dir, dataset: Path, cache: Path, output, **settings):
-    return run_align(vision=str(tiny_model_dir("vit")), text=str(tiny_model_dir("bert")), dataset=dataset,
-                     settings=AlignSettings(permutations=0, subsamples=0, k=3, **settings),
-                     options=ExtractOptions(cache_dir=cache, device="cpu"), output=output)
+    return run_align(
+        vision=str(tiny_model_dir("vit")),
+        text=str(tiny_model_dir("bert")),
+        dataset=dataset,
+        settings=AlignSettings(permutations=0, subsamples=0, k=3, **settings),
+        options=ExtractOptions(cache_dir=cache, device="cpu"),
+        output=output,
+    )
 
 
 def test_unknown_metric_is_refused_before_any_model(tiny_model_dir, dataset, tmp_path, no_models) -> None:
@@ -64,28 +69,49 @@ def test_a_file_where_a_folder_belongs_is_refused(tiny_model_dir, dataset, tmp_p
     with pytest.raises(InputError, match=rf"{param}='{taken}' is an existing file, not a folder"):
         _align(tiny_model_dir, dataset, cache, output)
     with pytest.raises(InputError, match=rf"{param}='{taken / 'sub'}' cannot be created: {taken} is a file"):
-        _align(tiny_model_dir, dataset, cache / "sub" if which == "cache" else cache, output / "sub" if which == "output" else output)
+        _align(
+            tiny_model_dir,
+            dataset,
+            cache / "sub" if which == "cache" else cache,
+            output / "sub" if which == "output" else output,
+        )
     assert _files(tmp_path) == [taken] and taken.read_text() == "someone's file"
 
 
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs a filesystem that refuses writes (sysfs)")
 def test_an_unwritable_folder_is_refused(tiny_model_dir, dataset, tmp_path, no_models) -> None:
-    with pytest.raises(InputError, match=r"output='/sys/probe-check-output' is not writable: cannot create a file in /sys"):
+    with pytest.raises(
+        InputError, match=r"output='/sys/probe-check-output' is not writable: cannot create a file in /sys"
+    ):
         _align(tiny_model_dir, dataset, tmp_path / "cache", UNWRITABLE)
     with pytest.raises(InputError, match=r"cache_dir='/sys/probe-check-output/c' is not writable"):
-        run_linear(vision=str(tiny_model_dir("vit")), dataset=dataset, settings=LinearSettings(labels=("colour",)),
-                   options=ExtractOptions(cache_dir=UNWRITABLE / "c", device="cpu"))
+        run_linear(
+            vision=str(tiny_model_dir("vit")),
+            dataset=dataset,
+            settings=LinearSettings(labels=("colour",)),
+            options=ExtractOptions(cache_dir=UNWRITABLE / "c", device="cpu"),
+        )
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("labels, message", [
-    (("colour", "shape"), r"label field 'shape' is missing for 12 of 12 rows"),
-    (("words",), r"row 6 \(id 'r5'\) .* has no caption"),
-])
-def test_missing_labels_are_refused_before_any_model(tiny_model_dir, dataset, tmp_path, no_models, labels, message) -> None:
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (("colour", "shape"), r"label field 'shape' is missing for 12 of 12 rows"),
+        (("words",), r"row 6 \(id 'r5'\) .* has no caption"),
+    ],
+)
+def test_missing_labels_are_refused_before_any_model(
+    tiny_model_dir, dataset, tmp_path, no_models, labels, message
+) -> None:
     with pytest.raises(InputError, match=message):
-        run_linear(vision=str(tiny_model_dir("vit")), dataset=dataset, settings=LinearSettings(labels=labels),
-                   options=ExtractOptions(cache_dir=tmp_path / "cache", device="cpu"), output=tmp_path / "out")
+        run_linear(
+            vision=str(tiny_model_dir("vit")),
+            dataset=dataset,
+            settings=LinearSettings(labels=labels),
+            options=ExtractOptions(cache_dir=tmp_path / "cache", device="cpu"),
+            output=tmp_path / "out",
+        )
     assert _files(tmp_path) == []
 
 
@@ -95,8 +121,21 @@ def test_cli_refuses_with_one_line_and_exit_2(tiny_model_dir, dataset, tmp_path,
     (tmp_path / "file").write_text("x")
     for args in (["--metric", "bogus"], ["--output", str(tmp_path / "file")]):
         with pytest.raises(SystemExit) as info:
-            main(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset",
-                  str(dataset), "--cache-dir", str(tmp_path / "cache"), "--no-progress", *args])
+            main(
+                [
+                    "align",
+                    "--vision",
+                    str(tiny_model_dir("vit")),
+                    "--text",
+                    str(tiny_model_dir("bert")),
+                    "--dataset",
+                    str(dataset),
+                    "--cache-dir",
+                    str(tmp_path / "cache"),
+                    "--no-progress",
+                    *args,
+                ]
+            )
         err = capsys.readouterr().err
         assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert _files(tmp_path) == [tmp_path / "file"]

@@ -26,9 +26,28 @@ def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, mo
     monkeypatch.setenv("COLUMNS", "200")
     out_dir = tmp_path / "out"
     code, out, err = _cli(
-                          ["align", "--vision", str(tiny_model_dir("dinov2")), "--text", f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
-                           "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "cache"), "--output", str(out_dir),
-                           "--permutations", "20", "--subsamples", "5", "--topk", "5", "--no-progress"], capsys)
+        [
+            "align",
+            "--vision",
+            str(tiny_model_dir("dinov2")),
+            "--text",
+            f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
+            "--dataset",
+            str(labelled_dataset),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--output",
+            str(out_dir),
+            "--permutations",
+            "20",
+            "--subsamples",
+            "5",
+            "--topk",
+            "5",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "mutual_knn" in out and "calib." in out and "<0.05" in out  # p at its floor 1/21
     (results,) = (out_dir / "latest").glob("align-*.json")
@@ -50,29 +69,81 @@ def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, mo
     assert record["provenance"]["packages"]["torch"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--topk", "40"], "--topk 40 must be between 1 and N-1 = 39"),
-    (["--clip-quantile", "high"], "--clip-quantile"),
-    (["--metric", "mutual_knn,ckaa"], "did you mean 'cka'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--topk", "40"], "--topk 40 must be between 1 and N-1 = 39"),
+        (["--clip-quantile", "high"], "--clip-quantile"),
+        (["--metric", "mutual_knn,ckaa"], "did you mean 'cka'"),
+    ],
+)
 def test_align_bad_flags(tiny_model_dir, labelled_dataset, tmp_path, capsys, args, message) -> None:
-    code, _, err = _cli(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset",
-                         str(labelled_dataset), "--cache-dir", str(tmp_path), "--output", str(tmp_path / "o"), "--no-progress",
-                         "--permutations", "0", "--subsamples", "0", *args], capsys)
+    code, _, err = _cli(
+        [
+            "align",
+            "--vision",
+            str(tiny_model_dir("vit")),
+            "--text",
+            str(tiny_model_dir("bert")),
+            "--dataset",
+            str(labelled_dataset),
+            "--cache-dir",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o"),
+            "--no-progress",
+            "--permutations",
+            "0",
+            "--subsamples",
+            "0",
+            *args,
+        ],
+        capsys,
+    )
     assert code == 2 and message.lower() in err.lower(), err
 
 
 def test_align_refuses_swapped_modalities(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
-    code, _, err = _cli(["align", "--vision", str(tiny_model_dir("bert")), "--text", str(tiny_model_dir("vit")), "--dataset",
-                         str(labelled_dataset), "--cache-dir", str(tmp_path), "--no-progress"], capsys)
+    code, _, err = _cli(
+        [
+            "align",
+            "--vision",
+            str(tiny_model_dir("bert")),
+            "--text",
+            str(tiny_model_dir("vit")),
+            "--dataset",
+            str(labelled_dataset),
+            "--cache-dir",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "is a text model" in err
 
 
 def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     out_dir = tmp_path / "out"
-    code, out, err = _cli(["linear", "--vision", str(tiny_model_dir("vit")), "--labels", "colour,words", "--text", str(tiny_model_dir("bert")),
-                           "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "cache"), "--output", str(out_dir), "--no-progress"], capsys)
+    code, out, err = _cli(
+        [
+            "linear",
+            "--vision",
+            str(tiny_model_dir("vit")),
+            "--labels",
+            "colour,words",
+            "--text",
+            str(tiny_model_dir("bert")),
+            "--dataset",
+            str(labelled_dataset),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--output",
+            str(out_dir),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     (results,) = (out_dir / "latest").glob("linear-*.json")
     tasks = {t["name"]: t for t in json.loads(results.read_text())["results"]["tasks"]}
@@ -101,21 +172,48 @@ def test_ridge_target_is_clamped_and_l2_normalised_as_for_alignment(tiny_model_d
 
 
 def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
-    base = ["linear", "--vision", str(tiny_model_dir("vit")), "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path), "--no-progress"]
+    base = [
+        "linear",
+        "--vision",
+        str(tiny_model_dir("vit")),
+        "--dataset",
+        str(labelled_dataset),
+        "--cache-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
     code, _, err = _cli(base + ["--labels", "shape"], capsys)
     assert code == 2 and "'shape' is missing" in err and "colour" in err
     code, _, err = _cli(base, capsys)
     assert code == 2 and "nothing to probe" in err
 
 
-def test_scores_are_reused_until_inputs_settings_or_overwrite_change(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
+def test_scores_are_reused_until_inputs_settings_or_overwrite_change(
+    tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch
+) -> None:
     import probe.runs.align
 
     calls = []
     real = probe.runs.align.score_alignment
     monkeypatch.setattr(probe.runs.align, "score_alignment", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset", str(labelled_dataset),
-            "--cache-dir", str(tmp_path), "--output", str(tmp_path / "o"), "--permutations", "5", "--subsamples", "0", "--no-progress"]
+    base = [
+        "align",
+        "--vision",
+        str(tiny_model_dir("vit")),
+        "--text",
+        str(tiny_model_dir("bert")),
+        "--dataset",
+        str(labelled_dataset),
+        "--cache-dir",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+        "--permutations",
+        "5",
+        "--subsamples",
+        "0",
+        "--no-progress",
+    ]
     outs = []
     for extra in ([], [], ["--topk", "3"], ["--overwrite", "always"]):
         code, _, err = _cli(base + extra, capsys)
@@ -130,9 +228,26 @@ def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_p
     """Two align runs with different settings into one --output: two run folders, each with its own JSON and
     PNGs whose paths point inside it; `latest` names the second; nothing of the first changed."""
     out = tmp_path / "o"
-    base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")), "--dataset",
-            str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--output", str(out), "--permutations", "5",
-            "--subsamples", "0", "--no-progress", "--metric", "mutual_knn"]
+    base = [
+        "align",
+        "--vision",
+        str(tiny_model_dir("vit")),
+        "--text",
+        str(tiny_model_dir("bert")),
+        "--dataset",
+        str(labelled_dataset),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--output",
+        str(out),
+        "--permutations",
+        "5",
+        "--subsamples",
+        "0",
+        "--no-progress",
+        "--metric",
+        "mutual_knn",
+    ]
     assert _cli(base + ["--topk", "3"], capsys)[0] == 0
     (first,) = [p for p in out.iterdir() if p.name.startswith("align-")]
     before = {p: p.read_bytes() for p in first.iterdir()}
@@ -148,15 +263,36 @@ def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_p
     assert not list(out.rglob("*.tmp"))
 
 
-def test_controls_reach_the_table_and_compare_pairs_subsamples(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+def test_controls_reach_the_table_and_compare_pairs_subsamples(
+    tiny_model_dir, labelled_dataset, tmp_path, capsys
+) -> None:
     """An align run with --controls: the loaded table has the model's comparison with its best control, the
     control's own rows and the ceiling; comparing two runs on the same rows gives a paired interval."""
     import probe
     from probe.report.tables import compare
 
-    base = ["align", "--vision", str(tiny_model_dir("vit")), "--text", f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
-            "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--permutations", "10",
-            "--subsamples", "6", "--topk", "5", "--metric", "mutual_knn,cka", "--controls", "pixels-8", "--no-progress"]
+    base = [
+        "align",
+        "--vision",
+        str(tiny_model_dir("vit")),
+        "--text",
+        f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
+        "--dataset",
+        str(labelled_dataset),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--permutations",
+        "10",
+        "--subsamples",
+        "6",
+        "--topk",
+        "5",
+        "--metric",
+        "mutual_knn,cka",
+        "--controls",
+        "pixels-8",
+        "--no-progress",
+    ]
     code, out, err = _cli(base + ["--output", str(tmp_path / "a")], capsys)
     assert code == 0, err
     assert "against the best control" in out and "control: pixels-8" in out and "ceiling" in out
@@ -177,10 +313,33 @@ def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_datas
 
     small, large = nested_subsets(N, (20, 30), seed=0)
     assert set(small) <= set(large) and len(set(large)) == 30  # nested, without repeats
-    code, out, err = _cli(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")),
-                           "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--output", str(tmp_path / "o"),
-                           "--permutations", "10", "--subsamples", "0", "--topk", "5", "--metric", "mutual_knn",
-                           "--sizes", f"20,{N}", "--no-progress"], capsys)
+    code, out, err = _cli(
+        [
+            "align",
+            "--vision",
+            str(tiny_model_dir("vit")),
+            "--text",
+            str(tiny_model_dir("bert")),
+            "--dataset",
+            str(labelled_dataset),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--output",
+            str(tmp_path / "o"),
+            "--permutations",
+            "10",
+            "--subsamples",
+            "0",
+            "--topk",
+            "5",
+            "--metric",
+            "mutual_knn",
+            "--sizes",
+            f"20,{N}",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "at several N" in out and "compare calibrated" in out
     record = json.loads(next((tmp_path / "o" / "latest").glob("align-*.json")).read_text())
@@ -192,7 +351,21 @@ def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_datas
     assert rows[N]["best"] == pytest.approx(full["best_score"])
     (plot,) = record["results"]["sizes"]["plots"].values()
     assert Path(plot).is_file() and Path(plot).stat().st_size > 1000
-    code, _, err = _cli(["align", "--vision", str(tiny_model_dir("vit")), "--text", str(tiny_model_dir("bert")),
-                         "--dataset", str(labelled_dataset), "--cache-dir", str(tmp_path / "c"), "--sizes", "10,99999",
-                         "--no-progress"], capsys)
+    code, _, err = _cli(
+        [
+            "align",
+            "--vision",
+            str(tiny_model_dir("vit")),
+            "--text",
+            str(tiny_model_dir("bert")),
+            "--dataset",
+            str(labelled_dataset),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--sizes",
+            "10,99999",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "--sizes 99999" in err

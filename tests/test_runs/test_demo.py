@@ -16,8 +16,20 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     monkeypatch.setenv("COLUMNS", "200")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)  # `--threads 1` sets them; restore them for later tests' subprocesses
-    args = ["--threads", "1", "demo", "--limit", "96", "--permutations", "10", "--subsamples", "3",
-            "--cache-dir", str(session_cache_dir), "--no-progress"]
+    args = [
+        "--threads",
+        "1",
+        "demo",
+        "--limit",
+        "96",
+        "--permutations",
+        "10",
+        "--subsamples",
+        "3",
+        "--cache-dir",
+        str(session_cache_dir),
+        "--no-progress",
+    ]
     with pytest.raises(SystemExit) as info:
         main(args + ["--output", str(tmp_path / "out")])
     out, err = capsys.readouterr()
@@ -29,11 +41,14 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     assert pairs == {(v, t) for v in ("tiny-ssl-vit", "pixels-16", "tiny-random-vit") for t in ("minilm", "smollm2")}
     # The trained model beside its best control, per text model and metric, with a paired interval and a verdict.
     comparisons = summary["comparisons"]
-    assert {(r["text"], r["metric"]) for r in comparisons} == {(t, m) for t in ("minilm", "smollm2")
-                                                               for m in ("mutual_knn", "cka", "unbiased_cka", "cknna")}
+    assert {(r["text"], r["metric"]) for r in comparisons} == {
+        (t, m) for t in ("minilm", "smollm2") for m in ("mutual_knn", "cka", "unbiased_cka", "cknna")
+    }
     assert all(r["best_control"] in ("pixels-16", "tiny-random-vit") and len(r["interval"]) == 2 for r in comparisons)
     assert all(r["above"] == (r["interval"][0] > 0) for r in comparisons)
-    assert len(summary["verdicts"]) == len(comparisons) + 3 and all("its best control" in v for v in summary["verdicts"])
+    assert len(summary["verdicts"]) == len(comparisons) + 3 and all(
+        "its best control" in v for v in summary["verdicts"]
+    )
     assert {r["metric"] for r in summary["ceiling"]} == {"mutual_knn", "cka", "unbiased_cka", "cknna"}
     for r in summary["alignment"]:
         assert r["chance"] is not None and 0 < r["p_value"] <= 1

@@ -20,25 +20,50 @@ def _no_model_loads(monkeypatch) -> None:
 
 
 def _linear_spec(**probes) -> StudySpec:
-    return StudySpec(name="linear", vision=(), text=(), datasets=("wit-1024",), metrics=(),
-                     probes=ProbeSpec(**probes), settings=StudySettings(device="cuda"))
+    return StudySpec(
+        name="linear",
+        vision=(),
+        text=(),
+        datasets=("wit-1024",),
+        metrics=(),
+        probes=ProbeSpec(**probes),
+        settings=StudySettings(device="cuda"),
+    )
 
 
 def test_linear_plan_resolves_probed_layers_and_ridge_target_from_the_registry(tmp_path) -> None:
-    plan = plan_study(_linear_spec(labels=("words",), text="llama3", vision=("webssl-dino1b-full2b-224",), layers="::4",
-                                   text_layer="16"), cache_dir=tmp_path)
+    plan = plan_study(
+        _linear_spec(
+            labels=("words",), text="llama3", vision=("webssl-dino1b-full2b-224",), layers="::4", text_layer="16"
+        ),
+        cache_dir=tmp_path,
+    )
     # webssl-dino1b: 40 blocks + embeddings = 41 stored states; llama3: 33. No alignment in a linear plan.
     assert plan.probes == [ProbePlan("wit-1024", "webssl-dino1b-full2b-224", tuple(range(0, 41, 4)), 41, "llama3", 16)]
     assert plan.model_pairs == 0 and plan.layer_pairs == 0 and plan.align_seconds == 0
-    assert [(c.model, c.role, c.exists) for c in plan.caches] == [("webssl-dino1b-full2b-224", "probe", False),
-                                                                  ("llama3", "probe", False)]
+    assert [(c.model, c.role, c.exists) for c in plan.caches] == [
+        ("webssl-dino1b-full2b-224", "probe", False),
+        ("llama3", "probe", False),
+    ]
     assert plan.gated == ["llama3"] and plan.new_bytes == 1024 * (41 * 1536 + 33 * 4096) * 4
 
 
 def test_linear_plan_text(tmp_path) -> None:
-    out = print_linear_plan(vision="webssl-dino1b-full2b-224", dataset="wit-1024", labels=("words",), text="llama3",
-                            probe_layers="::4", text_layer="16", cache_dir=tmp_path, device="cuda", limit=None, seed=3)
-    assert out.startswith("study linear (probe linear flags)\nsettings: limit=all, seed=3, caches store layers=all, device cuda")
+    out = print_linear_plan(
+        vision="webssl-dino1b-full2b-224",
+        dataset="wit-1024",
+        labels=("words",),
+        text="llama3",
+        probe_layers="::4",
+        text_layer="16",
+        cache_dir=tmp_path,
+        device="cuda",
+        limit=None,
+        seed=3,
+    )
+    assert out.startswith(
+        "study linear (probe linear flags)\nsettings: limit=all, seed=3, caches store layers=all, device cuda"
+    )
     assert max(map(len, out.splitlines())) <= 80
     assert "webssl-dino1b-full2b-224 probe        41x1536 new     257.9 MB\n" in out
     assert "llama3                   probe        33x4096 new     553.6 MB gated\n" in out
@@ -49,14 +74,17 @@ def test_linear_plan_text(tmp_path) -> None:
     assert "alignment" not in out and "grid:" not in out and "probes not estimated" in flat
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"text": "llama3", "text_layer": "0:2"}, "text_layer='0:2' selects 2 layers"),
-    ({"text": "llama3", "text_layer": "40"}, "text_layer='40': state 40 does not exist"),
-    ({"labels": ("words",), "probe_layers": "41"}, "layers='41': state 41 does not exist"),
-    ({}, "nothing to probe"),
-    ({"labels": ("words",), "vision": "webssl-dino1b-full2b-224,dinov2-small"}, "names 2 models"),
-    ({"labels": ("words",), "text": "dinov2-small"}, "'dinov2-small' is a vision model"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"text": "llama3", "text_layer": "0:2"}, "text_layer='0:2' selects 2 layers"),
+        ({"text": "llama3", "text_layer": "40"}, "text_layer='40': state 40 does not exist"),
+        ({"labels": ("words",), "probe_layers": "41"}, "layers='41': state 41 does not exist"),
+        ({}, "nothing to probe"),
+        ({"labels": ("words",), "vision": "webssl-dino1b-full2b-224,dinov2-small"}, "names 2 models"),
+        ({"labels": ("words",), "text": "dinov2-small"}, "'dinov2-small' is a vision model"),
+    ],
+)
 def test_linear_plan_fails_as_the_run_would(tmp_path, kwargs, message) -> None:
     args = {"vision": "webssl-dino1b-full2b-224", "labels": (), "text": None, **kwargs}
     with pytest.raises(InputError) as info:
@@ -92,16 +120,24 @@ def measured_cache(tmp_path_factory):
     for i in range(ROWS):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / f"{i}.png")
     manifest = root / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"a photo {i}"}) + "\n"
-                                for i in range(ROWS)))
+    manifest.write_text(
+        "".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"a photo {i}"}) + "\n" for i in range(ROWS))
+    )
     options = ExtractOptions(cache_dir=root / "cache", device="cpu")
     ensure_cache("tiny-ssl-vit", open_dataset(manifest, options), pool=None, options=options, modality="vision")
     return root / "cache", manifest
 
 
 def _cpu_linear(manifest, **probes) -> StudySpec:
-    return StudySpec(name="linear", vision=(), text=(), datasets=(str(manifest),), metrics=(),
-                     probes=ProbeSpec(vision=("tiny-ssl-vit",), **probes), settings=StudySettings(device="cpu"))
+    return StudySpec(
+        name="linear",
+        vision=(),
+        text=(),
+        datasets=(str(manifest),),
+        metrics=(),
+        probes=ProbeSpec(vision=("tiny-ssl-vit",), **probes),
+        settings=StudySettings(device="cpu"),
+    )
 
 
 def test_short_extractions_are_not_taken_for_a_rate(measured_cache) -> None:
@@ -119,7 +155,10 @@ def test_short_extractions_are_not_taken_for_a_rate(measured_cache) -> None:
     assert minilm.params_m == 22.7 and minilm.seconds == pytest.approx(assumed)
     flat = " ".join(format_plan(plan).split())
     assert "time, from ASSUMED rates for cpu" in flat
-    assert "(not measured: the extractions recorded on this machine on cpu in float32 are unusable: 1 shorter than 10 s after loading" in flat
+    assert (
+        "(not measured: the extractions recorded on this machine on cpu in float32 are unusable: 1 shorter than 10 s after loading"
+        in flat
+    )
 
 
 def test_plan_times_new_caches_from_this_machines_measured_rate(measured_cache, tmp_path) -> None:
@@ -156,14 +195,22 @@ def test_plan_times_new_caches_from_this_machines_measured_rate(measured_cache, 
     assert minilm.model == "minilm" and minilm.seconds == pytest.approx(2 * 22.7e6 * 32 * ROWS / rate)
     flat = " ".join(format_plan(plan).split())
     assert 150 < minilm.seconds < 170 and f"{rate / 1e9:.3g}" == "0.0736"
-    assert ("time: extraction ~3 min, MEASURED on this machine (1 extraction on cpu in float32, 40 s in all: "
-            "0.0736 GFLOP/s effective, model loading not included; left out: 2 shorter than 10 s "
-            "after loading), probes not estimated") in flat
+    assert (
+        "time: extraction ~3 min, MEASURED on this machine (1 extraction on cpu in float32, 40 s in all: "
+        "0.0736 GFLOP/s effective, model loading not included; left out: 2 shorter than 10 s "
+        "after loading), probes not estimated"
+    ) in flat
     assert "ASSUMED" not in flat  # a probes-only plan has no alignment to assume a rate for
 
     # A GPU plan uses only the GPU record; alignment time stays assumed, and the plan says so.
-    spec = StudySpec(name="s", vision=("tiny-ssl-vit",), text=("minilm",), datasets=(str(manifest),), metrics=("cka",),
-                     settings=StudySettings(device="cuda", dtype="bfloat16", permutations=1, subsamples=0))
+    spec = StudySpec(
+        name="s",
+        vision=("tiny-ssl-vit",),
+        text=("minilm",),
+        datasets=(str(manifest),),
+        metrics=("cka",),
+        settings=StudySettings(device="cuda", dtype="bfloat16", permutations=1, subsamples=0),
+    )
     plan = plan_study(spec, cache_dir=cache)
     assert plan.measured.extractions == 1 and plan.measured.flops_per_s == pytest.approx(vit_flops / 50.0)
     flat = " ".join(format_plan(plan).split())

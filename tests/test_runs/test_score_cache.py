@@ -55,10 +55,22 @@ def report():
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     shared = rng.normal(size=(60, 8))
-    vision = np.stack([shared @ rng.normal(size=(8, 12)) + rng.normal(size=(60, 12)) for _ in range(3)], axis=1).astype(np.float32)
-    text = np.stack([shared @ rng.normal(size=(8, 10)) + rng.normal(size=(60, 10)) for _ in range(4)], axis=1).astype(np.float32)
-    return score_alignment(vision, text, metrics=("mutual_knn", "cycle_knn", "cka", "unbiased_cka", "cknna"), k=5,
-                           permutations=20, subsamples=5, seed=1, denominator_epsilon=1e-6)
+    vision = np.stack([shared @ rng.normal(size=(8, 12)) + rng.normal(size=(60, 12)) for _ in range(3)], axis=1).astype(
+        np.float32
+    )
+    text = np.stack([shared @ rng.normal(size=(8, 10)) + rng.normal(size=(60, 10)) for _ in range(4)], axis=1).astype(
+        np.float32
+    )
+    return score_alignment(
+        vision,
+        text,
+        metrics=("mutual_knn", "cycle_knn", "cka", "unbiased_cka", "cknna"),
+        k=5,
+        permutations=20,
+        subsamples=5,
+        seed=1,
+        denominator_epsilon=1e-6,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +140,9 @@ def _entry_path(tmp_path: Path, kind: str, key: dict) -> Path:
     from probe.features.format import key_hash
     from probe.provenance import code_fingerprint
 
-    return score_cache.score_path(tmp_path, kind, key_hash({"key": key, "probe": __version__, "code": code_fingerprint()}))
+    return score_cache.score_path(
+        tmp_path, kind, key_hash({"key": key, "probe": __version__, "code": code_fingerprint()})
+    )
 
 
 def test_a_crafted_pickle_is_never_executed_and_is_recomputed(report, tmp_path, caplog) -> None:
@@ -153,8 +167,21 @@ def test_a_crafted_pickle_is_never_executed_and_is_recomputed(report, tmp_path, 
     assert cached_score(tmp_path, "align", key, compute) is not report and calls == [1]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "not-utf8", "other-class", "tampered-array", "extra-field",
-                                    "copied-from-other-key", "foreign-module", "private-module", "deep-nesting"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated",
+        "empty",
+        "not-utf8",
+        "other-class",
+        "tampered-array",
+        "extra-field",
+        "copied-from-other-key",
+        "foreign-module",
+        "private-module",
+        "deep-nesting",
+    ],
+)
 def test_damaged_entries_are_recomputed_with_one_warning(report, tmp_path, caplog, damage) -> None:
     key = {"pair": damage}
     calls, compute = _compute_once(report)
@@ -197,7 +224,9 @@ def test_damaged_entries_are_recomputed_with_one_warning(report, tmp_path, caplo
     assert calls == [1, 1]
 
 
-def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_entry(report, tmp_path, monkeypatch, caplog) -> None:
+def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_entry(
+    report, tmp_path, monkeypatch, caplog
+) -> None:
     key = {"pair": "atomic"}
     cached_score(tmp_path, "align", key, lambda: report)
     path = _entry_path(tmp_path, "align", key)
@@ -237,7 +266,9 @@ def test_entries_are_strict_json(report, tmp_path) -> None:
     from probe.align.stats import MetricReport
 
     m = report.metrics["cka"]
-    odd = dataclasses.replace(m, best_score=float("nan"), z_score=float("-inf"), matrix=np.array([[np.inf, -0.0]], dtype=np.float32))
+    odd = dataclasses.replace(
+        m, best_score=float("nan"), z_score=float("-inf"), matrix=np.array([[np.inf, -0.0]], dtype=np.float32)
+    )
     calls, compute = _compute_once(odd)
     cached_score(tmp_path, "metric", {"odd": 1}, compute)
     text = _entry_path(tmp_path, "metric", {"odd": 1}).read_text()

@@ -4,7 +4,6 @@ its caches."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +12,8 @@ import pytest
 from probe.cli.main import main
 from probe.errors import InputError
 from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
-from probe.runs.plan import plan_study, format_plan
-from probe.runs.study import StudySettings, list_presets, load_study, _registered
+from probe.runs.plan import plan_study
+from probe.runs.study import StudySettings, _registered, list_presets, load_study
 
 N = 40
 
@@ -56,7 +55,9 @@ def test_study_file_parses_into_a_frozen_spec(tmp_path) -> None:
     spec = load_study(_write(tmp_path, GOOD))
     assert spec.name == "small" and spec.vision == ("dinov2-small", "random-init:dinov2-base")
     assert spec.text == ("minilm",) and spec.datasets == ("openmoji",) and spec.metrics == ("mutual_knn", "cka")
-    assert spec.settings == StudySettings(k=5, permutations=20, subsamples=0, limit=64, pool_vision="both", device="cpu")
+    assert spec.settings == StudySettings(
+        k=5, permutations=20, subsamples=0, limit=64, pool_vision="both", device="cpu"
+    )
     # random-init expands to each trained vision model's twin (not to a twin's twin).
     assert spec.control_models() == ["pixels-16", "random-init:dinov2-small"]
     assert spec.probe_vision() == ["dinov2-small", "random-init:dinov2-base", "pixels-16", "random-init:dinov2-small"]
@@ -64,21 +65,27 @@ def test_study_file_parses_into_a_frozen_spec(tmp_path) -> None:
         spec.name = "other"  # frozen
 
 
-@pytest.mark.parametrize("change, message", [
-    (("vision = [", "visoin = ["), "small.toml: visoin: unknown key"),
-    (("k = 5", "kk = 5"), "small.toml: settings.kk: unknown key"),
-    (("k = 5", "k = \"ten\""), "settings.k = 'ten' must be an integer >= 1"),
-    (("\"dinov2-small\",", "\"webssl-dino9b\","), "small.toml: vision: unknown model 'webssl-dino9b'"),
-    (("text = [\"minilm\"]", "text = [\"dinov2-small\"]"), "text: 'dinov2-small' is a vision model"),
-    (("\"mutual_knn\", \"cka\"", "\"mutual_knn\", \"ckaa\""), "metrics: unknown metric 'ckaa'. did you mean 'cka'"),
-    (("datasets = [\"openmoji\"]", "datasets = [\"wit-2048\"]"), "datasets: 'wit-2048' is neither a registered"),
-    (("pool_vision = \"both\"", "pool_vision = \"last\""), "settings.pool_vision = 'last': choose one of cls, mean, both"),
-    (("text = \"smollm2\"", "text = \"pixels-16\""), "probes.text: 'pixels-16' is a vision model"),
-    (("permutations = 20", "permutations = 0"), "controls are compared on calibrated scores"),
-    (("name = \"small\"", "name = \"a/b\""), "name = 'a/b'"),
-    (("vision = [", "vision = 3\nx = ["), "unknown key"),
-    (("[settings]", "[settings"), "not valid toml"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("vision = [", "visoin = ["), "small.toml: visoin: unknown key"),
+        (("k = 5", "kk = 5"), "small.toml: settings.kk: unknown key"),
+        (("k = 5", 'k = "ten"'), "settings.k = 'ten' must be an integer >= 1"),
+        (('"dinov2-small",', '"webssl-dino9b",'), "small.toml: vision: unknown model 'webssl-dino9b'"),
+        (('text = ["minilm"]', 'text = ["dinov2-small"]'), "text: 'dinov2-small' is a vision model"),
+        (('"mutual_knn", "cka"', '"mutual_knn", "ckaa"'), "metrics: unknown metric 'ckaa'. did you mean 'cka'"),
+        (('datasets = ["openmoji"]', 'datasets = ["wit-2048"]'), "datasets: 'wit-2048' is neither a registered"),
+        (
+            ('pool_vision = "both"', 'pool_vision = "last"'),
+            "settings.pool_vision = 'last': choose one of cls, mean, both",
+        ),
+        (('text = "smollm2"', 'text = "pixels-16"'), "probes.text: 'pixels-16' is a vision model"),
+        (("permutations = 20", "permutations = 0"), "controls are compared on calibrated scores"),
+        (('name = "small"', 'name = "a/b"'), "name = 'a/b'"),
+        (("vision = [", "vision = 3\nx = ["), "unknown key"),
+        (("[settings]", "[settings"), "not valid toml"),
+    ],
+)
 def test_study_file_errors_name_the_file_and_key(tmp_path, change, message) -> None:
     path = _write(tmp_path, GOOD.replace(*change), "small.toml")
     with pytest.raises(InputError) as info:
@@ -88,7 +95,7 @@ def test_study_file_errors_name_the_file_and_key(tmp_path, change, message) -> N
 
 
 def test_study_errors_are_one_line_on_the_command_line(tmp_path, capsys) -> None:
-    path = _write(tmp_path, GOOD.replace("\"minilm\"", "\"llama9\""))
+    path = _write(tmp_path, GOOD.replace('"minilm"', '"llama9"'))
     code, out, err = _cli(["plan", str(path), "--cache-dir", str(tmp_path / "cache")], capsys)
     assert code == 2 and out == ""
     assert err.strip().startswith("error:") and "unknown model 'llama9'" in err and str(path) in err.replace("\n", "")
@@ -100,15 +107,21 @@ def test_presets_parse_and_name_only_registered_models(capsys) -> None:
     assert set(list_presets()) == {"demo", "prh", "webssl-scaling"}
     for name in list_presets():
         spec = load_study(name)
-        models = [*spec.vision, *spec.text, *spec.control_models(), *spec.probe_vision(),
-                  *([spec.probes.text] if spec.probes and spec.probes.text else [])]
+        models = [
+            *spec.vision,
+            *spec.text,
+            *spec.control_models(),
+            *spec.probe_vision(),
+            *([spec.probes.text] if spec.probes and spec.probes.text else []),
+        ]
         for model in models:
             base = model.removeprefix(RANDOM_INIT_PREFIX)
             assert _registered(base), (name, model)
             resolve_model(model)  # offline: registered names never reach the hub
     webssl = load_study("webssl-scaling")
     assert sorted(v for v in webssl.vision if v.startswith("webssl-")) == sorted(
-        s.alias for s in __import__("probe.models.registry", fromlist=["x"]).list_models("webssl-*"))
+        s.alias for s in __import__("probe.models.registry", fromlist=["x"]).list_models("webssl-*")
+    )
     assert len([v for v in webssl.vision if v.startswith("webssl-")]) == 18
     assert {"dinov2-giant", "clip-vit-l14", "metaclip-l14"} <= set(webssl.vision)
     assert webssl.text == ("llama3",) and webssl.datasets == ("wit-1024",)
@@ -127,7 +140,13 @@ def test_demo_preset_is_what_probe_demo_runs() -> None:
     assert spec.probes.labels == D.DEMO_LABELS and spec.probes.text == D.CROSSMODAL_TEXT
     assert tuple(spec.probe_vision()) == (D.TRAINED_VISION, *D.CONTROL_VISION)
     s, d = spec.settings, D.DemoSettings()
-    assert (s.limit, s.permutations, s.subsamples, s.seed, s.device) == (d.limit, d.permutations, d.subsamples, d.seed, d.device)
+    assert (s.limit, s.permutations, s.subsamples, s.seed, s.device) == (
+        d.limit,
+        d.permutations,
+        d.subsamples,
+        d.seed,
+        d.device,
+    )
     # The demo's AlignSettings are the defaults apart from these: the study passes the same metrics and k.
     from probe.align.settings import AlignSettings
 
@@ -161,34 +180,51 @@ def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, cap
 
 
 def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, capsys) -> None:
-    code, out, err = _cli(["demo", "--dry-run", "--limit", "96", "--permutations", "10", "--cache-dir",
-                           str(tmp_path / "cache"), "--output", str(tmp_path / "out")], capsys)
+    code, out, err = _cli(
+        [
+            "demo",
+            "--dry-run",
+            "--limit",
+            "96",
+            "--permutations",
+            "10",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert out.startswith("study demo") and "N = 96" in out and "permutations=10" in out
     assert all(m in out for m in ("tiny-ssl-vit", "pixels-16", "tiny-random-vit", "minilm", "smollm2"))
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "datasets").exists()
 
 
-def test_tiny_study_runs_into_one_folder_then_reuses_everything(tiny_model_dir, labelled_dataset, tmp_path, capsys,
-                                                                monkeypatch) -> None:
+def test_tiny_study_runs_into_one_folder_then_reuses_everything(
+    tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    study = _write(tmp_path, f"""
+    study = _write(
+        tmp_path,
+        f"""
 name = "tiny"
-vision = ["{tiny_model_dir('dinov2')}"]
-text = ["{tiny_model_dir('bert')}", "{tiny_model_dir('llama')}"]
+vision = ["{tiny_model_dir("dinov2")}"]
+text = ["{tiny_model_dir("bert")}", "{tiny_model_dir("llama")}"]
 datasets = ["{labelled_dataset}"]
 metrics = ["mutual_knn"]
 controls = ["pixels-16", "random-init"]
 [probes]
 labels = ["colour"]
-text = "{tiny_model_dir('bert')}"
-vision = ["{tiny_model_dir('dinov2')}", "pixels-16"]
+text = "{tiny_model_dir("bert")}"
+vision = ["{tiny_model_dir("dinov2")}", "pixels-16"]
 [settings]
 k = 5
 permutations = 10
 subsamples = 3
 seed = 1
-""")
+""",
+    )
     cache, out = tmp_path / "cache", tmp_path / "studies"
     args = ["study", str(study), "--cache-dir", str(cache), "--output", str(out), "--no-progress"]
     code, stdout, err = _cli(args, capsys)
@@ -215,10 +251,27 @@ seed = 1
     code, plan_out, _ = _cli(["plan", str(study), "--cache-dir", str(cache)], capsys)
     assert code == 0 and "0 new" in plan_out and " new " not in plan_out.split("caches:")[0]
     # So does `probe align --dry-run` with the same models as flags (the same cache keys), and it writes nothing.
-    code, align_plan, err = _cli(["align", "--vision", str(tiny_model_dir("dinov2")), "--text",
-                                  f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}", "--dataset", str(labelled_dataset),
-                                  "--controls", "pixels-16,random-init", "--metric", "mutual_knn", "--dry-run", "--cache-dir", str(cache),
-                                  "--output", str(tmp_path / "nothing")], capsys)
+    code, align_plan, err = _cli(
+        [
+            "align",
+            "--vision",
+            str(tiny_model_dir("dinov2")),
+            "--text",
+            f"{tiny_model_dir('bert')},{tiny_model_dir('llama')}",
+            "--dataset",
+            str(labelled_dataset),
+            "--controls",
+            "pixels-16,random-init",
+            "--metric",
+            "mutual_knn",
+            "--dry-run",
+            "--cache-dir",
+            str(cache),
+            "--output",
+            str(tmp_path / "nothing"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "caches: 5 exist, 0 new" in align_plan and not (tmp_path / "nothing").exists()
 
@@ -230,12 +283,15 @@ seed = 1
     assert "extracted" not in err2 and "reusing align scores" in err2 and "reusing linear scores" in err2
     again = pd.read_csv(second / "results.csv")
     cols = ["vision", "text", "metric", "best_score", "calibrated", "p_value"]
-    pd.testing.assert_frame_equal(table[cols].sort_values(cols[:3]).reset_index(drop=True),
-                                  again[cols].sort_values(cols[:3]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        table[cols].sort_values(cols[:3]).reset_index(drop=True),
+        again[cols].sort_values(cols[:3]).reset_index(drop=True),
+    )
 
 
-def test_study_killed_mid_extraction_resumes_from_what_it_finished(tiny_model_dir, labelled_dataset, tmp_path, capsys,
-                                                                   monkeypatch) -> None:
+def test_study_killed_mid_extraction_resumes_from_what_it_finished(
+    tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch
+) -> None:
     """A real kill -9 of `probe study` while it extracts, then the same command: it completes, and extracts only
     the caches the killed run had not finished. The killed run's folder is left without a report and `latest`
     never pointed at it."""
@@ -246,10 +302,12 @@ def test_study_killed_mid_extraction_resumes_from_what_it_finished(tiny_model_di
     import time
 
     monkeypatch.setenv("COLUMNS", "200")
-    study = _write(tmp_path, f"""
+    study = _write(
+        tmp_path,
+        f"""
 name = "killed"
-vision = ["{tiny_model_dir('dinov2')}", "{tiny_model_dir('vit')}"]
-text = ["{tiny_model_dir('bert')}", "{tiny_model_dir('llama')}"]
+vision = ["{tiny_model_dir("dinov2")}", "{tiny_model_dir("vit")}"]
+text = ["{tiny_model_dir("bert")}", "{tiny_model_dir("llama")}"]
 datasets = ["{labelled_dataset}"]
 metrics = ["mutual_knn"]
 controls = ["pixels-16"]
@@ -257,13 +315,19 @@ controls = ["pixels-16"]
 k = 5
 permutations = 5
 subsamples = 0
-""")
+""",
+    )
     cache, out = tmp_path / "cache", tmp_path / "studies"
     args = ["study", str(study), "--cache-dir", str(cache), "--output", str(out), "--no-progress"]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.Popen([sys.executable, "-c", "from probe.cli.main import main; main()", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from probe.cli.main import main; main()", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and not list(cache.glob("features/**/*.h5")):

@@ -24,7 +24,9 @@ from probe.ssl.export import mae_encoder_hidden_states, vit_hidden_states
 from probe.ssl.sanity import knn_label_accuracy
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "tiny-ssl-vit"
-TINY_ENCODER = dict(image_size=32, patch_size=8, hidden_size=32, num_layers=2, num_heads=2, batch_size=4, learning_rate=1e-2)
+TINY_ENCODER = dict(
+    image_size=32, patch_size=8, hidden_size=32, num_layers=2, num_heads=2, batch_size=4, learning_rate=1e-2
+)
 TINY = MaeSpec(**TINY_ENCODER, decoder_hidden_size=16, decoder_layers=1, decoder_heads=2)
 TINY_CONTRASTIVE = ContrastiveSpec(**TINY_ENCODER, projection_hidden=16, projection_dim=8)
 
@@ -78,7 +80,9 @@ def test_training_record_shows_a_falling_loss():
 def test_trained_hidden_states_differ_from_the_random_control(checkpoint, pixels):
     control = random_init_vit(CHECKPOINT, seed=0)
     trained, random_ = hidden_states(checkpoint, pixels), hidden_states(control, pixels)
-    assert control.config.to_diff_dict() | {"_name_or_path": ""} == checkpoint.config.to_diff_dict() | {"_name_or_path": ""}
+    assert control.config.to_diff_dict() | {"_name_or_path": ""} == checkpoint.config.to_diff_dict() | {
+        "_name_or_path": ""
+    }
     assert not torch.allclose(trained[-1], random_[-1], atol=1e-3)
 
 
@@ -132,7 +136,9 @@ def test_contrastive_encoder_exports_and_reloads(tiny_images, tmp_path):
     model = train_contrastive(tiny_images, spec=TINY_CONTRASTIVE, steps=1, seed=0).model
     folder = export_vit_encoder(model.encoder, tmp_path / "vit", spec=TINY_CONTRASTIVE, seed=0)
     pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    for exported, expected in zip(hidden_states(ViTModel.from_pretrained(folder), pixels), vit_hidden_states(model.encoder, pixels)):
+    for exported, expected in zip(
+        hidden_states(ViTModel.from_pretrained(folder), pixels), vit_hidden_states(model.encoder, pixels)
+    ):
         torch.testing.assert_close(exported, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -152,7 +158,9 @@ def test_random_resized_crops_are_seeded_and_a_full_crop_without_flip_is_the_ima
     a = random_resized_crops(images, size=16, generator=torch.Generator().manual_seed(5))
     b = random_resized_crops(images, size=16, generator=torch.Generator().manual_seed(5))
     assert a.shape == (4, 3, 16, 16) and torch.equal(a, b)
-    same = random_resized_crops(images, size=24, generator=torch.Generator(), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    same = random_resized_crops(
+        images, size=24, generator=torch.Generator(), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False
+    )
     torch.testing.assert_close(same, images, atol=1e-5, rtol=0)
 
 
