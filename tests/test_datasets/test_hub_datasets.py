@@ -125,7 +125,7 @@ def test_registered_rows_are_facts():
 
 
 def test_datasets_command_shows_the_row_counts():
-    import cli.info  # noqa: F401 - registers the command
+    import probe.cli.info  # noqa: F401 - registers the command
     from typer.testing import CliRunner
 
     from probe.cli.main import app

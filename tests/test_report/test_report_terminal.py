@@ -89,7 +89,7 @@ def test_align_tables_fit_80_columns_with_whole_names() -> None:
 
 @pytest.mark.parametrize("args", [["models"], ["datasets"]])
 def test_listings_fit_80_columns_with_every_name_whole(args) -> None:
-    import cli.info  # noqa: F401 - registers the commands
+    import probe.cli.info  # noqa: F401 - registers the commands
     from typer.testing import CliRunner
 
     import probe.cli.models  # noqa: F401
