@@ -203,7 +203,9 @@ def main() -> None:
     prepare_seconds = 0.0
     for name, stack in (("vision", vision), ("text", text)):
         result, seconds = timed(
-            lambda: prepare_layers(stack, name=name, clip_quantile=0.95, normalize=True, device=device)
+            lambda stack=stack, name=name: prepare_layers(
+                stack, name=name, clip_quantile=0.95, normalize=True, device=device
+            )
         )
         prepared[name], prepare_seconds = result.layers, prepare_seconds + seconds
     layers = prepared["vision"] + prepared["text"]
@@ -228,7 +230,11 @@ def main() -> None:
         seconds = []
         for a, b in pairs:
             seconds.append(
-                timed(lambda: per_pair_score(metric, clipped["vision"][:, a], clipped["text"][:, b], k=sizes.k))[1]
+                timed(
+                    lambda metric=metric, a=a, b=b: per_pair_score(
+                        metric, clipped["vision"][:, a], clipped["text"][:, b], k=sizes.k
+                    )
+                )[1]
             )
         per_pair = float(np.mean(seconds))
         baseline_total += per_pair * total_pairs
@@ -259,7 +265,8 @@ def main() -> None:
         for metric in METRICS
     }
     print(
-        "agreement with per-pair on the timed pairs (float64 per-pair, probe with PRH's 1e-6 epsilon), max |difference|:"
+        "agreement with per-pair on the timed pairs (float64 per-pair, probe with PRH's 1e-6 epsilon), "
+        "max |difference|:"
     )
     print("  " + ", ".join(f"{metric} {gap:.1e}" for metric, gap in gaps.items()))
     default_gaps = {
@@ -274,7 +281,8 @@ def main() -> None:
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
-        f"peak resident memory of this process: {peak:.2f} GiB (inputs: {(vision.nbytes + text.nbytes) / 2**30:.2f} GiB)"
+        f"peak resident memory of this process: {peak:.2f} GiB "
+        f"(inputs: {(vision.nbytes + text.nbytes) / 2**30:.2f} GiB)"
     )
 
 

@@ -88,7 +88,8 @@ def main() -> None:
     sync()
     prepared = time.perf_counter() - start
     print(
-        f"read + clamp + normalise + kNN lists + self terms ({first.plan.path}): {prepared:.1f} s, peak {peak_gib():.2f} GiB"
+        f"read + clamp + normalise + kNN lists + self terms ({first.plan.path}): "
+        f"{prepared:.1f} s, peak {peak_gib():.2f} GiB"
     )
     start = time.perf_counter()
     matrices = pair_matrices(first, second)

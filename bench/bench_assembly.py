@@ -40,5 +40,6 @@ w.assemble(
 t2 = time.perf_counter()
 mb = N * S * D * 4 / 1e6
 print(
-    f"{which}: {mb:.0f} MB; batch writes {t1 - t0:.2f} s ({mb / (t1 - t0):.0f} MB/s), assembly {t2 - t1:.2f} s ({mb / (t2 - t1):.0f} MB/s)"
+    f"{which}: {mb:.0f} MB; batch writes {t1 - t0:.2f} s ({mb / (t1 - t0):.0f} MB/s), "
+    f"assembly {t2 - t1:.2f} s ({mb / (t2 - t1):.0f} MB/s)"
 )

@@ -93,7 +93,8 @@ def main() -> None:
     print(f"  h5py read (before: FeatureCache.layer, unchecked)  {raw_ms:8.1f} ms")
     print(f"  FeatureCache() open (key, shapes checked)           {open_ms:8.1f} ms")
     print(
-        f"  open + layer() first read (read+sha256+finite)      {first_ms:8.1f} ms  (open + {first_ms - open_ms:.1f} ms for the layer)"
+        f"  open + layer() first read (read+sha256+finite)      {first_ms:8.1f} ms  "
+        f"(open + {first_ms - open_ms:.1f} ms for the layer)"
     )
     print(f"  layer() again, same object (verified once)          {again_ms:8.1f} ms")
     print(

@@ -96,7 +96,8 @@ def main() -> None:
                 model=model, dataset=data, cache_dir=Path(tmp) / "bench-cache", overwrite="always", **kwargs
             )
             print(
-                f"  {label:<28} {res.rows_extracted / res.seconds:8.1f} items/s  ({res.seconds:.1f}s incl. model load and cache write)"
+                f"  {label:<28} {res.rows_extracted / res.seconds:8.1f} items/s  "
+                f"({res.seconds:.1f}s incl. model load and cache write)"
             )
         print("2. length-grouped batches vs padding the whole corpus (MiniLM forward passes, batch 64)")
         loaded = load_model(resolve_model("minilm"), device=resolve_device("cpu"), dtype=torch.float32, cache_dir=cache)

@@ -46,5 +46,6 @@ with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
     gb = N * L * D * 4 / 1e9
     print(
         f"{gb:.2f} GB [{N}, {L}, {D}] float32: np.save + fsync {t_save:.1f} s ({gb / t_save:.2f} GB/s); "
-        f"import {t_import:.1f} s ({gb / t_import:.2f} GB/s); ratio {t_import / t_save:.1f}x; file {path.stat().st_size / 1e9:.2f} GB"
+        f"import {t_import:.1f} s ({gb / t_import:.2f} GB/s); ratio {t_import / t_save:.1f}x; "
+        f"file {path.stat().st_size / 1e9:.2f} GB"
     )

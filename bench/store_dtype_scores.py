@@ -1,8 +1,9 @@
 """How much float16 storage moves alignment scores (issue 12): tiny-ssl-vit vs minilm on openmoji.
 
 Extracts both models with --store-dtype float32 and float16 into one cache folder, scores every (vision
-layer, text layer) pair (constant layers such as a ViT's embedding CLS dropped, as `probe align` does) with PRH's preprocessing for the four default-style metrics, and prints the largest
-absolute difference per metric. Usage: python bench/store_dtype_scores.py CACHE_DIR [--limit 256]
+layer, text layer) pair (constant layers such as a ViT's embedding CLS dropped, as `probe align` does) with
+PRH's preprocessing for the four default-style metrics, and prints the largest absolute difference per
+metric. Usage: python bench/store_dtype_scores.py CACHE_DIR [--limit 256]
 """
 
 from __future__ import annotations
@@ -45,5 +46,6 @@ for m in metrics:
     print(
         f"{m:14s} {a.shape[0]}x{a.shape[1]} pairs: max |float16 - float32| = {np.abs(a - b).max():.2e} "
         f"(scores {a.min():.3f}..{a.max():.3f}); best pair float32 "
-        f"{tuple(int(v) for v in np.unravel_index(a.argmax(), a.shape))} float16 {tuple(int(v) for v in np.unravel_index(b.argmax(), b.shape))}"
+        f"{tuple(int(v) for v in np.unravel_index(a.argmax(), a.shape))} float16 "
+        f"{tuple(int(v) for v in np.unravel_index(b.argmax(), b.shape))}"
     )

@@ -2,7 +2,8 @@
 
 The pipeline reads one way, and the folders show it:
 
-    datasets/ -> models/ -> features/ (HDF5 cache) -> align/ , linear/ -> results.py -> report/ ; runs/ ; cli/ (the command line)
+    datasets/ -> models/ -> features/ (HDF5 cache) -> align/ , linear/ -> results.py -> report/ ;
+    runs/ ; cli/ (the command line)
 
 This face holds the version, the errors, and lazy re-exports of the entry points (nothing heavy is imported
 until a name is used, so `import probe` stays cheap). See docs/architecture.md.

@@ -158,7 +158,8 @@ def main() -> None:
         manifest = build_openmoji(work_dir / f"openmoji-{RENDER_SIZE}", size=RENDER_SIZE)
         images = load_images(manifest)
         print(
-            f"training on {images.shape[0]} OpenMoji renders {tuple(images.shape[1:])}, {steps} steps of {args.objective}",
+            f"training on {images.shape[0]} OpenMoji renders {tuple(images.shape[1:])}, "
+            f"{steps} steps of {args.objective}",
             flush=True,
         )
 
@@ -197,7 +198,8 @@ def main() -> None:
         }
         log_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         print(
-            f"saved {args.out}: loss {record['first_loss']} -> {record['final_loss_mean_last_50']} in {record['wall_s']} s"
+            f"saved {args.out}: loss {record['first_loss']} -> {record['final_loss_mean_last_50']} "
+            f"in {record['wall_s']} s"
         )
 
     if not args.no_sanity:

@@ -38,8 +38,9 @@ class AlignSettings:
     permutations: re-pairings for the null of the max over layer pairs (0 skips). subsamples: subsets of
     `subsample_fraction` of the rows, without replacement, for intervals at level `confidence` (0 skips).
     seed: fixes permutations and subsets. device: torch device name ("auto": CUDA if available, else
-    MPS, else CPU; resolved by `probe.devices.resolve_device`). path: "auto" | "dense" | "blocked" (see `probe.align.engine`). rbf_sigma: RBF bandwidth
-    (None: each layer's median distance). denominator_epsilon: added to CKA/CKNNA denominators.
+    MPS, else CPU; resolved by `probe.devices.resolve_device`). path: "auto" | "dense" | "blocked" (see
+    `probe.align.engine`). rbf_sigma: RBF bandwidth (None: each layer's median distance).
+    denominator_epsilon: added to CKA/CKNNA denominators.
     """
 
     metrics: tuple[MetricName, ...] = DEFAULT_METRICS
@@ -80,7 +81,8 @@ def check_sizes(*, num_rows: int, k: int, specs: Sequence[MetricSpec]) -> None:
         raise InputError(f"k={k!r} must be a positive integer (the number of nearest neighbours).")
     if any(spec.family in ("knn", "cknna") for spec in specs) and num_rows <= k:
         raise InputError(
-            f"k={k} must be between 1 and N-1 = {num_rows - 1} for the kNN metrics on N={num_rows} rows; lower k or add rows."
+            f"k={k} must be between 1 and N-1 = {num_rows - 1} for the kNN metrics on N={num_rows} rows; "
+            "lower k or add rows."
         )
     if any(spec.family == "cknna" for spec in specs) and k < 2:
         raise InputError(f"k={k}: cknna needs k >= 2 (as PRH); raise k.")

@@ -36,7 +36,8 @@ def align(
     metric: str = typer.Option(
         ",".join(DEFAULT_METRICS),
         "--metric",
-        help="Comma-separated: mutual_knn, cycle_knn, jaccard_knn, cka, unbiased_cka, rbf_cka, unbiased_rbf_cka, cknna.",
+        help="Comma-separated: mutual_knn, cycle_knn, jaccard_knn, cka, unbiased_cka, rbf_cka, "
+        "unbiased_rbf_cka, cknna.",
     ),
     topk: int = typer.Option(10, "--topk", "-k", help="Neighbours for the kNN metrics (PRH: 10)."),
     clip_quantile: str = typer.Option(
@@ -51,7 +52,8 @@ def align(
     path: str = typer.Option(
         "auto",
         "--path",
-        help="auto: N x N kernels while they fit in 40% of free memory, else the blocked path | dense | blocked (any N, no RBF metrics).",
+        help="auto: N x N kernels while they fit in 40% of free memory, else the blocked path | dense | blocked "
+        "(any N, no RBF metrics).",
     ),
     cka_epsilon: float = typer.Option(
         PRH_DENOMINATOR_EPSILON,
@@ -78,12 +80,15 @@ def align(
     controls: str = typer.Option(
         "",
         "--controls",
-        help="Controls scored on the same rows, comma-separated: pixels-8/16/32 (the image itself), random-init (each vision model's own architecture, fresh weights), or any vision model. E.g. pixels-16,random-init.",
+        help="Controls scored on the same rows, comma-separated: pixels-8/16/32 (the image itself), "
+        "random-init (each vision model's own architecture, fresh weights), or any vision model. "
+        "E.g. pixels-16,random-init.",
     ),
     sizes: str = typer.Option(
         "",
         "--sizes",
-        help="Also score on nested random subsets of these many rows, e.g. 256,512,1024 (raw scores fall with N; calibrated ones compare).",
+        help="Also score on nested random subsets of these many rows, e.g. 256,512,1024 "
+        "(raw scores fall with N; calibrated ones compare).",
     ),
     trust_remote_code: bool = opt.TrustRemoteCode,
     no_progress: bool = opt.NoProgress,

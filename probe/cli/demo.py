@@ -25,7 +25,8 @@ def demo(
         False, "--dry-run", help="Print what would run and cost (`probe plan demo`); run nothing."
     ),
 ) -> None:
-    """Run the offline miniature: a ViT trained without text and its random control vs MiniLM and SmolLM2 on OpenMoji."""
+    """Run the offline miniature: a ViT trained without text and its random control vs MiniLM and SmolLM2 on
+    OpenMoji."""
     from probe.progress import rich_progress
     from probe.report.terminal import render_demo
     from probe.runs.demo import DemoSettings, run_demo

@@ -90,6 +90,7 @@ def extract(
     cache = result.open()
     verb = "reused" if result.reused else f"extracted {result.rows_extracted} rows in {result.seconds:.1f}s"
     console.print(
-        f"[green]{verb}[/]: {cache.modality} features, N={cache.num_rows}, {cache.num_layers} layers x D={cache.hidden_size}, pools {', '.join(cache.pools)}"
+        f"[green]{verb}[/]: {cache.modality} features, N={cache.num_rows}, "
+        f"{cache.num_layers} layers x D={cache.hidden_size}, pools {', '.join(cache.pools)}"
     )
     console.print(str(result.path), highlight=False, soft_wrap=True)

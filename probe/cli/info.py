@@ -16,5 +16,6 @@ def datasets() -> None:
     console = Console()
     console.print(datasets_table(list_datasets()))
     console.print(
-        "Any JSONL/CSV manifest (fields id, image, caption, + labels) or folder with captions.tsv also works as --dataset."
+        "Any JSONL/CSV manifest (fields id, image, caption, + labels) or folder with captions.tsv "
+        "also works as --dataset."
     )

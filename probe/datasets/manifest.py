@@ -111,8 +111,8 @@ def _check_inside(image_field: str, *, source: Path, row: int, rid: str) -> None
         return
     if os.path.normpath(path).split(os.sep)[0] == os.pardir:
         raise InputError(
-            f"{source}, row {row} (id {rid!r}): image path {image_field!r} leaves the manifest's folder; relative image "
-            f"paths must stay inside it (move the image there or write an absolute path)"
+            f"{source}, row {row} (id {rid!r}): image path {image_field!r} leaves the manifest's folder; "
+            f"relative image paths must stay inside it (move the image there or write an absolute path)"
         )
 
 
@@ -167,7 +167,8 @@ def load_manifest(path: Path, *, name: Optional[str] = None) -> PairedDataset:
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(
-            f"dataset path {path} does not exist; pass a registered name (see 'probe datasets') or a manifest file/folder"
+            f"dataset path {path} does not exist; pass a registered name (see 'probe datasets') "
+            "or a manifest file/folder"
         )
     if path.is_dir():
         found = [path / f for f in FOLDER_MANIFESTS if (path / f).is_file()]

@@ -136,7 +136,8 @@ class FeatureCache:
                     shape = f["features"][pool].shape
                     if len(shape) != 3 or shape[:2] != (self.num_layers, self.num_rows):
                         raise CacheError(
-                            f"{self.path}: features/{pool} has shape {shape}, expected ({self.num_layers}, {self.num_rows}, D); {_FIX}"
+                            f"{self.path}: features/{pool} has shape {shape}, "
+                            f"expected ({self.num_layers}, {self.num_rows}, D); {_FIX}"
                         )
                     sums = self.layer_sha256.get(pool) if isinstance(self.layer_sha256, dict) else None
                     if not isinstance(sums, list) or len(sums) != self.num_layers:
@@ -157,8 +158,8 @@ class FeatureCache:
         in_name = hash_in_path(self.path)
         if in_name is not None and stored[:16] != in_name:
             raise CacheError(
-                f"{self.path} holds the cache of another key ({self.key['model'].get('name')!r}, key hash {stored[:16]}, "
-                f"not {in_name} as its name says): copied or moved over this path; {_FIX}"
+                f"{self.path} holds the cache of another key ({self.key['model'].get('name')!r}, "
+                f"key hash {stored[:16]}, not {in_name} as its name says): copied or moved over this path; {_FIX}"
             )
         if model is not None and self.key["model"].get("name") != model:
             raise CacheError(f"{self.path} is a cache of {self.key['model'].get('name')!r}, not of {model!r}; {_FIX}")
@@ -181,12 +182,13 @@ class FeatureCache:
                 else "the file was changed after it was written"
             )
             raise CacheError(
-                f"{self.path}: features/{pool} layer {self.layers[i]} has NaN/Inf values in rows {rows}; {origin}; {_FIX}"
+                f"{self.path}: features/{pool} layer {self.layers[i]} has NaN/Inf values in rows {rows}; "
+                f"{origin}; {_FIX}"
             )
         if not matches:
             raise CacheError(
-                f"{self.path}: features/{pool} layer {self.layers[i]} does not match its stored checksum (sha256): the file was "
-                f"damaged or edited after it was written; {_FIX}"
+                f"{self.path}: features/{pool} layer {self.layers[i]} does not match its stored checksum (sha256): "
+                f"the file was damaged or edited after it was written; {_FIX}"
             )
         self._verified.add((pool, i))
 
@@ -250,14 +252,18 @@ class FeatureCache:
         return LayerStack(self, self._pool(pool))
 
     def __repr__(self) -> str:
-        return f"FeatureCache({self.path}, {self.modality}, N={self.num_rows}, layers={self.num_layers}, D={self.hidden_size}, pools={self.pools})"
+        return (
+            f"FeatureCache({self.path}, {self.modality}, N={self.num_rows}, layers={self.num_layers}, "
+            f"D={self.hidden_size}, pools={self.pools})"
+        )
 
 
 def check_paired(a: FeatureCache, b: FeatureCache) -> None:
     """CacheError unless `a` and `b` hold the same dataset rows in the same order (ids and content hashes)."""
     if a.num_rows != b.num_rows:
         raise CacheError(
-            f"caches are not paired: {a.path} has {a.num_rows} rows, {b.path} has {b.num_rows}; extract both on the same dataset and --limit"
+            f"caches are not paired: {a.path} has {a.num_rows} rows, {b.path} has {b.num_rows}; "
+            "extract both on the same dataset and --limit"
         )
     for name in ("ids", "image_sha256", "caption_sha256"):
         xa, xb = getattr(a, name), getattr(b, name)

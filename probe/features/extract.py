@@ -268,7 +268,8 @@ def _iter_batches(
         if bad:
             i, err = bad[0]
             raise InputError(
-                f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; fix or drop that row"
+                f"cannot read image {dataset.rows[i].image} (row {i + 1}, id {dataset.rows[i].id!r}): {err}; "
+                "fix or drop that row"
             )
         yield rows, inputs
 
@@ -361,8 +362,9 @@ def extract_features(
     model: alias, hub id, local folder, `random-init:<model>` or a ModelSpec. seed: the weights' seed of a
     random-init model (None: its own, 0; an error for a trained model). dataset: registered name, manifest path or a
     PairedDataset. pool: vision `cls` (default) | `mean` | `both`; text `mean` (default) | `last`.
-    layers: a layer spec (`probe.features.layers`) over the L+1 hidden states. overwrite: `never` (use an existing cache, error if
-    none), `missing` (resume/complete; default), `always` (discard and redo). Returns an ExtractResult whose
+    layers: a layer spec (`probe.features.layers`) over the L+1 hidden states. overwrite: `never` (use an
+    existing cache, error if none), `missing` (resume/complete; default), `always` (discard and redo). Returns
+    an ExtractResult whose
     `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D]. max_pixels: images whose header
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
@@ -428,7 +430,8 @@ def extract_features(
         return _reuse(final, key, len(data), t0)
     if overwrite == "never":
         raise InputError(
-            f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; use overwrite='missing' to extract"
+            f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; "
+            "use overwrite='missing' to extract"
         )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -58,13 +58,15 @@ def read_features(path: Path) -> np.ndarray:
         raise
     except Exception as exc:  # unreadable, pickled objects, wrong format: the user's file
         raise InputError(
-            f"cannot read features from {path} ({type(exc).__name__}: {exc}); .pt files must be plain tensors (weights_only), .npy/.npz without pickles"
+            f"cannot read features from {path} ({type(exc).__name__}: {exc}); "
+            ".pt files must be plain tensors (weights_only), .npy/.npz without pickles"
         ) from None
     if x.ndim == 2:
         x = x[:, None, :]
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise InputError(
-            f"{path}: features of shape {tuple(x.shape)} and dtype {x.dtype}; import needs floats of shape [N, L, D] (or [N, D])"
+            f"{path}: features of shape {tuple(x.shape)} and dtype {x.dtype}; "
+            "import needs floats of shape [N, L, D] (or [N, D])"
         )
     return x
 
@@ -110,7 +112,8 @@ def _check_name(model: str) -> None:
     spec = registered(model)
     if spec is not None:
         raise InputError(
-            f"model={model!r} is the name of a registered model ({spec.alias}); import under another name, e.g. '{model}-imported'"
+            f"model={model!r} is the name of a registered model ({spec.alias}); "
+            f"import under another name, e.g. '{model}-imported'"
         )
 
 
@@ -143,7 +146,8 @@ def import_features(
     x = read_features(Path(file))
     if x.shape[0] != len(dataset):
         raise InputError(
-            f"{file} has {x.shape[0]} rows but dataset {dataset.name!r} has {len(dataset)}; the rows must be the dataset's, in its order"
+            f"{file} has {x.shape[0]} rows but dataset {dataset.name!r} has {len(dataset)}; "
+            "the rows must be the dataset's, in its order"
         )
     key = import_key(
         model=model,
@@ -205,11 +209,14 @@ def find_imported(
     if len(found) > 1:
         listing = "; ".join(str(p) for p in found)
         raise CacheError(
-            f"{len(found)} imported caches are named {model!r} on {dataset.name}: {listing}; remove all but one with 'probe cache rm PATH' (or pass --pool)"
+            f"{len(found)} imported caches are named {model!r} on {dataset.name}: {listing}; "
+            "remove all but one with 'probe cache rm PATH' (or pass --pool)"
         )
     if not found and other_rows:
         path, rows = other_rows[0]
         raise InputError(
-            f"{model!r} was imported for {rows} rows of {dataset.name} ({path}), not for these {len(dataset)} rows; imported features cannot be re-extracted: use the rows they were imported for (no --limit) or import again"
+            f"{model!r} was imported for {rows} rows of {dataset.name} ({path}), not for these {len(dataset)} rows; "
+            "imported features cannot be re-extracted: use the rows they were imported for (no --limit) "
+            "or import again"
         )
     return found[0] if found else None

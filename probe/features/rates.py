@@ -4,9 +4,10 @@ One small JSON file per finished extraction, `<cache_dir>/rates/<UTC time>-<pid>
 to a temporary name and renamed into place (concurrent runs never share a file, so nothing is rewritten or
 locked). A record holds what the run measured and no more: the model name of the cache key, its modality
 and dtype, the rows this run extracted, the wall seconds it took (model loading, forward passes and cache
-writes together) and of those the seconds spent loading the model, the batch size, the device (`cuda:0`, `cpu`) and the host name (`platform.node()`, so a
-cache folder shared between machines keeps each machine's figures apart). `probe.runs.plan` turns records
-into an effective FLOP/s rate with the registry's parameter counts.
+writes together) and of those the seconds spent loading the model, the batch size, the device (`cuda:0`,
+`cpu`) and the host name (`platform.node()`, so a cache folder shared between machines keeps each machine's
+figures apart). `probe.runs.plan` turns records into an effective FLOP/s rate with the registry's parameter
+counts.
 
 `probe cache ls/verify/rm` look only under `<cache_dir>/features`; removing caches keeps their records
 (they describe the machine, not the cache).
@@ -53,8 +54,9 @@ class ExtractionRecord:
 
 def record_extraction(cache_dir: Path, result: Any, *, device: str) -> Optional[Path]:
     """Record an extraction that did work. `result` is a `probe.features.extract.ExtractResult` (its `key`,
-    `path`, `reused`, `rows_extracted`, `seconds`, `batch_size`, `load_seconds`); `device` the torch device it ran on. A reused
-    cache or a run that extracted no row records nothing (returns None); otherwise returns the record's path.
+    `path`, `reused`, `rows_extracted`, `seconds`, `batch_size`, `load_seconds`); `device` the torch device it
+    ran on. A reused cache or a run that extracted no row records nothing (returns None); otherwise returns the
+    record's path.
     A record that cannot be written is logged and skipped: it never fails the extraction it describes."""
     if result.reused or result.rows_extracted <= 0 or result.seconds <= 0:
         return None
@@ -117,8 +119,9 @@ def _parse(data: Any) -> ExtractionRecord:
 
 def read_extractions(cache_dir: Path, *, host: Optional[str] = None) -> list[ExtractionRecord]:
     """The records under `cache_dir`, oldest first; only those of `host` when given (`platform.node()` for this
-    machine). Identical records (one run recorded by two callers) count once. Unreadable or foreign files are skipped with one warning naming them (a plan never fails on
-    them); `probe cache` leaves the folder alone, so delete such files by hand."""
+    machine). Identical records (one run recorded by two callers) count once. Unreadable or foreign files are
+    skipped with one warning naming them (a plan never fails on them); `probe cache` leaves the folder alone, so
+    delete such files by hand."""
     folder = Path(cache_dir) / RATES_DIR
     records, bad = [], []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -290,8 +290,9 @@ class PartialWriter:
         rerun = f"re-run '{command}': {kept}"
         if free is not None and free < need:
             raise CacheError(
-                f"not enough space to {verb} {self.final_path}: about {human_bytes(need)} needed, {human_bytes(free)} free "
-                f"on the filesystem of {self.final_path.parent}; free some space (or choose --cache-dir on a larger "
+                f"not enough space to {verb} {self.final_path}: about {human_bytes(need)} needed, "
+                f"{human_bytes(free)} free on the filesystem of {self.final_path.parent}; "
+                f"free some space (or choose --cache-dir on a larger "
                 f"disk) and {rerun}"
             )
         tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
@@ -467,8 +468,8 @@ class PartialWriter:
     def _write_features(
         self, grp: Any, pools: Sequence[str], *, blocks: Any, shapes: Mapping[str, tuple[int, int]]
     ) -> dict[str, list[str]]:
-        """Write `features/<pool>` [S, N, D] layer-major from `blocks(pool)`, which yields (rows [B], [B, S, D]) covering
-        every row (batch files, or row blocks of an imported array); return pool -> per-layer sha256.
+        """Write `features/<pool>` [S, N, D] layer-major from `blocks(pool)`, which yields (rows [B], [B, S, D])
+        covering every row (batch files, or row blocks of an imported array); return pool -> per-layer sha256.
 
         Layers are gathered in memory in groups of at most `assembly_buffer_bytes` (all layers at once when they
         fit), so the source is read once per group (once in all for most caches), each layer is written once as

@@ -141,8 +141,8 @@ class LoadedModel:
         """Run the model on a collated batch and pool every hidden state.
 
         Returns pool name -> [B, num_states, hidden_size] float32 on CPU (on the model's device with
-        `on_device=True`, for a caller that copies them to the host itself, overlapped with the next batch). Vision pools: "cls"
-        (token 0; not for models without one, e.g. SigLIP) and "mean" (patch tokens only: CLS and
+        `on_device=True`, for a caller that copies them to the host itself, overlapped with the next batch).
+        Vision pools: "cls" (token 0; not for models without one, e.g. SigLIP) and "mean" (patch tokens only: CLS and
         register tokens excluded). Text pools: "mean" (tokens whose attention mask is 1, BOS
         included, summed in float32) and "last" (the last token whose mask is 1).
         """

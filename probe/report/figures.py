@@ -151,7 +151,7 @@ def depth_figure(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figure]
     texts = sorted({p["text"] for _, _, p in pairs})
     styles = dict(zip(texts, ["-", "--", ":", "-."] * 3))
     for ax, metric in zip(axes, metrics):
-        for run, rec, pair in pairs:
+        for _run, _rec, pair in pairs:
             m = pair["report"]["metrics"].get(metric)
             if m is None:
                 continue
@@ -195,7 +195,7 @@ def heatmap_figures(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figu
         fig, axes = _grid(len(members), cols=min(4, len(members)), width=3.6, height=3.5, layout=None)
         fig.subplots_adjust(hspace=0.55, wspace=0.45, top=1 - 1.1 / fig.get_figheight())
         image = None
-        for ax, (run, rec, pair), mat in zip(axes, members, mats):
+        for ax, (_run, _rec, pair), mat in zip(axes, members, mats):
             m = pair["report"]["metrics"][metric]
             image = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
             r, c = m["best_pair"]

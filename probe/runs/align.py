@@ -90,7 +90,8 @@ def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[s
         chance = f", chance {m.chance_level:.3f}" if m.chance_level is not None else ""
         title = (
             f"{name}: {pair.vision_name} vs {pair.text_name}\nbest {m.best_score:.3f} at "
-            f"({pair.vision.layers[m.best_pair[0]]}, {pair.text.layers[m.best_pair[1]]}){chance}, N={pair.vision.num_rows}"
+            f"({pair.vision.layers[m.best_pair[0]]}, {pair.text.layers[m.best_pair[1]]}){chance}, "
+            f"N={pair.vision.num_rows}"
         )
         paths[name] = heatmap_png(
             m.matrix,

@@ -3,8 +3,9 @@
 `check_run_request` (the first call of `run_align` / `run_linear`): the metric names, and that `--output` and
 `--cache-dir` are folders this process can write to (or create). `check_label_fields` (once the dataset is
 open, before any model is loaded): every requested label field exists in every row, and `words` has captions.
-Each failure is an InputError naming the argument (`cache_dir=`; the CLI shows --cache-dir) and the fix. Nothing is created: writability is tried with a
-temporary file in the nearest existing folder, removed at once (permission bits alone mislead: root ignores
+Each failure is an InputError naming the argument (`cache_dir=`; the CLI shows --cache-dir) and the fix.
+Nothing is created: writability is tried with a temporary file in the nearest existing folder, removed at
+once (permission bits alone mislead: root ignores
 them, and read-only or virtual filesystems refuse writes whatever the bits say).
 """
 

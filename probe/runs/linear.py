@@ -211,7 +211,7 @@ def run_linear(
                 "task": "labels",
                 "seed": settings.seed,
             },
-            lambda: probe_layers(
+            lambda layers_in=layers_in, target=target, names=names, what=what: probe_layers(
                 layers_in,
                 task=ProbeTask.LABELS,
                 target=target,

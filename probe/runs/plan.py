@@ -53,8 +53,8 @@ ASSUMED_RATES: dict[str, AssumedRates] = {
 @dataclass(frozen=True)
 class MeasuredRate:
     """The effective extraction speed of this machine on one device kind and dtype, from recorded extractions:
-    their model FLOPs (the same count `plan_study` uses) over their wall seconds (model loading excluded, decoding and writing included).
-    `flops_per_s` is None when no record is usable; the counts say why."""
+    their model FLOPs (the same count `plan_study` uses) over their wall seconds (model loading excluded,
+    decoding and writing included). `flops_per_s` is None when no record is usable; the counts say why."""
 
     device_kind: str
     dtype: str
@@ -526,7 +526,8 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
             f"the extractions recorded on this machine on {plan.device_kind} in {plan.dtype} are unusable: "
             f"{', '.join(left_out)}"
             if left_out
-            else f"no extraction on {plan.device_kind} in {plan.dtype} recorded on this machine in this cache folder yet"
+            else f"no extraction on {plan.device_kind} in {plan.dtype} recorded on this machine "
+            "in this cache folder yet"
         )
         add(f"(not measured: {why})")
     else:

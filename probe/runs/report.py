@@ -162,7 +162,10 @@ def provenance_tables(recs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple
 
 def _md_table(table: Table) -> str:
     headers, rows = table
-    cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+
+    def cell(s):
+        return str(s).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return "\n".join(lines) + "\n"

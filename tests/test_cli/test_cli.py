@@ -22,7 +22,11 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys; from probe.cli.main import app; assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('torch', 'transformers')))[:3]"
+    code = (
+        "import sys; from probe.cli.main import app; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('torch', 'transformers')))[:3]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

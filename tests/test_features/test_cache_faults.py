@@ -474,7 +474,8 @@ def test_nan_rows_are_refused_naming_file_pool_layer_and_rows(tmp_path) -> None:
     path = _make_cache(tmp_path, x=x)
     with pytest.raises(
         CacheError,
-        match=r"features/cls layer 2 has NaN/Inf values in rows 3 \('id3'\), 7 \('id7'\); they were stored so at extraction",
+        match=r"features/cls layer 2 has NaN/Inf values in rows 3 \('id3'\), 7 \('id7'\); "
+        r"they were stored so at extraction",
     ):
         FeatureCache(path).layer(2)
     clean = _make_cache(tmp_path / "b")

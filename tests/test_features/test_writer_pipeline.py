@@ -116,7 +116,8 @@ def test_assembly_in_layer_groups_gives_the_same_checked_cache(tmp_path, buffer_
     path = _assemble(w)
     files = 6
     groups = -(-S // buffer_layers)
-    # written_mask reads each file once, the shape probe (also the size estimate) one, and each layer group once per file
+    # written_mask reads each file once, the shape probe (also the size estimate) one, and each layer group
+    # once per file
     assert len(loads) == files + 1 + files * groups
     np.testing.assert_array_equal(FeatureCache(path).read(), x)
 

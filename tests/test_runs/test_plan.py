@@ -156,8 +156,8 @@ def test_short_extractions_are_not_taken_for_a_rate(measured_cache) -> None:
     flat = " ".join(format_plan(plan).split())
     assert "time, from ASSUMED rates for cpu" in flat
     assert (
-        "(not measured: the extractions recorded on this machine on cpu in float32 are unusable: 1 shorter than 10 s after loading"
-        in flat
+        "(not measured: the extractions recorded on this machine on cpu in float32 are unusable: "
+        "1 shorter than 10 s after loading" in flat
     )
 
 
