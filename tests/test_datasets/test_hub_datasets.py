@@ -125,9 +125,9 @@ def test_registered_rows_are_facts():
 
 
 def test_datasets_command_shows_the_row_counts():
-    import probe.cli.info  # noqa: F401 - registers the command
     from typer.testing import CliRunner
 
+    import probe.cli.info  # noqa: F401 - registers the command
     from probe.cli.main import app
 
     result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})

@@ -89,9 +89,9 @@ def test_align_tables_fit_80_columns_with_whole_names() -> None:
 
 @pytest.mark.parametrize("args", [["models"], ["datasets"]])
 def test_listings_fit_80_columns_with_every_name_whole(args) -> None:
-    import probe.cli.info  # noqa: F401 - registers the commands
     from typer.testing import CliRunner
 
+    import probe.cli.info  # noqa: F401 - registers the commands
     import probe.cli.models  # noqa: F401
     from probe.cli.main import app
     from probe.models.registry import list_models
