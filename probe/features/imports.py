@@ -97,7 +97,7 @@ def import_key(
 
 def _check_name(model: str) -> None:
     """InputError unless `model` is a plain name that no registered model uses."""
-    from probe.models.registry import RANDOM_INIT_PREFIX, registered
+    from probe.models.names import RANDOM_INIT_PREFIX, registered
 
     if (
         not model
@@ -133,7 +133,7 @@ def import_features(
     if modality not in ("vision", "text"):
         raise InputError(f"modality={modality!r}: choose 'vision' or 'text'")
     pool = pool or DEFAULT_POOL[modality]
-    from probe.models.registry import POOLS_BY_MODALITY
+    from probe.models.spec import POOLS_BY_MODALITY
 
     if pool not in POOLS_BY_MODALITY[modality]:
         raise InputError(

@@ -4,7 +4,7 @@
 per (run, vision, task, layer). Columns: docs/results.md ("Results as tables"). `records(paths)` gives the
 checked records themselves (the report needs the full layer x layer matrices, which the tables leave out).
 
-Model facts (family, parameters, source) come from the registry (probe.models.registry), never from the
+Model facts (family, parameters, source) come from the registry (probe.models.names), never from the
 network: a name that is neither registered nor an existing folder gets NaN. This lives in `report`, not in
 `probe.results`, because the registry sits above results.py in the layering (probe.models imports it).
 pandas is imported inside the functions only.
@@ -132,7 +132,7 @@ def model_facts(name: str) -> ModelFacts:
     """Registry facts for `name`. Only registered names, `random-init:` twins of them, and existing folders are
     resolved (an unregistered hub id would need the network): anything else gets NaN/None."""
     from probe.errors import ProbeError
-    from probe.models.registry import RANDOM_INIT_PREFIX, all_specs, resolve_model
+    from probe.models.names import RANDOM_INIT_PREFIX, all_specs, resolve_model
 
     base = name[len(RANDOM_INIT_PREFIX) :] if name.lower().startswith(RANDOM_INIT_PREFIX) else name
     known = {n.lower() for s in all_specs() for n in (s.alias, s.hub_id, *s.shortcuts) if n}

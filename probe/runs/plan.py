@@ -1,6 +1,6 @@
 """`probe plan`: what a study would run and cost, from registry facts and the cache folder alone.
 
-No model is loaded and nothing touches the network: `plan_study` reads the registry (`probe.models.registry`:
+No model is loaded and nothing touches the network: `plan_study` reads the registry (`probe.models.names`:
 widths, depths, parameters, `gated`) and, for a dataset already prepared in the cache, its manifest (to
 compute the exact feature-cache keys with `probe.features.format.build_key` and look for the files at
 `cache_path`). A dataset not yet downloaded has no caches yet, so every cache is new.
@@ -207,7 +207,7 @@ def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredR
     import platform
 
     from probe.features.rates import read_extractions
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     flops = seconds = 0.0
     used = short = unsized = 0
@@ -246,7 +246,7 @@ def _cache_plan(
     from probe.features.extract import resolve_pools
     from probe.features.format import build_key, cache_path
     from probe.features.layers import parse_layers
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     try:
         spec = resolve_model(name) if not _hub_only(name) else None
@@ -294,7 +294,7 @@ def _cache_plan(
 
 def _alias(name: str) -> str:
     """The registered alias `name` resolves to (`random-init:tiny-ssl-vit` -> `tiny-random-vit`), else `name`."""
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     try:
         return name if _hub_only(name) else resolve_model(name).alias

@@ -204,7 +204,7 @@ class _Reader:
 
 
 def _registered(name: str) -> bool:
-    from probe.models.registry import all_specs
+    from probe.models.names import all_specs
 
     lowered = name.lower()
     return any(
@@ -215,7 +215,7 @@ def _registered(name: str) -> bool:
 def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
     """`name` checked offline: a registered model, a folder (relative to the study file's folder or the current
     one), a hub id (checked when run), or `random-init:` one of those, of `modality`. Returns the name to run."""
-    from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
+    from probe.models.names import RANDOM_INIT_PREFIX, resolve_model
 
     prefix = RANDOM_INIT_PREFIX if name.lower().startswith(RANDOM_INIT_PREFIX) else ""
     base = name[len(prefix) :].strip()
@@ -255,7 +255,7 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
     """Check the parsed TOML `data` of `source` and build the `StudySpec` (see the module docstring)."""
     from probe.align.settings import DEFAULT_METRICS
     from probe.align.specs import metric_specs
-    from probe.models.registry import POOLS_BY_MODALITY
+    from probe.models.spec import POOLS_BY_MODALITY
 
     base_dir = Path(source).parent
     top = _Reader(data, source=source, section="", allowed=_TOP_KEYS)
