@@ -97,15 +97,9 @@ def import_key(
 
 def _check_name(model: str) -> None:
     """InputError unless `model` is a plain name that no registered model uses."""
-    from probe.models.names import RANDOM_INIT_PREFIX, registered
+    from probe.models.names import registered, split_twin
 
-    if (
-        not model
-        or model != model.strip()
-        or "/" in model
-        or model.startswith(".")
-        or model.lower().startswith(RANDOM_INIT_PREFIX)
-    ):
+    if not model or model != model.strip() or "/" in model or model.startswith(".") or split_twin(model)[0]:
         raise InputError(f"model={model!r}: an imported name is a plain name (no '/', no leading '.'), e.g. 'my-dino'")
     spec = registered(model)
     if spec is not None:
