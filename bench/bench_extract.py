@@ -80,7 +80,7 @@ def main() -> None:
     from probe.devices import resolve_device
     from probe.features.extract import extract_features
     from probe.models.loading import load_model
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:

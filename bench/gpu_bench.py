@@ -27,7 +27,7 @@ import torch
 
 from probe.devices import resolve_device
 from probe.models.loading import LoadedModel, compile_blocks
-from probe.models.registry import resolve_model
+from probe.models.names import resolve_model
 
 # Dense bf16 tensor-core peaks from the datasheets (SXM parts), TFLOP/s; matched on the device name.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}

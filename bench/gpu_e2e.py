@@ -165,7 +165,7 @@ def forward_rate(
     from PIL import Image
 
     from probe.models.loading import load_model
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     loaded = load_model(resolve_model(str(folder)), device=device, dtype=dtype, cache_dir=cache, compile=compile)
     records = [json.loads(line) for line in manifest.read_text().splitlines()][: batch * (batches + 1)]

@@ -21,7 +21,7 @@ def models_command(
 ) -> None:
     """List the models probe knows: alias, hub id, modality, size, default pooling, and whether it works offline."""
     from probe.errors import InputError
-    from probe.models.registry import list_models, suggest
+    from probe.models.names import list_models, suggest
 
     specs = list_models(pattern)
     if not specs:

@@ -24,7 +24,7 @@ from probe.features.format import build_key, cache_path, check_writable_dir, def
 from probe.features.layers import parse_layers
 from probe.features.writer import BackgroundWriter, PartialWriter
 from probe.log import logger
-from probe.models.registry import POOLS_BY_MODALITY
+from probe.models.spec import POOLS_BY_MODALITY
 from probe.progress import ProgressCallback
 
 Overwrite = Literal["never", "missing", "always"]
@@ -375,7 +375,7 @@ def extract_features(
     ones to float rounding, and the first batch waits for compilation.
     """
     from probe.devices import resolve_device, resolve_dtype
-    from probe.models.registry import resolve_model, with_seed
+    from probe.models.names import resolve_model, with_seed
 
     t0 = time.perf_counter()
     if overwrite not in ("never", "missing", "always"):

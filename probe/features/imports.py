@@ -99,15 +99,9 @@ def import_key(
 
 def _check_name(model: str) -> None:
     """InputError unless `model` is a plain name that no registered model uses."""
-    from probe.models.registry import RANDOM_INIT_PREFIX, registered
+    from probe.models.names import registered, split_twin
 
-    if (
-        not model
-        or model != model.strip()
-        or "/" in model
-        or model.startswith(".")
-        or model.lower().startswith(RANDOM_INIT_PREFIX)
-    ):
+    if not model or model != model.strip() or "/" in model or model.startswith(".") or split_twin(model)[0]:
         raise InputError(f"model={model!r}: an imported name is a plain name (no '/', no leading '.'), e.g. 'my-dino'")
     spec = registered(model)
     if spec is not None:
@@ -136,7 +130,7 @@ def import_features(
     if modality not in ("vision", "text"):
         raise InputError(f"modality={modality!r}: choose 'vision' or 'text'")
     pool = pool or DEFAULT_POOL[modality]
-    from probe.models.registry import POOLS_BY_MODALITY
+    from probe.models.spec import POOLS_BY_MODALITY
 
     if pool not in POOLS_BY_MODALITY[modality]:
         raise InputError(

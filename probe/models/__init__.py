@@ -1,6 +1,7 @@
 """Models: the registry of specs, where their weights come from, and loading them for extraction.
 
-`registry` holds the frozen `ModelSpec`s and name resolution, `hub` the hub's commits, configs and errors,
+`spec` holds the frozen `ModelSpec` and its loader kinds, `table` the registered specs, `names` the one name
+service (a name -> its spec; is it registered, a hub id, a control), `hub` the hub's commits, configs and errors,
 `sources` where a spec's weights live (hub, folder, package, repo data, a random-init twin's base) and their
 fingerprint, `pixels` the pixel controls (`PixelControl`, no network), `loading` the transformers model and
 processor behind a spec (`LoadedModel`). `load_model` is imported on first use:
@@ -9,7 +10,8 @@ it pulls in torch and transformers.
 
 from typing import Any
 
-from probe.models.registry import ModelSpec, list_models, resolve_model
+from probe.models.names import list_models, resolve_model
+from probe.models.spec import ModelSpec
 
 __all__ = ["ModelSpec", "list_models", "load_model", "resolve_model"]
 

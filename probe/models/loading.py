@@ -22,8 +22,8 @@ from probe.errors import InputError, ModelError, ProbeError
 from probe.log import logger
 from probe.models.hub import explain_hub_error, hub_commit
 from probe.models.pixels import PixelControl
-from probe.models.registry import POOLS_BY_MODALITY, ModelSpec, resolve_target
 from probe.models.sources import WeightsSource, locate_weights
+from probe.models.spec import POOLS_BY_MODALITY, ModelSpec, resolve_target
 from probe.results import to_jsonable
 
 # Keys of an image processor's settings that change the pixels a model sees.

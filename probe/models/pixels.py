@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from probe.errors import InputError
-from probe.models.registry import POOLS_BY_MODALITY, ModelSpec
+from probe.models.spec import POOLS_BY_MODALITY, ModelSpec
 
 if TYPE_CHECKING:
     import torch

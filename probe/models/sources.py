@@ -25,7 +25,7 @@ from typing import Any
 import probe
 from probe.errors import ModelError
 from probe.log import logger
-from probe.models.registry import ModelSpec
+from probe.models.spec import ModelSpec
 
 TRAIN_TINY_SSL_VIT = "python scripts/train_tiny_ssl_vit.py"
 _GGUF_MARKER = "probe_source.json"

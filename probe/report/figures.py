@@ -64,7 +64,7 @@ def _calibrate(value: Any, null_mean: Any) -> float:
 
 def scaling_figure(align: Any) -> list[Figure]:
     """Calibrated score against vision parameters (log x), one panel per (dataset, N, metric), one line per
-    (vision family, text model) with its interval as a band; controls (probe.report.tables.is_control) as
+    (vision family, text model) with its interval as a band; controls (probe.models.names.is_control) as
     horizontal dashed lines in their text model's colour. Nothing when no non-control model has a size."""
     df = align[np.isfinite(align["calibrated"].astype(float))]
     models = df[~df["vision_control"] & np.isfinite(df["vision_params_m"].astype(float)) & (df["vision_params_m"] > 0)]

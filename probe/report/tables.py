@@ -4,7 +4,7 @@
 per (run, vision, task, layer). Columns: docs/results.md ("Results as tables"). `records(paths)` gives the
 checked records themselves (the report needs the full layer x layer matrices, which the tables leave out).
 
-Model facts (family, parameters, source) come from the registry (probe.models.registry), never from the
+Model facts (family, parameters, source) come from the registry (probe.models.names), never from the
 network: a name that is neither registered nor an existing folder gets NaN. This lives in `report`, not in
 `probe.results`, because the registry sits above results.py in the layering (probe.models imports it).
 pandas is imported inside the functions only.
@@ -120,30 +120,22 @@ class ModelFacts:
     control: bool
 
 
-def is_control(name: str, family: Optional[str]) -> bool:
-    """A control: no learning (`random-init:` twins, family holding "random") or no model (family `control`,
-    e.g. pixels-16)."""
-    fam = (family or "").lower()
-    return name.lower().startswith("random-init:") or fam == "control" or "random" in fam
-
-
 @lru_cache(maxsize=None)
 def model_facts(name: str) -> ModelFacts:
     """Registry facts for `name`. Only registered names, `random-init:` twins of them, and existing folders are
     resolved (an unregistered hub id would need the network): anything else gets NaN/None."""
     from probe.errors import ProbeError
-    from probe.models.registry import RANDOM_INIT_PREFIX, all_specs, resolve_model
+    from probe.models.names import is_control, registered, resolve_model, split_twin
 
-    base = name[len(RANDOM_INIT_PREFIX) :] if name.lower().startswith(RANDOM_INIT_PREFIX) else name
-    known = {n.lower() for s in all_specs() for n in (s.alias, s.hub_id, *s.shortcuts) if n}
-    if base.strip().lower() not in known and not Path(base).expanduser().is_dir():
-        return ModelFacts(None, NAN, None, is_control(name, None))
+    control = is_control(name)
+    _, base = split_twin(name)
+    if registered(base) is None and not Path(base).expanduser().is_dir():
+        return ModelFacts(None, NAN, None, control)
     try:
         spec = resolve_model(name)
     except (ProbeError, OSError, ValueError):
-        return ModelFacts(None, NAN, None, is_control(name, None))
+        return ModelFacts(None, NAN, None, control)
     params = NAN if spec.params_m is None else float(spec.params_m)
-    control = is_control(name, spec.family) or spec.source in ("random-init", "pixels")
     return ModelFacts(spec.family or None, params, spec.revision, control)
 
 

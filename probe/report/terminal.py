@@ -9,6 +9,7 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from probe.models.names import RANDOM_INIT_PREFIX
 from probe.report.listings import house_table
 from probe.report.numbers import fmt_interval, fmt_num, fmt_p, wilson_interval
 from probe.report.plots import heatmap_text
@@ -48,7 +49,7 @@ def align_table(pair: Any, *, permutations: int) -> Table:
 def _control_label(name: Optional[str], vision: str) -> str:
     if name is None:
         return "–"
-    return "random-init" if name == f"random-init:{vision}" else name
+    return "random-init" if name == f"{RANDOM_INIT_PREFIX}{vision}" else name
 
 
 def controls_table(rows: list, *, vision: str, text: str) -> Table:

@@ -59,7 +59,7 @@ class AlignRun:
 
 
 def _params_m(name: str) -> Optional[float]:
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     try:
         return resolve_model(name).params_m

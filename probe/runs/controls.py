@@ -15,15 +15,11 @@ from typing import Any, Optional, Sequence
 from probe.align.settings import AlignSettings
 from probe.align.stats import AlignmentReport, ControlComparison, compare_with_control
 from probe.errors import InputError
+from probe.models.names import RANDOM_INIT_PREFIX, is_control
 
+# The --controls word that stands for each vision model's own twin, `random-init:<model>`.
 RANDOM_INIT = "random-init"
-RANDOM_INIT_PREFIX = "random-init:"
 DEFAULT_CONTROLS = ("pixels-16", RANDOM_INIT)
-
-
-def is_control(name: str) -> bool:
-    """True for a control model's name: a pixel control or a random-init twin."""
-    return name.startswith(RANDOM_INIT_PREFIX) or name.startswith("pixels-") or name == "tiny-random-vit"
 
 
 def control_names(controls: Sequence[str], vision: Sequence[str]) -> dict[str, list[str]]:

@@ -1,6 +1,6 @@
 """`probe plan`: what a study would run and cost, from registry facts and the cache folder alone.
 
-No model is loaded and nothing touches the network: `plan_study` reads the registry (`probe.models.registry`:
+No model is loaded and nothing touches the network: `plan_study` reads the registry (`probe.models.names`:
 widths, depths, parameters, `gated`) and, for a dataset already prepared in the cache, its manifest (to
 compute the exact feature-cache keys with `probe.features.format.build_key` and look for the files at
 `cache_path`). A dataset not yet downloaded has no caches yet, so every cache is new.
@@ -207,7 +207,7 @@ def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredR
     import platform
 
     from probe.features.rates import read_extractions
-    from probe.models.registry import resolve_model
+    from probe.models.names import hub_only, resolve_model
 
     flops = seconds = 0.0
     used = short = unsized = 0
@@ -219,7 +219,7 @@ def measured_rate(cache_dir: Path, *, device_kind: str, dtype: str) -> MeasuredR
             short += 1
             continue
         try:
-            spec = None if _hub_only(record.model) else resolve_model(record.model)
+            spec = None if hub_only(record.model) else resolve_model(record.model)
         except Exception:  # a folder since removed, a name no longer registered: its size is unknown
             spec = None
         count = _flops(spec, record.rows) if spec is not None else None
@@ -246,10 +246,10 @@ def _cache_plan(
     from probe.features.extract import resolve_pools
     from probe.features.format import build_key, cache_path
     from probe.features.layers import parse_layers
-    from probe.models.registry import resolve_model
+    from probe.models.names import hub_only, resolve_model
 
     try:
-        spec = resolve_model(name) if not _hub_only(name) else None
+        spec = resolve_model(name) if not hub_only(name) else None
     except Exception:  # a folder that vanished since the study was parsed: the run will say so
         spec = None
     if spec is None:
@@ -294,26 +294,12 @@ def _cache_plan(
 
 def _alias(name: str) -> str:
     """The registered alias `name` resolves to (`random-init:tiny-ssl-vit` -> `tiny-random-vit`), else `name`."""
-    from probe.models.registry import resolve_model
+    from probe.models.names import hub_only, resolve_model
 
     try:
-        return name if _hub_only(name) else resolve_model(name).alias
+        return name if hub_only(name) else resolve_model(name).alias
     except Exception:  # a folder that vanished: the run will say so
         return name
-
-
-def _hub_only(name: str) -> bool:
-    """True for an unregistered hub id (its sizes are on the hub, which a plan does not read)."""
-    import re
-
-    from probe.runs.study import _registered
-
-    base = name.split(":", 1)[1] if name.lower().startswith("random-init:") else name
-    return (
-        not _registered(base)
-        and not Path(base).expanduser().exists()
-        and bool(re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", base))
-    )
 
 
 def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
@@ -548,14 +534,14 @@ def print_flags_plan(
 ) -> str:
     """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
     `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
+    from probe.runs.controls import RANDOM_INIT
     from probe.runs.study import StudySettings, StudySpec, check_model
 
     here = Path.cwd()
     vision = [check_model(v, modality="vision", where="vision", base_dir=here) for v in vision]
     text = [check_model(t, modality="text", where="text", base_dir=here) for t in text]
     controls = [
-        c if c == "random-init" else check_model(c, modality="vision", where="controls", base_dir=here)
-        for c in controls
+        c if c == RANDOM_INIT else check_model(c, modality="vision", where="controls", base_dir=here) for c in controls
     ]
     spec = StudySpec(
         name=command,

@@ -51,7 +51,6 @@ else:  # pragma: no cover - Python 3.10
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 PRESET_SUFFIX = ".toml"
-RANDOM_INIT = "random-init"
 
 _TOP_KEYS = ("name", "description", "vision", "text", "datasets", "metrics", "controls", "probes", "settings")
 _PROBE_KEYS = ("labels", "text", "vision")
@@ -203,28 +202,17 @@ class _Reader:
         return value
 
 
-def _registered(name: str) -> bool:
-    from probe.models.registry import all_specs
-
-    lowered = name.lower()
-    return any(
-        lowered in {s.alias.lower(), *(x.lower() for x in s.shortcuts), (s.hub_id or "").lower()} for s in all_specs()
-    )
-
-
 def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
     """`name` checked offline: a registered model, a folder (relative to the study file's folder or the current
     one), a hub id (checked when run), or `random-init:` one of those, of `modality`. Returns the name to run."""
-    from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
+    from probe.models.names import hub_only, registered, resolve_model, split_twin
 
-    prefix = RANDOM_INIT_PREFIX if name.lower().startswith(RANDOM_INIT_PREFIX) else ""
-    base = name[len(prefix) :].strip()
-    if not _registered(base):
-        local = base_dir / base
-        if not Path(base).expanduser().exists() and local.exists():
-            base = str(local)
-        elif not Path(base).expanduser().exists() and re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", base):
-            return prefix + base  # an unregistered hub id: its config is fetched when the study runs
+    prefix, base = split_twin(name)
+    local = base_dir / base
+    if registered(base) is None and not Path(base).expanduser().exists() and local.exists():
+        base = str(local)
+    elif hub_only(base):
+        return prefix + base  # an unregistered hub id: its config is fetched when the study runs
     try:
         spec = resolve_model(prefix + base)
     except (ModelError, InputError) as exc:
@@ -255,7 +243,8 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
     """Check the parsed TOML `data` of `source` and build the `StudySpec` (see the module docstring)."""
     from probe.align.settings import DEFAULT_METRICS
     from probe.align.specs import metric_specs
-    from probe.models.registry import POOLS_BY_MODALITY
+    from probe.models.spec import POOLS_BY_MODALITY
+    from probe.runs.controls import RANDOM_INIT
 
     base_dir = Path(source).parent
     top = _Reader(data, source=source, section="", allowed=_TOP_KEYS)

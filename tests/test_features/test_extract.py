@@ -393,7 +393,7 @@ def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tiny_model_dir, 
 def test_the_cache_key_does_not_depend_on_the_working_folder(tmp_path, monkeypatch) -> None:
     """The repository's tiny models are found from any working folder, with the same key (no relative path in it)."""
     from probe.features.format import model_key
-    from probe.models.registry import resolve_model
+    from probe.models.names import resolve_model
 
     keys = []
     for folder in (Path(__file__).resolve().parents[2], tmp_path):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from probe.errors import ModelError
 from probe.models.loading import load_model, unused_by_forward
-from probe.models.registry import resolve_model
+from probe.models.names import resolve_model
 
 CPU = torch.device("cpu")
 

@@ -17,7 +17,7 @@ from probe.errors import InputError, ModelError
 from probe.features.extract import extract_features
 from probe.features.format import model_key
 from probe.models.loading import load_model
-from probe.models.registry import list_models, resolve_model
+from probe.models.names import list_models, resolve_model
 
 CPU = torch.device("cpu")
 # Kinds whose twin is checked against the trained model: a plain ViT, registers, a vision tower read out of a

@@ -16,7 +16,7 @@ from PIL import Image
 from probe.devices import resolve_device, resolve_dtype
 from probe.errors import InputError, ModelError
 from probe.models.loading import LoadedModel, load_model
-from probe.models.registry import resolve_model
+from probe.models.names import resolve_model
 
 CPU = torch.device("cpu")
 CAPTIONS = ["a red cat", "the big dog sitting on the grass next to a tree", "a photo of water"]

@@ -10,7 +10,7 @@ from huggingface_hub import utils as hub_utils
 from transformers.utils import logging as hf_logging
 
 from probe.models.loading import load_model, transformers_bars_hidden
-from probe.models.registry import resolve_model
+from probe.models.names import resolve_model
 
 
 def _drawn(factory) -> str:

@@ -12,15 +12,8 @@ import pytest
 
 from probe.errors import InputError, ModelError
 from probe.models.hub import explain_hub_error
-from probe.models.registry import (
-    LOADERS,
-    ModelSpec,
-    all_specs,
-    list_models,
-    loader_for_model_type,
-    resolve_model,
-    resolve_target,
-)
+from probe.models.names import all_specs, list_models, resolve_model
+from probe.models.spec import LOADERS, ModelSpec, loader_for_model_type, resolve_target
 
 WEBSSL_HUB_IDS = {
     *(f"facebook/webssl-dino{s}-full2b-224" for s in ("300m", "1b", "2b", "3b", "5b")),

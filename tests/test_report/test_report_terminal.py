@@ -94,7 +94,7 @@ def test_listings_fit_80_columns_with_every_name_whole(args) -> None:
     import probe.cli.info  # noqa: F401 - registers the commands
     import probe.cli.models  # noqa: F401
     from probe.cli.main import app
-    from probe.models.registry import list_models
+    from probe.models.names import list_models
 
     result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output

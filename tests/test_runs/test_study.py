@@ -11,9 +11,9 @@ import pytest
 
 from probe.cli.main import main
 from probe.errors import InputError
-from probe.models.registry import RANDOM_INIT_PREFIX, resolve_model
+from probe.models.names import RANDOM_INIT_PREFIX, registered, resolve_model
 from probe.runs.plan import plan_study
-from probe.runs.study import StudySettings, _registered, list_presets, load_study
+from probe.runs.study import StudySettings, list_presets, load_study
 
 N = 40
 
@@ -116,11 +116,11 @@ def test_presets_parse_and_name_only_registered_models(capsys) -> None:
         ]
         for model in models:
             base = model.removeprefix(RANDOM_INIT_PREFIX)
-            assert _registered(base), (name, model)
+            assert registered(base) is not None, (name, model)
             resolve_model(model)  # offline: registered names never reach the hub
     webssl = load_study("webssl-scaling")
     assert sorted(v for v in webssl.vision if v.startswith("webssl-")) == sorted(
-        s.alias for s in __import__("probe.models.registry", fromlist=["x"]).list_models("webssl-*")
+        s.alias for s in __import__("probe.models.names", fromlist=["x"]).list_models("webssl-*")
     )
     assert len([v for v in webssl.vision if v.startswith("webssl-")]) == 18
     assert {"dinov2-giant", "clip-vit-l14", "metaclip-l14"} <= set(webssl.vision)
