@@ -58,8 +58,12 @@ def _grid(
 
 
 def _calibrate(value: Any, null_mean: Any) -> float:
-    """(value - null max mean) / (1 - null max mean): the calibration of the score applied to an interval end."""
-    return (float(value) - float(null_mean)) / (1.0 - float(null_mean))
+    """An interval end calibrated as the score is (`probe.align.stats.calibrate`); NaN where that has no null to
+    calibrate against, so the band is left out."""
+    from probe.align.stats import calibrate
+
+    calibrated = calibrate(float(value), null_mean=float(null_mean))
+    return math.nan if calibrated is None else calibrated
 
 
 def scaling_figure(align: Any) -> list[Figure]:
