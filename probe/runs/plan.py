@@ -152,17 +152,11 @@ class StudyPlan:
 def _device(settings: Any) -> tuple[str, str]:
     """(device kind, dtype name) the study would run with. `auto` is resolved on this machine; a named device
     is taken at its word (a GPU study can be planned on a laptop)."""
-    import torch
-
-    from probe.devices import DTYPE_NAMES, resolve_device
+    from probe.devices import DTYPE_NAMES, auto_dtype, resolve_device
 
     kind = resolve_device("auto").type if settings.device == "auto" else str(settings.device).split(":")[0].lower()
-    if settings.dtype == "auto":
-        bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
-        dtype = ("bfloat16" if bf16 else "float16") if kind == "cuda" else "float32"
-    else:
-        dtype = str(DTYPE_NAMES.get(settings.dtype.lower(), settings.dtype)).removeprefix("torch.")
-    return kind, dtype
+    dtype = auto_dtype(kind) if settings.dtype == "auto" else DTYPE_NAMES.get(settings.dtype.lower(), settings.dtype)
+    return kind, str(dtype).removeprefix("torch.")
 
 
 def _open_dataset(name: str, *, cache_dir: Path, limit: Optional[int]) -> tuple[DatasetPlan, Any]:
