@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from probe.report.listings import house_table
-from probe.report.numbers import fmt_interval, fmt_num, fmt_p, wilson_interval
+from probe.report.numbers import fmt_interval, fmt_num, fmt_p, fmt_params, wilson_interval
 from probe.report.plots import heatmap_text
 
 
@@ -109,8 +109,7 @@ def scaling_tables(run: Any) -> list[Table]:
         for pair in sorted(
             pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name)
         ):
-            params = run.vision_params_m.get(pair.vision_name)
-            size = "–" if not params else (f"{params:,.0f}M" if params >= 10 else f"{params:.2g}M")
+            size = fmt_params(run.vision_params_m.get(pair.vision_name), billions=False)
             table.add_row(pair.vision_name, size, *(fmt_num(pair.report.metrics[m].best_score) for m in metrics))
         tables.append(table)
     return tables
