@@ -59,18 +59,26 @@ def resolve_device(name: "str | torch.device | None" = "auto") -> torch.device:
     return device
 
 
+def auto_dtype(device_kind: str) -> torch.dtype:
+    """The dtype "auto" stands for on a device of kind `device_kind` ("cuda", "mps", "cpu"): bfloat16 on CUDA
+    (float16 where this machine's GPU lacks bfloat16) and float32 elsewhere. The one place this rule is written."""
+    if device_kind == "cuda":
+        # A machine without CUDA cannot say what its GPU supports (a GPU study planned on a laptop): bfloat16,
+        # what current GPUs have.
+        bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
+    return torch.float32
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The torch dtype for a dtype name on `device`.
 
-    "auto" is bfloat16 on CUDA (float16 where the GPU lacks bfloat16) and float32 elsewhere. Half
-    precision on CPU is allowed but logged as a warning: it is slow there and changes the features.
-    Raises `InputError` naming `dtype=` for an unknown name.
+    "auto" is `auto_dtype` of the device's kind. Half precision on CPU is allowed but logged as a warning: it is
+    slow there and changes the features. Raises `InputError` naming `dtype=` for an unknown name.
     """
     text = name.strip().lower()
     if text == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+        return auto_dtype(device.type)
     dtype = DTYPE_NAMES.get(text)
     if dtype is None:
         raise InputError(f"dtype={name!r} is not a dtype: use auto, float32, bfloat16 or float16.")

@@ -3,11 +3,17 @@
 Top-level keys: `schema_version`, `command`, `created`, `settings` (every option as used), `inputs` (per
 model: alias, hub id, revision, cache file, cache key, extraction provenance), `dataset` (name, rows,
 fingerprint), `results` (the command's own section), `provenance` (package versions, git revision, date).
+
+`to_jsonable` turns what probe computes into JSON values: for these files, and, exactly, for the score cache
+(`probe.runs.score_cache`, read back by `probe.runs.typed_json`).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as _dt
+import enum
 import json
 import math
 import os
@@ -21,29 +27,68 @@ from probe.errors import write_atomic
 SCHEMA_VERSION = 1
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types from numpy/torch scalars and arrays, dataclasses (via to_dict), enums (their value),
-    paths and tuples; any other object becomes its str(). The one JSON-safe converter in probe.
+class TypedJsonError(ValueError):
+    """A value the exact encoding cannot hold, or data that does not decode to the declared type (damaged or
+    tampered)."""
 
-    Non-finite floats become None so that the file is strict JSON.
+
+# The exact encoding's tagged objects (read back by probe.runs.typed_json) and the array dtypes it stores as raw
+# bytes: booleans and numbers (object or string arrays could hold anything).
+DATACLASS_TAG = "__dataclass__"
+NDARRAY_TAG = "__ndarray__"
+FLOAT_TAG = "__float__"
+ARRAY_KINDS = "biufc"
+
+
+def class_name(cls: type) -> str:
+    """The dotted name a dataclass is stored under in the exact encoding: module and qualified name."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def to_jsonable(obj: Any, *, exact: bool = False) -> Any:
+    """`obj` as plain JSON types (dict with str keys, list, str, int, float, bool, None). The one JSON converter
+    in probe, in one of two encodings.
+
+    Default (results files, provenance, model identities), for people and other tools: objects with a `to_dict`
+    (result dataclasses) through it; numpy/torch scalars and arrays as numbers and nested lists; enums as their
+    value; paths, and any other object, as str(); dict keys as str(). Non-finite floats become None so that the
+    file is strict JSON.
+
+    `exact=True` (the score cache), which `probe.runs.typed_json.from_json` decodes to an equal value: dataclasses
+    as {"__dataclass__": "module.QualName", "fields": {init field: value}}; floats as Python's shortest round-trip
+    repr, non-finite ones as {"__float__": "nan" | "inf" | "-inf"}; numpy arrays of bool/integer/float/complex
+    dtype as {"__ndarray__": {"dtype", "shape", "data": base64 of the little-endian bytes}}; numpy scalars and
+    enums as the Python value; dict keys str or int (or an enum of those). Anything else (paths, sets, object
+    arrays, tensors) raises TypedJsonError.
     """
-    if obj is None or isinstance(obj, (bool, int, str)):
+    if obj is None or isinstance(obj, (bool, str)):
         return obj
-    if hasattr(obj, "to_dict"):
+    if exact and isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value, exact=True)
+    if isinstance(obj, int):
+        return int(obj) if exact else obj
+    if not exact and hasattr(obj, "to_dict"):
         return to_jsonable(obj.to_dict())
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (np.integer,)):
+    if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, (np.bool_,)):
+    if isinstance(obj, np.bool_):
         return bool(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        if math.isfinite(value):
+            return value
+        return {FLOAT_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")} if exact else None
+    if isinstance(obj, np.ndarray):
+        return _array_record(obj) if exact else to_jsonable(obj.tolist())
+    if exact and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: to_jsonable(getattr(obj, f.name), exact=True) for f in dataclasses.fields(obj) if f.init}
+        return {DATACLASS_TAG: class_name(type(obj)), "fields": fields}
+    if isinstance(obj, dict):
+        return {_json_key(k, exact=exact): to_jsonable(v, exact=exact) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, exact=exact) for v in obj]
+    if exact:
+        raise TypedJsonError(f"cannot store a value of type {type(obj).__name__}")
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):
@@ -52,6 +97,28 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(enum_value, (int, str)):
         return enum_value
     return str(obj)
+
+
+def _json_key(key: Any, *, exact: bool) -> str:
+    """A dict key as JSON's str; in the exact encoding only str and int keys (or enums of them), which decode."""
+    if not exact:
+        return str(key)
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if not isinstance(key, (str, int)) or isinstance(key, bool):
+        raise TypedJsonError(f"cannot store a dict key of type {type(key).__name__} (only str and int)")
+    return str(key)
+
+
+def _array_record(array: np.ndarray) -> dict[str, Any]:
+    """The exact encoding of a numpy array: dtype, shape and its little-endian bytes in base64."""
+    if array.dtype.kind not in ARRAY_KINDS:
+        raise TypedJsonError(f"cannot store an array of dtype {array.dtype} (only bool and numeric arrays)")
+    dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return {
+        NDARRAY_TAG: {"dtype": dtype.str, "shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+    }
 
 
 def cache_input_record(cache: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Iterator, Literal, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from probe.errors import InputError
 from probe.progress import ProgressCallback
 
 ChanceSource = Literal["exact", "null", "unavailable"]
+Score = TypeVar("Score", float, np.ndarray)
 # A null max this close to the observed one (relative) counts as reaching it, against float noise.
 TIE_TOLERANCE = 1e-12
 
@@ -260,6 +261,16 @@ def jackknife_interval(
     return observed + scale * float(low), observed + scale * float(high)
 
 
+def calibrate(value: Score, *, null_mean: Optional[float]) -> Optional[Score]:
+    """`value` (a max over layer pairs, or an array [...] of them) calibrated against the permutation null's mean
+    of that max: (value - null_mean) / (1 - null_mean), 0 at what the max reaches by chance, 1 at perfect
+    alignment; elementwise for an array. None when the null leaves nothing to calibrate against: `null_mean`
+    None, NaN, or at or above 1 (the max reaches perfect alignment by chance)."""
+    if null_mean is None or not null_mean < 1:
+        return None
+    return (value - null_mean) / (1 - null_mean)
+
+
 def null_summary(observed: float, null_maxima: Optional[np.ndarray]) -> dict[str, Optional[float]]:
     """Null mean/std of the max, p-value, z-score and calibrated score of an `observed` max, given the
     null maxima [P] (all None without them)."""
@@ -274,7 +285,7 @@ def null_summary(observed: float, null_maxima: Optional[np.ndarray]) -> dict[str
         "null_max_std": std,
         "p_value": (1 + reached) / (count + 1),
         "z_score": (observed - mean) / std if std > 0 else None,
-        "calibrated_score": (observed - mean) / (1 - mean) if mean < 1 else None,
+        "calibrated_score": calibrate(observed, null_mean=mean),
     }
 
 
@@ -310,10 +321,6 @@ class ControlComparison:
         return out
 
 
-def _calibrated(values: np.ndarray, null_mean: float) -> np.ndarray:
-    return (values - null_mean) / (1.0 - null_mean)
-
-
 def compare_with_control(
     model: MetricReport, control: MetricReport, *, fraction: float, confidence: float
 ) -> ControlComparison:
@@ -331,8 +338,11 @@ def compare_with_control(
             raise InputError(
                 f"{len(a)} and {len(b)} subsamples: a model and its control must be scored with the same settings"
             )
-        assert model.null_max_mean is not None and control.null_max_mean is not None
-        per_subset = _calibrated(a, model.null_max_mean) - _calibrated(b, control.null_max_mean)
+        model_side = calibrate(a, null_mean=model.null_max_mean)
+        control_side = calibrate(b, null_mean=control.null_max_mean)
+        # Both calibrated scores exist, so both null means passed the same guard.
+        assert model_side is not None and control_side is not None
+        per_subset = model_side - control_side
         interval = jackknife_interval(difference, per_subset, fraction=fraction, confidence=confidence)
     above = None if interval is None else bool(interval[0] > 0)
     return ControlComparison(model.calibrated_score, control.calibrated_score, difference, interval, above)

@@ -204,16 +204,17 @@ class PartialWriter:
                 raise ValueError(f"pool {pool}: {x.shape[0]} feature rows for {len(rows_arr)} indices")
             arrays[f"feat_{pool}"] = self._stored(x, pool=pool, first_row=int(rows_arr.min()))
         target = self.dir / f"batch-r{self.rank}-{int(rows_arr.min()):08d}-{uuid.uuid4().hex[:8]}.npz"
-        tmp = self.dir / f".{target.name}{_TMP_SUFFIX}"
-        try:
-            with open(tmp, "wb") as fh:
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a handle: given a name, np.savez would append ".npz" to it
                 np.savez(fh, **arrays)
-            os.replace(tmp, target)
+
+        try:
+            write_atomic(target, save)  # not durable: batch files are fsynced at checkpoints (`sync`)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             need = sum(a.nbytes for a in arrays.values())
             raise CacheError(
-                describe_os_error(exc, doing=f"writing batch file {tmp}", folder=self.dir, need_bytes=need)
+                describe_os_error(exc, doing=f"writing batch file {target}", folder=self.dir, need_bytes=need)
             ) from None
         self._unsynced.append(target)
         if len(self._unsynced) >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_seconds:
@@ -236,13 +237,9 @@ class PartialWriter:
         try:
             for path in pending:
                 try:
-                    fd = os.open(path, os.O_RDONLY)
+                    fsync_path(path)
                 except FileNotFoundError:
                     continue  # removed meanwhile (e.g. by --overwrite always in another process)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
             if pending:
                 fsync_path(self.dir)
         except OSError as exc:
@@ -295,20 +292,22 @@ class PartialWriter:
                 f"free some space (or choose --cache-dir on a larger "
                 f"disk) and {rerun}"
             )
-        tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
         try:
-            self._write_isolated(tmp, need=need, gerund=gerund, rerun=rerun, blocks=blocks, shapes=shapes, **fields)
-            os.replace(tmp, self.final_path)
-            fsync_path(self.final_path.parent)  # the file's data was fsynced by the writer; now its name
+            # durable: the file's data is fsynced before the rename and its folder after, so a complete cache
+            # survives a power cut once this returns
+            return write_atomic(
+                self.final_path,
+                lambda tmp: self._write_isolated(
+                    tmp, need=need, gerund=gerund, rerun=rerun, blocks=blocks, shapes=shapes, **fields
+                ),
+                durable=True,
+            )
         except OSError as exc:
             raise CacheError(
                 describe_os_error(
                     exc, doing=f"{gerund} {self.final_path}", folder=self.final_path.parent, need_bytes=need
                 )
             ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        return self.final_path
 
     def write_array(
         self,
@@ -440,8 +439,8 @@ class PartialWriter:
         pools: Sequence[str],
         provenance: dict[str, Any],
     ) -> None:
-        """Write the complete cache file to `tmp` from `blocks` (see `_write_features`), fsynced; `complete` is
-        set last."""
+        """Write the complete cache file to `tmp` from `blocks` (see `_write_features`); `complete` is set last.
+        Not fsynced here: `_write_complete` writes through `write_atomic(durable=True)`, which does."""
         import h5py
 
         with h5py.File(tmp, "w") as f:
@@ -459,11 +458,6 @@ class PartialWriter:
             sums = self._write_features(grp, pools, blocks=blocks, shapes=shapes)
             f.attrs["layer_sha256"] = json.dumps(sums)
             f.attrs["complete"] = True
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _write_features(
         self, grp: Any, pools: Sequence[str], *, blocks: Any, shapes: Mapping[str, tuple[int, int]]

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from probe.report.plots import draw_heatmap
+
 DPI = 110
 
 
@@ -58,8 +60,12 @@ def _grid(
 
 
 def _calibrate(value: Any, null_mean: Any) -> float:
-    """(value - null max mean) / (1 - null max mean): the calibration of the score applied to an interval end."""
-    return (float(value) - float(null_mean)) / (1.0 - float(null_mean))
+    """An interval end calibrated as the score is (`probe.align.stats.calibrate`); NaN where that has no null to
+    calibrate against, so the band is left out."""
+    from probe.align.stats import calibrate
+
+    calibrated = calibrate(float(value), null_mean=float(null_mean))
+    return math.nan if calibrated is None else calibrated
 
 
 def scaling_figure(align: Any) -> list[Figure]:
@@ -195,17 +201,20 @@ def heatmap_figures(records: Iterable[tuple[Path, dict[str, Any]]]) -> list[Figu
         fig, axes = _grid(len(members), cols=min(4, len(members)), width=3.6, height=3.5, layout=None)
         fig.subplots_adjust(hspace=0.55, wspace=0.45, top=1 - 1.1 / fig.get_figheight())
         image = None
-        for ax, (_run, _rec, pair), mat in zip(axes, members, mats):
+        for ax, (_, _, pair), mat in zip(axes, members, mats):
             m = pair["report"]["metrics"][metric]
-            image = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
             r, c = m["best_pair"]
-            ax.plot(c, r, marker="*", color="red", markersize=11, markeredgecolor="white")
-            for ticks, setter, size in (
-                (pair["text_layers"], ax.set_xticks, mat.shape[1]),
-                (pair["vision_layers"], ax.set_yticks, mat.shape[0]),
-            ):
-                step = max(1, size // 8)
-                setter(range(0, size, step), [str(t) for t in list(ticks)[::step]], fontsize=7)
+            image = draw_heatmap(
+                ax,
+                mat,
+                best=(r, c),
+                xticks=pair["text_layers"],
+                yticks=pair["vision_layers"],
+                norm=norm,
+                tick_count=8,
+                tick_fontsize=7,
+                star_size=11,
+            )
             ax.set_title(
                 f"{pair['vision']} vs {pair['text']}\nbest {m['best_score']:.3f} at "
                 f"({pair['vision_layers'][r]}, {pair['text_layers'][c]})",

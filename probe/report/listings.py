@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from probe.errors import human_bytes
+from probe.report.numbers import fmt_params
 
 
 def house_table(title: str, *, caption: str | None = None) -> Table:
@@ -27,15 +28,6 @@ def house_table(title: str, *, caption: str | None = None) -> Table:
         caption=caption,
         caption_justify="left",
     )
-
-
-def fmt_params(millions: float | None) -> str:
-    """Parameters for people: 2.8M, 304M, 1.10B; "–" when unknown or zero (the pixel controls)."""
-    if not millions:
-        return "–"
-    if millions >= 1000:
-        return f"{millions / 1000:.2f}B"
-    return f"{millions:,.0f}M" if millions >= 10 else f"{millions:.2g}M"
 
 
 def models_table(specs: Iterable[Any], *, title: str) -> Table:

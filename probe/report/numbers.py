@@ -2,7 +2,8 @@
 
 Scores are fractions (never percent) with 3 decimals, or up to 4 where a small value would otherwise read
 as 0 (a chance level of 0.0098); p-values at the floor of a permutation test read "<0.005"; intervals
-"0.131–0.218". Full precision stays in the results JSON.
+"0.131–0.218"; parameter counts "304M", "1.10B"; estimated durations "45 s", "12 min", "2.5 h". Full precision
+stays in the results JSON. Byte counts are `probe.errors.human_bytes` (error messages need them too).
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ def fmt_interval(interval: Optional[Sequence[float]], *, digits: int = 3) -> str
         return MISSING
     low, high = interval
     return f"{fmt_num(low, digits=digits)}–{fmt_num(high, digits=digits)}"
+
+
+def fmt_params(millions: Optional[float], *, billions: bool = True) -> str:
+    """A parameter count given in millions: 2.8M, 304M, 1.10B; with `billions=False` 1,136M (the scaling table's
+    column); "–" when unknown or zero (the pixel controls)."""
+    if not millions:
+        return MISSING
+    if billions and millions >= 1000:
+        return f"{millions / 1000:.2f}B"
+    return f"{millions:,.0f}M" if millions >= 10 else f"{millions:.2g}M"
+
+
+def fmt_duration(seconds: float) -> str:
+    """An estimated duration, rounded as an estimate deserves: whole seconds below 90 s, whole minutes below
+    90 min, else hours to one decimal (45 s, 12 min, 2.5 h)."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def wilson_interval(successes: float, n: int, *, z: float = 1.96) -> Optional[tuple[float, float]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -13,6 +13,33 @@ def _viridis(values: np.ndarray) -> np.ndarray:
     from matplotlib import colormaps
 
     return (np.asarray(colormaps["viridis"](np.clip(values, 0, 1)))[..., :3] * 255).astype(np.uint8)
+
+
+def draw_heatmap(
+    ax: Any,
+    matrix: np.ndarray,
+    *,
+    best: Optional[tuple[int, int]] = None,
+    xticks: Optional[Sequence[int]] = None,
+    yticks: Optional[Sequence[int]] = None,
+    norm: Any = None,
+    tick_count: int = 12,
+    tick_fontsize: Optional[float] = None,
+    star_size: float = 12,
+) -> Any:
+    """Draw `matrix` [rows, cols] on the matplotlib axes `ax`: viridis, rows bottom-up (row 0, the first vision
+    hidden state, at the bottom), on the colour scale `norm` (default: the matrix's own range), `best` (row, col)
+    starred. `xticks` [cols] / `yticks` [rows] label the columns / rows, every (size // `tick_count`)-th one.
+    Returns the image, for a colour bar. The one heatmap drawing: the PNG files and the report's figures."""
+    image = ax.imshow(matrix, origin="lower", aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
+    if best is not None:
+        ax.plot(best[1], best[0], marker="*", color="red", markersize=star_size, markeredgecolor="white")
+    font = {} if tick_fontsize is None else {"fontsize": tick_fontsize}
+    for ticks, setter, size in ((xticks, ax.set_xticks, matrix.shape[1]), (yticks, ax.set_yticks, matrix.shape[0])):
+        if ticks is not None:
+            step = max(1, size // tick_count)
+            setter(range(0, size, step), [str(t) for t in list(ticks)[::step]], **font)
+    return image
 
 
 def heatmap_png(
@@ -35,17 +62,11 @@ def heatmap_png(
 
     m = np.asarray(matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(max(5.5, 0.22 * m.shape[1] + 3.0), max(4.5, 0.22 * m.shape[0] + 2.0)), dpi=120)
-    im = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
+    im = draw_heatmap(ax, m, best=best, xticks=xticks, yticks=yticks)
     cb = fig.colorbar(im, ax=ax)
     if chance is not None and np.nanmin(m) <= chance <= np.nanmax(m):  # else the title states it
         cb.ax.axhline(chance, color="red", linewidth=1.5)
         cb.ax.text(1.05, chance, " chance", color="red", transform=cb.ax.get_yaxis_transform(), va="center", fontsize=7)
-    if best is not None:
-        ax.plot(best[1], best[0], marker="*", color="red", markersize=12, markeredgecolor="white")
-    for ticks, setter, n in ((xticks, ax.set_xticks, m.shape[1]), (yticks, ax.set_yticks, m.shape[0])):
-        if ticks is not None:
-            step = max(1, n // 12)
-            setter(range(0, n, step), [str(t) for t in list(ticks)[::step]])
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from probe.models.names import RANDOM_INIT_PREFIX
 from probe.report.listings import house_table
-from probe.report.numbers import fmt_interval, fmt_num, fmt_p, wilson_interval
+from probe.report.numbers import fmt_interval, fmt_num, fmt_p, fmt_params, wilson_interval
 from probe.report.plots import heatmap_text
 
 
@@ -110,8 +110,7 @@ def scaling_tables(run: Any) -> list[Table]:
         for pair in sorted(
             pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name)
         ):
-            params = run.vision_params_m.get(pair.vision_name)
-            size = "–" if not params else (f"{params:,.0f}M" if params >= 10 else f"{params:.2g}M")
+            size = fmt_params(run.vision_params_m.get(pair.vision_name), billions=False)
             table.add_row(pair.vision_name, size, *(fmt_num(pair.report.metrics[m].best_score) for m in metrics))
         tables.append(table)
     return tables

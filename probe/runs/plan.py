@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from probe.errors import human_bytes
+from probe.report.numbers import fmt_duration
 from probe.runs.study import StudySpec
 
 # Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
@@ -152,17 +153,11 @@ class StudyPlan:
 def _device(settings: Any) -> tuple[str, str]:
     """(device kind, dtype name) the study would run with. `auto` is resolved on this machine; a named device
     is taken at its word (a GPU study can be planned on a laptop)."""
-    import torch
-
-    from probe.devices import DTYPE_NAMES, resolve_device
+    from probe.devices import DTYPE_NAMES, auto_dtype, resolve_device
 
     kind = resolve_device("auto").type if settings.device == "auto" else str(settings.device).split(":")[0].lower()
-    if settings.dtype == "auto":
-        bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
-        dtype = ("bfloat16" if bf16 else "float16") if kind == "cuda" else "float32"
-    else:
-        dtype = str(DTYPE_NAMES.get(settings.dtype.lower(), settings.dtype)).removeprefix("torch.")
-    return kind, dtype
+    dtype = auto_dtype(kind) if settings.dtype == "auto" else DTYPE_NAMES.get(settings.dtype.lower(), settings.dtype)
+    return kind, str(dtype).removeprefix("torch.")
 
 
 def _open_dataset(name: str, *, cache_dir: Path, limit: Optional[int]) -> tuple[DatasetPlan, Any]:
@@ -415,14 +410,6 @@ def _size(n: Optional[float]) -> str:
     return "?" if n is None else human_bytes(n)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _rate(flops_per_s: float) -> str:
     return f"{flops_per_s / 1e12:.3g} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.3g} GFLOP/s"
 
@@ -505,8 +492,8 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
     )
     if m is None or m.flops_per_s is None:
         add(
-            f"time, from {assumed}: extraction ~{_duration(plan.extract_seconds)}"
-            f"{f', alignment ~{_duration(plan.align_seconds)}' if aligns else ''}{rest}"
+            f"time, from {assumed}: extraction ~{fmt_duration(plan.extract_seconds)}"
+            f"{f', alignment ~{fmt_duration(plan.align_seconds)}' if aligns else ''}{rest}"
         )
         why = (
             f"the extractions recorded on this machine on {plan.device_kind} in {plan.dtype} are unusable: "
@@ -518,11 +505,11 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
         add(f"(not measured: {why})")
     else:
         add(
-            f"time: extraction ~{_duration(plan.extract_seconds)}, MEASURED on this machine "
-            f"({_n(m.extractions, 'extraction')} on {m.device_kind} in {m.dtype}, {_duration(m.seconds)} in all: "
+            f"time: extraction ~{fmt_duration(plan.extract_seconds)}, MEASURED on this machine "
+            f"({_n(m.extractions, 'extraction')} on {m.device_kind} in {m.dtype}, {fmt_duration(m.seconds)} in all: "
             f"{_rate(m.flops_per_s)} effective, model loading not included"
             f"{'; left out: ' + ', '.join(left_out) if left_out else ''})"
-            f"{f'; alignment ~{_duration(plan.align_seconds)}, from {assumed}' if aligns else ''}{rest}"
+            f"{f'; alignment ~{fmt_duration(plan.align_seconds)}, from {assumed}' if aligns else ''}{rest}"
         )
     for note in plan.notes:
         add(note)

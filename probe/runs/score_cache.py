@@ -6,11 +6,12 @@ source (`probe.provenance.code_fingerprint`, so uncommitted edits count too), so
 new code all miss the cache. `refresh=True`
 (the commands' `--overwrite always`) recomputes and replaces.
 
-Entries are JSON files `<cache>/scores/<kind>/<digest>.json` written by `probe.runs.typed_json` (arrays as
-raw bytes, floats exactly), so a reused entry reproduces the computed result bit for bit, and reading one
-never runs code (no pickle: a file placed there by someone else is at worst refused). Each file names its
-format, kind, full key digest and result class; the class must be a dataclass of the `probe` package. An
-entry that is unreadable, truncated, tampered with or of another format is recomputed with one warning.
+Entries are JSON files `<cache>/scores/<kind>/<digest>.json` in the exact encoding of `probe.results.to_jsonable`
+(arrays as raw bytes, floats exactly), read back by `probe.runs.typed_json`, so a reused entry reproduces the
+computed result bit for bit, and reading one never runs code (no pickle: a file placed there by someone else is
+at worst refused). Each file names its format, kind, full key digest and result class; the class must be a
+dataclass of the `probe` package. An entry that is unreadable, truncated, tampered with or of another format is
+recomputed with one warning.
 Writes go to a temporary name in the same folder, then `os.replace`, so a reader sees a whole entry or none;
 a failed write (disk full, read-only folder) costs only the reuse: the computed value is returned with a warning.
 """
@@ -27,7 +28,8 @@ from typing import Any, Callable, TypeVar
 from probe.errors import write_atomic
 from probe.features.format import key_hash
 from probe.log import logger
-from probe.runs.typed_json import TypedJsonError, from_json, to_json
+from probe.results import TypedJsonError, class_name, to_jsonable
+from probe.runs.typed_json import from_json
 
 T = TypeVar("T")
 
@@ -62,14 +64,13 @@ def encode_entry(value: Any, *, kind: str, digest: str) -> str:
     """The JSON text of one entry holding `value` (a dataclass instance)."""
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         raise TypedJsonError(f"score cache values must be dataclass instances, got {type(value).__name__}")
-    cls = type(value)
     record = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "kind": kind,
         "key_digest": digest,
-        "class": f"{cls.__module__}.{cls.__qualname__}",
-        "value": to_json(value),
+        "class": class_name(type(value)),
+        "value": to_jsonable(value, exact=True),
     }
     return json.dumps(record, allow_nan=False, separators=(",", ":"))
 

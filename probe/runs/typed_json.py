@@ -1,10 +1,11 @@
-"""A safe, exact JSON round trip for result dataclasses (alignment reports, probe sweeps), for the score cache.
+"""Reading back the exact JSON encoding of result dataclasses (alignment reports, probe sweeps), for the score cache.
 
-`to_json(value)` turns a dataclass instance into plain JSON types; `from_json(data, cls)` rebuilds an equal
-instance of `cls`. Decoding is driven by the declared field types of `cls` (its type hints), never by names
-read from the file: the only names in the file are dataclass names, and each must equal the declared class
-(or, for a Union field, one of the declared members). Nothing read can import a module or call anything but
-the declared dataclasses' constructors, so a tampered file fails with `TypedJsonError` instead of running code.
+`probe.results.to_jsonable(value, exact=True)` writes a dataclass instance as plain JSON types; `from_json(data,
+cls)` rebuilds an equal instance of `cls`. Decoding is driven by the declared field types of `cls` (its type
+hints), never by names read from the file: the only names in the file are dataclass names, and each must equal
+the declared class (or, for a Union field, one of the declared members). Nothing read can import a module or call
+anything but the declared dataclasses' constructors, so a tampered file fails with `TypedJsonError` instead of
+running code.
 
 Exactness: floats are written with Python's shortest round-trip repr (NaN and infinities as tagged strings,
 so the file is strict JSON); numpy arrays as their dtype, shape and raw little-endian bytes in base64, so
@@ -27,65 +28,11 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import numpy as np
 
+from probe.results import ARRAY_KINDS, DATACLASS_TAG, FLOAT_TAG, NDARRAY_TAG, TypedJsonError, class_name
+
 T = TypeVar("T")
 
-_DATACLASS = "__dataclass__"
-_NDARRAY = "__ndarray__"
-_FLOAT = "__float__"
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-# Array dtypes stored as raw bytes: booleans and numbers. Object/string arrays could hold anything.
-_ARRAY_KINDS = "biufc"
-
-
-class TypedJsonError(ValueError):
-    """The value cannot be written, or the data does not decode to the declared type (damaged or tampered)."""
-
-
-def _class_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _float_to_json(value: float) -> Any:
-    if math.isfinite(value):
-        return value
-    return {_FLOAT: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-
-
-def to_json(value: Any) -> Any:
-    """`value` (a dataclass instance, or any supported value) as plain JSON types; TypedJsonError otherwise."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return to_json(value.value)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (float, np.floating)):
-        return _float_to_json(float(value))
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in _ARRAY_KINDS:
-            raise TypedJsonError(f"cannot store an array of dtype {value.dtype} (only bool and numeric arrays)")
-        dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
-        data = np.ascontiguousarray(value, dtype=dtype).tobytes()
-        return {
-            _NDARRAY: {"dtype": dtype.str, "shape": list(value.shape), "data": base64.b64encode(data).decode("ascii")}
-        }
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-        return {_DATACLASS: _class_name(type(value)), "fields": fields}
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if isinstance(key, enum.Enum):
-                key = key.value
-            if not isinstance(key, (str, int)) or isinstance(key, bool):
-                raise TypedJsonError(f"cannot store a dict key of type {type(key).__name__} (only str and int)")
-            out[str(key)] = to_json(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [to_json(item) for item in value]
-    raise TypedJsonError(f"cannot store a value of type {type(value).__name__}")
 
 
 def _fail(where: str, expected: Any, data: Any) -> TypedJsonError:
@@ -105,10 +52,10 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _decode_dataclass(data: Any, cls: type, where: str) -> Any:
-    if not (isinstance(data, dict) and set(data) == {_DATACLASS, "fields"} and isinstance(data["fields"], dict)):
+    if not (isinstance(data, dict) and set(data) == {DATACLASS_TAG, "fields"} and isinstance(data["fields"], dict)):
         raise _fail(where, f"a stored {cls.__qualname__}", data)
-    if data[_DATACLASS] != _class_name(cls):
-        raise _fail(where, f"a stored {_class_name(cls)}", data[_DATACLASS])
+    if data[DATACLASS_TAG] != class_name(cls):
+        raise _fail(where, f"a stored {class_name(cls)}", data[DATACLASS_TAG])
     hints = _hints(cls)
     wanted = [f.name for f in dataclasses.fields(cls) if f.init]
     stored = data["fields"]
@@ -126,7 +73,7 @@ def _decode_dataclass(data: Any, cls: type, where: str) -> Any:
 
 
 def _decode_array(data: Any, where: str) -> np.ndarray:
-    spec = data.get(_NDARRAY) if _is_tagged(data, _NDARRAY) and len(data) == 1 else None
+    spec = data.get(NDARRAY_TAG) if _is_tagged(data, NDARRAY_TAG) and len(data) == 1 else None
     if not (isinstance(spec, dict) and set(spec) == {"dtype", "shape", "data"}):
         raise _fail(where, "a stored array", data)
     try:
@@ -135,7 +82,7 @@ def _decode_array(data: Any, where: str) -> np.ndarray:
         raw = base64.b64decode(str(spec["data"]).encode("ascii"), validate=True)
     except Exception as exc:
         raise TypedJsonError(f"{where}: unreadable array ({exc})") from None
-    if dtype.kind not in _ARRAY_KINDS or any(n < 0 for n in shape) or len(raw) != dtype.itemsize * math.prod(shape):
+    if dtype.kind not in ARRAY_KINDS or any(n < 0 for n in shape) or len(raw) != dtype.itemsize * math.prod(shape):
         raise TypedJsonError(f"{where}: array of dtype {dtype}, shape {shape} does not match its {len(raw)} bytes")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
@@ -145,8 +92,8 @@ def _decode_float(data: Any, where: str) -> float:
         raise _fail(where, "a number", data)
     if isinstance(data, (int, float)):
         return float(data)
-    if _is_tagged(data, _FLOAT) and len(data) == 1 and data[_FLOAT] in _NON_FINITE:
-        return _NON_FINITE[data[_FLOAT]]
+    if _is_tagged(data, FLOAT_TAG) and len(data) == 1 and data[FLOAT_TAG] in _NON_FINITE:
+        return _NON_FINITE[data[FLOAT_TAG]]
     raise _fail(where, "a number", data)
 
 
@@ -154,15 +101,15 @@ def _decode_union(data: Any, members: tuple[Any, ...], where: str) -> Any:
     if data is None and type(None) in members:
         return None
     options = [m for m in members if m is not type(None)]
-    if _is_tagged(data, _DATACLASS):
+    if _is_tagged(data, DATACLASS_TAG):
         for member in options:
             if (
                 isinstance(member, type)
                 and dataclasses.is_dataclass(member)
-                and data[_DATACLASS] == _class_name(member)
+                and data[DATACLASS_TAG] == class_name(member)
             ):
                 return _decode_dataclass(data, member, where)
-        raise _fail(where, " or ".join(map(str, options)), data.get(_DATACLASS))
+        raise _fail(where, " or ".join(map(str, options)), data.get(DATACLASS_TAG))
     errors = []
     for member in options:
         try:
@@ -181,12 +128,12 @@ def _decode_plain(data: Any, where: str) -> Any:
     if isinstance(data, list):
         return [_decode_plain(v, f"{where}[{i}]") for i, v in enumerate(data)]
     if isinstance(data, dict):
-        if _is_tagged(data, _FLOAT):
+        if _is_tagged(data, FLOAT_TAG):
             return _decode_float(data, where)
-        if _is_tagged(data, _NDARRAY):
+        if _is_tagged(data, NDARRAY_TAG):
             return _decode_array(data, where)
-        if _is_tagged(data, _DATACLASS):
-            raise _fail(where, "a plain value (a field typed Any cannot hold a dataclass)", data[_DATACLASS])
+        if _is_tagged(data, DATACLASS_TAG):
+            raise _fail(where, "a plain value (a field typed Any cannot hold a dataclass)", data[DATACLASS_TAG])
         return {k: _decode_plain(v, f"{where}.{k}") for k, v in data.items()}
     raise _fail(where, "a JSON value", data)
 
@@ -222,9 +169,9 @@ def _decode(data: Any, expected: Any, where: str) -> Any:
     if origin in (dict, typing.Dict):
         if (
             not isinstance(data, dict)
-            or _is_tagged(data, _DATACLASS)
-            or _is_tagged(data, _NDARRAY)
-            or _is_tagged(data, _FLOAT)
+            or _is_tagged(data, DATACLASS_TAG)
+            or _is_tagged(data, NDARRAY_TAG)
+            or _is_tagged(data, FLOAT_TAG)
         ):
             raise _fail(where, "a mapping", data)
         key_type, value_type = get_args(expected) or (str, Any)
@@ -274,8 +221,9 @@ def _decode_key(key: str, key_type: Any, where: str) -> Any:
 
 
 def from_json(data: Any, cls: type[T]) -> T:
-    """An instance of dataclass `cls` equal to the one `to_json` wrote as `data`; TypedJsonError when `data`
-    is not such a value (wrong class, missing or extra fields, wrong types, damaged arrays)."""
+    """An instance of dataclass `cls` equal to the one `probe.results.to_jsonable(..., exact=True)` wrote as
+    `data`; TypedJsonError when `data` is not such a value (wrong class, missing or extra fields, wrong types,
+    damaged arrays)."""
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise TypeError(f"from_json needs a dataclass type, got {cls!r}")
     return _decode_dataclass(data, cls, "")

@@ -168,8 +168,8 @@ def test_prefetched_keeps_order_and_raises_the_producers_error_in_the_consumer()
 
 
 def test_the_assembled_file_and_its_name_are_durable_before_assemble_returns(tmp_path, monkeypatch) -> None:
-    """A power loss after `assemble` returns keeps the file: its data is fsynced (in the forked writer) and,
-    after the rename, so is the folder that holds its name."""
+    """A power loss after `assemble` returns keeps the file: its data is fsynced before the rename and, after
+    the rename, so is the folder that holds its name."""
     import os
 
     w = _writer(tmp_path)
@@ -183,6 +183,9 @@ def test_the_assembled_file_and_its_name_are_durable_before_assemble_returns(tmp
     path = _assemble(w)
     renamed = events.index(("replace", str(path)))
     assert ("fsync", str(path.parent)) in events[renamed + 1 :]
+    assert any(
+        kind == "fsync" and os.path.basename(name).startswith(f".{path.name}.") for kind, name in events[:renamed]
+    )
 
 
 @pytest.mark.parametrize("durable", [False, True])

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from probe.results import TypedJsonError, to_jsonable
 from probe.runs import score_cache
 from probe.runs.score_cache import cached_score
-from probe.runs.typed_json import TypedJsonError, from_json, to_json
+from probe.runs.typed_json import from_json
 
 
 def assert_identical(a: Any, b: Any, where: str = "value") -> None:
@@ -254,9 +255,9 @@ def test_typed_json_refuses_what_it_cannot_store_exactly() -> None:
         value: Any
 
     with pytest.raises(TypedJsonError, match="dtype object"):
-        to_json(Holder(np.array([object()])))
+        to_jsonable(Holder(np.array([object()])), exact=True)
     with pytest.raises(TypedJsonError, match="cannot store a value of type set"):
-        to_json(Holder({1, 2}))
+        to_jsonable(Holder({1, 2}), exact=True)
     with pytest.raises(TypeError):
         from_json({}, dict)  # only dataclasses are decoded at the top
 
