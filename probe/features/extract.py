@@ -81,7 +81,7 @@ def _reuse(final: Path, key: dict[str, Any], num_rows: int, t0: float) -> "Extra
 
 
 def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[str, ...]:
-    """A `pool` value (the --pool flag) -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
+    """A `pool` value (the `pool=` argument) -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
     allowed = POOLS_BY_MODALITY[modality]
     if pool is None:
         return (default,)

@@ -114,7 +114,7 @@ class PartialWriter:
             yield
 
     def discard(self) -> None:
-        """Remove the complete file and the partial folder of this entry (`--overwrite always`)."""
+        """Remove the complete file and the partial folder of this entry (`overwrite=always`)."""
         with self.entry_lock():
             try:
                 self.final_path.unlink(missing_ok=True)
@@ -291,7 +291,7 @@ class PartialWriter:
         if free is not None and free < need:
             raise CacheError(
                 f"not enough space to {verb} {self.final_path}: about {human_bytes(need)} needed, {human_bytes(free)} free "
-                f"on the filesystem of {self.final_path.parent}; free some space (or choose --cache-dir on a larger "
+                f"on the filesystem of {self.final_path.parent}; free some space (or choose cache_dir= on a larger "
                 f"disk) and {rerun}"
             )
         tmp = self.final_path.with_name(f".{self.final_path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")

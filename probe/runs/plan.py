@@ -545,7 +545,7 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
 def print_flags_plan(
     *, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any, cache_dir: Path, **settings: Any
 ) -> str:
-    """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
+    """The plan text of a `probe align` command line (its dry run): its flags as a one-dataset study.
     `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
     from probe.runs.study import StudySettings, StudySpec, check_model
 
@@ -580,7 +580,7 @@ def print_linear_plan(
     text_layer: str = "-1",
     **settings: Any,
 ) -> str:
-    """The plan text of a `probe linear` command line (`--dry-run`): its flags as a one-dataset study of probes
+    """The plan text of a `probe linear` command line (its dry run): its flags as a one-dataset study of probes
     only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
     `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
     every hidden state, as `probe linear` extracts them."""

@@ -4,7 +4,7 @@ inputs and settings reads the result instead of recomputing a permutation null.
 The key holds the input caches' key hashes, every setting, the probe version and the fingerprint of probe's own
 source (`probe.provenance.code_fingerprint`, so uncommitted edits count too), so new features, new settings or
 new code all miss the cache. `refresh=True`
-(the commands' `--overwrite always`) recomputes and replaces.
+(`overwrite=always`) recomputes and replaces.
 
 Entries are JSON files `<cache>/scores/<kind>/<digest>.json` written by `probe.runs.typed_json` (arrays as
 raw bytes, floats exactly), so a reused entry reproduces the computed result bit for bit, and reading one

@@ -76,7 +76,9 @@ def test_warnings_are_counted_by_source_and_logged_not_printed(capsys, caplog):
     counts = [(w.category, w.package, w.count) for w in captured]
     assert counts == [("ConvergenceWarning", "sklearn", 3), ("UserWarning", "sklearn", 1)]
     assert captured[0].module.startswith("sklearn.") and "converge" in captured[0].message
-    line = "4 library warnings: 3 ConvergenceWarning from sklearn, 1 UserWarning from sklearn (--debug shows them)"
+    line = (
+        "4 library warnings: 3 ConvergenceWarning from sklearn, 1 UserWarning from sklearn (the DEBUG log shows them)"
+    )
     assert warnings_summary_line(captured) == line
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     debugs = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
@@ -187,4 +189,7 @@ def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, (ci, stderr)
         assert "requires torchvision" not in stderr, (ci, stderr)
-        assert "1 library warning: 1 logged warning from transformers (--debug shows them)" in stderr, (ci, stderr)
+        assert "1 library warning: 1 logged warning from transformers (the DEBUG log shows them)" in stderr, (
+            ci,
+            stderr,
+        )

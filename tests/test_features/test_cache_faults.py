@@ -460,7 +460,7 @@ def test_values_changed_behind_the_checksums_are_refused_when_read(tmp_path) -> 
     cache = FeatureCache(path)  # opening is cheap and does not read layers
     np.testing.assert_array_equal(cache.layer(0).shape, (N_ROWS, D))
     with pytest.raises(
-        CacheError, match=rf"{path.name}: features/cls layer 1 does not match its stored checksum.*--overwrite always"
+        CacheError, match=rf"{path.name}: features/cls layer 1 does not match its stored checksum.*overwrite=always"
     ):
         cache.layer(1)
     with pytest.raises(CacheError, match="layer 1 does not match"):
@@ -489,7 +489,7 @@ def test_a_cache_copied_over_another_models_path_is_refused(tmp_path) -> None:
     a, b = _make_cache(tmp_path, name="a"), _make_cache(tmp_path, name="b")
     shutil.copyfile(a, b)
     with pytest.raises(
-        CacheError, match=r"holds the cache of another key \('a'.*copied or moved over this path.*--overwrite always"
+        CacheError, match=r"holds the cache of another key \('a'.*copied or moved over this path.*overwrite=always"
     ):
         FeatureCache(b)
     assert any("another key" in p for p in verify_cache(b))
@@ -531,7 +531,7 @@ def _damage(path: Path, how: str) -> None:
 def test_cache_commands_survive_a_damaged_file(tmp_path, how) -> None:
     good, bad = _make_cache(tmp_path, name="good"), _make_cache(tmp_path, name="bad")
     _damage(bad, how)
-    with pytest.raises(CacheError, match=rf"{bad.name}.*--overwrite always"):
+    with pytest.raises(CacheError, match=rf"{bad.name}.*overwrite=always"):
         FeatureCache(bad)
     ls = _cli(["cache", "ls", "--cache-dir", str(tmp_path)])
     assert ls.returncode == 0 and "Traceback" not in ls.stderr, ls.stderr

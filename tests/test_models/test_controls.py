@@ -196,7 +196,7 @@ def test_extract_seed_goes_into_the_key_and_the_features(tiny_model_dir, image_m
     assert default.key["model"]["base"]["name"] == folder.name
     last = default.open().num_layers - 1
     assert not np.allclose(default.open().layer(last), seed3.open().layer(last), atol=1e-3)
-    with pytest.raises(InputError, match="--seed 3 applies to random-init models only"):
+    with pytest.raises(InputError, match="seed=3 applies to random-init models only"):
         extract_features(model=str(folder), dataset=image_manifest, cache_dir=tmp_path, device="cpu", seed=3)
 
 
