@@ -44,7 +44,7 @@ CONTROL_STREAM = 1
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """Knobs of the linear probes. Defaults follow the design notes (guide §5).
+    """Knobs of the linear probes. Defaults and why: docs/linear.md (Class labels, Settings).
 
     c_grid: inverse L2 strengths tried by the class-label (logistic) probe, ascending.
     alpha_grid: ridge penalties tried by the caption-word and cross-modal probes, ascending.

@@ -1,6 +1,6 @@
 """Class-label probe: how well a logistic readout of one layer predicts a categorical label.
 
-Procedure (guide §5, dinov2's log-regression protocol): stratified train / val / test split;
+Procedure (dinov2's log-regression protocol; docs/linear.md): stratified train / val / test split;
 standardise on train; for each C of the grid fit on train and score accuracy on val; refit on
 train + val at the best C; score the test rows. The control runs the identical procedure on the
 labels shuffled across rows, so it measures what the same pipeline gets from no signal.

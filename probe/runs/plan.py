@@ -24,7 +24,8 @@ from probe.errors import human_bytes
 from probe.runs.study import StudySpec
 
 # Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
-# the forward pass) and GUIDE §12 (end to end, h5py writes of the cache ~50 MB/s), alignment from
+# the forward pass), cache writes through h5py assumed at 50 MB/s (bench/results/h200-2026-12-04/gpu_e2e.log
+# measured about 100 MB/s on an H200), alignment from
 # bench/results/bench_align_gpu.log (19.2 s for 825 layer pairs x 301 scorings, 4 metrics, N=1024). cpu and
 # mps: rough guesses (about 0.5 / 5 TFLOP/s float32 forward, alignment ~20x slower than the GPU).
 TEXT_TOKENS = 32  # assumed tokens per caption (PRH's wit-1024 captions are a sentence or two)
