@@ -195,7 +195,6 @@ def one_blas_thread() -> AbstractContextManager[Any]:
     """Context that runs BLAS/LAPACK on one thread, for the matrix factorisations (QR, SVD).
 
     At probe sizes (about 1000 x 1000) a factorisation gains little from a second thread, and when
-    other processes share the cores multithreaded LAPACK stalls: measured on the 2-core dev machine
-    under load, QR of a [1024, 821] matrix took 8 s on two threads and 0.13 s on one.
+    other processes share the cores multithreaded LAPACK stalls (timings: docs/linear.md, Speed).
     """
     return threadpool_limits(limits=1, user_api="blas")
