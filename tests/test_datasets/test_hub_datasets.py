@@ -126,9 +126,9 @@ def test_registered_rows_are_facts():
 
 
 def test_datasets_command_shows_the_row_counts():
-    import probe.cli.info  # noqa: F401 - registers the command
     from typer.testing import CliRunner
 
+    import probe.cli.info  # noqa: F401 - registers the command
     from probe.cli.main import app
 
     result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})
@@ -142,12 +142,8 @@ def test_datasets_command_shows_the_row_counts():
     assert "varies" not in result.output
 
 
-def test_offline_align_with_the_default_dataset_says_use_openmoji(tmp_path, monkeypatch, capsys):
-    from probe.cli.main import main
-
+def test_offline_align_with_the_default_dataset_says_use_openmoji(tmp_path, monkeypatch, cli):
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["align", "-v", "tiny-ssl-vit", "-t", "minilm", "--cache-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "wit-1024" in err and "--dataset openmoji" in err, err
+    code, _, err = cli(["align", "-v", "tiny-ssl-vit", "-t", "minilm", "--cache-dir", str(tmp_path)])
+    assert code == 2 and "wit-1024" in err and "--dataset openmoji" in err, err
     assert "pip install 'probe[hub]'" in " ".join(err.split())  # brackets survive rich's markup
