@@ -1,4 +1,4 @@
-"""GPU throughput of feature extraction at the sizes that matter (issue 2 §9), with no network.
+"""GPU throughput of feature extraction at the sizes that matter, with no network.
 
 Builds random-weight models from configs, directly on the device in bfloat16: a WebSSL-DINO-1B-sized
 Dinov2 (1536 x 40, SwiGLU, patch 14, 224 px) and a LLaMA-3-8B-sized decoder (4096 x 32, GQA 32/8,

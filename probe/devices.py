@@ -1,5 +1,5 @@
-"""Turn device and dtype names (the --device and --dtype flags) into torch objects, checking they can be used here,
-and say how much memory a device has free."""
+"""Turn device and dtype names (the `device=` and `dtype=` arguments) into torch objects, checking they can be used
+here, and say how much memory a device has free."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def resolve_device(name: "str | torch.device | None" = "auto") -> torch.device:
 
     "auto" picks CUDA when available, else MPS, else CPU. This is the only device resolver in probe.
     Raises `InputError` naming `device=` for a name torch does not parse or a device this machine does not
-    have (the CLI shows it as --device).
+    have (the CLI shows the argument as its flag).
     """
     if name is None:
         name = "auto"

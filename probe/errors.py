@@ -1,8 +1,8 @@
 """Project exceptions, and the file-system faults they describe.
 
 Every error a user can cause (bad flag, bad file, unknown model) is a `ProbeError` whose message says what
-is wrong and what to do. The CLI prints it as one red line and exits with code 2; `--debug` shows the
-traceback. Writes that a fault could cut short go through `write_atomic`, whose OSError `describe_os_error`
+is wrong and what to do. The CLI prints it as one red line and exits with code 2 (with its debug option, the
+traceback too). Writes that a fault could cut short go through `write_atomic`, whose OSError `describe_os_error`
 turns into that one line.
 """
 
@@ -60,9 +60,9 @@ def describe_os_error(exc: OSError, *, doing: str, folder: object, need_bytes: i
     need = f", about {human_bytes(need_bytes)} needed" if need_bytes else ""
     code = errno.errorcode.get(exc.errno or 0, "error")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = f"make {place} writable or choose another --cache-dir"
+        fix = f"make {place} writable or pass another cache_dir="
     else:
-        fix = "free some space (or choose --cache-dir on a larger disk) and re-run: finished work is kept"
+        fix = "free some space (or choose cache_dir= on a larger disk) and re-run: finished work is kept"
     return f"{doing} failed: {exc.strerror or exc} ({code}); {free}{need}; {fix}"
 
 

@@ -75,13 +75,14 @@ def summarise_warnings(
 
 def warnings_summary_line(captured: list[CapturedWarning]) -> str:
     """One line: the total and, per package and category, how many; e.g.
-    "183 library warnings: 182 UserWarning from sklearn, 1 FutureWarning from transformers (--debug shows them)"."""
+    "183 library warnings: 182 UserWarning from sklearn, 1 FutureWarning from transformers (the DEBUG log shows
+    them)"."""
     per_source: Counter[tuple[str, str]] = Counter()
     for w in captured:
         per_source[(w.category, w.package)] += w.count
     total = sum(per_source.values())
     parts = ", ".join(f"{n} {category} from {package}" for (category, package), n in per_source.most_common())
-    return f"{total} library warning{'s' if total != 1 else ''}: {parts} (--debug shows them)"
+    return f"{total} library warning{'s' if total != 1 else ''}: {parts} (the DEBUG log shows them)"
 
 
 class _LoggedWarnings(logging.Handler):

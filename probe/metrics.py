@@ -2,8 +2,8 @@
 
 Every function takes `a` [N, Da] and `b` [N, Db] (numpy or torch; row i of both describes the same
 sample), uses them as given (no clamping or normalising: PRH applies those before scoring; see
-`probe.align.engine` for that and for all layer pairs at once) and returns a float. Definitions: guide §2
-and docs/metrics.md. kNN is by dot product, self excluded, ties to the lower row index.
+`probe.align.engine` for that and for all layer pairs at once) and returns a float. Definitions: docs/metrics.md
+(Metrics). kNN is by dot product, self excluded, ties to the lower row index.
 
 These run the same code as the all-pairs path, on a single pair.
 """

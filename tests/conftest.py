@@ -5,6 +5,9 @@ weights, and the image processor or tokenizer), built once per session from a sm
 fixed seed. Kinds: see `TINY_KINDS`. Vision models take 32x32 images (patch 8, so 16 patches); all
 models have hidden size 32 and 3 layers (4 hidden states). The llama tokenizer adds BOS and has no
 pad token (to exercise the EOS-pad rule); the bert one adds [CLS]/[SEP] and pads with [PAD].
+
+`cli(args)` runs `probe ARGS` (in this process, or with `subprocess=True` in a fresh Python) and returns
+its exit code, stdout and stderr as a `CliResult`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, NamedTuple  # noqa: E402
 
 import pytest  # noqa: E402
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_HIDDEN = 32
 TINY_LAYERS = 3
 TINY_IMAGE = 32
@@ -159,3 +163,76 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A probe cache folder shared by the whole session (so a GGUF is converted at most once)."""
     return tmp_path_factory.mktemp("probe-cache")
+
+
+class CliResult(NamedTuple):
+    """What one `probe` command did: exit code, stdout and stderr (unpacks as `code, out, err`)."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """A function `(args, *, unwrap=False, subprocess=False, env=None, **popen) -> CliResult` running `probe ARGS`.
+
+    In this process by default: `probe.cli.main.main(args)`, its SystemExit code (None: 0) and what it printed
+    (read from `capsys`, so output printed before the call is dropped). `unwrap=True` undoes rich's line
+    wrapping: every run of whitespace in stdout and stderr becomes one space.
+    `subprocess=True` runs `python -c "...main()" ARGS` instead, for what needs a process of its own (a crash,
+    a resource limit, `preexec_fn` and other `popen` keywords of `subprocess.run`): with this checkout first on
+    PYTHONPATH, this process's torch thread count (BLAS splits work by threads, so numbers match in-process
+    ones) and a 250-column terminal (no wrapped messages); `env` entries override those.
+    """
+
+    def run(
+        args: list[str],
+        *,
+        unwrap: bool = False,
+        subprocess: bool = False,
+        env: dict[str, str] | None = None,
+        **popen: Any,
+    ) -> CliResult:
+        if subprocess:
+            code, out, err = _run_in_subprocess(args, env=env or {}, **popen)
+        else:
+            assert env is None and not popen, "env and popen keywords need subprocess=True"
+            from probe.cli.main import main
+
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as exit_info:
+                main(list(args))
+            out, err = capsys.readouterr()
+            code = int(exit_info.value.code or 0)
+        if unwrap:
+            out, err = " ".join(out.split()), " ".join(err.split())
+        return CliResult(code, out, err)
+
+    return run
+
+
+def _run_in_subprocess(args: list[str], *, env: dict[str, str], **popen: Any) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    import torch
+
+    threads = str(torch.get_num_threads())
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": path,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "COLUMNS": "250",
+        **env,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", "from probe.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        **popen,
+    )
+    return proc.returncode, proc.stdout, proc.stderr

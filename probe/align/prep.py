@@ -3,8 +3,8 @@
 A modality is a *layer stack*: an array [N, L, D] (numpy or torch) or any `probe.layer_source.LayerSource`
 (a feature cache's `LayerStack`, for example). Each layer is read exactly once.
 
-PRH's clamp (guide §1): q = mean over samples of each sample's `quantile` of |x| over all its layers and
-dims (linear interpolation, as `torch.quantile`), then x is clamped to [-q, q]; after that every
+PRH's clamp (docs/metrics.md, Preprocessing): q = mean over samples of each sample's `quantile` of |x| over
+all its layers and dims (linear interpolation, as `torch.quantile`), then x is clamped to [-q, q]; after that every
 layer's rows are scaled to unit L2 norm.
 """
 

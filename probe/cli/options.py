@@ -99,8 +99,16 @@ LIBRARY_FLAGS: dict[str, str] = {
 
 
 def as_flags(message: str) -> str:
-    """`message` with each library argument `name=` written as its flag: "k=40 must ..." -> "--topk 40 must"."""
+    """`message` with each library argument `name=` written as its flag: "k=40 must ..." -> "--topk 40 must",
+    "drop seed=, or ..." -> "drop --seed, or ...", "check revision=." -> "check --revision."."""
     import re
 
     pattern = re.compile(r"(?<![\w\-.'\"`])(" + "|".join(sorted(LIBRARY_FLAGS, key=len, reverse=True)) + r")=(\s?)")
-    return pattern.sub(lambda m: LIBRARY_FLAGS[m.group(1)] + " ", message)
+
+    def flag(m: re.Match[str]) -> str:
+        after = message[m.end() : m.end() + 2]
+        # A bare `name=` at the end of a clause is the flag alone; only a value or a word after it needs the space.
+        ends = after[:1] in ("", ",", ";", ":", ")", "]") or (after[:1] == "." and after[1:].strip() == "")
+        return LIBRARY_FLAGS[m.group(1)] + ("" if ends else " ")
+
+    return pattern.sub(flag, message)

@@ -1,4 +1,4 @@
-"""The registered datasets: names users pass to `--dataset`, and how each one is made available on disk."""
+"""The registered datasets: names users pass as `dataset=`, and how each one is made available on disk."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class HubDatasetSpec:
 
 PARQUET_EXPORT = "refs/convert/parquet"
 # What every "cannot get it" message ends with: the offline way on.
-OFFLINE_HINT = "Without the hub, use `--dataset openmoji` (bundled, no network) or a local manifest."
+OFFLINE_HINT = "Without the hub, use dataset=openmoji (bundled, no network) or a local manifest."
 
 
 def _image_bytes(value: Any) -> tuple[bytes, str]:
@@ -157,7 +157,8 @@ def materialise_hub_dataset(spec: HubDatasetSpec, *, root: Path, name: Optional[
     """Download `spec` into `root` once; later calls reuse the manifest. `name` is the registered name, for messages.
 
     With `spec.parquet_config` the rows come from the hub's parquet export (needs pyarrow), otherwise from
-    `datasets.load_dataset` (needs datasets). Every failure is an InputError that names `--dataset openmoji`.
+    `datasets.load_dataset` (needs datasets). Every failure is an InputError that names the offline fallback,
+    dataset=openmoji.
     """
     root = Path(root)
     name = name or spec.hub_id

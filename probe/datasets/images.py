@@ -4,7 +4,7 @@ A PNG of 12000 x 12000 px in one colour is a few KB on disk and 430 MB as RGB on
 through a processor); eight in a batch took 9.3 GB. PIL reads the size from the header without decoding
 (`Image.open` is lazy), so images over `max_pixels` are refused from their header, before any pixel is
 decoded. PIL's own decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`: a warning above it, an error above
-twice it) is raised to the budget when the budget is larger, so a user's `--max-pixels` is not overruled by
+twice it) is raised to the budget when the budget is larger, so a user's `max_pixels=` is not overruled by
 PIL's default (about 89 MP); it is never lowered, since it is process-wide and guards other image code too.
 """
 
@@ -27,7 +27,7 @@ class ImageTooLarge(InputError):
 
 
 def check_max_pixels(max_pixels: int) -> int:
-    """`max_pixels` if it is a positive integer, else InputError naming `max_pixels=` (--max-pixels)."""
+    """`max_pixels` if it is a positive integer, else InputError naming `max_pixels=`."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise InputError(
             f"max_pixels={max_pixels!r} must be a positive number of pixels (default {DEFAULT_MAX_PIXELS:,})"

@@ -2,7 +2,7 @@
 
 `extract` runs a model over a dataset into a cache, `writer` writes it crash-safely, `cache` reads it
 (`FeatureCache`), `format` names it (the key, the path, the checksums), `inventory` lists and checks what a
-cache folder holds, `layers` parses `--layers` specs.
+cache folder holds, `layers` parses layer specs (`layers=`).
 """
 
 from probe.features.cache import FeatureCache, check_paired

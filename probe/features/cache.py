@@ -16,7 +16,7 @@ complete cache. It is still checked before use, because files get damaged, edite
 opening checks format, completeness, shapes, that the stored key hashes to the hash in the file name (and names
 the model the caller expects); reading a layer for analysis checks it once per `FeatureCache` object against
 its stored sha256 (computed on the bytes just read) and for NaN/Inf. Any failure is a CacheError naming the
-file and the fix (`probe extract ... --overwrite always`), so damaged numbers are never scored.
+file and the fix (re-extract with `overwrite=always`), so damaged numbers are never scored.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from probe.errors import CacheError
 from probe.features.format import FORMAT_VERSION, hash_in_path, key_hash, layer_checksum
 
-_FIX = "re-extract it with 'probe extract ... --overwrite always' (or remove it with 'probe cache rm')"
+_FIX = "re-extract it with 'probe extract ... overwrite=always' (or remove it with 'probe cache rm')"
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class FeatureCache:
                 if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
                     raise CacheError(
                         f"{self.path} has cache format {f.attrs.get('format_version')!r}, this probe reads "
-                        f"{FORMAT_VERSION}; re-extract with --overwrite always"
+                        f"{FORMAT_VERSION}; re-extract with overwrite=always"
                     )
                 if not bool(f.attrs.get("complete", False)):
                     raise CacheError(f"{self.path} is not complete; re-run 'probe extract' to finish it")
@@ -177,7 +177,7 @@ class FeatureCache:
                 f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             )
             origin = (
-                "they were stored so at extraction (the model produced them: try --dtype float32)"
+                "they were stored so at extraction (the model produced them: try dtype=float32)"
                 if matches
                 else "the file was changed after it was written"
             )
@@ -211,7 +211,7 @@ class FeatureCache:
             return self.pools[0]
         if pool not in self.pools:
             raise CacheError(
-                f"{self.path} has no pool {pool!r} (it has {', '.join(self.pools)}); extract with --pool {pool}"
+                f"{self.path} has no pool {pool!r} (it has {', '.join(self.pools)}); extract with pool={pool}"
             )
         return pool
 
@@ -263,7 +263,7 @@ def check_paired(a: FeatureCache, b: FeatureCache) -> None:
     if a.num_rows != b.num_rows:
         raise CacheError(
             f"caches are not paired: {a.path} has {a.num_rows} rows, {b.path} has {b.num_rows}; "
-            "extract both on the same dataset and --limit"
+            "extract both with the same dataset= and limit="
         )
     for name in ("ids", "image_sha256", "caption_sha256"):
         xa, xb = getattr(a, name), getattr(b, name)

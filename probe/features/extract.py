@@ -81,7 +81,7 @@ def _reuse(final: Path, key: dict[str, Any], num_rows: int, t0: float) -> "Extra
 
 
 def resolve_pools(pool: Optional[str], *, modality: str, default: str) -> tuple[str, ...]:
-    """A `pool` value (the --pool flag) -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
+    """A `pool` value (the `pool=` argument) -> tuple of pool names for `modality` ('both' = cls+mean for vision)."""
     allowed = POOLS_BY_MODALITY[modality]
     if pool is None:
         return (default,)
@@ -369,8 +369,8 @@ def extract_features(
     declares more pixels are refused by row before the model is loaded (probe.datasets.images).
     store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
     max_tokens: text batches are filled up to this many padded tokens (`plan_batches`) and `batch_size` rows
-    (default `MAX_BUDGET_ROWS`); None: fixed batches of `batch_size` rows. Not the default on any device: the one
-    H100 measurement (bench/results/gpu_bench.log) found no MFU gain from larger text batches. compile: compile the
+    (default `MAX_BUDGET_ROWS`); None: fixed batches of `batch_size` rows. Not the default on any device: larger
+    text batches gave no MFU gain (docs/cache.md). compile: compile the
     network's repeated blocks with `torch.compile` (`probe.models.loading.compile_blocks`); features equal eager
     ones to float rounding, and the first batch waits for compilation.
     """

@@ -4,7 +4,7 @@ An import is a cache like any other (same writer, same HDF5 file, same checks at
 `{"name": NAME, "source": "import", "file_sha256": ...}`: NAME is the user's (refused when it is a registered
 model name), the hash of the imported file tells two imports of the same name apart. Its layers are the
 positions 0..L-1 of the file's [N, L, D] array, its rows the dataset's rows in order (N must match).
-`find_imported` is how `probe align --vision NAME` finds it: by NAME, dataset, modality and pool in the cache.
+`find_imported` is how a run given `vision=NAME` finds it: by NAME, dataset, modality and pool in the cache.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def find_imported(
     """The complete imported cache named `model` on `dataset` (of `modality` and `pool` when given), or None.
 
     CacheError when several match (two files imported under one name): the message lists them and how to
-    remove one. An import of the same name for other rows (e.g. another --limit) is an InputError naming it.
+    remove one. An import of the same name for other rows (e.g. another `limit=`) is an InputError naming it.
     """
     from probe.features.format import _slug
 
@@ -204,13 +204,13 @@ def find_imported(
         listing = "; ".join(str(p) for p in found)
         raise CacheError(
             f"{len(found)} imported caches are named {model!r} on {dataset.name}: {listing}; "
-            "remove all but one with 'probe cache rm PATH' (or pass --pool)"
+            "remove all but one with 'probe cache rm PATH' (or pass pool=)"
         )
     if not found and other_rows:
         path, rows = other_rows[0]
         raise InputError(
             f"{model!r} was imported for {rows} rows of {dataset.name} ({path}), not for these {len(dataset)} rows; "
-            "imported features cannot be re-extracted: use the rows they were imported for (no --limit) "
+            "imported features cannot be re-extracted: use the rows they were imported for (no limit=) "
             "or import again"
         )
     return found[0] if found else None

@@ -1,4 +1,4 @@
-"""Parse a layer spec (the `layers=` argument, `--layers` on the command line) into hidden-state indices.
+"""Parse a layer spec (the `layers=` argument) into hidden-state indices.
 
 Hidden state 0 is the embedding output, state L the last block's output (transformers' `hidden_states`).
 SPEC is `all`, or a comma-separated list of integers and Python slices over the L+1 states:

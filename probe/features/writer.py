@@ -114,7 +114,7 @@ class PartialWriter:
             yield
 
     def discard(self) -> None:
-        """Remove the complete file and the partial folder of this entry (`--overwrite always`)."""
+        """Remove the complete file and the partial folder of this entry (`overwrite=always`)."""
         with self.entry_lock():
             try:
                 self.final_path.unlink(missing_ok=True)
@@ -289,7 +289,7 @@ class PartialWriter:
             raise CacheError(
                 f"not enough space to {verb} {self.final_path}: about {human_bytes(need)} needed, "
                 f"{human_bytes(free)} free on the filesystem of {self.final_path.parent}; "
-                f"free some space (or choose --cache-dir on a larger "
+                "free some space (or choose cache_dir= on a larger "
                 f"disk) and {rerun}"
             )
         try:

@@ -44,7 +44,7 @@ CONTROL_STREAM = 1
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """Knobs of the linear probes. Defaults follow the design notes (guide §5).
+    """Knobs of the linear probes. Defaults and why: docs/linear.md (Class labels, Settings).
 
     c_grid: inverse L2 strengths tried by the class-label (logistic) probe, ascending.
     alpha_grid: ridge penalties tried by the caption-word and cross-modal probes, ascending.
@@ -195,7 +195,6 @@ def one_blas_thread() -> AbstractContextManager[Any]:
     """Context that runs BLAS/LAPACK on one thread, for the matrix factorisations (QR, SVD).
 
     At probe sizes (about 1000 x 1000) a factorisation gains little from a second thread, and when
-    other processes share the cores multithreaded LAPACK stalls: measured on the 2-core dev machine
-    under load, QR of a [1024, 821] matrix took 8 s on two threads and 0.13 s on one.
+    other processes share the cores multithreaded LAPACK stalls (timings: docs/linear.md, Speed).
     """
     return threadpool_limits(limits=1, user_api="blas")

@@ -1,16 +1,14 @@
 """Class-label probe: how well a logistic readout of one layer predicts a categorical label.
 
-Procedure (guide §5, dinov2's log-regression protocol): stratified train / val / test split;
+Procedure (dinov2's log-regression protocol; docs/linear.md): stratified train / val / test split;
 standardise on train; for each C of the grid fit on train and score accuracy on val; refit on
 train + val at the best C; score the test rows. The control runs the identical procedure on the
 labels shuffled across rows, so it measures what the same pipeline gets from no signal.
 
-Speed (measured on the shared 2-core dev machine, N=1024, D=1024, 10 classes, 13-point C grid): a
-probe plus its control takes about 0.5-1.5 s with BLAS on one thread (`one_blas_thread`); with two
-BLAS threads on cores that other processes also use the same call took 10-20x longer. Fitting in an
-orthonormal basis of the training rows (exact for an L2 penalty, D -> n_train) was tried and
-dropped: lbfgs time here is per-iteration overhead more than D, and the QR made it slower at
-D = 1024..4096.
+The fits run BLAS on one thread (`one_blas_thread`): on cores that other processes share, a second
+thread makes them slower, not faster. They run on the standardised features as given: an orthonormal
+basis of the training rows (exact for an L2 penalty) made them slower, as lbfgs time here is
+per-iteration overhead more than D. Timings: docs/linear.md (Speed).
 """
 
 from __future__ import annotations

@@ -3,11 +3,9 @@
 Readout: ridge regression from the standardised features to the 0/1 target columns (a linear
 probability model, as in scikit-learn's RidgeClassifier), one alpha shared by all columns and picked
 by exact leave-one-out error on the training rows (`probe.linear.ridge`). One decomposition of the
-training rows serves every word and every alpha, so 50 words cost about as much as one. One-vs-rest
-logistic regression was measured too (scikit-learn, warm-started C sweep, N=1024, D=1024, 50 words):
-18-33 s per layer on the shared 2-core machine against about 1 s for this readout, at the same mean
-validation average precision (0.195 vs 0.194). The scores below only need a ranking, which ridge
-gives.
+training rows serves every word and every alpha, so 50 words cost about as much as one. Not one-vs-rest
+logistic regression: it gave the same validation average precision at many times the cost (figures in
+docs/linear.md, Caption words). The scores below only need a ranking, which ridge gives.
 
 Rows are split at random into train / test (a multi-label target has no single class to stratify
 by). The control permutes the rows of the target matrix, which keeps each word's base rate and the

@@ -78,16 +78,16 @@ def explain_hub_error(exc: BaseException, *, hub_id: str, revision: str) -> str:
     if "GatedRepoError" in names or "gated" in text:
         return (
             f"model {hub_id!r} is gated: accept its license at https://huggingface.co/{hub_id}, log in "
-            "(`hf auth login` or set HF_TOKEN), or pass a local folder to --model." + _ungated_mirror_hint(hub_id)
+            "(`hf auth login` or set HF_TOKEN), or pass a local folder as model=." + _ungated_mirror_hint(hub_id)
         )
     if "RevisionNotFoundError" in names:
-        return f"revision {revision!r} does not exist for {hub_id!r}: check --revision."
+        return f"revision {revision!r} does not exist for {hub_id!r}: check revision=."
     if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError"} or any(
         hint in text for hint in _UNREACHABLE_HINTS
     ):
         return (
             f"model {hub_id!r} (revision {revision}) is not cached locally and the hub is unreachable: "
-            "download it on a machine with access or pass a local folder to --model."
+            "download it on a machine with access or pass a local folder as model=."
         )
     if "RepositoryNotFoundError" in names:
         return f"no model {hub_id!r} on the hub (or it is private): check the name; `probe models` lists known ones."

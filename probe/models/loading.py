@@ -422,7 +422,7 @@ def _from_pretrained_checked(model_class: Any, path: str, *, spec: ModelSpec, **
         raise ModelError(
             f"model {spec.alias!r} at {path}: the checkpoint does not fit {model_class.__name__} "
             f"({len(missing)} missing and {len(mismatched)} mismatched weights, e.g. {sample}); "
-            "check that --model names the right checkpoint."
+            "check that model= names the right checkpoint."
         )
     if info.get("unexpected_keys"):
         logger.debug("%s: %d checkpoint weights unused (other towers/heads)", spec.alias, len(info["unexpected_keys"]))

@@ -179,14 +179,14 @@ def resolve_model(name: str, *, revision: str | None = None, seed: int | None = 
     if prefix:
         return with_seed(_resolve_twin(key, revision=revision), seed)
     if not key:
-        raise ModelError("empty model name: pass --model with an alias (see `probe models`), a hub id or a folder.")
+        raise ModelError("empty model name: pass model= with an alias (see `probe models`), a hub id or a folder.")
     spec = registered(key)
     if spec is None:
         path = Path(key).expanduser()
         if path.exists():
             spec = spec_from_folder(path)
         elif _looks_like_path(key):
-            raise ModelError(f"model folder {key!r} does not exist: check the --model path.")
+            raise ModelError(f"model folder {key!r} does not exist: check the model= path.")
         elif is_hub_id(key):
             from probe.models.hub import fetch_hub_config  # imports huggingface_hub: only for unknown ids
 
@@ -225,8 +225,8 @@ def with_seed(spec: ModelSpec, seed: int | None) -> ModelSpec:
         return spec
     if spec.base is None:
         raise InputError(
-            f"--seed {seed} applies to random-init models only, and {spec.alias!r} is not one: "
-            f"drop --seed, or use {RANDOM_INIT_PREFIX}{spec.alias}."
+            f"seed={seed} applies to random-init models only, and {spec.alias!r} is not one: "
+            f"drop seed=, or use {RANDOM_INIT_PREFIX}{spec.alias}."
         )
     return replace(spec, seed=int(seed))
 
@@ -235,7 +235,7 @@ def spec_from_folder(folder: Path) -> ModelSpec:
     """A spec for a local checkpoint folder, inferred from its config.json. ModelError if unusable."""
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
-        raise ModelError(f"model path {str(folder)!r} is a file: --model needs a folder with a config.json.")
+        raise ModelError(f"model path {str(folder)!r} is a file: model= needs a folder with a config.json.")
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ModelError(f"model folder {str(folder)!r} has no config.json: is it a transformers checkpoint?")

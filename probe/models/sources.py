@@ -73,7 +73,7 @@ def locate_weights(spec: ModelSpec, *, cache_dir: Path) -> WeightsSource:
             identity={"weights": spec.hub_id, "revision": spec.revision},
         )
     if spec.source == "local":
-        folder = _existing_folder(spec_folder(spec), spec=spec, fix="check the --model path")
+        folder = _existing_folder(spec_folder(spec), spec=spec, fix="check the model= path")
         return _folder_source(folder, identity={"weights": str(folder), "fingerprint": folder_fingerprint(folder)})
     if spec.source == "package":
         return _package_source(spec, cache_dir=cache_dir)

@@ -175,7 +175,7 @@ _TINY_SSL_VIT = ModelSpec(
 )
 
 SPECS: tuple[ModelSpec, ...] = (
-    # WebSSL DINO (Dinov2Model, no registers) and MAE (ViTModel); guide §8.
+    # The published WebSSL family: 13 DINO checkpoints (Dinov2Model, no registers) and 5 MAE ones (ViTModel).
     _webssl_dino("300m", "full2b", 224, 1024, 24, 304, "8529cdb3fb75014932af3b896455fc21c386168e"),
     _webssl_dino(
         "1b", "full2b", 224, 1536, 40, 1130, "d3bf033d9c8cc62ea9e73c40956642cad2ec568a", shortcuts=("webssl-dino",)

@@ -36,7 +36,7 @@ def models_table(specs: Iterable[Any], *, title: str) -> Table:
     table = house_table(
         title,
         caption="size: width x blocks. pool: the default pooling. Any model's random-weights "
-        "twin: random-init:<alias, hub id or folder> (probe extract --seed N).",
+        "twin: random-init:<alias, hub id or folder> (seed 0, or the seed given to probe extract).",
     )
     specs = list(specs)
     widths = [max(len(spec.alias), len(spec.location or "") + 2) for spec in specs]

@@ -205,7 +205,7 @@ def _depth(state: Optional[int], layers: list[int], dropped: list[int]) -> float
 
 
 def _control_fields(comparison: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """The columns comparing a model with its best control (probe align --controls), NaN/None without one."""
+    """The columns comparing a model with its best control (alignment runs with `controls=`), NaN/None without one."""
     if not comparison:
         return {
             "best_control": None,

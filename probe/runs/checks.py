@@ -1,9 +1,9 @@
 """Checks a command runs before any work: what would otherwise fail only after minutes of extraction and scoring.
 
-`check_run_request` (the first call of `run_align` / `run_linear`): the metric names, and that `--output` and
-`--cache-dir` are folders this process can write to (or create). `check_label_fields` (once the dataset is
+`check_run_request` (the first call of `run_align` / `run_linear`): the metric names, and that `output=` and
+`cache_dir=` are folders this process can write to (or create). `check_label_fields` (once the dataset is
 open, before any model is loaded): every requested label field exists in every row, and `words` has captions.
-Each failure is an InputError naming the argument (`cache_dir=`; the CLI shows --cache-dir) and the fix.
+Each failure is an InputError naming the argument (`cache_dir=`; the CLI shows its flag) and the fix.
 Nothing is created: writability is tried with a temporary file in the nearest existing folder, removed at
 once (permission bits alone mislead: root ignores
 them, and read-only or virtual filesystems refuse writes whatever the bits say).
@@ -20,7 +20,7 @@ from probe.features.format import check_writable_dir
 
 def check_run_request(*, cache_dir: Path, output: Optional[Path], metrics: Sequence[str] = ()) -> None:
     """Everything about an analysis command's request that can be checked without data or models: the
-    alignment metric names (if any), and writable `--cache-dir` and `--output` (if given) folders."""
+    alignment metric names (if any), and writable `cache_dir` and `output` (if given) folders."""
     if metrics:
         from probe.align.specs import metric_specs
 

@@ -2,7 +2,7 @@
 weights) and no images beyond their pixels (`pixels-16`: the downsampled RGB image itself) reach on the same
 rows, and how far a model is above the best of them.
 
-`control_names` expands `--controls` into model names per vision model; `compare_to_controls` picks, per
+`control_names` expands `controls=` into model names per vision model; `compare_to_controls` picks, per
 (vision, text, metric), the control with the highest calibrated score and compares the model with it on the
 same subsamples (`probe.align.stats.compare_with_control`).
 """

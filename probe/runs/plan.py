@@ -25,7 +25,8 @@ from probe.report.numbers import fmt_duration
 from probe.runs.study import StudySpec
 
 # Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
-# the forward pass) and GUIDE §12 (end to end, h5py writes of the cache ~50 MB/s), alignment from
+# the forward pass), cache writes through h5py assumed at 50 MB/s (bench/results/h200-2026-12-04/gpu_e2e.log
+# measured about 100 MB/s on an H200), alignment from
 # bench/results/bench_align_gpu.log (19.2 s for 825 layer pairs x 301 scorings, 4 metrics, N=1024). cpu and
 # mps: rough guesses (about 0.5 / 5 TFLOP/s float32 forward, alignment ~20x slower than the GPU).
 TEXT_TOKENS = 32  # assumed tokens per caption (PRH's wit-1024 captions are a sentence or two)
@@ -519,7 +520,7 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
 def print_flags_plan(
     *, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any, cache_dir: Path, **settings: Any
 ) -> str:
-    """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
+    """The plan text of a `probe align` command line (its dry run): its flags as a one-dataset study.
     `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
     from probe.runs.controls import RANDOM_INIT
     from probe.runs.study import StudySettings, StudySpec, check_model
@@ -554,7 +555,7 @@ def print_linear_plan(
     text_layer: str = "-1",
     **settings: Any,
 ) -> str:
-    """The plan text of a `probe linear` command line (`--dry-run`): its flags as a one-dataset study of probes
+    """The plan text of a `probe linear` command line (its dry run): its flags as a one-dataset study of probes
     only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
     `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
     every hidden state, as `probe linear` extracts them."""

@@ -4,7 +4,7 @@ inputs and settings reads the result instead of recomputing a permutation null.
 The key holds the input caches' key hashes, every setting, the probe version and the fingerprint of probe's own
 source (`probe.provenance.code_fingerprint`, so uncommitted edits count too), so new features, new settings or
 new code all miss the cache. `refresh=True`
-(the commands' `--overwrite always`) recomputes and replaces.
+(`overwrite=always`) recomputes and replaces.
 
 Entries are JSON files `<cache>/scores/<kind>/<digest>.json` in the exact encoding of `probe.results.to_jsonable`
 (arrays as raw bytes, floats exactly), read back by `probe.runs.typed_json`, so a reused entry reproduces the

@@ -61,7 +61,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 class StudySettings:
     """The settings every run of a study shares (the `probe align` / `probe linear` flags of the same names).
     `limit`: first N rows of each dataset (None: all). `pool_vision`/`pool_text`: None = each model's default.
-    `layers`: the hidden states each cache keeps (`probe extract --layers`; 0 = embeddings)."""
+    `layers`: the hidden states each cache keeps (extraction's `layers=`; 0 = embeddings)."""
 
     k: int = 10
     permutations: int = 200
@@ -79,7 +79,7 @@ class StudySettings:
 class ProbeSpec:
     """The linear probes of a study: label fields and/or `words`, and/or a ridge to `text`'s features, for
     each model of `vision` (empty: every vision model and control of the study). `layers`: the vision layers
-    probed and `text_layer`: the ridge target (`probe linear --layers/--text-layer`; a study file keeps the
+    probed and `text_layer`: the ridge target (the `layers=`/`text_layer=` of linear probes; a study file keeps the
     defaults, a `probe linear` command line planned as a study sets them)."""
 
     labels: tuple[str, ...] = ()
@@ -140,8 +140,7 @@ def load_study(target: str | Path) -> StudySpec:
             path = presets[str(target)]
         else:
             raise InputError(
-                f"study {str(target)!r} is neither a TOML file nor a preset; presets: {', '.join(presets)} "
-                "(`probe study --list`)"
+                f"study {str(target)!r} is neither a TOML file nor a preset; presets: {', '.join(presets)}"
             )
     try:
         text = path.read_text(encoding="utf-8")

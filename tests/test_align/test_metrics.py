@@ -13,7 +13,7 @@ from probe.align.knn import ranked_neighbours
 from probe.align.specs import METRICS
 from probe.errors import InputError
 
-# ---------------------------------------------------------------- references (definitions, guide §2)
+# ---------------------------------------------------------------- references (definitions: docs/metrics.md)
 
 
 def ref_knn(x: np.ndarray, k: int) -> list[set[int]]:

@@ -11,15 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from probe.cli.main import main
-
-
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
-
 
 def test_help_does_not_import_torch() -> None:
     code = (
@@ -39,24 +30,24 @@ def test_help_does_not_import_torch() -> None:
         (["cache", "rm", "no-such-entry", "--yes", "--cache-dir", "{tmp}"], "no cache entry matches"),
     ],
 )
-def test_user_errors_are_one_red_line_and_exit_2(args, message, capsys, tmp_path) -> None:
-    code, out, err = _run([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
+def test_user_errors_are_one_red_line_and_exit_2(args, message, cli, tmp_path) -> None:
+    code, out, err = cli([a.replace("{tmp}", str(tmp_path)) for a in args])
     assert code == 2
     assert message.lower() in err.lower()
     assert "Traceback" not in err and err.strip().startswith("error:")
 
 
-def test_debug_shows_the_traceback(capsys) -> None:
-    code, _, err = _run(["--debug", "extract", "--model", "minilm", "--dataset", "/no/such/manifest.jsonl"], capsys)
+def test_debug_shows_the_traceback(cli) -> None:
+    code, _, err = cli(["--debug", "extract", "--model", "minilm", "--dataset", "/no/such/manifest.jsonl"])
     assert code == 2 and "Traceback" in err
 
 
-def test_usage_errors_exit_2(capsys) -> None:
-    code, _, err = _run(["extract", "--model", "x"], capsys)
+def test_usage_errors_exit_2(cli) -> None:
+    code, _, err = cli(["extract", "--model", "x"])
     assert code == 2 and "--dataset" in err
 
 
-def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
+def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, cli, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps table cells at the default 80
     rng = np.random.default_rng(1)
     for i in range(4):
@@ -65,7 +56,7 @@ def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, capsys, monke
         "".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"c {i}"}) + "\n" for i in range(4))
     )
     cache = tmp_path / "cache"
-    code, out, _ = _run(
+    code, out, _ = cli(
         [
             "extract",
             "--model",
@@ -78,10 +69,9 @@ def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, capsys, monke
             "--num-workers",
             "0",
         ],
-        capsys,
     )
     assert code == 0 and "N=4" in out and ".h5" in out
-    code, _, err = _run(
+    code, _, err = cli(
         [
             "extract",
             "--model",
@@ -93,12 +83,11 @@ def test_extract_then_cache_ls_verify_rm(tiny_model_dir, tmp_path, capsys, monke
             "--max-tokens",
             "64",
         ],
-        capsys,
     )
     assert code == 2 and err.strip().startswith("error: --max-tokens applies to text models only"), err
-    code, out, _ = _run(["cache", "ls", "--cache-dir", str(cache)], capsys)
+    code, out, _ = cli(["cache", "ls", "--cache-dir", str(cache)])
     assert code == 0 and "complete" in out and "vision" in out
-    code, out, _ = _run(["cache", "verify", "--cache-dir", str(cache)], capsys)
+    code, out, _ = cli(["cache", "verify", "--cache-dir", str(cache)])
     assert code == 0 and "ok" in out
-    code, out, _ = _run(["cache", "rm", "*", "--yes", "--cache-dir", str(cache)], capsys)
+    code, out, _ = cli(["cache", "rm", "*", "--yes", "--cache-dir", str(cache)])
     assert code == 0 and not list(Path(cache).rglob("*.h5"))

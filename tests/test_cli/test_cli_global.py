@@ -12,33 +12,25 @@ import pytest
 from typer.testing import CliRunner
 
 from probe import __version__
-from probe.cli.main import app, main
+from probe.cli.main import app
 from probe.log import captured_library_warnings, warnings_summary_line
 
 
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `probe ARGS`, with rich's line wrapping undone."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), " ".join(out.split()), " ".join(err.split())
-
-
-def test_version(capsys):
-    code, out, _ = _run(["--version"], capsys)
+def test_version(cli):
+    code, out, _ = cli(["--version"], unwrap=True)
     assert code == 0 and out.strip() == f"probe {__version__}"
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"probe {__version__}"
 
 
-def test_global_cache_dir_is_used_and_a_commands_own_wins(tmp_path, capsys, monkeypatch):
+def test_global_cache_dir_is_used_and_a_commands_own_wins(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("PROBE_CACHE", str(tmp_path / "from-env"))
-    code, out, _ = _run(["--cache-dir", str(tmp_path / "global"), "cache", "ls"], capsys)
+    code, out, _ = cli(["--cache-dir", str(tmp_path / "global"), "cache", "ls"], unwrap=True)
     assert code == 0 and f"feature caches in {tmp_path / 'global'}" in out
     args = ["--cache-dir", str(tmp_path / "global"), "cache", "ls", "--cache-dir", str(tmp_path / "own")]
-    code, out, _ = _run(args, capsys)
+    code, out, _ = cli(args, unwrap=True)
     assert code == 0 and f"feature caches in {tmp_path / 'own'}" in out
-    code, out, _ = _run(["cache", "ls"], capsys)  # the previous call's global flag does not linger
+    code, out, _ = cli(["cache", "ls"], unwrap=True)  # the previous call's global flag does not linger
     assert code == 0 and f"feature caches in {tmp_path / 'from-env'}" in out
 
 
@@ -76,7 +68,9 @@ def test_warnings_are_counted_by_source_and_logged_not_printed(capsys, caplog):
     counts = [(w.category, w.package, w.count) for w in captured]
     assert counts == [("ConvergenceWarning", "sklearn", 3), ("UserWarning", "sklearn", 1)]
     assert captured[0].module.startswith("sklearn.") and "converge" in captured[0].message
-    line = "4 library warnings: 3 ConvergenceWarning from sklearn, 1 UserWarning from sklearn (--debug shows them)"
+    line = (
+        "4 library warnings: 3 ConvergenceWarning from sklearn, 1 UserWarning from sklearn (the DEBUG log shows them)"
+    )
     assert warnings_summary_line(captured) == line
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     debugs = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
@@ -105,7 +99,7 @@ def warning_command(monkeypatch):
         _sklearn_warnings(fits=2)
 
 
-def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_command, capsys, monkeypatch):
+def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_command, cli, monkeypatch):
     import probe.cli.main
 
     monkeypatch.setenv("COLUMNS", "400")  # one log record per line, whatever --debug adds beside it
@@ -113,13 +107,13 @@ def test_a_command_ends_with_one_warning_line_and_debug_shows_the_text(warning_c
     monkeypatch.setattr(probe.cli.main.err_console, "_width", 400)  # restored to auto-detection afterwards
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        code, _, err = _run(["sklearn-warnings"], capsys)
+        code, _, err = cli(["sklearn-warnings"], unwrap=True)
         assert code == 0
         assert "3 library warnings: 2 ConvergenceWarning from sklearn, 1 UserWarning from sklearn" in err
         assert "converge" not in err.replace("ConvergenceWarning", "") and "least populated" not in err
-        code, _, err = _run(["--debug", "sklearn-warnings"], capsys)
+        code, _, err = cli(["--debug", "sklearn-warnings"], unwrap=True)
         assert code == 0 and "2 x ConvergenceWarning at sklearn." in err and "least populated" in err
-        code, _, err = _run(["--quiet", "sklearn-warnings"], capsys)
+        code, _, err = cli(["--quiet", "sklearn-warnings"], unwrap=True)
         assert code == 0 and err == ""
 
 
@@ -187,4 +181,7 @@ def test_torchvision_fallback_warning_logged_at_import_is_counted(tmp_path):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, (ci, stderr)
         assert "requires torchvision" not in stderr, (ci, stderr)
-        assert "1 library warning: 1 logged warning from transformers (--debug shows them)" in stderr, (ci, stderr)
+        assert "1 library warning: 1 logged warning from transformers (the DEBUG log shows them)" in stderr, (
+            ci,
+            stderr,
+        )

@@ -11,20 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from probe.cli.main import main
-
 ROWS = 8
 
 
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
-
-
 def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
-    tiny_model_dir, tmp_path, capsys, monkeypatch
+    tiny_model_dir, tmp_path, cli, monkeypatch
 ) -> None:
     rng = np.random.default_rng(2)
     for i in range(ROWS):
@@ -39,7 +30,7 @@ def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
         )
     )
     vit, bert, cache = tiny_model_dir("vit"), tiny_model_dir("bert"), tmp_path / "cache"
-    code, _, err = _run(
+    code, _, err = cli(
         [
             "extract",
             "--model",
@@ -50,7 +41,6 @@ def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
             str(cache),
             "--no-progress",
         ],
-        capsys,
     )
     assert code == 0, err
 
@@ -59,7 +49,7 @@ def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the dry run loaded a model"))
     monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("the dry run touched the network"))
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    code, out, err = _run(
+    code, out, err = cli(
         [
             "linear",
             "--dry-run",
@@ -80,7 +70,6 @@ def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
             "--output",
             str(tmp_path / "out"),
         ],
-        capsys,
     )
     assert code == 0, err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written, no --output
@@ -97,7 +86,7 @@ def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
     assert "vision hidden states probed: 1-3 (3 of 4 stored; layers=1:)" in flat
     assert "caches: 1 exist, 1 new, needing 4.1 KB of disk" in flat and "gated" not in flat
 
-    code, out, err = _run(
+    code, out, err = cli(
         [
             "linear",
             "--dry-run",
@@ -112,6 +101,5 @@ def test_linear_dry_run_finds_the_existing_cache_and_sizes_the_new_one(
             "--cache-dir",
             str(cache),
         ],
-        capsys,
     )
     assert code == 2 and out == "" and err.startswith("error: --text-layer '4': state 4 does not exist")

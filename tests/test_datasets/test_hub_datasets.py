@@ -1,5 +1,6 @@
 """Hub datasets without the hub: coco-captions read from a local copy of the hub's parquet export, and every way
-of not reaching the hub ending in one message that names `--dataset openmoji`."""
+of not reaching the hub ending in one message that names the offline fallback: `dataset=openmoji` in the library,
+`--dataset openmoji` on the command line."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from probe.datasets import load_dataset, load_manifest
 from probe.datasets.catalog import COCO_CAPTIONS, DATASETS
 from probe.errors import InputError
 
-OPENMOJI_HINT = "--dataset openmoji"
+OPENMOJI_HINT = "dataset=openmoji"  # the library's words; the CLI shows "--dataset openmoji"
 
 
 def _jpeg(value: int) -> bytes:
@@ -76,7 +77,7 @@ def test_coco_export_with_another_row_count_is_refused(tmp_path, monkeypatch):
     export = tmp_path / "export"
     _write_export(export)
     monkeypatch.setattr(hub, "download_parquet_export", lambda spec, name: export)
-    with pytest.raises(InputError, match="gave 5 rows, not the 5000 expected.*--dataset openmoji"):
+    with pytest.raises(InputError, match="gave 5 rows, not the 5000 expected.*dataset=openmoji"):
         load_dataset("coco-captions", cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache" / "datasets" / "coco-captions" / "manifest.jsonl").exists()
 
@@ -141,12 +142,8 @@ def test_datasets_command_shows_the_row_counts():
     assert "varies" not in result.output
 
 
-def test_offline_align_with_the_default_dataset_says_use_openmoji(tmp_path, monkeypatch, capsys):
-    from probe.cli.main import main
-
+def test_offline_align_with_the_default_dataset_says_use_openmoji(tmp_path, monkeypatch, cli):
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["align", "-v", "tiny-ssl-vit", "-t", "minilm", "--cache-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "wit-1024" in err and OPENMOJI_HINT in err, err
+    code, _, err = cli(["align", "-v", "tiny-ssl-vit", "-t", "minilm", "--cache-dir", str(tmp_path)])
+    assert code == 2 and "wit-1024" in err and "--dataset openmoji" in err, err
     assert "pip install 'probe[hub]'" in " ".join(err.split())  # brackets survive rich's markup

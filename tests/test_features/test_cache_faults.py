@@ -112,16 +112,6 @@ def _wait_for(predicate, seconds: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from probe.cli.main import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env={**_env(), "COLUMNS": "250"},
-        **kw,
-    )
-
-
 def _key(name: str = "m") -> dict:
     return {
         "feature_version": 1,
@@ -222,7 +212,9 @@ def test_cache_rm_keeps_an_entry_whose_lock_is_held(tmp_path) -> None:
 # ---------------------------------------------------------------- kill -9 and stale files
 
 
-def test_kill_during_assembly_leaves_nothing_trusted_and_the_rerun_completes(tiny_model_dir, images, tmp_path) -> None:
+def test_kill_during_assembly_leaves_nothing_trusted_and_the_rerun_completes(
+    tiny_model_dir, images, tmp_path, cli
+) -> None:
     model = tiny_model_dir("dinov2")
     ref = (
         extract_features(model=str(model), dataset=images, cache_dir=tmp_path / "ref", batch_size=3, num_workers=0)
@@ -237,13 +229,13 @@ def test_kill_during_assembly_leaves_nothing_trusted_and_the_rerun_completes(tin
     (tmp,) = [p for p in cache.rglob("*.tmp")]
     entries = {e.state: e for e in list_entries(cache)}
     assert set(entries) == {"partial", "tmp"} and entries["tmp"].path == tmp and "interrupted" in entries["tmp"].note
-    ls = _cli(["cache", "ls", "--cache-dir", str(cache)])
-    assert ls.returncode == 0 and "stale .tmp" in ls.stdout and tmp.name in ls.stdout
+    ls = cli(["cache", "ls", "--cache-dir", str(cache)], subprocess=True)
+    assert ls.code == 0 and "stale .tmp" in ls.out and tmp.name in ls.out
 
     copy = tmp_path / "copy"
     shutil.copytree(cache, copy)
-    rm = _cli(["cache", "rm", "*", "--yes", "--cache-dir", str(copy)])
-    assert rm.returncode == 0 and "removed 2 entries" in rm.stdout, rm.stdout + rm.stderr
+    rm = cli(["cache", "rm", "*", "--yes", "--cache-dir", str(copy)], subprocess=True)
+    assert rm.code == 0 and "removed 2 entries" in rm.out, rm.out + rm.err
     assert [p for p in copy.rglob("*") if p.is_file()] == []
 
     res = extract_features(model=str(model), dataset=images, cache_dir=cache, batch_size=3, num_workers=0)
@@ -290,7 +282,7 @@ def tmpfs(tmp_path):
 
 
 def test_full_disk_while_writing_batches_is_one_line_and_the_rerun_completes(
-    tiny_model_dir, images, tmp_path, tmpfs
+    tiny_model_dir, images, tmp_path, tmpfs, cli
 ) -> None:
     model = tiny_model_dir("dinov2")
     ref = (
@@ -313,15 +305,15 @@ def test_full_disk_while_writing_batches_is_one_line_and_the_rerun_completes(
         "0",
         "--no-progress",
     ]
-    full = _cli(args)
-    lines = full.stderr.strip().splitlines()
-    assert full.returncode == 2 and len(lines) == 1, full.stderr
+    full = cli(args, subprocess=True)
+    lines = full.err.strip().splitlines()
+    assert full.code == 2 and len(lines) == 1, full.err
     assert (
         "writing batch file" in lines[0]
         and "No space left on device" in lines[0]
         and "free on the filesystem" in lines[0]
     )
-    assert "needed" in lines[0] and "Traceback" not in full.stderr
+    assert "needed" in lines[0] and "Traceback" not in full.err
     assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.h5"))
     kept = len(list(cache.rglob("batch-*.npz")))
     assert kept >= 1
@@ -377,7 +369,7 @@ def test_full_disk_during_an_import_is_one_line_and_leaves_nothing(images, tmp_p
     np.testing.assert_array_equal(FeatureCache(path).read(), x)
 
 
-def test_file_size_limit_during_assembly_is_one_line_not_a_crash(tiny_model_dir, images, tmp_path) -> None:
+def test_file_size_limit_during_assembly_is_one_line_not_a_crash(tiny_model_dir, images, tmp_path, cli) -> None:
     """RLIMIT_FSIZE gives a real EFBIG inside HDF5 while the free-space check passes: the HDF5 write fails in
     the forked assembler (where the library may crash), and the user sees one line. Works without root."""
     import resource
@@ -407,9 +399,9 @@ def test_file_size_limit_during_assembly_is_one_line_not_a_crash(tiny_model_dir,
         "0",
         "--no-progress",
     ]
-    proc = _cli(args, preexec_fn=limited)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    proc = cli(args, preexec_fn=limited, subprocess=True)
+    lines = proc.err.strip().splitlines()
+    assert proc.code == 2 and len(lines) == 1 and "Traceback" not in proc.err, proc.err
     assert "assembling" in lines[0] and ("File too large" in lines[0] or "crashed in HDF5" in lines[0]), lines[0]
     assert not list(cache.rglob("*.h5")) and not list(cache.rglob("*.tmp"))
     res = extract_features(model=str(model), dataset=images, cache_dir=cache, batch_size=3, num_workers=0)
@@ -417,7 +409,7 @@ def test_file_size_limit_during_assembly_is_one_line_not_a_crash(tiny_model_dir,
     np.testing.assert_array_equal(res.open().read(), ref.open().read())
 
 
-def test_unwritable_cache_folder_is_one_line(tiny_model_dir, images, tmp_path) -> None:
+def test_unwritable_cache_folder_is_one_line(tiny_model_dir, images, tmp_path, cli) -> None:
     if os.geteuid() == 0:
         # root ignores permission bits: make the folder unwritable with a read-only bind mount instead
         ro = tmp_path / "ro"
@@ -428,7 +420,7 @@ def test_unwritable_cache_folder_is_one_line(tiny_model_dir, images, tmp_path) -
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
     try:
-        proc = _cli(
+        proc = cli(
             [
                 "extract",
                 "--model",
@@ -440,12 +432,13 @@ def test_unwritable_cache_folder_is_one_line(tiny_model_dir, images, tmp_path) -
                 "--num-workers",
                 "0",
                 "--no-progress",
-            ]
+            ],
+            subprocess=True,
         )
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.err.strip().splitlines()
+    assert proc.code == 2 and len(lines) == 1 and "Traceback" not in proc.err, proc.err
     assert "Read-only file system" in lines[0] or "Permission denied" in lines[0]
     assert str(ro) in lines[0]
 
@@ -460,7 +453,7 @@ def test_values_changed_behind_the_checksums_are_refused_when_read(tmp_path) -> 
     cache = FeatureCache(path)  # opening is cheap and does not read layers
     np.testing.assert_array_equal(cache.layer(0).shape, (N_ROWS, D))
     with pytest.raises(
-        CacheError, match=rf"{path.name}: features/cls layer 1 does not match its stored checksum.*--overwrite always"
+        CacheError, match=rf"{path.name}: features/cls layer 1 does not match its stored checksum.*overwrite=always"
     ):
         cache.layer(1)
     with pytest.raises(CacheError, match="layer 1 does not match"):
@@ -490,7 +483,7 @@ def test_a_cache_copied_over_another_models_path_is_refused(tmp_path) -> None:
     a, b = _make_cache(tmp_path, name="a"), _make_cache(tmp_path, name="b")
     shutil.copyfile(a, b)
     with pytest.raises(
-        CacheError, match=r"holds the cache of another key \('a'.*copied or moved over this path.*--overwrite always"
+        CacheError, match=r"holds the cache of another key \('a'.*copied or moved over this path.*overwrite=always"
     ):
         FeatureCache(b)
     assert any("another key" in p for p in verify_cache(b))
@@ -529,29 +522,29 @@ def _damage(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "key-not-json", "features-wrong-rank", "checksums-missing"])
-def test_cache_commands_survive_a_damaged_file(tmp_path, how) -> None:
+def test_cache_commands_survive_a_damaged_file(tmp_path, how, cli) -> None:
     good, bad = _make_cache(tmp_path, name="good"), _make_cache(tmp_path, name="bad")
     _damage(bad, how)
-    with pytest.raises(CacheError, match=rf"{bad.name}.*--overwrite always"):
+    with pytest.raises(CacheError, match=rf"{bad.name}.*overwrite=always"):
         FeatureCache(bad)
-    ls = _cli(["cache", "ls", "--cache-dir", str(tmp_path)])
-    assert ls.returncode == 0 and "Traceback" not in ls.stderr, ls.stderr
-    assert "damaged" in ls.stdout and "complete" in ls.stdout and bad.name in ls.stdout
-    verify = _cli(["cache", "verify", "--cache-dir", str(tmp_path)])
-    assert verify.returncode == 1 and "Traceback" not in verify.stderr, verify.stderr
-    assert f"ok {good}" in verify.stdout and f"bad {bad}" in verify.stdout
-    rm = _cli(["cache", "rm", "bad", "--yes", "--cache-dir", str(tmp_path)])
-    assert rm.returncode == 0 and not bad.exists() and good.exists(), rm.stdout + rm.stderr
+    ls = cli(["cache", "ls", "--cache-dir", str(tmp_path)], subprocess=True)
+    assert ls.code == 0 and "Traceback" not in ls.err, ls.err
+    assert "damaged" in ls.out and "complete" in ls.out and bad.name in ls.out
+    verify = cli(["cache", "verify", "--cache-dir", str(tmp_path)], subprocess=True)
+    assert verify.code == 1 and "Traceback" not in verify.err, verify.err
+    assert f"ok {good}" in verify.out and f"bad {bad}" in verify.out
+    rm = cli(["cache", "rm", "bad", "--yes", "--cache-dir", str(tmp_path)], subprocess=True)
+    assert rm.code == 0 and not bad.exists() and good.exists(), rm.out + rm.err
 
 
 def test_a_damaged_cache_is_refused_by_extract_and_replaced_with_overwrite_always(
-    tiny_model_dir, images, tmp_path
+    tiny_model_dir, images, tmp_path, cli
 ) -> None:
     model = str(tiny_model_dir("vit"))
     first = extract_features(model=model, dataset=images, cache_dir=tmp_path, num_workers=0)
     ref = first.open().read()
     _damage(first.path, "key-not-json")
-    proc = _cli(
+    proc = cli(
         [
             "extract",
             "--model",
@@ -563,15 +556,16 @@ def test_a_damaged_cache_is_refused_by_extract_and_replaced_with_overwrite_alway
             "--num-workers",
             "0",
             "--no-progress",
-        ]
+        ],
+        subprocess=True,
     )
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert str(first.path) in proc.stderr.replace("\n", "") and "--overwrite always" in proc.stderr
+    assert proc.code == 2 and len(proc.err.strip().splitlines()) == 1, proc.err
+    assert str(first.path) in proc.err.replace("\n", "") and "--overwrite always" in proc.err
     again = extract_features(model=model, dataset=images, cache_dir=tmp_path, num_workers=0, overwrite="always")
     np.testing.assert_array_equal(again.open().read(), ref)
 
 
-def test_align_refuses_a_cache_with_a_nan_row_before_scoring(tiny_model_dir, images, tmp_path) -> None:
+def test_align_refuses_a_cache_with_a_nan_row_before_scoring(tiny_model_dir, images, tmp_path, cli) -> None:
     """The issue's case: a NaN row in one layer used to make align call the layer 'constant' and report a max
     from damaged data. Now align stops with one line naming the file, layer and row."""
     vision, text = str(tiny_model_dir("vit")), str(tiny_model_dir("bert"))
@@ -580,7 +574,7 @@ def test_align_refuses_a_cache_with_a_nan_row_before_scoring(tiny_model_dir, ima
     with h5py.File(damaged, "r+") as f:
         f["features/cls"][2, 6, :] = np.nan
     out = tmp_path / "out"
-    proc = _cli(
+    proc = cli(
         [
             "align",
             "--vision",
@@ -600,10 +594,11 @@ def test_align_refuses_a_cache_with_a_nan_row_before_scoring(tiny_model_dir, ima
             "--topk",
             "3",
             "--no-progress",
-        ]
+        ],
+        subprocess=True,
     )
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]  # align also logs INFO lines
-    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.err.splitlines() if line.startswith("error:")]  # align also logs INFO lines
+    assert proc.code == 2 and len(errors) == 1 and "Traceback" not in proc.err, proc.err
     assert (
         damaged.name in errors[0]
         and "layer 2 has NaN/Inf values in rows 6 ('row6')" in errors[0]

@@ -367,26 +367,22 @@ def test_two_shards_fill_one_cache_equal_to_a_single_process(tiny_model_dir, tin
     np.testing.assert_array_equal(second.open().read(), single)
 
 
-def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tiny_model_dir, tiny_dataset, tmp_path, capsys) -> None:
-    from probe.cli.main import main
-
+def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tiny_model_dir, tiny_dataset, tmp_path, cli) -> None:
     taken = tmp_path / "taken"
     taken.write_text("not a folder")
-    with pytest.raises(SystemExit) as info:
-        main(
-            [
-                "extract",
-                "--model",
-                str(tiny_model_dir("vit")),
-                "--dataset",
-                str(tiny_dataset),
-                "--cache-dir",
-                str(taken),
-                "--no-progress",
-            ]
-        )
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and "--cache-dir" in err and "is an existing file" in err and "Traceback" not in err
+    code, _, err = cli(
+        [
+            "extract",
+            "--model",
+            str(tiny_model_dir("vit")),
+            "--dataset",
+            str(tiny_dataset),
+            "--cache-dir",
+            str(taken),
+            "--no-progress",
+        ]
+    )
+    assert code == 2 and "--cache-dir" in err and "is an existing file" in err and "Traceback" not in err
     assert taken.read_text() == "not a folder"
 
 

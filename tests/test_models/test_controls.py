@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from probe.cli.main import main
 from probe.errors import InputError, ModelError
 from probe.features.extract import extract_features
 from probe.features.format import model_key
@@ -122,12 +121,10 @@ def test_pixel_control_is_a_loaded_model_stand_in(tmp_path):
         loaded.encode(loaded.collate(images), pools=["last"])
 
 
-def test_probe_models_lists_the_pixel_controls(capsys, monkeypatch):
+def test_probe_models_lists_the_pixel_controls(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["models", "pixels*"])
-    out = capsys.readouterr().out
-    assert int(exit_info.value.code or 0) == 0
+    code, out, _ = cli(["models", "pixels*"])
+    assert code == 0
     assert "3 model(s) matching 'pixels*'" in out
     for size in (8, 16, 32):
         assert f"pixels-{size} " in out and f" {3 * size * size} " in out  # one state of 3 s^2 values
@@ -196,7 +193,7 @@ def test_extract_seed_goes_into_the_key_and_the_features(tiny_model_dir, image_m
     assert default.key["model"]["base"]["name"] == folder.name
     last = default.open().num_layers - 1
     assert not np.allclose(default.open().layer(last), seed3.open().layer(last), atol=1e-3)
-    with pytest.raises(InputError, match="--seed 3 applies to random-init models only"):
+    with pytest.raises(InputError, match="seed=3 applies to random-init models only"):
         extract_features(model=str(folder), dataset=image_manifest, cache_dir=tmp_path, device="cpu", seed=3)
 
 
@@ -245,11 +242,11 @@ def test_bad_random_init_names_say_what_to_do(name, match):
         resolve_model(name)
 
 
-def test_bad_random_init_name_is_one_red_line_in_the_cli(capsys, image_manifest, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["extract", "-m", "random-init:webssl-dino1", "-d", str(image_manifest), "--cache-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "random-init:webssl-dino" in err and "Traceback" not in err
+def test_bad_random_init_name_is_one_red_line_in_the_cli(cli, image_manifest, tmp_path):
+    code, _, err = cli(
+        ["extract", "-m", "random-init:webssl-dino1", "-d", str(image_manifest), "--cache-dir", str(tmp_path)]
+    )
+    assert code == 2 and "random-init:webssl-dino" in err and "Traceback" not in err
 
 
 def test_twin_of_a_hub_model_needs_its_config_and_says_so_offline(tmp_path):

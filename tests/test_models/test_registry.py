@@ -62,7 +62,7 @@ def test_webssl_pattern_lists_exactly_the_webssl_family_sorted():
 
 
 def test_webssl_family_is_complete():
-    # The published family (guide section 8): 13 DINO checkpoints and 5 MAE ones, each registered once.
+    # The published WebSSL family (facebook/webssl-*): 13 DINO checkpoints and 5 MAE ones, each registered once.
     dino = {s.hub_id for s in all_specs() if s.family == "webssl-dino"}
     mae = {s.hub_id for s in all_specs() if s.family == "webssl-mae"}
     assert (len(dino), len(mae)) == (13, 5)

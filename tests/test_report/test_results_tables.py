@@ -131,16 +131,7 @@ def test_bad_inputs(tmp_path) -> None:
         load(tmp_path / "other.json")
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from probe.cli.main import main
-
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
-
-
-def test_compare_two_runs(tmp_path, capsys, monkeypatch) -> None:
+def test_compare_two_runs(tmp_path, cli, monkeypatch) -> None:
     """B is A with one score raised by 0.05 and written by a newer probe run: the difference is exactly that,
     the table fits 80 columns, the CSV holds every shared (vision, text, metric) and says 'unpaired'."""
     import pandas as pd
@@ -151,7 +142,7 @@ def test_compare_two_runs(tmp_path, capsys, monkeypatch) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "align-b.json").write_text(json.dumps(record))
     monkeypatch.setenv("COLUMNS", "80")
-    code, out, err = _cli(["compare", str(DEMO_ALIGN), str(tmp_path / "b"), "--csv", str(tmp_path / "c.csv")], capsys)
+    code, out, err = cli(["compare", str(DEMO_ALIGN), str(tmp_path / "b"), "--csv", str(tmp_path / "c.csv")])
     assert code == 0, err
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "tiny-ssl-vit vs minilm" in out and "+0.050" in out and "unpaired" in out
@@ -161,6 +152,6 @@ def test_compare_two_runs(tmp_path, capsys, monkeypatch) -> None:
     assert list(changed.metric) == ["cka"] and changed.difference.iloc[0] == pytest.approx(0.05)
 
 
-def test_compare_nothing_shared(tmp_path, capsys) -> None:
-    code, _, err = _cli(["compare", str(DEMO_ALIGN), str(PIXELS_ALIGN)], capsys)
+def test_compare_nothing_shared(tmp_path, cli) -> None:
+    code, _, err = cli(["compare", str(DEMO_ALIGN), str(PIXELS_ALIGN)])
     assert code == 2 and "share no (vision, text, metric)" in err

@@ -10,22 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from probe.cli.main import main
-
 N = 40
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
-
-
-def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
+def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, cli, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     out_dir = tmp_path / "out"
-    code, out, err = _cli(
+    code, out, err = cli(
         [
             "align",
             "--vision",
@@ -46,7 +37,6 @@ def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, mo
             "5",
             "--no-progress",
         ],
-        capsys,
     )
     assert code == 0, err
     assert "mutual_knn" in out and "calib." in out and "<0.05" in out  # p at its floor 1/21
@@ -77,8 +67,8 @@ def test_align_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, mo
         (["--metric", "mutual_knn,ckaa"], "did you mean 'cka'"),
     ],
 )
-def test_align_bad_flags(tiny_model_dir, labelled_dataset, tmp_path, capsys, args, message) -> None:
-    code, _, err = _cli(
+def test_align_bad_flags(tiny_model_dir, labelled_dataset, tmp_path, cli, args, message) -> None:
+    code, _, err = cli(
         [
             "align",
             "--vision",
@@ -98,13 +88,12 @@ def test_align_bad_flags(tiny_model_dir, labelled_dataset, tmp_path, capsys, arg
             "0",
             *args,
         ],
-        capsys,
     )
     assert code == 2 and message.lower() in err.lower(), err
 
 
-def test_align_refuses_swapped_modalities(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
-    code, _, err = _cli(
+def test_align_refuses_swapped_modalities(tiny_model_dir, labelled_dataset, tmp_path, cli) -> None:
+    code, _, err = cli(
         [
             "align",
             "--vision",
@@ -117,15 +106,14 @@ def test_align_refuses_swapped_modalities(tiny_model_dir, labelled_dataset, tmp_
             str(tmp_path),
             "--no-progress",
         ],
-        capsys,
     )
     assert code == 2 and "is a text model" in err
 
 
-def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch) -> None:
+def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, cli, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     out_dir = tmp_path / "out"
-    code, out, err = _cli(
+    code, out, err = cli(
         [
             "linear",
             "--vision",
@@ -142,7 +130,6 @@ def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, capsys, m
             str(out_dir),
             "--no-progress",
         ],
-        capsys,
     )
     assert code == 0, err
     (results,) = (out_dir / "latest").glob("linear-*.json")
@@ -171,7 +158,7 @@ def test_ridge_target_is_clamped_and_l2_normalised_as_for_alignment(tiny_model_d
     np.testing.assert_allclose(target, expected, atol=1e-6)
 
 
-def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, cli) -> None:
     base = [
         "linear",
         "--vision",
@@ -182,14 +169,14 @@ def test_linear_bad_inputs(tiny_model_dir, labelled_dataset, tmp_path, capsys) -
         str(tmp_path),
         "--no-progress",
     ]
-    code, _, err = _cli(base + ["--labels", "shape"], capsys)
+    code, _, err = cli(base + ["--labels", "shape"])
     assert code == 2 and "'shape' is missing" in err and "colour" in err
-    code, _, err = _cli(base, capsys)
+    code, _, err = cli(base)
     assert code == 2 and "nothing to probe" in err
 
 
 def test_scores_are_reused_until_inputs_settings_or_overwrite_change(
-    tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch
+    tiny_model_dir, labelled_dataset, tmp_path, cli, monkeypatch
 ) -> None:
     import probe.runs.align
 
@@ -216,7 +203,7 @@ def test_scores_are_reused_until_inputs_settings_or_overwrite_change(
     ]
     outs = []
     for extra in ([], [], ["--topk", "3"], ["--overwrite", "always"]):
-        code, _, err = _cli(base + extra, capsys)
+        code, _, err = cli(base + extra)
         assert code == 0, err
         outs.append(next((tmp_path / "o" / "latest").glob("align-*.json")).read_text())
     assert len(calls) == 3  # the second run read the first one's scores; new k and --overwrite always recompute
@@ -224,7 +211,7 @@ def test_scores_are_reused_until_inputs_settings_or_overwrite_change(
     assert first == second
 
 
-def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_path, cli) -> None:
     """Two align runs with different settings into one --output: two run folders, each with its own JSON and
     PNGs whose paths point inside it; `latest` names the second; nothing of the first changed."""
     out = tmp_path / "o"
@@ -248,10 +235,10 @@ def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_p
         "--metric",
         "mutual_knn",
     ]
-    assert _cli(base + ["--topk", "3"], capsys)[0] == 0
+    assert cli(base + ["--topk", "3"])[0] == 0
     (first,) = [p for p in out.iterdir() if p.name.startswith("align-")]
     before = {p: p.read_bytes() for p in first.iterdir()}
-    assert _cli(base + ["--topk", "5"], capsys)[0] == 0
+    assert cli(base + ["--topk", "5"])[0] == 0
     runs = sorted(p for p in out.iterdir() if p.name.startswith("align-"))
     assert len(runs) == 2 and (out / "latest").resolve() == runs[1].resolve() != first.resolve()
     assert {p: p.read_bytes() for p in first.iterdir()} == before
@@ -263,9 +250,7 @@ def test_runs_never_overwrite_each_other(tiny_model_dir, labelled_dataset, tmp_p
     assert not list(out.rglob("*.tmp"))
 
 
-def test_controls_reach_the_table_and_compare_pairs_subsamples(
-    tiny_model_dir, labelled_dataset, tmp_path, capsys
-) -> None:
+def test_controls_reach_the_table_and_compare_pairs_subsamples(tiny_model_dir, labelled_dataset, tmp_path, cli) -> None:
     """An align run with --controls: the loaded table has the model's comparison with its best control, the
     control's own rows and the ceiling; comparing two runs on the same rows gives a paired interval."""
     import probe
@@ -293,7 +278,7 @@ def test_controls_reach_the_table_and_compare_pairs_subsamples(
         "pixels-8",
         "--no-progress",
     ]
-    code, out, err = _cli(base + ["--output", str(tmp_path / "a")], capsys)
+    code, out, err = cli(base + ["--output", str(tmp_path / "a")])
     assert code == 0, err
     assert "against the best control" in out and "control: pixels-8" in out and "ceiling" in out
     table = probe.load_results(tmp_path / "a")
@@ -301,19 +286,19 @@ def test_controls_reach_the_table_and_compare_pairs_subsamples(
     model = table[table.role == "model"]
     assert set(model.best_control) == {"pixels-8"} and model.control_diff_low.notna().all()
     assert (model.above_control == (model.control_diff_low > 0)).all()
-    code, _, err = _cli(base + ["--output", str(tmp_path / "b"), "--overwrite", "always"], capsys)
+    code, _, err = cli(base + ["--output", str(tmp_path / "b"), "--overwrite", "always"])
     assert code == 0, err
     diff = compare(tmp_path / "a", tmp_path / "b")
     assert (diff.paired == "paired").all() and (diff.difference == 0).all()
     assert (diff.diff_low == 0).all() and (diff.diff_high == 0).all()  # same rows, same subsets, same scores
 
 
-def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_dataset, tmp_path, capsys) -> None:
+def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_dataset, tmp_path, cli) -> None:
     from probe.runs.sizes import nested_subsets
 
     small, large = nested_subsets(N, (20, 30), seed=0)
     assert set(small) <= set(large) and len(set(large)) == 30  # nested, without repeats
-    code, out, err = _cli(
+    code, out, err = cli(
         [
             "align",
             "--vision",
@@ -338,7 +323,6 @@ def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_datas
             f"20,{N}",
             "--no-progress",
         ],
-        capsys,
     )
     assert code == 0, err
     assert "at several N" in out and "compare calibrated" in out
@@ -351,7 +335,7 @@ def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_datas
     assert rows[N]["best"] == pytest.approx(full["best_score"])
     (plot,) = record["results"]["sizes"]["plots"].values()
     assert Path(plot).is_file() and Path(plot).stat().st_size > 1000
-    code, _, err = _cli(
+    code, _, err = cli(
         [
             "align",
             "--vision",
@@ -366,6 +350,5 @@ def test_sizes_score_nested_subsets_and_plot_them(tiny_model_dir, labelled_datas
             "10,99999",
             "--no-progress",
         ],
-        capsys,
     )
     assert code == 2 and "--sizes 99999" in err

@@ -7,12 +7,10 @@ import json
 
 import pytest
 
-from probe.cli.main import main
-
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path, capsys, monkeypatch) -> None:
+def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path, cli, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)  # `--threads 1` sets them; restore them for later tests' subprocesses
@@ -30,10 +28,8 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
         str(session_cache_dir),
         "--no-progress",
     ]
-    with pytest.raises(SystemExit) as info:
-        main(args + ["--output", str(tmp_path / "out")])
-    out, err = capsys.readouterr()
-    assert info.value.code == 0, err
+    code, out, err = cli(args + ["--output", str(tmp_path / "out")])
+    assert code == 0, err
     assert "is the model trained without text above what no learning gives?" in out
     (demo_file,) = (tmp_path / "out" / "latest").glob("demo-*.json")  # the run folder of this run
     summary = json.loads(demo_file.read_text())["results"]["summary"]
@@ -62,16 +58,12 @@ def test_demo_runs_end_to_end_then_reuses_everything(session_cache_dir, tmp_path
     assert len(list((tmp_path / "out").rglob("*.png"))) == (3 * 2 + 1) * 4
 
     # The demo preset (`probe study demo`) needs exactly the caches this run made: the plan finds them all.
-    with pytest.raises(SystemExit) as info:
-        main(["plan", "demo", "--limit", "96", "--cache-dir", str(session_cache_dir)])
-    plan_out, _ = capsys.readouterr()
-    assert info.value.code == 0 and "caches: 5 exist, 0 new" in plan_out
+    code, plan_out, _ = cli(["plan", "demo", "--limit", "96", "--cache-dir", str(session_cache_dir)])
+    assert code == 0 and "caches: 5 exist, 0 new" in plan_out
 
     # Second run: every feature cache and score is reused, and the numbers are identical.
-    with pytest.raises(SystemExit) as info:
-        main(args + ["--output", str(tmp_path / "again")])
-    _, err2 = capsys.readouterr()
-    assert info.value.code == 0
+    code, _, err2 = cli(args + ["--output", str(tmp_path / "again")])
+    assert code == 0
     assert "extracted" not in err2 and "reusing align scores" in err2
     (again,) = (tmp_path / "again" / "latest").glob("demo-*.json")
     assert json.loads(again.read_text())["results"]["summary"] == summary

@@ -9,20 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from probe.cli.main import main
 from probe.errors import InputError
 from probe.models.names import RANDOM_INIT_PREFIX, registered, resolve_model
 from probe.runs.plan import plan_study
 from probe.runs.study import StudySettings, list_presets, load_study
 
 N = 40
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 def _write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
@@ -94,16 +86,16 @@ def test_study_file_errors_name_the_file_and_key(tmp_path, change, message) -> N
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-def test_study_errors_are_one_line_on_the_command_line(tmp_path, capsys) -> None:
+def test_study_errors_are_one_line_on_the_command_line(tmp_path, cli) -> None:
     path = _write(tmp_path, GOOD.replace('"minilm"', '"llama9"'))
-    code, out, err = _cli(["plan", str(path), "--cache-dir", str(tmp_path / "cache")], capsys)
+    code, out, err = cli(["plan", str(path), "--cache-dir", str(tmp_path / "cache")])
     assert code == 2 and out == ""
     assert err.strip().startswith("error:") and "unknown model 'llama9'" in err and str(path) in err.replace("\n", "")
-    code, _, err = _cli(["study", "no-such-preset"], capsys)
+    code, _, err = cli(["study", "no-such-preset"])
     assert code == 2 and "presets: demo, prh, webssl-scaling" in err.replace("\n", " ")
 
 
-def test_presets_parse_and_name_only_registered_models(capsys) -> None:
+def test_presets_parse_and_name_only_registered_models(cli) -> None:
     assert set(list_presets()) == {"demo", "prh", "webssl-scaling"}
     for name in list_presets():
         spec = load_study(name)
@@ -126,7 +118,7 @@ def test_presets_parse_and_name_only_registered_models(capsys) -> None:
     assert {"dinov2-giant", "clip-vit-l14", "metaclip-l14"} <= set(webssl.vision)
     assert webssl.text == ("llama3",) and webssl.datasets == ("wit-1024",)
     assert webssl.controls == ("pixels-16", "random-init")
-    code, out, _ = _cli(["study", "--list"], capsys)
+    code, out, _ = cli(["study", "--list"])
     assert code == 0 and all(line.split()[0] in list_presets() for line in out.splitlines() if not line.startswith(" "))
     assert max(map(len, out.splitlines())) <= 80
 
@@ -154,7 +146,7 @@ def test_demo_preset_is_what_probe_demo_runs() -> None:
     assert (s.pool_vision, s.pool_text) == (None, None)
 
 
-def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, capsys, monkeypatch) -> None:
+def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, cli, monkeypatch) -> None:
     import probe.models.loading as loading
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the plan loaded a model"))
@@ -170,17 +162,17 @@ def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, cap
     assert dino7b.states == 33 and dino7b.width == 4096
     assert plan.new_bytes == sum(c.bytes for c in plan.caches) and 10e9 < plan.new_bytes < 15e9
     assert plan.model_pairs == 43 and plan.extract_seconds > 0 and plan.align_seconds > 0
-    code, out, err = _cli(["plan", "webssl-scaling", "--cache-dir", str(tmp_path)], capsys)
+    code, out, err = cli(["plan", "webssl-scaling", "--cache-dir", str(tmp_path)])
     assert code == 0, err
     assert max(map(len, out.splitlines())) <= 80
     assert "webssl-mae3b-full2b-224" in out and "llama3" in out and "gated" in out and "ASSUMED rates" in out
     assert "12.7 GB" in out and "not downloaded yet" in out
-    code, out2, _ = _cli(["study", "webssl-scaling", "--dry-run", "--cache-dir", str(tmp_path)], capsys)
+    code, out2, _ = cli(["study", "webssl-scaling", "--dry-run", "--cache-dir", str(tmp_path)])
     assert code == 0 and out2 == out and not (Path("probe-studies")).exists()
 
 
-def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, capsys) -> None:
-    code, out, err = _cli(
+def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, cli) -> None:
+    code, out, err = cli(
         [
             "demo",
             "--dry-run",
@@ -193,7 +185,6 @@ def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, capsys) -
             "--output",
             str(tmp_path / "out"),
         ],
-        capsys,
     )
     assert code == 0, err
     assert out.startswith("study demo") and "N = 96" in out and "permutations=10" in out
@@ -202,7 +193,7 @@ def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, capsys) -
 
 
 def test_tiny_study_runs_into_one_folder_then_reuses_everything(
-    tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch
+    tiny_model_dir, labelled_dataset, tmp_path, cli, monkeypatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     study = _write(
@@ -227,7 +218,7 @@ seed = 1
     )
     cache, out = tmp_path / "cache", tmp_path / "studies"
     args = ["study", str(study), "--cache-dir", str(cache), "--output", str(out), "--no-progress"]
-    code, stdout, err = _cli(args, capsys)
+    code, stdout, err = cli(args)
     assert code == 0, err
     first = (out / "latest").resolve()
     assert first.name.startswith("study-tiny-") and f"study tiny: {first}" in stdout
@@ -248,10 +239,10 @@ seed = 1
     assert "extracted" in err
 
     # The plan now finds every cache the study made.
-    code, plan_out, _ = _cli(["plan", str(study), "--cache-dir", str(cache)], capsys)
+    code, plan_out, _ = cli(["plan", str(study), "--cache-dir", str(cache)])
     assert code == 0 and "0 new" in plan_out and " new " not in plan_out.split("caches:")[0]
     # So does `probe align --dry-run` with the same models as flags (the same cache keys), and it writes nothing.
-    code, align_plan, err = _cli(
+    code, align_plan, err = cli(
         [
             "align",
             "--vision",
@@ -270,13 +261,12 @@ seed = 1
             "--output",
             str(tmp_path / "nothing"),
         ],
-        capsys,
     )
     assert code == 0, err
     assert "caches: 5 exist, 0 new" in align_plan and not (tmp_path / "nothing").exists()
 
     # Second run: a new study folder, nothing extracted, every score read from the score cache, same numbers.
-    code, _, err2 = _cli(args, capsys)
+    code, _, err2 = cli(args)
     assert code == 0, err2
     second = (out / "latest").resolve()
     assert second != first and (first / "report.html").is_file()
@@ -290,7 +280,7 @@ seed = 1
 
 
 def test_study_killed_mid_extraction_resumes_from_what_it_finished(
-    tiny_model_dir, labelled_dataset, tmp_path, capsys, monkeypatch
+    tiny_model_dir, labelled_dataset, tmp_path, cli, monkeypatch
 ) -> None:
     """A real kill -9 of `probe study` while it extracts, then the same command: it completes, and extracts only
     the caches the killed run had not finished. The killed run's folder is left without a report and `latest`
@@ -341,7 +331,7 @@ subsamples = 0
     (killed,) = out.glob("study-killed-*")
     assert not (killed / "report.html").exists() and not (out / "latest").exists()
 
-    code, _, err = _cli(args, capsys)
+    code, _, err = cli(args)
     assert code == 0, err
     done = (out / "latest").resolve()
     assert done != killed and (done / "report.html").is_file()
