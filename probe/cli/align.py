@@ -93,10 +93,11 @@ def align(
 ) -> None:
     """Score how well each vision model's geometry matches each language model's, at every layer pair."""
     from probe.align.settings import AlignSettings
+    from probe.features.settings import ExtractSettings
     from probe.progress import rich_progress
     from probe.report.terminal import render_align
     from probe.runs.align import run_align
-    from probe.runs.inputs import ExtractOptions, split_models
+    from probe.runs.inputs import split_models
     from probe.runs.sizes import parse_sizes
 
     settings = AlignSettings(
@@ -110,7 +111,7 @@ def align(
         denominator_epsilon=cka_epsilon,
         path=path,
     )
-    options = ExtractOptions(
+    options = ExtractSettings(
         cache_dir=opt.cache_dir_or_default(cache_dir),
         device=device,
         dtype=dtype,

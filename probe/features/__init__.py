@@ -1,8 +1,8 @@
 """Features: model hidden states over a dataset, pooled and cached in HDF5, read back layer by layer.
 
-`extract` runs a model over a dataset into a cache, `writer` writes it crash-safely, `cache` reads it
-(`FeatureCache`), `format` names it (the key, the path, the checksums), `inventory` lists and checks what a
-cache folder holds, `layers` parses `--layers` specs.
+`extract` runs a model over a dataset into a cache as its `settings` say (`ExtractSettings`), `writer` writes it
+crash-safely, `cache` reads it (`FeatureCache`), `format` names it (the key, the path, the checksums), `inventory`
+lists and checks what a cache folder holds, `layers` parses `--layers` specs.
 """
 
 from probe.features.cache import FeatureCache, check_paired
@@ -10,9 +10,11 @@ from probe.features.extract import ExtractResult, Shard, extract_features
 from probe.features.format import default_cache_dir
 from probe.features.inventory import list_entries, verify_cache
 from probe.features.layers import parse_layers
+from probe.features.settings import ExtractSettings
 
 __all__ = [
     "ExtractResult",
+    "ExtractSettings",
     "FeatureCache",
     "Shard",
     "check_paired",

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from probe.align.settings import AlignSettings
+from probe.features.settings import ExtractSettings
 from probe.progress import ProgressCallback
 from probe.runs.align import AlignRun, run_align
 from probe.runs.checks import check_run_request
-from probe.runs.inputs import ExtractOptions
 from probe.runs.linear import LinearRun, LinearSettings, run_linear
 from probe.runs.outputs import new_run_folder, point_latest
 
@@ -177,7 +177,7 @@ def run_demo(
     under `output` (`<output>/demo-<time>/`, with the alignment and probe runs as run folders inside it)."""
     from probe.results import write_results
 
-    options = ExtractOptions(cache_dir=Path(cache_dir), device=settings.device, limit=settings.limit)
+    options = ExtractSettings(cache_dir=Path(cache_dir), device=settings.device, limit=settings.limit)
     check_run_request(cache_dir=options.cache_dir, output=output)  # before any model or data
     run_dir = new_run_folder(output, "demo") if output is not None else None
     align = run_align(

@@ -398,10 +398,10 @@ def run_study(
     """
     from probe.align.settings import AlignSettings
     from probe.errors import write_atomic
+    from probe.features.settings import ExtractSettings
     from probe.log import logger
     from probe.runs.align import run_align
     from probe.runs.checks import check_run_request
-    from probe.runs.inputs import ExtractOptions
     from probe.runs.linear import LinearSettings, run_linear
     from probe.runs.outputs import new_run_folder, point_latest
     from probe.runs.report import write_report
@@ -411,7 +411,7 @@ def run_study(
     folder = new_run_folder(Path(output), f"study-{spec.name}")
     write_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
     run = StudyRun(spec, folder)
-    options = ExtractOptions(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit, layers=s.layers)
+    options = ExtractSettings(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit, layers=s.layers)
     align_settings = AlignSettings(
         metrics=spec.metrics, k=s.k, permutations=s.permutations, subsamples=s.subsamples, seed=s.seed, device=s.device
     )

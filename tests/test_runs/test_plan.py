@@ -113,7 +113,8 @@ def measured_cache(tmp_path_factory):
     import numpy as np
     from PIL import Image
 
-    from probe.runs.inputs import ExtractOptions, ensure_cache, open_dataset
+    from probe.features.settings import ExtractSettings
+    from probe.runs.inputs import ensure_cache, open_dataset
 
     root = tmp_path_factory.mktemp("measured")
     rng = np.random.default_rng(1)
@@ -123,7 +124,7 @@ def measured_cache(tmp_path_factory):
     manifest.write_text(
         "".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"a photo {i}"}) + "\n" for i in range(ROWS))
     )
-    options = ExtractOptions(cache_dir=root / "cache", device="cpu")
+    options = ExtractSettings(cache_dir=root / "cache", device="cpu")
     ensure_cache("tiny-ssl-vit", open_dataset(manifest, options), pool=None, options=options, modality="vision")
     return root / "cache", manifest
 
