@@ -126,6 +126,7 @@ def align(
     )
     if dry_run:
         from probe.runs.plan import print_flags_plan
+        from probe.runs.study import StudySettings
 
         typer.echo(
             print_flags_plan(
@@ -133,19 +134,9 @@ def align(
                 vision=split_models(vision, param="vision"),
                 text=split_models(text, param="text"),
                 dataset=dataset,
-                metrics=settings.metrics,
                 controls=split_models(controls, param="controls") if controls.strip() else (),
                 cache_dir=options.cache_dir,
-                k=topk,
-                permutations=permutations,
-                subsamples=subsamples,
-                limit=limit,
-                seed=seed,
-                pool_vision=pool_vision,
-                pool_text=pool_text,
-                device=device,
-                dtype=dtype,
-                layers=layers,
+                settings=StudySettings(align=settings, extract=options, pool_vision=pool_vision, pool_text=pool_text),
             ),
             nl=False,
         )

@@ -40,8 +40,8 @@ def demo(
         spec = load_study("demo")
         spec = replace(
             spec,
-            settings=replace(
-                spec.settings, limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device
+            settings=spec.settings.with_keys(
+                limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device
             ),
         )
         typer.echo(format_plan(plan_study(spec, cache_dir=opt.cache_dir_or_default(cache_dir))), nl=False)

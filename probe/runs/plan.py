@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from probe.errors import human_bytes
-from probe.runs.study import StudySpec
+from probe.runs.study import StudySettings, StudySpec
 
 # Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
 # the forward pass) and GUIDE §12 (end to end, h5py writes of the cache ~50 MB/s), alignment from
@@ -543,11 +543,11 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
 
 
 def print_flags_plan(
-    *, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any, cache_dir: Path, **settings: Any
+    *, command: str, vision: Any, text: Any, dataset: str, controls: Any, cache_dir: Path, settings: StudySettings
 ) -> str:
-    """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study.
-    `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
-    from probe.runs.study import StudySettings, StudySpec, check_model
+    """The plan text of a `probe align` command line (`--dry-run`): its flags as a one-dataset study, whose
+    `settings` are the command's own (its `AlignSettings`, `ExtractSettings` and pools)."""
+    from probe.runs.study import StudySpec, check_model
 
     here = Path.cwd()
     vision = [check_model(v, modality="vision", where="vision", base_dir=here) for v in vision]
@@ -562,9 +562,8 @@ def print_flags_plan(
         vision=tuple(vision),
         text=tuple(text),
         datasets=(str(dataset),),
-        metrics=tuple(metrics),
         controls=tuple(controls),
-        settings=StudySettings(**settings),
+        settings=settings,
     )
     return format_plan(plan_study(spec, cache_dir=cache_dir))
 
@@ -582,7 +581,7 @@ def print_linear_plan(
 ) -> str:
     """The plan text of a `probe linear` command line (`--dry-run`): its flags as a one-dataset study of probes
     only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
-    `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
+    `settings` are study-file keys (limit, seed, pool_vision, pool_text, device, dtype); the caches store
     every hidden state, as `probe linear` extracts them."""
     from probe.runs.linear import check_request
     from probe.runs.study import ProbeSpec, StudySettings, StudySpec, check_model
@@ -602,8 +601,7 @@ def print_linear_plan(
         vision=(),
         text=(),
         datasets=(str(dataset),),
-        metrics=(),
         probes=probes,
-        settings=StudySettings(**settings),
+        settings=StudySettings().with_keys(metrics=(), **settings),
     )
     return format_plan(plan_study(spec, cache_dir=cache_dir))

@@ -25,9 +25,8 @@ def _linear_spec(**probes) -> StudySpec:
         vision=(),
         text=(),
         datasets=("wit-1024",),
-        metrics=(),
         probes=ProbeSpec(**probes),
-        settings=StudySettings(device="cuda"),
+        settings=StudySettings().with_keys(metrics=(), device="cuda"),
     )
 
 
@@ -135,9 +134,8 @@ def _cpu_linear(manifest, **probes) -> StudySpec:
         vision=(),
         text=(),
         datasets=(str(manifest),),
-        metrics=(),
         probes=ProbeSpec(vision=("tiny-ssl-vit",), **probes),
-        settings=StudySettings(device="cpu"),
+        settings=StudySettings().with_keys(metrics=(), device="cpu"),
     )
 
 
@@ -209,8 +207,9 @@ def test_plan_times_new_caches_from_this_machines_measured_rate(measured_cache, 
         vision=("tiny-ssl-vit",),
         text=("minilm",),
         datasets=(str(manifest),),
-        metrics=("cka",),
-        settings=StudySettings(device="cuda", dtype="bfloat16", permutations=1, subsamples=0),
+        settings=StudySettings().with_keys(
+            metrics=("cka",), device="cuda", dtype="bfloat16", permutations=1, subsamples=0
+        ),
     )
     plan = plan_study(spec, cache_dir=cache)
     assert plan.measured.extractions == 1 and plan.measured.flops_per_s == pytest.approx(vit_flops / 50.0)
