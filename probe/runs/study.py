@@ -160,8 +160,8 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study as declared: the grid and its settings. `source` is the file it came from; `toml` its text, as
-    read (copied into the study folder)."""
+    """A study as declared: the grid and its settings (the grid's metrics are kept in `settings.align`, and read
+    as `metrics`). `source` is the file it came from; `toml` its text, as read (copied into the study folder)."""
 
     name: str
     vision: tuple[str, ...]
