@@ -25,6 +25,7 @@ _ENTRY_POINTS = {
     "list_models": "probe.models:list_models",
     "load_model": "probe.models.loading:load_model",
     "extract_features": "probe.features.extract:extract_features",
+    "ExtractSettings": "probe.features.settings:ExtractSettings",
     "FeatureCache": "probe.features.cache:FeatureCache",
     "AlignSettings": "probe.align.settings:AlignSettings",
     "alignment_matrices": "probe.align.engine:alignment_matrices",

@@ -98,10 +98,11 @@ def align(
 ) -> None:
     """Score how well each vision model's geometry matches each language model's, at every layer pair."""
     from probe.align.settings import AlignSettings
+    from probe.features.settings import ExtractSettings
     from probe.progress import rich_progress
     from probe.report.terminal import render_align
     from probe.runs.align import run_align
-    from probe.runs.inputs import ExtractOptions, split_models
+    from probe.runs.inputs import split_models
     from probe.runs.sizes import parse_sizes
 
     settings = AlignSettings(
@@ -115,7 +116,7 @@ def align(
         denominator_epsilon=cka_epsilon,
         path=path,
     )
-    options = ExtractOptions(
+    options = ExtractSettings(
         cache_dir=opt.cache_dir_or_default(cache_dir),
         device=device,
         dtype=dtype,
@@ -130,6 +131,7 @@ def align(
     )
     if dry_run:
         from probe.runs.plan import print_flags_plan
+        from probe.runs.study import StudySettings
 
         typer.echo(
             print_flags_plan(
@@ -137,19 +139,9 @@ def align(
                 vision=split_models(vision, param="vision"),
                 text=split_models(text, param="text"),
                 dataset=dataset,
-                metrics=settings.metrics,
                 controls=split_models(controls, param="controls") if controls.strip() else (),
                 cache_dir=options.cache_dir,
-                k=topk,
-                permutations=permutations,
-                subsamples=subsamples,
-                limit=limit,
-                seed=seed,
-                pool_vision=pool_vision,
-                pool_text=pool_text,
-                device=device,
-                dtype=dtype,
-                layers=layers,
+                settings=StudySettings(align=settings, extract=options, pool_vision=pool_vision, pool_text=pool_text),
             ),
             nl=False,
         )

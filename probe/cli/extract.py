@@ -56,30 +56,28 @@ def extract(
 
     from probe.datasets.images import DEFAULT_MAX_PIXELS
     from probe.features.extract import extract_features
+    from probe.features.settings import ExtractSettings
     from probe.progress import rich_progress
 
+    settings = ExtractSettings(
+        cache_dir=opt.cache_dir_or_default(cache_dir),
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        limit=limit,
+        layers=layers,
+        overwrite=overwrite,
+        num_workers=num_workers,
+        trust_remote_code=trust_remote_code,
+        prompt=prompt,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        max_tokens=max_tokens,
+        compile=compile,
+        store_dtype=store_dtype,
+    )
     with rich_progress(enabled=not no_progress) as progress:
         result = extract_features(
-            model=model,
-            dataset=dataset,
-            cache_dir=opt.cache_dir_or_default(cache_dir),
-            pool=pool,
-            layers=layers,
-            batch_size=batch_size,
-            device=device,
-            dtype=dtype,
-            limit=limit,
-            revision=revision,
-            seed=seed,
-            prompt=prompt,
-            overwrite=overwrite,
-            num_workers=num_workers,
-            trust_remote_code=trust_remote_code,
-            progress=progress,
-            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-            store_dtype=store_dtype,
-            max_tokens=max_tokens,
-            compile=compile,
+            model=model, dataset=dataset, settings=settings, pool=pool, revision=revision, seed=seed, progress=progress
         )
     console = Console()
     if result.path is None:

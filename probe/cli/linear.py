@@ -44,9 +44,10 @@ def linear(
     ),
 ) -> None:
     """Probe every layer of VISION linearly: dataset labels, caption words, and a text model's features."""
+    from probe.features.settings import ExtractSettings
     from probe.progress import rich_progress
     from probe.report.terminal import render_linear
-    from probe.runs.inputs import ExtractOptions, split_models
+    from probe.runs.inputs import split_models
     from probe.runs.linear import LinearSettings, run_linear
 
     settings = LinearSettings(
@@ -55,7 +56,7 @@ def linear(
         probe_layers=probe_layers,
         seed=seed,
     )
-    options = ExtractOptions(
+    options = ExtractSettings(
         cache_dir=opt.cache_dir_or_default(cache_dir),
         device=device,
         dtype=dtype,

@@ -28,7 +28,7 @@ def _load(target: Optional[str], device: Optional[str], limit: Optional[int]):
         raise InputError(f"give a study TOML file or a preset ({', '.join(list_presets())})")
     spec = load_study(target)
     changes = {k: v for k, v in (("device", device), ("limit", limit)) if v is not None}
-    return replace(spec, settings=replace(spec.settings, **changes)) if changes else spec
+    return replace(spec, settings=spec.settings.with_keys(**changes)) if changes else spec
 
 
 def _print_plan(spec, cache_dir: Optional[Path]) -> None:

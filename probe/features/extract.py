@@ -12,29 +12,28 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from probe.datasets import PairedDataset, load_dataset
-from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, check_max_pixels, load_rgb
+from probe.datasets.images import DEFAULT_MAX_PIXELS, check_image_sizes, load_rgb
 from probe.errors import CacheError, InputError, ProbeError, describe_os_error
 from probe.features.cache import FeatureCache
 from probe.features.format import build_key, cache_path, check_writable_dir, default_cache_dir
 from probe.features.layers import parse_layers
+from probe.features.settings import ExtractSettings, check_extract_settings
 from probe.features.writer import BackgroundWriter, PartialWriter
 from probe.log import logger
 from probe.models.spec import POOLS_BY_MODALITY
 from probe.progress import ProgressCallback
 
-Overwrite = Literal["never", "missing", "always"]
 DEFAULT_BATCH = {"cpu": 32, "cuda": 128, "mps": 32}
 # Most rows a token-budget batch takes when no batch_size caps it: its pooled features, [rows, S, D] float32 on the
 # device and again in pinned host memory per queued batch, stay around 1 GiB for an 8B model (33 x 4096).
 MAX_BUDGET_ROWS = 2048
 # Batches waiting for the writer thread: enough to ride out a slow write, few enough to bound host memory.
 WRITE_QUEUE = 3
-StoreDtype = Literal["float32", "float16"]
 
 
 @dataclass(frozen=True)
@@ -320,115 +319,87 @@ def _texts(dataset: PairedDataset, prompt: Optional[str]) -> list[str]:
     return [prompt.format(caption=c) if prompt else c for c in dataset.captions]
 
 
-def _validate_prompt(prompt: Optional[str]) -> None:
-    if prompt is None:
-        return
-    if "{caption}" not in prompt:
-        raise InputError(f"prompt={prompt!r} has no '{{caption}}' placeholder; e.g. prompt='A photo of {{caption}}'")
-    try:
-        prompt.format(caption="x")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InputError(
-            f"prompt={prompt!r} is not a valid template ({exc}); only '{{caption}}' may appear in braces"
-        ) from None
-
-
 def extract_features(
     *,
     model: str | Any,
     dataset: str | Path | PairedDataset,
-    cache_dir: Optional[Path] = None,
+    settings: Optional[ExtractSettings] = None,
     pool: Optional[str] = None,
-    layers: str = "all",
-    batch_size: Optional[int] = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    limit: Optional[int] = None,
     revision: Optional[str] = None,
     seed: Optional[int] = None,
-    prompt: Optional[str] = None,
-    overwrite: Overwrite = "missing",
-    num_workers: Optional[int] = None,
-    trust_remote_code: bool = False,
     shard: Optional[Shard] = None,
     progress: Optional[ProgressCallback] = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    store_dtype: StoreDtype = "float32",
-    max_tokens: Optional[int] = None,
-    compile: bool = False,
+    **options: Any,
 ) -> ExtractResult:
     """Extract every requested hidden state of `model` over `dataset` into a cache; reuse it when complete.
 
-    model: alias, hub id, local folder, `random-init:<model>` or a ModelSpec. seed: the weights' seed of a
-    random-init model (None: its own, 0; an error for a trained model). dataset: registered name, manifest path or a
-    PairedDataset. pool: vision `cls` (default) | `mean` | `both`; text `mean` (default) | `last`.
-    layers: a layer spec (`probe.features.layers`) over the L+1 hidden states. overwrite: `never` (use an
-    existing cache, error if none), `missing` (resume/complete; default), `always` (discard and redo). Returns
-    an ExtractResult whose
-    `path` is the complete HDF5 cache with features/<pool> of shape [S, N, D]. max_pixels: images whose header
-    declares more pixels are refused by row before the model is loaded (probe.datasets.images).
-    store_dtype: `float32` (default) or `float16` (half the disk; part of the key; readers return float32).
-    max_tokens: text batches are filled up to this many padded tokens (`plan_batches`) and `batch_size` rows
-    (default `MAX_BUDGET_ROWS`); None: fixed batches of `batch_size` rows. Not the default on any device: larger
-    text batches gave no MFU gain (docs/cache.md). compile: compile the
-    network's repeated blocks with `torch.compile` (`probe.models.loading.compile_blocks`); features equal eager
-    ones to float rounding, and the first batch waits for compilation.
+    model: alias, hub id, local folder, `random-init:<model>` or a ModelSpec. revision: the hub revision of a named
+    model. seed: the weights' seed of a random-init model (None: its own, 0; an error for a trained model).
+    dataset: registered name, manifest path or a PairedDataset. pool: vision `cls` (default) | `mean` | `both`;
+    text `mean` (default) | `last`. `settings` (`ExtractSettings`; default: its defaults) or any of its fields as
+    keywords (`cache_dir=..., device="cpu", layers="0,-1"`) say how: the cache folder, device and dtype, batches,
+    row limit, layers, overwrite policy, prompt, pixel budget, token budget, compilation, stored dtype. shard: this
+    process's rows (None: from RANK/WORLD_SIZE). Returns an ExtractResult whose `path` is the complete HDF5 cache
+    with features/<pool> of shape [S, N, D]. Raises InputError for bad settings before anything is loaded.
     """
     from probe.devices import resolve_device, resolve_dtype
     from probe.models.names import resolve_model, with_seed
 
     t0 = time.perf_counter()
-    if overwrite not in ("never", "missing", "always"):
-        raise InputError(f"overwrite={overwrite!r}: choose 'never', 'missing' or 'always'")
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"batch_size={batch_size} must be at least 1")
-    if max_tokens is not None and max_tokens < 1:
-        raise InputError(f"max_tokens={max_tokens} must be at least 1")
-    if store_dtype not in ("float32", "float16"):
-        raise InputError(f"store_dtype={store_dtype!r}: choose 'float32' or 'float16'")
-    _validate_prompt(prompt)
-    check_max_pixels(max_pixels)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    settings = ExtractSettings.from_options(settings, **options)
+    check_extract_settings(settings)
+    cache_dir = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
     check_writable_dir(cache_dir, param="cache_dir")  # before any model or data, one line if it cannot work
     shard = shard or Shard.from_env()
     spec = with_seed(model, seed) if not isinstance(model, str) else resolve_model(model, revision=revision, seed=seed)
     if isinstance(dataset, PairedDataset):
-        data = dataset.head(limit)
+        data = dataset.head(settings.limit)
     else:
-        data = load_dataset(dataset, cache_dir=cache_dir, limit=limit)
+        data = load_dataset(dataset, cache_dir=cache_dir, limit=settings.limit)
     if spec.modality == "text":
         data.require_captions()
     else:
         data.require_images()
-        if prompt is not None:
+        if settings.prompt is not None:
             raise InputError("prompt= applies to text models only")
-        if max_tokens is not None:
+        if settings.max_tokens is not None:
             raise InputError("max_tokens= applies to text models only (image batches have batch_size= rows)")
     pools = resolve_pools(pool, modality=spec.modality, default=spec.default_pool)
+    device = settings.device
     if device == "auto" and shard.world > 1 and "LOCAL_RANK" in os.environ:
         import torch
 
         if torch.cuda.is_available():
             device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per rank, as torchrun lays them out
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
+    torch_dtype = resolve_dtype(settings.dtype, torch_device)
     dtype_name = str(torch_dtype).removeprefix("torch.")
     num_states = spec.num_layers + 1 if getattr(spec, "num_layers", None) is not None else None
-    layer_idx: Sequence[int] | str = parse_layers(layers, num_states=num_states) if num_states else layers
+    layer_idx: Sequence[int] | str = (
+        parse_layers(settings.layers, num_states=num_states) if num_states else settings.layers
+    )
     key = build_key(
-        spec=spec, dataset=data, pools=pools, layers=layer_idx, prompt=prompt, dtype=dtype_name, store_dtype=store_dtype
+        spec=spec,
+        dataset=data,
+        pools=pools,
+        layers=layer_idx,
+        prompt=settings.prompt,
+        dtype=dtype_name,
+        store_dtype=settings.store_dtype,
     )
     final = cache_path(cache_dir, key)
     writer = PartialWriter(
-        final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world, store_dtype=store_dtype
+        final, key=key, num_rows=len(data), rank=shard.rank, world=shard.world, store_dtype=settings.store_dtype
     )
 
-    if spec.modality == "vision" and (overwrite == "always" or (overwrite == "missing" and not final.is_file())):
+    if spec.modality == "vision" and (
+        settings.overwrite == "always" or (settings.overwrite == "missing" and not final.is_file())
+    ):
         # Image headers only (nothing decoded), before anything is deleted, written or loaded.
-        check_image_sizes(data, max_pixels=max_pixels, rows=range(shard.rank, len(data), shard.world))
-    if overwrite != "always" and final.is_file():
+        check_image_sizes(data, max_pixels=settings.max_pixels, rows=range(shard.rank, len(data), shard.world))
+    if settings.overwrite != "always" and final.is_file():
         return _reuse(final, key, len(data), t0)
-    if overwrite == "never":
+    if settings.overwrite == "never":
         raise InputError(
             f"no complete cache for {key['model']['name']} on {data.name} in {cache_dir} and overwrite='never'; "
             "use overwrite='missing' to extract"
@@ -441,9 +412,9 @@ def extract_features(
     # One process per shard of this entry at a time (an OS lock, released if the holder dies). A second one
     # waits here, logging whom for, and then finds the cache the first one finished.
     with writer.shard_lock():
-        if overwrite != "always" and final.is_file():
+        if settings.overwrite != "always" and final.is_file():
             return _reuse(final, key, len(data), t0)
-        if overwrite == "always" and shard.rank == 0:
+        if settings.overwrite == "always" and shard.rank == 0:
             writer.discard()
         writer.begin()
         done = writer.written_mask()
@@ -453,7 +424,7 @@ def extract_features(
         if done.any():
             logger.info("resuming: %d of %d rows already written in %s", int(done.sum()), len(data), writer.dir)
 
-        bs = batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
+        bs = settings.batch_size or DEFAULT_BATCH.get(torch_device.type, 32)
         rows_extracted = 0
         load_seconds = 0.0
         loaded = None
@@ -468,29 +439,34 @@ def extract_features(
                 device=torch_device,
                 dtype=torch_dtype,
                 cache_dir=cache_dir,
-                trust_remote_code=trust_remote_code,
-                compile=compile,
+                trust_remote_code=settings.trust_remote_code,
+                compile=settings.compile,
             )
             load_seconds = time.perf_counter() - t_load
             if isinstance(layer_idx, str):
                 layer_idx = parse_layers(layer_idx, num_states=loaded.num_states)
             select = np.asarray(layer_idx)
-            workers = num_workers if num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+            workers = (
+                settings.num_workers if settings.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+            )
             what = f"{spec.alias or spec.hub_id} on {data.name}"
             base = int(done.sum())
             if progress:
                 progress(base, len(data), what)
-            lengths = loaded.text_lengths(_texts(data, prompt)) if loaded.modality == "text" else None
+            lengths = loaded.text_lengths(_texts(data, settings.prompt)) if loaded.modality == "text" else None
             plan = plan_batches(
                 shard_rows,
-                (batch_size or MAX_BUDGET_ROWS) if max_tokens else bs,
+                (settings.batch_size or MAX_BUDGET_ROWS) if settings.max_tokens else bs,
                 lengths=lengths,
-                max_tokens=max_tokens,
+                max_tokens=settings.max_tokens,
             )
-            if max_tokens:
+            if settings.max_tokens:
                 bs = max((len(b) for b in plan), default=1)
                 logger.info(
-                    "text batches of up to %d padded tokens: %d batches of 1-%d rows", max_tokens, len(plan), bs
+                    "text batches of up to %d padded tokens: %d batches of 1-%d rows",
+                    settings.max_tokens,
+                    len(plan),
+                    bs,
                 )
             encoder = _AdaptiveEncoder(loaded, pools, bs)
             # Whole batches of the fixed plan that still miss a row; their written rows are recomputed with them.
@@ -499,9 +475,9 @@ def extract_features(
             # device->host copy and the write of batch k overlap the forward pass of batch k+1.
             with BackgroundWriter(writer, depth=WRITE_QUEUE) as saver:
                 for rows, inputs in _iter_batches(
-                    loaded, data, batches, num_workers=workers, prompt=prompt, max_pixels=max_pixels
+                    loaded, data, batches, num_workers=workers, prompt=settings.prompt, max_pixels=settings.max_pixels
                 ):
-                    host, ready = _to_host(encoder(inputs), select, store_dtype=store_dtype)
+                    host, ready = _to_host(encoder(inputs), select, store_dtype=settings.store_dtype)
                     saver.submit(rows, host, layers=select.tolist(), ready=ready)
                     rows_extracted += int((~done[rows]).sum())
                     if progress:
@@ -514,7 +490,7 @@ def extract_features(
             model_identity=getattr(loaded, "identity", None),
             device=str(torch_device),
             batch_size=bs,
-            max_tokens=max_tokens,
+            max_tokens=settings.max_tokens,
             dataset_source=data.source,
             shard={"rank": shard.rank, "world": shard.world},
         )

@@ -13,11 +13,12 @@ from probe.align.settings import AlignSettings, check_settings
 from probe.align.stats import AlignmentReport, score_alignment
 from probe.errors import InputError
 from probe.features.cache import FeatureCache, LayerStack
+from probe.features.settings import ExtractSettings
 from probe.log import logger
 from probe.progress import ProgressCallback
 from probe.report.numbers import fmt_num, fmt_p
 from probe.runs.controls import ControlRow, check_controls, compare_to_controls, control_names
-from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.runs.inputs import ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.score_cache import cached_score
 from probe.runs.sizes import SizeRow, nested_subsets, score_sizes
@@ -138,7 +139,7 @@ def run_align(
     text: str | Sequence[str],
     dataset: str | Path,
     settings: AlignSettings,
-    options: ExtractOptions,
+    options: ExtractSettings,
     output: Optional[Path],
     pool_vision: Optional[str] = None,
     pool_text: Optional[str] = None,
@@ -261,7 +262,7 @@ def run_align(
             command="align",
             settings={
                 "align": asdict(settings),
-                "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
+                "extract": options.record(),
                 "pool_vision": pool_vision,
                 "pool_text": pool_text,
                 "controls": list(controls),

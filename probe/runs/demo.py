@@ -9,41 +9,36 @@ with permutation null, intervals, the comparison with the best control on the sa
 text-vs-text ceiling) and linear probes (Unicode category, caption words, ridge to SmolLM2's features) -> one
 report putting the trained model beside its controls, and closing lines that say in words whether it is above
 them.
+
+The demo is defined once, as the study preset `demo` (probe/runs/presets/demo.toml): its models, dataset,
+metrics, probes and settings are what `probe demo` runs (`demo_study`), what `probe study demo` runs as a study,
+and what `probe plan demo` and the demo's dry run plan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from probe.align.settings import AlignSettings
+from probe.errors import InputError
 from probe.progress import ProgressCallback
 from probe.runs.align import AlignRun, run_align
 from probe.runs.checks import check_run_request
-from probe.runs.inputs import ExtractOptions
-from probe.runs.linear import LinearRun, LinearSettings, run_linear
+from probe.runs.linear import LinearRun, run_linear
 from probe.runs.outputs import new_run_folder, point_latest
+from probe.runs.study import StudySettings, StudySpec, load_study
 
-DEMO_DATASET = "openmoji"
-DEMO_ROWS = 1024  # as PRH
-TRAINED_VISION = "tiny-ssl-vit"
-DEMO_CONTROLS = ("pixels-16", "random-init")  # random-init:tiny-ssl-vit is registered as tiny-random-vit
-CONTROL_VISION = ("pixels-16", "tiny-random-vit")
-DEMO_TEXT = ("minilm", "smollm2")
-CROSSMODAL_TEXT = "smollm2"
-DEMO_LABELS = ("category", "words")
+DEMO_PRESET = "demo"
+# The preset's settings that `probe demo` takes as flags, and that its results JSON records under `demo`.
+DEMO_KEYS = ("limit", "permutations", "subsamples", "seed", "device")
 
 
-@dataclass(frozen=True)
-class DemoSettings:
-    """What the demo runs; defaults follow PRH (N=1024, k=10, clamp 0.95) with a 200-shuffle null."""
-
-    limit: int = DEMO_ROWS
-    permutations: int = 200
-    subsamples: int = 50
-    seed: int = 0
-    device: str = "auto"
+def demo_study(**keys: Any) -> StudySpec:
+    """The demo: the `demo` preset, with the study-file settings in `keys` changed (`limit=96`, `device="cpu"`;
+    `StudySettings.with_keys`)."""
+    spec = load_study(DEMO_PRESET)
+    return replace(spec, settings=spec.settings.with_keys(**keys)) if keys else spec
 
 
 @dataclass
@@ -52,7 +47,7 @@ class DemoRun:
 
     align: AlignRun
     linear: dict[str, LinearRun]
-    settings: DemoSettings
+    settings: StudySettings
     summary: dict[str, Any] = field(default_factory=dict)
     results_path: Optional[Path] = None
 
@@ -89,10 +84,10 @@ def _linear_row(task: Any) -> dict[str, Any]:
     }
 
 
-def summarise(align: AlignRun, linear: dict[str, LinearRun]) -> dict[str, Any]:
-    """The trained model beside its controls: per (vision, text, metric) the best score, chance and calibrated
-    score; the comparison with the best control; the text-vs-text ceiling; per probe task the best layer's test
-    figure, its shuffled control and baseline; and `verdicts`, one sentence per measure."""
+def summarise(align: AlignRun, linear: dict[str, LinearRun], *, trained: str) -> dict[str, Any]:
+    """The `trained` vision model beside its controls: per (vision, text, metric) the best score, chance and
+    calibrated score; the comparison with the best control; the text-vs-text ceiling; per probe task the best
+    layer's test figure, its shuffled control and baseline; and `verdicts`, one sentence per measure."""
     table: dict[str, Any] = {
         "alignment": [],
         "comparisons": [r.to_dict() for r in align.control_rows],
@@ -132,12 +127,13 @@ def summarise(align: AlignRun, linear: dict[str, LinearRun]) -> dict[str, Any]:
             table["linear"].append(
                 {"vision": vision, "task": task.name, "best_hidden_state": task.best_state, **_linear_row(task)}
             )
-    table["verdicts"] = verdicts(table)
+    table["verdicts"] = verdicts(table, trained=trained)
     return table
 
 
-def verdicts(table: dict[str, Any]) -> list[str]:
-    """One plain sentence per measure: is the trained model above its best control?"""
+def verdicts(table: dict[str, Any], *, trained: str) -> list[str]:
+    """One plain sentence per measure of `summarise`'s `table`: is the `trained` vision model above its best
+    control?"""
     lines = []
     for r in table["comparisons"]:
         if r.get("difference") is None:
@@ -151,15 +147,14 @@ def verdicts(table: dict[str, Any]) -> list[str]:
             f"calibrated {r['model_calibrated']:.3f} vs {r['control_calibrated']:.3f}, difference "
             f"{r['difference']:.3f}{span}"
         )
-    trained = [r for r in table["linear"] if r["vision"] == TRAINED_VISION]
-    for r in trained:
-        others = [o for o in table["linear"] if o["task"] == r["task"] and o["vision"] != TRAINED_VISION]
+    for r in [r for r in table["linear"] if r["vision"] == trained]:
+        others = [o for o in table["linear"] if o["task"] == r["task"] and o["vision"] != trained]
         if not others:
             continue
         best = max(others, key=lambda o: o["value"])
         word = "above" if r["value"] > best["value"] else "NOT above"
         lines.append(
-            f"{TRAINED_VISION} is {word} its best control ({best['vision']}) on the {r['task']} probe's "
+            f"{trained} is {word} its best control ({best['vision']}) on the {r['task']} probe's "
             f"{r['figure']}: {r['value']:.3f} vs {best['value']:.3f} on {r['n_test']} test rows (no interval: "
             f"a single split)"
         )
@@ -170,49 +165,57 @@ def run_demo(
     *,
     cache_dir: Path,
     output: Optional[Path],
-    settings: DemoSettings = DemoSettings(),
+    study: Optional[StudySpec] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> DemoRun:
     """Render the dataset, extract the models, align, probe, and write results JSON + PNGs into a new run folder
-    under `output` (`<output>/demo-<time>/`, with the alignment and probe runs as run folders inside it)."""
+    under `output` (`<output>/demo-<time>/`, with the alignment and probe runs as run folders inside it).
+
+    `study`: the demo (`demo_study()`, the default), perhaps with other settings (`demo_study(limit=96)`): one
+    trained vision model and its controls against the text models on one dataset, with probes."""
     from probe.results import write_results
 
-    options = ExtractOptions(cache_dir=Path(cache_dir), device=settings.device, limit=settings.limit)
+    study = study if study is not None else demo_study()
+    if len(study.vision) != 1 or len(study.datasets) != 1 or study.probes is None:
+        raise InputError(
+            f"study {study.name!r}: the demo runs one vision model on one dataset, with probes; use run_study"
+        )
+    (trained,), (dataset,), s = study.vision, study.datasets, study.settings
+    options = replace(s.extract, cache_dir=Path(cache_dir))
     check_run_request(cache_dir=options.cache_dir, output=output)  # before any model or data
     run_dir = new_run_folder(output, "demo") if output is not None else None
     align = run_align(
-        vision=(TRAINED_VISION,),
-        text=DEMO_TEXT,
-        dataset=DEMO_DATASET,
-        controls=DEMO_CONTROLS,
-        settings=AlignSettings(
-            permutations=settings.permutations,
-            subsamples=settings.subsamples,
-            seed=settings.seed,
-            device=settings.device,
-        ),
+        vision=study.vision,
+        text=study.text,
+        dataset=dataset,
+        controls=study.controls,
+        settings=s.align,
         options=options,
         output=run_dir,
+        pool_vision=s.pool_vision,
+        pool_text=s.pool_text,
         progress=progress,
     )
     linear = {
         vision: run_linear(
             vision=vision,
-            dataset=DEMO_DATASET,
-            text=CROSSMODAL_TEXT,
+            dataset=dataset,
+            text=study.probes.text,
             options=options,
             output=run_dir,
-            settings=LinearSettings(labels=DEMO_LABELS, seed=settings.seed),
+            settings=study.linear_settings(),
+            pool_vision=s.pool_vision,
+            pool_text=s.pool_text,
             progress=progress,
         )
-        for vision in (TRAINED_VISION, *CONTROL_VISION)
+        for vision in study.probe_vision()
     }
-    run = DemoRun(align, linear, settings, summarise(align, linear))
+    run = DemoRun(align, linear, s, summarise(align, linear, trained=trained))
     if run_dir is not None:
         run.results_path = write_results(
             run_dir,
             command="demo",
-            settings={"demo": settings.__dict__, "cache_dir": str(cache_dir)},
+            settings={"demo": {key: getattr(s, key) for key in DEMO_KEYS}, "cache_dir": str(cache_dir)},
             inputs=[],
             dataset=align.dataset,
             results={

@@ -2,39 +2,21 @@
 
 `probe align`, `probe linear` and `probe demo` all start the same way: for each requested model, find
 the complete cache for (model, dataset, pooling, ...) or extract it, then check that every cache holds
-the same rows in the same order. `ExtractOptions` carries the `probe extract` flags they accept.
+the same rows in the same order, all under one `probe.features.settings.ExtractSettings` (the command's
+`probe extract` flags).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 from probe.datasets import PairedDataset, load_dataset
-from probe.datasets.images import DEFAULT_MAX_PIXELS
 from probe.errors import InputError
 from probe.features.cache import FeatureCache, check_paired
+from probe.features.settings import ExtractSettings
 from probe.progress import ProgressCallback
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    """The extraction settings shared by the analysis commands (see `probe.features.extract.extract_features`)."""
-
-    cache_dir: Path
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: Optional[int] = None
-    limit: Optional[int] = None
-    layers: str = "all"
-    overwrite: str = "missing"
-    num_workers: Optional[int] = None
-    trust_remote_code: bool = False
-    prompt: Optional[str] = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_tokens: Optional[int] = None  # text models only
-    compile: bool = False
 
 
 def split_models(value: str | Sequence[str], *, param: str) -> list[str]:
@@ -49,7 +31,7 @@ def split_models(value: str | Sequence[str], *, param: str) -> list[str]:
     return names
 
 
-def open_dataset(dataset: str | Path | PairedDataset, options: ExtractOptions) -> PairedDataset:
+def open_dataset(dataset: str | Path | PairedDataset, options: ExtractSettings) -> PairedDataset:
     """The dataset with `options.limit` applied (registered datasets are prepared in the cache once)."""
     if isinstance(dataset, PairedDataset):
         return dataset.head(options.limit)
@@ -61,7 +43,7 @@ def ensure_cache(
     data: PairedDataset,
     *,
     pool: Optional[str],
-    options: ExtractOptions,
+    options: ExtractSettings,
     progress: Optional[ProgressCallback] = None,
     modality: Optional[str] = None,
 ) -> FeatureCache:
@@ -74,24 +56,9 @@ def ensure_cache(
     imported = find_imported(options.cache_dir, model=model, dataset=data, modality=modality, pool=pool)
     if imported is not None:
         return FeatureCache(imported, model=model)
-    text_only = {"prompt": options.prompt, "max_tokens": options.max_tokens} if modality == "text" else {}
-    result = extract_features(
-        model=model,
-        dataset=data,
-        cache_dir=options.cache_dir,
-        pool=pool,
-        layers=options.layers,
-        batch_size=options.batch_size,
-        device=options.device,
-        dtype=options.dtype,
-        overwrite=options.overwrite,
-        num_workers=options.num_workers,
-        trust_remote_code=options.trust_remote_code,
-        progress=progress,
-        max_pixels=options.max_pixels,
-        compile=options.compile,
-        **text_only,
-    )
+    if modality != "text":  # a command's prompt and token budget are for its text models; a vision model refuses them
+        options = replace(options, prompt=None, max_tokens=None)
+    result = extract_features(model=model, dataset=data, settings=options, pool=pool, progress=progress)
     cache = result.open()
     if not result.reused:
         from probe.log import logger

@@ -14,9 +14,10 @@ from probe.datasets import PairedDataset
 from probe.errors import InputError
 from probe.features.cache import FeatureCache
 from probe.features.layers import parse_layers
+from probe.features.settings import ExtractSettings
 from probe.log import logger
 from probe.progress import ProgressCallback
-from probe.runs.inputs import ExtractOptions, ensure_cache, ensure_paired, open_dataset, split_models
+from probe.runs.inputs import ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.score_cache import cached_score
 
@@ -170,7 +171,7 @@ def run_linear(
     vision: str,
     dataset: str | Path,
     settings: LinearSettings,
-    options: ExtractOptions,
+    options: ExtractSettings,
     text: Optional[str] = None,
     output: Optional[Path] = None,
     pool_vision: Optional[str] = None,
@@ -280,7 +281,7 @@ def run_linear(
             command="linear",
             settings={
                 "linear": settings.__dict__,
-                "extract": {**options.__dict__, "cache_dir": str(options.cache_dir)},
+                "extract": options.record(),
                 "pool_vision": pool_vision,
                 "pool_text": pool_text,
             },

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from probe.errors import human_bytes
 from probe.report.numbers import fmt_duration
-from probe.runs.study import StudySpec
+from probe.runs.study import StudySettings, StudySpec
 
 # Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
 # the forward pass), cache writes through h5py assumed at 50 MB/s (bench/results/h200-2026-12-04/gpu_e2e.log
@@ -518,12 +518,12 @@ def format_plan(plan: StudyPlan, *, width: int = 80) -> str:
 
 
 def print_flags_plan(
-    *, command: str, vision: Any, text: Any, dataset: str, metrics: Any, controls: Any, cache_dir: Path, **settings: Any
+    *, command: str, vision: Any, text: Any, dataset: str, controls: Any, cache_dir: Path, settings: StudySettings
 ) -> str:
-    """The plan text of a `probe align` command line (its dry run): its flags as a one-dataset study.
-    `settings` are the StudySettings fields (k, permutations, subsamples, limit, seed, pools, device, dtype, layers)."""
+    """The plan text of a `probe align` command line (its dry run): its flags as a one-dataset study, whose
+    `settings` are the command's own (its `AlignSettings`, `ExtractSettings` and pools)."""
     from probe.runs.controls import RANDOM_INIT
-    from probe.runs.study import StudySettings, StudySpec, check_model
+    from probe.runs.study import StudySpec, check_model
 
     here = Path.cwd()
     vision = [check_model(v, modality="vision", where="vision", base_dir=here) for v in vision]
@@ -537,9 +537,8 @@ def print_flags_plan(
         vision=tuple(vision),
         text=tuple(text),
         datasets=(str(dataset),),
-        metrics=tuple(metrics),
         controls=tuple(controls),
-        settings=StudySettings(**settings),
+        settings=settings,
     )
     return format_plan(plan_study(spec, cache_dir=cache_dir))
 
@@ -557,7 +556,7 @@ def print_linear_plan(
 ) -> str:
     """The plan text of a `probe linear` command line (its dry run): its flags as a one-dataset study of probes
     only (no alignment), so the caches, disk, gated models and time come from `plan_study` like any study's.
-    `settings` are StudySettings fields (limit, seed, pool_vision, pool_text, device, dtype); the caches store
+    `settings` are study-file keys (limit, seed, pool_vision, pool_text, device, dtype); the caches store
     every hidden state, as `probe linear` extracts them."""
     from probe.runs.linear import check_request
     from probe.runs.study import ProbeSpec, StudySettings, StudySpec, check_model
@@ -577,8 +576,7 @@ def print_linear_plan(
         vision=(),
         text=(),
         datasets=(str(dataset),),
-        metrics=(),
         probes=probes,
-        settings=StudySettings(**settings),
+        settings=StudySettings().with_keys(metrics=(), **settings),
     )
     return format_plan(plan_study(spec, cache_dir=cache_dir))

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from probe.align.settings import AlignSettings
 from probe.errors import InputError, ModelError
+from probe.features.settings import ExtractSettings
 from probe.progress import ProgressCallback
 
 if sys.version_info >= (3, 11):
@@ -55,24 +57,90 @@ PRESET_SUFFIX = ".toml"
 _TOP_KEYS = ("name", "description", "vision", "text", "datasets", "metrics", "controls", "probes", "settings")
 _PROBE_KEYS = ("labels", "text", "vision")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# The keys of a study file's [settings] table, and the settings object each one sets (with the top-level
+# `metrics`). `device` sets both the scoring's and the extraction's; `seed` the scoring's, which the probes take
+# too (`StudySpec.linear_settings`).
+SETTINGS_KEYS = (
+    "k",
+    "permutations",
+    "subsamples",
+    "limit",
+    "seed",
+    "pool_vision",
+    "pool_text",
+    "device",
+    "dtype",
+    "layers",
+)
+_ALIGN_KEYS = ("metrics", "k", "permutations", "subsamples", "seed", "device")
+_EXTRACT_KEYS = ("limit", "device", "dtype", "layers")
+_POOL_KEYS = ("pool_vision", "pool_text")
+_INTEGER_KEYS = (("k", 1), ("permutations", 0), ("subsamples", 0), ("limit", 1), ("seed", 0))
 
 
 @dataclass(frozen=True)
 class StudySettings:
-    """The settings every run of a study shares (the `probe align` / `probe linear` flags of the same names).
-    `limit`: first N rows of each dataset (None: all). `pool_vision`/`pool_text`: None = each model's default.
-    `layers`: the hidden states each cache keeps (extraction's `layers=`; 0 = embeddings)."""
+    """The settings every run of a study shares, as the objects its commands take: `align` scores every pair
+    (the study's `metrics`, `k`, `permutations`, `subsamples`, `seed`, `device`), `extract` finds or makes every
+    cache (`limit`: first N rows of each dataset, None: all; `device`, `dtype`, `layers`: the hidden states each
+    cache keeps, 0 = embeddings; its `cache_dir` is the one the study runs with), and the probes take `align.seed`
+    (`StudySpec.linear_settings`). `pool_vision`/`pool_text`: None = each model's default.
 
-    k: int = 10
-    permutations: int = 200
-    subsamples: int = 100
-    limit: Optional[int] = None
-    seed: int = 0
+    A study file's keys are set with `with_keys` (each on every object that uses it) and read back as properties
+    of the same names (`settings.k` is `settings.align.k`, `settings.limit` is `settings.extract.limit`)."""
+
+    align: AlignSettings = AlignSettings()
+    extract: ExtractSettings = ExtractSettings()
     pool_vision: Optional[str] = None
     pool_text: Optional[str] = None
-    device: str = "auto"
-    dtype: str = "auto"
-    layers: str = "all"
+
+    def with_keys(self, **keys: Any) -> "StudySettings":
+        """These settings with the study-file keys in `keys` set: those of [settings] (`k=5, device="cpu"`) and
+        the top-level `metrics`. Values are taken as given (`load_study` checks a file's); TypeError for any
+        other name."""
+        unknown = sorted(set(keys) - {*SETTINGS_KEYS, "metrics"})
+        if unknown:
+            raise TypeError(
+                f"unknown study setting(s): {', '.join(unknown)}; the keys are metrics, {', '.join(SETTINGS_KEYS)}"
+            )
+        return replace(
+            self,
+            align=replace(self.align, **{k: v for k, v in keys.items() if k in _ALIGN_KEYS}),
+            extract=replace(self.extract, **{k: v for k, v in keys.items() if k in _EXTRACT_KEYS}),
+            **{k: v for k, v in keys.items() if k in _POOL_KEYS},
+        )
+
+    @property
+    def k(self) -> int:
+        return self.align.k
+
+    @property
+    def permutations(self) -> int:
+        return self.align.permutations
+
+    @property
+    def subsamples(self) -> int:
+        return self.align.subsamples
+
+    @property
+    def seed(self) -> int:
+        return self.align.seed
+
+    @property
+    def limit(self) -> Optional[int]:
+        return self.extract.limit
+
+    @property
+    def device(self) -> str:
+        return self.extract.device
+
+    @property
+    def dtype(self) -> str:
+        return self.extract.dtype
+
+    @property
+    def layers(self) -> str:
+        return self.extract.layers
 
 
 @dataclass(frozen=True)
@@ -91,20 +159,37 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study as declared: the grid and its settings. `source` is the file it came from; `toml` its text, as
-    read (copied into the study folder)."""
+    """A study as declared: the grid and its settings (the grid's metrics are kept in `settings.align`, and read
+    as `metrics`). `source` is the file it came from; `toml` its text, as read (copied into the study folder)."""
 
     name: str
     vision: tuple[str, ...]
     text: tuple[str, ...]
     datasets: tuple[str, ...]
-    metrics: tuple[str, ...]
     controls: tuple[str, ...] = ()
     probes: Optional[ProbeSpec] = None
     settings: StudySettings = StudySettings()
     description: str = ""
     source: str = ""
     toml: str = ""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The study's metrics (the file's top-level `metrics`), kept with the rest of the scoring settings."""
+        return self.settings.align.metrics
+
+    def linear_settings(self) -> Any:
+        """The `probe.runs.linear.LinearSettings` of each probe run: the probes' labels and layers, the study's seed."""
+        from probe.runs.linear import LinearSettings
+
+        if self.probes is None:
+            raise InputError(f"study {self.name!r} has no [probes]")
+        return LinearSettings(
+            labels=self.probes.labels,
+            seed=self.settings.seed,
+            probe_layers=self.probes.layers,
+            text_layer=self.probes.text_layer,
+        )
 
     def control_models(self) -> list[str]:
         """The control models the controls expand to (`random-init` -> `random-init:<each vision model>`)."""
@@ -142,15 +227,30 @@ def load_study(target: str | Path) -> StudySpec:
             raise InputError(
                 f"study {str(target)!r} is neither a TOML file nor a preset; presets: {', '.join(presets)}"
             )
+    text, data = _read(path)
+    return parse_study(data, source=path, text=text)
+
+
+def preset_settings(name: str) -> StudySettings:
+    """The settings of the shipped preset `name` (its [settings] and `metrics`), read and checked as `load_study`
+    reads them but without resolving its models, so the command line can show them as flag defaults at start-up
+    (`probe demo`)."""
+    path = list_presets()[name]
+    _, data = _read(path)
+    top = _Reader(data, source=path, section="", allowed=_TOP_KEYS)
+    return _settings(data, source=path, top=top, metrics=_metrics(top), controls=top.names("controls"))
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    """The text of the study file `path` and its parsed TOML (InputError naming the file)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read study file {path}: {exc}") from None
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
-    return parse_study(data, source=path, text=text)
 
 
 class _Reader:
@@ -238,11 +338,63 @@ def _dataset(name: str, *, where: str, base_dir: Path) -> str:
     )
 
 
+def _metrics(top: _Reader) -> tuple[str, ...]:
+    """The file's top-level `metrics`, checked (empty when it names none: the default)."""
+    from probe.align.specs import metric_specs
+
+    metrics = top.names("metrics")
+    if metrics:
+        try:
+            metric_specs(metrics)
+        except InputError as exc:
+            raise InputError(f"{top.where('metrics')}: {exc}") from None
+    return metrics
+
+
+def _settings(
+    data: dict[str, Any], *, source: Path, top: _Reader, metrics: Sequence[str], controls: Sequence[str]
+) -> StudySettings:
+    """The file's [settings] table (and its `metrics`) checked and parsed into `StudySettings`; a key left out
+    keeps the default of the object it sets. `controls`: the file's, which need permutations."""
+    table = data.get("settings", {})
+    if not isinstance(table, dict):
+        raise InputError(f"{top.where('settings')} must be a table ([settings])")
+    s = _Reader(table, source=source, section="settings", allowed=SETTINGS_KEYS)
+    keys: dict[str, Any] = {"metrics": tuple(metrics)} if metrics else {}
+    for key, minimum in _INTEGER_KEYS:
+        if key in table:
+            keys[key] = s.integer(key, None, minimum=minimum)
+    for key in _POOL_KEYS:
+        if key in table:
+            keys[key] = s.string(key, None)
+    for key in ("device", "dtype", "layers"):
+        if s.string(key, None):  # an empty string is the default, as a key left out
+            keys[key] = table[key]
+    settings = StudySettings().with_keys(**keys)
+    try:
+        from probe.features.layers import parse_layers
+
+        parse_layers(settings.layers, num_states=10_000, param="layers")  # the syntax; the range is checked per model
+    except InputError as exc:
+        raise InputError(f"{s.where('layers')}: {exc}") from None
+    for key, modality, extra in (("pool_vision", "vision", ("both",)), ("pool_text", "text", ())):
+        value = getattr(settings, key)
+        if value is not None:
+            from probe.models.spec import POOLS_BY_MODALITY
+
+            allowed = (*POOLS_BY_MODALITY[modality], *extra)
+            if value not in allowed:
+                raise InputError(f"{s.where(key)} = {value!r}: choose one of {', '.join(allowed)}")
+    if controls and settings.permutations == 0:
+        raise InputError(
+            f"{s.where('permutations')} = 0: controls are compared on calibrated scores, which need "
+            "permutations above 0"
+        )
+    return settings
+
+
 def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudySpec:
     """Check the parsed TOML `data` of `source` and build the `StudySpec` (see the module docstring)."""
-    from probe.align.settings import DEFAULT_METRICS
-    from probe.align.specs import metric_specs
-    from probe.models.spec import POOLS_BY_MODALITY
     from probe.runs.controls import RANDOM_INIT
 
     base_dir = Path(source).parent
@@ -263,65 +415,12 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
     datasets = tuple(
         _dataset(d, where=top.where("datasets"), base_dir=base_dir) for d in top.names("datasets", required=True)
     )
-    metrics = top.names("metrics") or DEFAULT_METRICS
-    try:
-        metric_specs(metrics)
-    except InputError as exc:
-        raise InputError(f"{top.where('metrics')}: {exc}") from None
+    metrics = _metrics(top)
     controls = tuple(
         c if c == RANDOM_INIT else check_model(c, modality="vision", where=top.where("controls"), base_dir=base_dir)
         for c in top.names("controls")
     )
-
-    settings_table = data.get("settings", {})
-    if not isinstance(settings_table, dict):
-        raise InputError(f"{top.where('settings')} must be a table ([settings])")
-    s = _Reader(
-        settings_table,
-        source=source,
-        section="settings",
-        allowed=(
-            "k",
-            "permutations",
-            "subsamples",
-            "limit",
-            "seed",
-            "pool_vision",
-            "pool_text",
-            "device",
-            "dtype",
-            "layers",
-        ),
-    )
-    defaults = StudySettings()
-    settings = StudySettings(
-        k=s.integer("k", defaults.k, minimum=1),
-        permutations=s.integer("permutations", defaults.permutations, minimum=0),
-        subsamples=s.integer("subsamples", defaults.subsamples, minimum=0),
-        limit=s.integer("limit", None, minimum=1),
-        seed=s.integer("seed", defaults.seed, minimum=0),
-        pool_vision=s.string("pool_vision", None),
-        pool_text=s.string("pool_text", None),
-        device=s.string("device", "auto") or "auto",
-        dtype=s.string("dtype", "auto") or "auto",
-        layers=s.string("layers", "all") or "all",
-    )
-    try:
-        from probe.features.layers import parse_layers
-
-        parse_layers(settings.layers, num_states=10_000, param="layers")  # the syntax; the range is checked per model
-    except InputError as exc:
-        raise InputError(f"{s.where('layers')}: {exc}") from None
-    for key, modality, extra in (("pool_vision", "vision", ("both",)), ("pool_text", "text", ())):
-        value = getattr(settings, key)
-        allowed = (*POOLS_BY_MODALITY[modality], *extra)
-        if value is not None and value not in allowed:
-            raise InputError(f"{s.where(key)} = {value!r}: choose one of {', '.join(allowed)}")
-    if controls and settings.permutations == 0:
-        raise InputError(
-            f"{s.where('permutations')} = 0: controls are compared on calibrated scores, which need "
-            "permutations above 0"
-        )
+    settings = _settings(data, source=source, top=top, metrics=metrics, controls=controls)
 
     probes = None
     if "probes" in data:
@@ -347,7 +446,6 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
         vision=vision,
         text=textm,
         datasets=datasets,
-        metrics=tuple(metrics),
         controls=controls,
         probes=probes,
         settings=settings,
@@ -384,13 +482,11 @@ def run_study(
     Feature caches and scores come from `cache_dir` when they exist, so a rerun (after a kill, or a change to
     part of the grid) computes only what is missing.
     """
-    from probe.align.settings import AlignSettings
     from probe.errors import write_atomic
     from probe.log import logger
     from probe.runs.align import run_align
     from probe.runs.checks import check_run_request
-    from probe.runs.inputs import ExtractOptions
-    from probe.runs.linear import LinearSettings, run_linear
+    from probe.runs.linear import run_linear
     from probe.runs.outputs import new_run_folder, point_latest
     from probe.runs.report import write_report
 
@@ -399,10 +495,7 @@ def run_study(
     folder = new_run_folder(Path(output), f"study-{spec.name}")
     write_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
     run = StudyRun(spec, folder)
-    options = ExtractOptions(cache_dir=Path(cache_dir), device=s.device, dtype=s.dtype, limit=s.limit, layers=s.layers)
-    align_settings = AlignSettings(
-        metrics=spec.metrics, k=s.k, permutations=s.permutations, subsamples=s.subsamples, seed=s.seed, device=s.device
-    )
+    options = replace(s.extract, cache_dir=Path(cache_dir))
     for dataset in spec.datasets:
         where = folder / dataset_folder(dataset)
         logger.info(
@@ -417,7 +510,7 @@ def run_study(
             vision=spec.vision,
             text=spec.text,
             dataset=dataset,
-            settings=align_settings,
+            settings=s.align,
             options=options,
             output=where,
             pool_vision=s.pool_vision,
@@ -433,12 +526,7 @@ def run_study(
                     text=spec.probes.text,
                     options=options,
                     output=where,
-                    settings=LinearSettings(
-                        labels=spec.probes.labels,
-                        seed=s.seed,
-                        probe_layers=spec.probes.layers,
-                        text_layer=spec.probes.text_layer,
-                    ),
+                    settings=spec.linear_settings(),
                     pool_vision=s.pool_vision,
                     pool_text=s.pool_text,
                     progress=progress,

@@ -117,6 +117,22 @@ def test_both_pools_layers_and_reuse(tiny_model_dir, tiny_dataset, tmp_path) -> 
     )
 
 
+def test_settings_object_and_keywords_are_one_request(tiny_model_dir, tiny_dataset, tmp_path) -> None:
+    """`extract_features` takes an `ExtractSettings` or its fields as keywords (keywords win), to the same cache."""
+    from probe.features.settings import ExtractSettings
+
+    folder = str(tiny_model_dir("vit"))
+    res = extract_features(model=folder, dataset=tiny_dataset, cache_dir=tmp_path, layers="0,-1", num_workers=0)
+    settings = ExtractSettings(cache_dir=str(tmp_path), layers="all", num_workers=0)
+    again = extract_features(model=folder, dataset=tiny_dataset, settings=settings, layers="0,-1")
+    assert again.reused and again.path == res.path
+    assert settings.cache_dir == tmp_path  # a str folder is kept as a Path
+    with pytest.raises(TypeError, match="unknown extraction setting.*batchsize"):
+        extract_features(model=folder, dataset=tiny_dataset, settings=settings, batchsize=4)
+    with pytest.raises(InputError, match="batch_size=0 must be at least 1"):
+        extract_features(model=folder, dataset=tiny_dataset, settings=settings, batch_size=0)
+
+
 def test_vision_and_text_caches_are_paired(tiny_model_dir, tiny_dataset, tmp_path) -> None:
     v = extract_features(
         model=str(tiny_model_dir("vit")), dataset=tiny_dataset, cache_dir=tmp_path, num_workers=0

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from probe.errors import InputError
+from probe.features.settings import ExtractSettings
 from probe.runs.align import AlignSettings, run_align
 from probe.runs.checks import check_writable_dir
-from probe.runs.inputs import ExtractOptions
 from probe.runs.linear import LinearSettings, run_linear
 
 # Exists everywhere on Linux and refuses new files even for root (sysfs).
@@ -49,7 +49,7 @@ def _align(tiny_model_dir, dataset: Path, cache: Path, output, **settings):
         text=str(tiny_model_dir("bert")),
         dataset=dataset,
         settings=AlignSettings(permutations=0, subsamples=0, k=3, **settings),
-        options=ExtractOptions(cache_dir=cache, device="cpu"),
+        options=ExtractSettings(cache_dir=cache, device="cpu"),
         output=output,
     )
 
@@ -89,7 +89,7 @@ def test_an_unwritable_folder_is_refused(tiny_model_dir, dataset, tmp_path, no_m
             vision=str(tiny_model_dir("vit")),
             dataset=dataset,
             settings=LinearSettings(labels=("colour",)),
-            options=ExtractOptions(cache_dir=UNWRITABLE / "c", device="cpu"),
+            options=ExtractSettings(cache_dir=UNWRITABLE / "c", device="cpu"),
         )
     assert _files(tmp_path) == []
 
@@ -109,7 +109,7 @@ def test_missing_labels_are_refused_before_any_model(
             vision=str(tiny_model_dir("vit")),
             dataset=dataset,
             settings=LinearSettings(labels=labels),
-            options=ExtractOptions(cache_dir=tmp_path / "cache", device="cpu"),
+            options=ExtractSettings(cache_dir=tmp_path / "cache", device="cpu"),
             output=tmp_path / "out",
         )
     assert _files(tmp_path) == []

@@ -25,9 +25,8 @@ def _linear_spec(**probes) -> StudySpec:
         vision=(),
         text=(),
         datasets=("wit-1024",),
-        metrics=(),
         probes=ProbeSpec(**probes),
-        settings=StudySettings(device="cuda"),
+        settings=StudySettings().with_keys(metrics=(), device="cuda"),
     )
 
 
@@ -113,7 +112,8 @@ def measured_cache(tmp_path_factory):
     import numpy as np
     from PIL import Image
 
-    from probe.runs.inputs import ExtractOptions, ensure_cache, open_dataset
+    from probe.features.settings import ExtractSettings
+    from probe.runs.inputs import ensure_cache, open_dataset
 
     root = tmp_path_factory.mktemp("measured")
     rng = np.random.default_rng(1)
@@ -123,7 +123,7 @@ def measured_cache(tmp_path_factory):
     manifest.write_text(
         "".join(json.dumps({"id": str(i), "image": f"{i}.png", "caption": f"a photo {i}"}) + "\n" for i in range(ROWS))
     )
-    options = ExtractOptions(cache_dir=root / "cache", device="cpu")
+    options = ExtractSettings(cache_dir=root / "cache", device="cpu")
     ensure_cache("tiny-ssl-vit", open_dataset(manifest, options), pool=None, options=options, modality="vision")
     return root / "cache", manifest
 
@@ -134,9 +134,8 @@ def _cpu_linear(manifest, **probes) -> StudySpec:
         vision=(),
         text=(),
         datasets=(str(manifest),),
-        metrics=(),
         probes=ProbeSpec(vision=("tiny-ssl-vit",), **probes),
-        settings=StudySettings(device="cpu"),
+        settings=StudySettings().with_keys(metrics=(), device="cpu"),
     )
 
 
@@ -208,8 +207,9 @@ def test_plan_times_new_caches_from_this_machines_measured_rate(measured_cache, 
         vision=("tiny-ssl-vit",),
         text=("minilm",),
         datasets=(str(manifest),),
-        metrics=("cka",),
-        settings=StudySettings(device="cuda", dtype="bfloat16", permutations=1, subsamples=0),
+        settings=StudySettings().with_keys(
+            metrics=("cka",), device="cuda", dtype="bfloat16", permutations=1, subsamples=0
+        ),
     )
     plan = plan_study(spec, cache_dir=cache)
     assert plan.measured.extractions == 1 and plan.measured.flops_per_s == pytest.approx(vit_flops / 50.0)

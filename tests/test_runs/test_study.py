@@ -47,8 +47,8 @@ def test_study_file_parses_into_a_frozen_spec(tmp_path) -> None:
     spec = load_study(_write(tmp_path, GOOD))
     assert spec.name == "small" and spec.vision == ("dinov2-small", "random-init:dinov2-base")
     assert spec.text == ("minilm",) and spec.datasets == ("openmoji",) and spec.metrics == ("mutual_knn", "cka")
-    assert spec.settings == StudySettings(
-        k=5, permutations=20, subsamples=0, limit=64, pool_vision="both", device="cpu"
+    assert spec.settings == StudySettings().with_keys(
+        metrics=("mutual_knn", "cka"), k=5, permutations=20, subsamples=0, limit=64, pool_vision="both", device="cpu"
     )
     # random-init expands to each trained vision model's twin (not to a twin's twin).
     assert spec.control_models() == ["pixels-16", "random-init:dinov2-small"]
@@ -123,27 +123,51 @@ def test_presets_parse_and_name_only_registered_models(cli) -> None:
     assert max(map(len, out.splitlines())) <= 80
 
 
-def test_demo_preset_is_what_probe_demo_runs() -> None:
-    from probe.runs import demo as D
+def test_probe_demo_runs_the_demo_preset(tmp_path, cli, monkeypatch) -> None:
+    """The demo preset is the demo's one definition: `probe demo` without flags runs its grid with its settings
+    (every argument of its align and linear runs comes from the preset), a flag changes only its own setting,
+    and the results JSON records the settings run."""
+    import json
+    from dataclasses import replace
+    from types import SimpleNamespace
 
-    spec = load_study("demo")
-    assert spec.vision == (D.TRAINED_VISION,) and spec.text == D.DEMO_TEXT and spec.datasets == (D.DEMO_DATASET,)
-    assert spec.controls == D.DEMO_CONTROLS
-    assert spec.probes.labels == D.DEMO_LABELS and spec.probes.text == D.CROSSMODAL_TEXT
-    assert tuple(spec.probe_vision()) == (D.TRAINED_VISION, *D.CONTROL_VISION)
-    s, d = spec.settings, D.DemoSettings()
-    assert (s.limit, s.permutations, s.subsamples, s.seed, s.device) == (
-        d.limit,
-        d.permutations,
-        d.subsamples,
-        d.seed,
-        d.device,
-    )
-    # The demo's AlignSettings are the defaults apart from these: the study passes the same metrics and k.
-    from probe.align.settings import AlignSettings
+    import probe.report.terminal
+    import probe.runs.demo as D
 
-    assert spec.metrics == AlignSettings().metrics and s.k == AlignSettings().k and s.dtype == "auto"
-    assert (s.pool_vision, s.pool_text) == (None, None)
+    calls: list[tuple[str, dict]] = []
+
+    def align(**kwargs):
+        calls.append(("align", kwargs))
+        empty = dict(pairs=[], control_pairs=[], control_rows=[], ceiling=[], results_path=None)
+        return SimpleNamespace(dataset={"name": kwargs["dataset"]}, **empty)
+
+    def linear(**kwargs):
+        calls.append(("linear", kwargs))
+        return SimpleNamespace(tasks=[], results_path=None)
+
+    monkeypatch.setattr(D, "run_align", align)
+    monkeypatch.setattr(D, "run_linear", linear)
+    monkeypatch.setattr(probe.report.terminal, "render_demo", lambda run: None)
+    spec, cache = load_study("demo"), tmp_path / "cache"
+    runs = [([], {}), (["--limit", "96", "--seed", "2", "--device", "cpu"], {"limit": 96, "seed": 2, "device": "cpu"})]
+    for i, (flags, changes) in enumerate(runs):
+        calls.clear()
+        out = tmp_path / f"out{i}"
+        code, _, err = cli(["demo", "--cache-dir", str(cache), "--output", str(out), "--no-progress", *flags])
+        assert code == 0, err
+        demo = replace(spec, settings=spec.settings.with_keys(**changes))
+        s = demo.settings
+        (kind, aligned), *probed = calls
+        assert kind == "align" and aligned["dataset"] == spec.datasets[0] and aligned["controls"] == spec.controls
+        assert (aligned["vision"], aligned["text"]) == (spec.vision, spec.text)
+        assert aligned["settings"] == s.align and aligned["options"] == replace(s.extract, cache_dir=cache)
+        assert (aligned["pool_vision"], aligned["pool_text"]) == (s.pool_vision, s.pool_text)
+        assert [c["vision"] for _, c in probed] == spec.probe_vision() and {k for k, _ in probed} == {"linear"}
+        for _, c in probed:
+            assert c["text"] == spec.probes.text and c["settings"] == demo.linear_settings()
+            assert c["options"] == aligned["options"] and (c["pool_vision"], c["pool_text"]) == (None, None)
+        (record,) = (out / "latest").glob("demo-*.json")
+        assert json.loads(record.read_text())["settings"]["demo"] == {k: getattr(s, k) for k in D.DEMO_KEYS}
 
 
 def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, cli, monkeypatch) -> None:
