@@ -8,7 +8,7 @@ array's. Layers are read on demand, so a stack of 33 x 4096-wide layers never ha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Hashable, Optional, Protocol, runtime_checkable
 
 from probe.errors import InputError
 
@@ -39,6 +39,12 @@ class ArrayLayers:
 
     def layer(self, index: int) -> Any:
         return self.features[:, index, :]
+
+
+def source_identity(source: Any) -> Optional[Hashable]:
+    """What identifies a source's contents for reuse (`identity`, when it has one: a feature cache's layers do),
+    else None (an array has none: its values could change under the same object)."""
+    return getattr(source, "identity", None)
 
 
 def as_layer_source(features: Any, *, name: str) -> LayerSource:

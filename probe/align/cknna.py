@@ -12,63 +12,99 @@ term is a sum over the O(N k) edges of layer b found in layer a's edge set:
 - tr(P Q) = sum over shared edges (i, j) whose reverse (j, i) is shared too of K_ij L_ij;
 - 1'PQ1 = sum_j (column sum of P)_j (row sum of Q)_j.
 
-The kernel values at those edges come from the layer's `KernelStack`: read from the centred N x N
-kernel (dense path) or as dot products of the edge's two feature rows (blocked path, no N x N), so
-both paths hold O(N k) per layer beyond their kernels or features.
+A shared edge is an edge of both layers, so K and L there are the layers' values at their own edges
+(`OwnEdges`), read once per layer from its `EdgeKernel`: the centred N x N kernel (dense path) or dot
+products of the edge's two feature rows (blocked path, no N x N). A pair then costs O(N k) and reads no
+kernel; a re-pairing of the rows moves each side's own edges with its rows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
 import torch
 
-from probe.align.hsic import KernelStack
 from probe.align.knn import EdgeLookups, NeighbourSets
 from probe.errors import InputError
 
 
-def _shared_edge_hsic(
-    shared: torch.Tensor,
-    returning: torch.Tensor,
-    reciprocal: torch.Tensor,
-    first_values: torch.Tensor,
-    second_values: torch.Tensor,
-    cols: torch.Tensor,
-) -> torch.Tensor:
-    """HSIC_u(M*K, M*L) per layer of the batch, float64 [B].
+class EdgeKernel(Protocol):
+    """Raw kernel values of one modality's layers at kNN edges: what CKNNA reads. A `GramStack` or a
+    `FeatureStack` (`probe.align.hsic`), or a view of one on a subset of rows (`probe.align.resample`)."""
 
-    All inputs are [B, N, k] over the edges (i, s) of the second layer, j = cols[b, i, s]: `shared`
-    (j in kNN_K(i)), `returning` (i in kNN_K(j)), `reciprocal` (i in kNN_L(j)), and the kernel values
-    K_ij (`first_values`) and L_ij (`second_values`).
+    @property
+    def num_rows(self) -> int: ...
+
+    def raw_values(self, layer: int, cols: torch.Tensor, keys: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """K_layer[i, cols[..., i, s]] for cols [..., N, k] (row i implicit), float64 [..., N, k]; `keys` may
+        pass the entries' positions i * N + cols."""
+        ...
+
+
+@dataclass(frozen=True)
+class OwnEdges:
+    """A modality's kernel values at its own kNN edges, `values` float64 [L, N, k] (K_l[i, j] for the s-th
+    neighbour j of row i), and `reciprocal` bool [L, N, k] (i is also among j's neighbours): all that CKNNA
+    reads of a layer besides its kNN lists."""
+
+    values: torch.Tensor
+    reciprocal: torch.Tensor
+
+    def permuted(self, order: torch.Tensor) -> "OwnEdges":
+        """After reordering the rows (new row i is old row order[i]): the same edges, moved with their rows."""
+        return OwnEdges(values=self.values[:, order], reciprocal=self.reciprocal[:, order])
+
+
+def own_edges(neighbours: NeighbourSets, grams: EdgeKernel) -> OwnEdges:
+    """The kernel values of every layer at its own kNN edges, and their reciprocal flags."""
+    cols = neighbours.indices
+    values = torch.stack([grams.raw_values(layer, cols[layer]) for layer in range(cols.shape[0])])
+    return OwnEdges(values=values, reciprocal=neighbours.reciprocal())
+
+
+def _edge_hsic(
+    layer: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    p: torch.Tensor,
+    q: torch.Tensor,
+    both: torch.Tensor,
+    *,
+    layers: int,
+    num_rows: int,
+) -> torch.Tensor:
+    """HSIC_u(M*K, M*L) for each of `layers` layer pairs, float64 [layers], from the shared edges alone.
+
+    Each edge e (every input is [E]) belongs to pair `layer[e]` and runs from row `rows[e]` to row
+    `cols[e]`; p = K at the edge, q = L at the edge, `both`: its reverse edge is shared too. Edges that are
+    not shared contribute nothing (M = 0 there), so they are not passed.
     """
-    n = cols.shape[1]
-    mask = shared.double()
-    p = mask * first_values
-    q = mask * second_values
-    trace = (p * second_values * (returning & reciprocal)).sum(dim=(1, 2))
-    p_columns = torch.zeros(cols.shape[0], n, dtype=torch.float64, device=cols.device)
-    p_columns.scatter_add_(1, cols.flatten(1), p.flatten(1))
-    q_rows = q.sum(dim=2)
-    chained = (p_columns * q_rows).sum(dim=1)
-    totals = p.sum(dim=(1, 2)) * q.sum(dim=(1, 2))
+    n = num_rows
+    zeros = torch.zeros(layers, dtype=torch.float64, device=p.device)
+    trace = zeros.index_add(0, layer, p * q * both)
+    p_columns = torch.zeros(layers * n, dtype=torch.float64, device=p.device).index_add_(0, layer * n + cols, p)
+    q_rows = torch.zeros(layers * n, dtype=torch.float64, device=p.device).index_add_(0, layer * n + rows, q)
+    chained = (p_columns * q_rows).view(layers, n).sum(dim=1)
+    totals = zeros.index_add(0, layer, p) * zeros.index_add(0, layer, q)
     return (trace + totals / ((n - 1) * (n - 2)) - 2 * chained / (n - 2)) / (n * (n - 3))
 
 
-def own_edge_values(neighbours: NeighbourSets, grams: KernelStack) -> torch.Tensor:
-    """Kernel values K_l[i, j] at each layer's own kNN edges: float64 [L, N, k]."""
+def cknna_self_similarity(neighbours: NeighbourSets, edges: OwnEdges, *, name: str) -> torch.Tensor:
+    """sim(K, K) of every layer, float64 [L] (every edge of a layer is shared with itself); InputError naming
+    `name` when one is not positive."""
     cols = neighbours.indices
-    return torch.stack([grams.raw_values(layer, cols[layer]) for layer in range(cols.shape[0])])
-
-
-def cknna_self_similarity(neighbours: NeighbourSets, grams: KernelStack, *, name: str) -> torch.Tensor:
-    """sim(K, K) of every layer, float64 [L]; InputError naming `name` when one is not positive."""
-    cols = neighbours.indices
-    values = own_edge_values(neighbours, grams)
-    reciprocal = neighbours.reciprocal()
-    self_sim = _shared_edge_hsic(torch.ones_like(reciprocal), reciprocal, reciprocal, values, values, cols)
+    layers, num_rows, k = cols.shape
+    layer = torch.arange(layers, device=cols.device).repeat_interleave(num_rows * k)
+    rows = torch.arange(num_rows, device=cols.device).repeat_interleave(k).repeat(layers)
+    values = edges.values.flatten()
+    self_sim = _edge_hsic(
+        layer, rows, cols.flatten(), values, values, edges.reciprocal.flatten(), layers=layers, num_rows=num_rows
+    )
     if bool((self_sim <= 0).any()):
-        layer = int((self_sim <= 0).nonzero()[0, 0])
+        bad = int((self_sim <= 0).nonzero()[0, 0])
         raise InputError(
-            f"cknna: `{name}` layer {layer} has a non-positive self-similarity ({float(self_sim[layer]):.3g}), "
+            f"cknna: `{name}` layer {bad} has a non-positive self-similarity ({float(self_sim[bad]):.3g}), "
             "so CKNNA is undefined; the layer is (nearly) constant or k is too small: raise k or drop the layer."
         )
     return self_sim
@@ -76,15 +112,23 @@ def cknna_self_similarity(neighbours: NeighbourSets, grams: KernelStack, *, name
 
 def cknna_numerators(
     lookups: EdgeLookups,
-    first_grams: KernelStack,
+    first: NeighbourSets,
+    first_edges: OwnEdges,
     second: NeighbourSets,
-    second_values: torch.Tensor,
-    second_reciprocal: torch.Tensor,
+    second_edges: OwnEdges,
 ) -> torch.Tensor:
-    """sim(K_a, L_b) for first-modality layer `lookups.layer` against every second layer: float64 [Lb].
+    """sim(K_a, L_b) for first-side layer a = `lookups.layer` against every second-side layer: float64 [Lb].
 
-    `second_values` [Lb, N, k] are L_b at its own edges, `second_reciprocal` [Lb, N, k] its reciprocal flags.
+    A shared edge (i, j) is one of layer a's own edges, so K_a there is read from `first_edges` (no kernel is
+    touched); whether its reverse is an edge of a is asked of the membership `lookups.edges` holds loaded.
     """
     cols = second.indices
-    first_values = first_grams.raw_values(lookups.layer, cols, keys=lookups.edge_keys)
-    return _shared_edge_hsic(lookups.shared, lookups.returning, second_reciprocal, first_values, second_values, cols)
+    layer, rows, slot = lookups.shared.nonzero(as_tuple=True)
+    targets = cols[layer, rows, slot]
+    a = lookups.layer
+    # Where j sits in row i's list of layer a (it is there: the edge is shared).
+    position = (first.indices[a, rows] == targets[:, None]).to(torch.uint8).argmax(dim=1)
+    p = first_edges.values[a, rows, position]
+    q = second_edges.values[layer, rows, slot]
+    both = lookups.edges.contains(targets, rows) & second_edges.reciprocal[layer, rows, slot]
+    return _edge_hsic(layer, rows, targets, p, q, both, layers=cols.shape[0], num_rows=cols.shape[1])

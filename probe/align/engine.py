@@ -18,21 +18,24 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from probe.align.cknna import cknna_numerators, own_edge_values
+from probe.align.cknna import OwnEdges, cknna_numerators
 from probe.align.hsic import cka_from_hsic, kernel_products, unbiased_from_centred
-from probe.align.knn import cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
+from probe.align.knn import NeighbourSets, cycle_knn_row, edge_lookups, jaccard_knn_row, mutual_knn_row
 from probe.align.prep import LayerInput, as_layer_source, prepare_layers
 from probe.align.settings import AlignSettings, PathChoice, check_sizes
 from probe.align.specs import MetricName, MetricSpec, metric_specs
-from probe.align.state import ComputePath, ComputePlan, ModalityState, build_state
+from probe.align.state import ComputePath, ComputePlan, ModalityState, StateCache, build_state
 from probe.devices import free_memory_bytes, resolve_device
 from probe.errors import InputError
+from probe.layer_source import LayerSource, source_identity
 from probe.progress import ProgressCallback
 
 # "auto" stays dense while all layers' N x N float32 kernels fit in this share of the device's free
 # memory. The rest covers what the dense path holds besides: the sub-kernels of a subset (0.64 of the
 # kernels at the default fraction 0.8, made while the full ones live), slabs, features being read.
 DENSE_MEMORY_FRACTION = 0.4
+# A run keeps the modality states of models it will pair again in this share of the free memory.
+STATE_MEMORY_FRACTION = 0.25
 
 _KNN_ROWS = {"mutual_knn": mutual_knn_row, "jaccard_knn": jaccard_knn_row, "cycle_knn": cycle_knn_row}
 
@@ -41,6 +44,12 @@ def dense_kernel_bytes(*, num_rows: int, num_layers: int, specs: Sequence[Metric
     """Bytes of the N x N float32 kernels the dense path holds for `num_layers` layers in all."""
     kernels_per_layer = 2 if any(spec.kernel == "rbf" for spec in specs) else 1
     return 4 * num_rows * num_rows * num_layers * kernels_per_layer
+
+
+def state_cache_budget(device: torch.device) -> int:
+    """Bytes a run's `StateCache` may hold on `device`: STATE_MEMORY_FRACTION of its free memory, read when
+    called (what is left stays for the pair being scored)."""
+    return int(STATE_MEMORY_FRACTION * free_memory_bytes(device))
 
 
 def dense_kernel_budget(device: torch.device) -> int:
@@ -85,14 +94,16 @@ def prepare_modalities(
     spare_neighbours: int = 0,
     names: tuple[str, str] = ("vision", "text"),
     progress: Optional[ProgressCallback] = None,
+    states: Optional[StateCache] = None,
     **options: Any,
 ) -> tuple[ModalityState, ModalityState]:
     """Read, preprocess and do the per-layer work of both modalities (see `alignment_matrices`; `settings`
     and keyword `options` as there).
 
-    `spare_neighbours` keeps that many extra ranked neighbours per row on the blocked path, so that
-    row subsets can be scored without recomputing kNN. `names` label the two inputs in error
-    messages. Returns (vision state, text state).
+    `spare_neighbours` keeps that many extra ranked neighbours per row, so that row subsets can be scored
+    without recomputing kNN. `names` label the two inputs in error messages. `states`: a `StateCache` that
+    keeps the states of sources with an identity (`probe.layer_source.source_identity`, e.g. a feature
+    cache's layers) for the next pair that uses them. Returns (vision state, text state).
     """
     settings = AlignSettings.from_options(settings, **options)
     first_name, second_name = names
@@ -120,53 +131,76 @@ def prepare_modalities(
     )
     # On the dense path rows are normalised through their Grams (N x N work instead of N x D).
     normalize_features = settings.normalize and path_taken == "blocked"
-    prepared_vision = prepare_layers(
-        vision_source,
-        name=first_name,
-        clip_quantile=settings.clip_quantile,
-        normalize=normalize_features,
-        device=torch_device,
-        progress=progress,
-    )
-    vision_state = build_state(prepared_vision, name=first_name, plan=plan, progress=progress)
-    del prepared_vision
-    prepared_text = prepare_layers(
-        text_source,
-        name=second_name,
-        clip_quantile=settings.clip_quantile,
-        normalize=normalize_features,
-        device=torch_device,
-        progress=progress,
-    )
-    return vision_state, build_state(prepared_text, name=second_name, plan=plan, progress=progress)
+
+    def state(source: LayerSource, name: str) -> ModalityState:
+        def build() -> ModalityState:
+            prepared = prepare_layers(
+                source,
+                name=name,
+                clip_quantile=settings.clip_quantile,
+                normalize=normalize_features,
+                device=torch_device,
+                progress=progress,
+            )
+            return build_state(prepared, name=name, plan=plan, progress=progress)
+
+        identity = source_identity(source)
+        if states is None or identity is None:
+            return build()
+        # Everything the per-layer work depends on besides the source: the plan, the preprocessing, the device.
+        return states.get((identity, name, plan, settings.clip_quantile, settings.normalize, str(torch_device)), build)
+
+    first_state = state(vision_source, first_name)
+    return first_state, state(text_source, second_name)
 
 
-def _knn_family_matrices(
-    first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]
+def knn_family_matrices(
+    first: NeighbourSets,
+    second: NeighbourSets,
+    specs: Sequence[MetricSpec],
+    *,
+    first_edges: Optional[OwnEdges] = None,
+    second_edges: Optional[OwnEdges] = None,
+    first_self: Optional[torch.Tensor] = None,
+    second_self: Optional[torch.Tensor] = None,
+    epsilon: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """kNN metrics and CKNNA of all pairs from one pass of edge lookups per first-modality layer."""
+    """kNN metrics and CKNNA of all layer pairs from the kNN sets of both sides, name -> float64 [La, Lb].
+
+    One pass of edge lookups per first-side layer. CKNNA also needs both sides' values at their own edges
+    (`OwnEdges`) and their self-similarities [La], [Lb] (`probe.align.cknna`).
+    """
     knn_names = [spec.name for spec in specs if spec.family == "knn"]
     with_cknna = any(spec.family == "cknna" for spec in specs)
     rows: dict[str, list[torch.Tensor]] = {name: [] for name in knn_names + (["cknna"] if with_cknna else [])}
-    if with_cknna:
-        second_values = own_edge_values(second.neighbours, second.linear)
-        second_reciprocal = second.neighbours.reciprocal()
-    for lookups in edge_lookups(first.neighbours, second.neighbours):
+    for lookups in edge_lookups(first, second, returning="cycle_knn" in knn_names):
         for name in knn_names:
             rows[name].append(_KNN_ROWS[name](lookups))
         if with_cknna:
-            rows["cknna"].append(
-                cknna_numerators(lookups, first.linear, second.neighbours, second_values, second_reciprocal)
-            )
+            rows["cknna"].append(cknna_numerators(lookups, first, first_edges, second, second_edges))
     out = {name: torch.stack(values) for name, values in rows.items()}
     if with_cknna:
-        out["cknna"] = cka_from_hsic(
-            out["cknna"], first.self_terms.cknna, second.self_terms.cknna, epsilon=first.plan.denominator_epsilon
-        )
+        out["cknna"] = cka_from_hsic(out["cknna"], first_self, second_self, epsilon=epsilon)
     return out
 
 
-def _kernel_matrices(
+def knn_state_matrices(
+    first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]
+) -> dict[str, torch.Tensor]:
+    """`knn_family_matrices` of two modality states."""
+    return knn_family_matrices(
+        first.neighbours,
+        second.neighbours,
+        specs,
+        first_edges=first.self_terms.cknna_edges,
+        second_edges=second.self_terms.cknna_edges,
+        first_self=first.self_terms.cknna,
+        second_self=second.self_terms.cknna,
+        epsilon=first.plan.denominator_epsilon,
+    )
+
+
+def kernel_matrices(
     first: ModalityState, second: ModalityState, specs: Sequence[MetricSpec]
 ) -> dict[str, torch.Tensor]:
     """CKA (biased and/or unbiased) of all pairs: one products matrix per kernel shared by both."""
@@ -199,9 +233,9 @@ def pair_matrices(first: ModalityState, second: ModalityState) -> dict[str, torc
     specs = first.plan.specs
     out = {}
     if any(spec.family in ("knn", "cknna") for spec in specs):
-        out.update(_knn_family_matrices(first, second, specs))
+        out.update(knn_state_matrices(first, second, specs))
     if any(spec.family == "kernel" for spec in specs):
-        out.update(_kernel_matrices(first, second, specs))
+        out.update(kernel_matrices(first, second, specs))
     return {spec.name: out[spec.name] for spec in specs}
 
 

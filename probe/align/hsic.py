@@ -122,12 +122,18 @@ class GramStack:
 
         `keys` may pass the entries' positions i * N + cols when the caller has them.
         """
-        n = self.centred.shape[1]
         rows = torch.arange(self.num_rows, device=cols.device)[:, None]
         if self.order is not None:
             rows, cols, keys = self.order[rows], self.order[cols], None
+        return self.stored_values(layer, rows, cols, keys=keys)
+
+    def stored_values(
+        self, layer: int, rows: torch.Tensor, cols: torch.Tensor, *, keys: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Raw kernel entries K_layer[rows, cols] (stored row numbers, no pending order; broadcast shapes),
+        float64; `keys` may pass rows * N + cols when the caller has them."""
         if keys is None:
-            keys = rows * n + cols
+            keys = rows * self.centred.shape[1] + cols
         means = self.row_means[layer]
         centred = torch.take(self.centred[layer], keys).double()
         return centred + means[rows] + means[cols] - self.grand_means[layer]
@@ -373,24 +379,33 @@ def kernel_products(left: KernelStack, right: KernelStack) -> torch.Tensor:
 
 
 def unbiased_from_centred(
-    products: torch.Tensor, left_diagonals: torch.Tensor, right_diagonals: torch.Tensor
+    products: torch.Tensor,
+    left_diagonals: torch.Tensor,
+    right_diagonals: torch.Tensor,
+    *,
+    num_rows: Optional[int] = None,
 ) -> torch.Tensor:
-    """Unbiased HSIC of every pair from <Kc, Lc> [La, Lb] and diagonals of Kc [La, N], Lc [Lb, N]."""
-    n = left_diagonals.shape[1]
+    """Unbiased HSIC of every pair from <Kc, Lc> [..., La, Lb] and the diagonals of Kc [..., La, N] and
+    Lc [..., Lb, N] (leading batch dimensions broadcast). `num_rows` is n when the diagonals hold a subset of
+    n rows and zeros elsewhere (default: N)."""
+    n = left_diagonals.shape[-1] if num_rows is None else num_rows
     if n < 4:
         raise InputError(f"unbiased HSIC needs N > 3 rows; got N={n}. Use more rows or the biased CKA.")
-    cross = left_diagonals @ right_diagonals.T
-    traces = left_diagonals.sum(dim=1)[:, None] * right_diagonals.sum(dim=1)[None, :]
+    cross = left_diagonals @ right_diagonals.transpose(-1, -2)
+    traces = left_diagonals.sum(dim=-1)[..., :, None] * right_diagonals.sum(dim=-1)[..., None, :]
     return (products - n / (n - 2) * cross + traces / ((n - 1) * (n - 2))) / (n * (n - 3))
 
 
-def unbiased_self(self_products: torch.Tensor, diagonals: torch.Tensor) -> torch.Tensor:
-    """Unbiased HSIC(K, K) of every layer, float64 [L], from <Kc, Kc> [L] and diag(Kc) [L, N]."""
-    n = diagonals.shape[1]
+def unbiased_self(
+    self_products: torch.Tensor, diagonals: torch.Tensor, *, num_rows: Optional[int] = None
+) -> torch.Tensor:
+    """Unbiased HSIC(K, K) of every layer, float64 [..., L], from <Kc, Kc> [..., L] and diag(Kc) [..., L, N]
+    (`num_rows` as in `unbiased_from_centred`)."""
+    n = diagonals.shape[-1] if num_rows is None else num_rows
     if n < 4:
         raise InputError(f"unbiased HSIC needs N > 3 rows; got N={n}. Use more rows or the biased CKA.")
-    cross = diagonals.square().sum(dim=1)
-    return (self_products - n / (n - 2) * cross + diagonals.sum(dim=1).square() / ((n - 1) * (n - 2))) / (n * (n - 3))
+    cross = diagonals.square().sum(dim=-1)
+    return (self_products - n / (n - 2) * cross + diagonals.sum(dim=-1).square() / ((n - 1) * (n - 2))) / (n * (n - 3))
 
 
 def is_constant(centred_trace: Any, raw_trace: Any) -> Any:
@@ -427,11 +442,12 @@ def check_stack_not_constant(stack: "KernelStack", *, name: str) -> None:
 def cka_from_hsic(
     cross: torch.Tensor, left_self: torch.Tensor, right_self: torch.Tensor, *, epsilon: float = 0.0
 ) -> torch.Tensor:
-    """CKA = HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + epsilon) for every pair: float64 [La, Lb].
+    """CKA = HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + epsilon) for every pair: float64 [..., La, Lb] from
+    cross [..., La, Lb] and self terms [..., La], [..., Lb] (leading batch dimensions broadcast).
 
     epsilon = 0 is the definition; PRH's code adds 1e-6.
     """
-    return cross / (torch.sqrt(left_self[:, None] * right_self[None, :]) + epsilon)
+    return cross / (torch.sqrt(left_self[..., :, None] * right_self[..., None, :]) + epsilon)
 
 
 def _explicit(kernel: torch.Tensor, *, zero_diagonal: bool = False) -> GramStack:

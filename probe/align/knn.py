@@ -164,25 +164,31 @@ class NeighbourSets:
 class EdgeLookups:
     """For one layer `a` of the first modality against every layer of the second, per edge (i, s)
     of the second modality (j = its s-th neighbour of i): `shared` [Lt, N, k] is j in kNN_a(i), and
-    `returning` [Lt, N, k] is i in kNN_a(j). `edge_keys` [Lt, N, k] are the edges as i * N + j."""
+    `returning` [Lt, N, k] is i in kNN_a(j) (None when not asked for). `edges` holds layer a's edges
+    loaded, for further questions while this layer is current."""
 
     layer: int
     shared: torch.Tensor
-    returning: torch.Tensor
-    edge_keys: torch.Tensor
+    returning: Optional[torch.Tensor]
+    edges: EdgeMembership
 
 
-def edge_lookups(first: NeighbourSets, second: NeighbourSets) -> Iterator[EdgeLookups]:
-    """Yield `EdgeLookups` for each layer of `first` (one pass over `second`'s edges per layer)."""
+def edge_lookups(first: NeighbourSets, second: NeighbourSets, *, returning: bool = True) -> Iterator[EdgeLookups]:
+    """Yield `EdgeLookups` for each layer of `first` (one pass over `second`'s edges per layer); `returning`
+    asks for the reverse lookups too (cycle_knn needs them)."""
     cols = second.indices
     rows = torch.arange(second.num_rows, device=cols.device)[None, :, None]
     # The same queries serve every layer of `first`: build them once.
-    forward, backward = rows * second.num_rows + cols, cols * second.num_rows + rows
+    forward = rows * second.num_rows + cols
+    backward = cols * second.num_rows + rows if returning else None
     edges = EdgeMembership(num_rows=first.num_rows, device=cols.device)
     for layer, lists in enumerate(first.indices):
         edges.load(lists)
         yield EdgeLookups(
-            layer=layer, shared=edges.contains_keys(forward), returning=edges.contains_keys(backward), edge_keys=forward
+            layer=layer,
+            shared=edges.contains_keys(forward),
+            returning=None if backward is None else edges.contains_keys(backward),
+            edges=edges,
         )
 
 

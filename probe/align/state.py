@@ -13,12 +13,13 @@ subsampling) without re-reading features:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable, Literal, Optional
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
+from typing import Callable, Hashable, Literal, Optional
 
 import torch
 
-from probe.align.cknna import cknna_self_similarity
+from probe.align.cknna import OwnEdges, cknna_self_similarity, own_edges
 from probe.align.hsic import (
     FeatureStack,
     GramStack,
@@ -42,7 +43,7 @@ ComputePath = Literal["dense", "blocked"]
 class ComputePlan:
     """What to compute per layer: for which metrics, with which k, on which path.
 
-    `spare_neighbours` extra ranked neighbours are kept per row on the blocked path (for subsets).
+    `spare_neighbours` extra ranked neighbours are kept per row (for subsets, `probe.align.resample`).
     `denominator_epsilon` is added to CKA's and CKNNA's denominators (0: the definition; PRH: 1e-6).
     `normalize_grams`: the dense path's layers come unnormalised and their Grams are scaled to unit
     rows (the cheaper way to the same numbers).
@@ -68,11 +69,17 @@ class ComputePlan:
 @dataclass(frozen=True)
 class SelfTerms:
     """Per-layer normalisers, unchanged by reordering rows: HSIC(K, K) biased and unbiased for each kernel
-    in use (float64 [L], unbiased None when not needed), and CKNNA's sim(K, K) [L]."""
+    in use (float64 [L], unbiased None when not needed), and CKNNA's sim(K, K) [L] with the kernel values at
+    each layer's own kNN edges it came from (`cknna_edges`, which move with the rows)."""
 
     biased: dict[str, torch.Tensor]
     unbiased: dict[str, torch.Tensor]
     cknna: Optional[torch.Tensor]
+    cknna_edges: Optional[OwnEdges] = None
+
+    def permuted(self, order: torch.Tensor) -> "SelfTerms":
+        """The terms after reordering rows: the normalisers stay, the own edges move with their rows."""
+        return replace(self, cknna_edges=None if self.cknna_edges is None else self.cknna_edges.permuted(order))
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,11 @@ class ModalityState:
     def device(self) -> torch.device:
         return self.linear.device
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensors this state holds (kernels or features, kNN lists, CKNNA's edges)."""
+        return _tensor_bytes(self)
+
     def permuted(self, order: torch.Tensor) -> "ModalityState":
         """The state with rows reordered: new row i is row `order[i]` (int64 [N] on the state's device)."""
         return replace(
@@ -113,6 +125,7 @@ class ModalityState:
             linear=self.linear.permuted(order),
             neighbours=None if self.neighbours is None else self.neighbours.permuted(order),
             rbf=None if self.rbf is None else self.rbf.permuted(order),
+            self_terms=self.self_terms.permuted(order),
         )
 
     def restricted(self, rows: torch.Tensor) -> "ModalityState":
@@ -166,10 +179,11 @@ def compute_self_terms(
         biased[spec.kernel] = stack.self_products()
         if any(other.unbiased and other.kernel == spec.kernel for other in plan.specs):
             unbiased[spec.kernel] = unbiased_self(biased[spec.kernel], diagonals)
-    cknna = None
+    cknna = edges = None
     if any(spec.family == "cknna" for spec in plan.specs):
-        cknna = cknna_self_similarity(neighbours, linear, name=name)
-    return SelfTerms(biased=biased, unbiased=unbiased, cknna=cknna)
+        edges = own_edges(neighbours, linear)
+        cknna = cknna_self_similarity(neighbours, edges, name=name)
+    return SelfTerms(biased=biased, unbiased=unbiased, cknna=cknna, cknna_edges=edges)
 
 
 def _ranked_from_gram(gram: torch.Tensor, *, count: int) -> torch.Tensor:
@@ -233,7 +247,8 @@ def _dense_work(
         row_means, trace = kernel_summary(gram)
         check_not_constant((trace - num_rows * row_means.mean())[None], trace[None], name=name, first_layer=index)
         if plan.needs_knn:
-            ranked.append(_ranked_from_gram(gram, count=plan.k))
+            # Longer than k when subsets will be scored: they take each row's first k surviving neighbours.
+            ranked.append(_ranked_from_gram(gram, count=min(plan.k + plan.spare_neighbours, num_rows - 1)))
         if rbf_raw is not None:
             fill_rbf(index, gram, rbf_raw[index])
         squares.append(centre_kernel_in_place(gram, row_means))
@@ -295,3 +310,49 @@ def build_state(
     return ModalityState(
         name=name, plan=plan, linear=linear, neighbours=neighbours, rbf=rbf, clip=prepared.clip, self_terms=self_terms
     )
+
+
+def _tensor_bytes(value: object) -> int:
+    """Bytes of every tensor reachable through dataclass fields, tuples and dicts of `value`."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(_tensor_bytes(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(_tensor_bytes(getattr(value, f.name)) for f in fields(value))
+    return 0
+
+
+class StateCache:
+    """Modality states kept across the pairs of a run, so that a model paired with several others is read,
+    preprocessed and given its per-layer work once (a text model aligned with five vision models: once, not
+    five times). Holds at most `budget_bytes` of states; the least recently used go first, and a state larger
+    than the budget is built and used but not kept."""
+
+    def __init__(self, *, budget_bytes: int) -> None:
+        self.budget_bytes = int(budget_bytes)
+        self._held: OrderedDict[Hashable, ModalityState] = OrderedDict()
+        self.hits = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(state.nbytes for state in self._held.values())
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def get(self, key: Hashable, build: Callable[[], ModalityState]) -> ModalityState:
+        """The state kept under `key`, else `build()` (kept when it fits)."""
+        if key in self._held:
+            self._held.move_to_end(key)
+            self.hits += 1
+            return self._held[key]
+        state = build()
+        size = state.nbytes
+        if size <= self.budget_bytes:
+            while self._held and self.nbytes + size > self.budget_bytes:
+                self._held.popitem(last=False)
+            self._held[key] = state
+        return state

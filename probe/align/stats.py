@@ -7,8 +7,8 @@
   the kNN metrics (`mutual_knn_chance`, `jaccard_knn_chance`, `cycle_knn_chance`); for the kernel
   metrics the null mean of the best pair's score.
 - permutation null of the max: P shuffles of the pairing (one side's rows reordered; its kNN lists
-  and kernels are relabelled, nothing is recomputed from features), the max over all layer pairs
-  taken each time, exactly as for the observed score. Reported: null mean and std of the max, the
+  and kernels are relabelled, nothing is recomputed from features: `probe.align.resample`), the max over
+  all layer pairs taken each time, exactly as for the observed score. Reported: null mean and std of the max, the
   p-value (1 + #{null max >= observed max}) / (P + 1), the z-score, and the calibrated score
   (observed max - null max mean) / (1 - null max mean): 0 at what the max reaches by chance, 1 at
   perfect alignment (Cohen's-kappa style).
@@ -20,19 +20,19 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Literal, Optional, TypeVar
+from typing import Any, Callable, Literal, Optional, TypeVar
 
 import numpy as np
 import torch
 
 from probe.align.engine import pair_matrices, prepare_modalities
 from probe.align.prep import LayerInput, as_layer_source
+from probe.align.resample import Resampler
 from probe.align.settings import AlignSettings, check_settings
 from probe.align.specs import metric_specs
-from probe.align.state import ModalityState
+from probe.align.state import ModalityState, StateCache
 from probe.errors import InputError
 from probe.progress import ProgressCallback
 
@@ -189,51 +189,61 @@ def best_pair(matrix: np.ndarray) -> tuple[int, int]:
     return flat // matrix.shape[1], flat % matrix.shape[1]
 
 
-def _collect(matrices: list[dict[str, torch.Tensor]], best: dict[str, tuple[int, int]]) -> ResampledScores:
-    """Stack resampled score matrices into maxima and best-pair scores per metric."""
-    maxima = {name: np.array([float(m[name].max()) for m in matrices]) for name in best}
-    at_best = {name: np.array([float(m[name][pair]) for m in matrices]) for name, pair in best.items()}
+def _collect(batches: list[dict[str, torch.Tensor]], best: dict[str, tuple[int, int]]) -> ResampledScores:
+    """Per metric, the max over pairs and the best pair's score of every resample, from batches of score
+    matrices name -> [B, La, Lb] in draw order."""
+    maxima = {name: np.concatenate([b[name].flatten(1).amax(dim=1).cpu().numpy() for b in batches]) for name in best}
+    at_best = {name: np.concatenate([b[name][:, i, j].cpu().numpy() for b in batches]) for name, (i, j) in best.items()}
     return ResampledScores(maxima=maxima, at_best=at_best)
 
 
-def _resampled(
-    draws: Iterator[tuple[ModalityState, ModalityState]],
+def _in_batches(
+    score: Callable[[list[np.ndarray]], dict[str, torch.Tensor]],
+    draw: Callable[[], np.ndarray],
     *,
     count: int,
+    batch: int,
     best: dict[str, tuple[int, int]],
     what: str,
     progress: Optional[ProgressCallback],
 ) -> ResampledScores:
-    """Score `count` resampled (first, second) state pairs from `draws`, reporting progress as `what`."""
-    matrices = []
-    for done, (first, second) in enumerate(itertools.islice(draws, count)):
-        scores = pair_matrices(first, second)
-        matrices.append({name: scores[name].cpu() for name in best})
+    """`count` resamples, drawn one after another by `draw` and scored `batch` at a time by `score`, reporting
+    progress as `what`."""
+    batches = []
+    done = 0
+    while done < count:
+        size = min(batch, count - done)
+        batches.append(score([draw() for _ in range(size)]))
+        done += size
         if progress is not None:
-            progress(done + 1, count, what)
-    return _collect(matrices, best)
+            progress(done, count, what)
+    return _collect(batches, best)
 
 
 def permutation_null(
-    first: ModalityState,
-    second: ModalityState,
+    resampler: Resampler,
     *,
     permutations: int,
     best: dict[str, tuple[int, int]],
     rng: np.random.Generator,
     progress: Optional[ProgressCallback] = None,
 ) -> ResampledScores:
-    """Scores under `permutations` random re-pairings of the rows (the second side reordered)."""
-    draws = (
-        (first, second.permuted(torch.as_tensor(rng.permutation(first.num_rows), device=first.device)))
-        for _ in itertools.count()
+    """Scores under `permutations` random re-pairings of the rows (the second side reordered by
+    `rng.permutation(N)`, one after another), from the state `resampler` holds."""
+    device, num_rows = resampler.first.device, resampler.first.num_rows
+    return _in_batches(
+        lambda orders: resampler.permuted(torch.as_tensor(np.stack(orders), device=device)),
+        lambda: rng.permutation(num_rows),
+        count=permutations,
+        batch=resampler.batch_size,
+        best=best,
+        what="permutation null",
+        progress=progress,
     )
-    return _resampled(draws, count=permutations, best=best, what="permutation null", progress=progress)
 
 
 def subsample_scores(
-    first: ModalityState,
-    second: ModalityState,
+    resampler: Resampler,
     *,
     subsamples: int,
     rows: int,
@@ -241,14 +251,17 @@ def subsample_scores(
     rng: np.random.Generator,
     progress: Optional[ProgressCallback] = None,
 ) -> ResampledScores:
-    """Scores on `subsamples` subsets of `rows` rows drawn without replacement."""
-
-    def draws() -> Iterator[tuple[ModalityState, ModalityState]]:
-        while True:
-            chosen = torch.as_tensor(np.sort(rng.choice(first.num_rows, size=rows, replace=False)), device=first.device)
-            yield first.restricted(chosen), second.restricted(chosen)
-
-    return _resampled(draws(), count=subsamples, best=best, what="subsamples", progress=progress)
+    """Scores on `subsamples` subsets of `rows` rows drawn without replacement (`rng.choice`, sorted)."""
+    device, num_rows = resampler.first.device, resampler.first.num_rows
+    return _in_batches(
+        lambda subsets: resampler.restricted(torch.as_tensor(np.stack(subsets), device=device)),
+        lambda: np.sort(rng.choice(num_rows, size=rows, replace=False)),
+        count=subsamples,
+        batch=resampler.batch_size,
+        best=best,
+        what="subsamples",
+        progress=progress,
+    )
 
 
 def jackknife_interval(
@@ -371,6 +384,7 @@ def score_alignment(
     settings: Optional[AlignSettings] = None,
     *,
     progress: Optional[ProgressCallback] = None,
+    states: Optional[StateCache] = None,
     **options: Any,
 ) -> AlignmentReport:
     """Alignment of all (vision layer, text layer) pairs with chance, permutation null and intervals.
@@ -381,7 +395,8 @@ def score_alignment(
     subsets of `subsample_fraction` of the rows, without replacement, give intervals at level `confidence`
     for the max and for the best pair's score. 0 skips either step. `seed` fixes both (they draw from
     independent streams, so changing P leaves the subsets unchanged). `progress(done, total, what)` is
-    called per layer, permutation and subsample.
+    called per layer and per batch of permutations and subsamples. `states`: a `probe.align.state.StateCache`
+    shared by the pairs of a run, so that a model's per-layer work is done once for all its pairs.
 
     Returns an AlignmentReport (module docstring defines every field). Raises InputError for bad
     inputs or settings.
@@ -393,20 +408,20 @@ def score_alignment(
     subset_rows = check_settings(settings, num_rows=num_rows)
     # On the blocked path, longer kNN lists let subsets find their neighbours without recomputing.
     spare = math.ceil(2 * k * (1 / subsample_fraction - 1)) + 10 if settings.subsamples else 0
-    first, second = prepare_modalities(vision, text, settings, spare_neighbours=spare, progress=progress)
+    first, second = prepare_modalities(vision, text, settings, spare_neighbours=spare, progress=progress, states=states)
     observed = {name: matrix.cpu().numpy() for name, matrix in pair_matrices(first, second).items()}
     best = {name: best_pair(matrix) for name, matrix in observed.items()}
     null_stream, subset_stream = (np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(2))
+    resampler = Resampler(first, second)
     null = None
     if settings.permutations:
         null = permutation_null(
-            first, second, permutations=settings.permutations, best=best, rng=null_stream, progress=progress
+            resampler, permutations=settings.permutations, best=best, rng=null_stream, progress=progress
         )
     spread = None
     if settings.subsamples:
         spread = subsample_scores(
-            first,
-            second,
+            resampler,
             subsamples=settings.subsamples,
             rows=subset_rows,
             best=best,

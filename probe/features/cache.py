@@ -21,6 +21,7 @@ file and the fix (re-extract with `overwrite=always`), so damaged numbers are ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,6 +71,13 @@ class LayerStack:
     def name(self) -> str:
         """The model's name as the cache key records it."""
         return str(self.cache.key["model"]["name"])
+
+    @property
+    def identity(self) -> tuple:
+        """What these layers hold, for reuse across pairs (`probe.layer_source.source_identity`): the cache
+        entry (its path is a digest of its key), the pool, the stored layers, the rows and the dropped states."""
+        rows = None if self.rows is None else hashlib.sha256(np.ascontiguousarray(self.rows).tobytes()).hexdigest()
+        return (str(self.cache.path), self.pool, self._positions, rows, self.dropped)
 
     def layer(self, i: int) -> np.ndarray:
         """Layer `i` of this stack as [num_rows, D] float32."""

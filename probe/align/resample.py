@@ -1,0 +1,376 @@
+"""Resampled scores of all layer pairs, from the per-layer state the observed score already built.
+
+The permutation null re-pairs the rows and the subsample intervals keep a subset of them. Neither changes a
+modality's per-layer work (centred kernels, ranked kNN lists, self terms), so `Resampler` reuses it:
+
+- Kernel metrics on the dense path. HSIC(K_a, P L_b P^T) = <P^T Kc_a P, Lc_b>: the side with fewer layers is
+  gathered in the permuted order, for a batch of permutations at once, and one float32 product
+  [B L_small, N^2] x [N^2, L_big] per row slab (summed in float64 across slabs) gives every pair. On a subset
+  S of n rows, H_S Kc_SS H_S is the subset's own centred kernel (centring removes the full set's means), so
+  <Kc^S, Lc^S> = <Kc_a o ww^T, Lc_b> - 2/n r_a.r_b + s_a s_b / n^2, where w marks S, r are the row sums
+  of Kc restricted to S and s their totals: the small side is masked instead of gathered, and the self terms
+  and diagonals come from the same row sums.
+- kNN metrics and CKNNA. A permutation relabels the second side's kNN lists; its kernel values at its own
+  edges and its reciprocal flags move with the rows, so they are computed once. A subset takes each row's
+  first k surviving neighbours from lists ranked longer than k (`ComputePlan.spare_neighbours`), re-ranked
+  by the subset kernel's values as `ModalityState.restricted` computes them, so that near-ties fall the same
+  way; a row whose list runs out is ranked again from its kernel row.
+- Blocked path (large N, features instead of kernels): kNN and CKNNA as above under permutations; linear CKA
+  as the feature products of `probe.align.hsic` (O(N Da Db) a pair, no N x N); subsets as
+  `ModalityState.restricted`.
+
+The reference is `ModalityState.permuted` / `restricted` followed by `probe.align.engine.pair_matrices`,
+which rebuild each resample from scratch: the same permutations and subsets give the same numbers to float
+rounding (tests/test_align/test_resample.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from probe.align.cknna import cknna_self_similarity, own_edges
+from probe.align.engine import kernel_matrices, knn_family_matrices, knn_state_matrices, pair_matrices
+from probe.align.hsic import GramStack, check_not_constant, cka_from_hsic, unbiased_from_centred, unbiased_self
+from probe.align.knn import NeighbourSets, ranked_top
+from probe.align.specs import MetricSpec
+from probe.align.state import ModalityState
+
+# Kernel entries of one layer per row slab: float32 partial sums over at most this many products, then float64.
+SLAB_ENTRIES = 2**18
+# Bytes of the gathered or masked small side [B, L_small, slab] held at once; bounds the batch too.
+BATCH_BYTES = 256 * 2**20
+
+
+def resample_batch_size(*, num_rows: int, small_layers: int) -> int:
+    """Resamples scored together on the dense path: as many as fit BATCH_BYTES for one row of kernels
+    (at least 1, at most 64: beyond, the product is as fast per resample and only memory grows)."""
+    return max(1, min(64, BATCH_BYTES // max(1, 4 * small_layers * num_rows * num_rows)))
+
+
+def _slab_rows(num_rows: int, batch: int, small_layers: int) -> int:
+    """Kernel rows per slab: SLAB_ENTRIES entries a layer, and the batch's slab within BATCH_BYTES."""
+    by_precision = SLAB_ENTRIES // num_rows
+    by_memory = BATCH_BYTES // (4 * batch * small_layers * num_rows)
+    return max(1, min(by_precision, by_memory))
+
+
+def _oriented(first: GramStack, second: GramStack) -> tuple[GramStack, GramStack, bool]:
+    """(small, big, swapped): the stack with fewer layers first; `swapped` when that is `second`."""
+    if first.num_layers <= second.num_layers:
+        return first, second, False
+    return second, first, True
+
+
+def _slab_products(small: GramStack, big: GramStack, small_slab, batch: int) -> torch.Tensor:
+    """Sum over row slabs of small_slab(start, stop) [B, Ls, R] x big's slab [Lg, R]^T: float64 [B, Ls, Lg]."""
+    num_rows = big.num_rows
+    total = torch.zeros(batch, small.num_layers, big.num_layers, dtype=torch.float64, device=big.device)
+    step = _slab_rows(num_rows, batch, small.num_layers)
+    for start in range(0, num_rows, step):
+        stop = min(start + step, num_rows)
+        entries = (stop - start) * num_rows
+        left = small_slab(start, stop).reshape(batch * small.num_layers, entries)
+        right = big.centred[:, start:stop].reshape(big.num_layers, entries)
+        total += (left @ right.T).view(batch, small.num_layers, big.num_layers).double()
+    return total
+
+
+def permuted_products(first: GramStack, second: GramStack, orders: torch.Tensor) -> torch.Tensor:
+    """<Kc_a, Lc_b reordered> for every pair and order: float64 [B, La, Lb].
+
+    `orders` [B, N] reorder the second side (its new row i is stored row order[i]); both stacks are as built
+    (no pending order). The side with fewer layers is the one gathered: reordering the first by the inverse
+    order gives the same sums.
+    """
+    small, big, swapped = _oriented(first, second)
+    gather = orders if swapped else torch.argsort(orders, dim=1)
+    batch, num_rows = gather.shape
+    flat = small.centred.flatten(1)
+
+    def slab(start: int, stop: int) -> torch.Tensor:
+        positions = (gather[:, start:stop, None] * num_rows + gather[:, None, :]).flatten()
+        # [Ls, B * R] -> [B, Ls, R]
+        return flat.index_select(1, positions).view(small.num_layers, batch, -1).transpose(0, 1)
+
+    products = _slab_products(small, big, slab, batch)
+    return products.transpose(1, 2) if swapped else products
+
+
+def masked_products(first: GramStack, second: GramStack, weights: torch.Tensor) -> torch.Tensor:
+    """<Kc_a o w w^T, Lc_b> for every pair and weight vector: float64 [B, La, Lb] (weights [B, N], 0/1)."""
+    small, big, swapped = _oriented(first, second)
+    batch, num_rows = weights.shape
+    w = weights.to(small.centred.dtype)
+
+    def slab(start: int, stop: int) -> torch.Tensor:
+        mask = (w[:, start:stop, None] * w[:, None, :]).reshape(batch, 1, -1)
+        return small.centred[:, start:stop].reshape(small.num_layers, -1)[None] * mask
+
+    products = _slab_products(small, big, slab, batch)
+    return products.transpose(1, 2) if swapped else products
+
+
+@dataclass(frozen=True)
+class SubsetTerms:
+    """One GramStack's centred kernels re-centred on B row subsets (weights w [B, N], n rows each), float64:
+    `row_sums` r [B, L, N] (Kc_SS row sums, zero off the subset), `totals` s [B, L], `self_products`
+    <Kc^S, Kc^S> [B, L], `diagonals` diag(Kc^S) [B, L, N] (zero off the subset), and `raw_traces` tr(K_SS)
+    [B, L] for the constancy check."""
+
+    row_sums: torch.Tensor
+    totals: torch.Tensor
+    self_products: torch.Tensor
+    diagonals: torch.Tensor
+    raw_traces: torch.Tensor
+
+    @property
+    def centred_traces(self) -> torch.Tensor:
+        return self.diagonals.sum(dim=-1)
+
+
+def subset_terms(stack: GramStack, weights: torch.Tensor, *, num_rows: int) -> SubsetTerms:
+    """`SubsetTerms` of `stack` (as built, no pending order) for weights [B, N] marking subsets of `num_rows`."""
+    n = num_rows
+    w = weights.double()
+    sums, squares = [], []
+    for index in range(stack.num_layers):
+        kernel = stack.centred[index].double()
+        sums.append(kernel @ w.T)
+        squares.append(kernel.square() @ w.T)
+    row_sums = torch.stack(sums, dim=1).permute(2, 1, 0) * w[:, None, :]  # [B, L, N]
+    inner = (torch.stack(squares, dim=1).permute(2, 1, 0) * w[:, None, :]).sum(dim=-1)  # w^T (Kc o Kc) w
+    totals = row_sums.sum(dim=-1)
+    self_products = inner - 2.0 / n * row_sums.square().sum(dim=-1) + totals.square() / n**2
+    stored_diagonals = torch.diagonal(stack.centred, dim1=1, dim2=2).double()  # [L, N]
+    diagonals = (stored_diagonals[None] - 2.0 * row_sums / n + (totals / n**2)[..., None]) * w[:, None, :]
+    raw_diagonals = stored_diagonals + 2.0 * stack.row_means - stack.grand_means[:, None]
+    return SubsetTerms(
+        row_sums=row_sums,
+        totals=totals,
+        self_products=self_products,
+        diagonals=diagonals,
+        raw_traces=w @ raw_diagonals.T,
+    )
+
+
+@dataclass(frozen=True)
+class SubsetKernel:
+    """The raw kernel values of `parent` (a GramStack as built) among `rows` (sorted int64 [n]), with rows and
+    columns numbered within the subset: what CKNNA reads on a subset, without forming the sub-kernel."""
+
+    parent: GramStack
+    rows: torch.Tensor
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.rows.numel())
+
+    def raw_values(self, layer: int, cols: torch.Tensor, keys: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """K_layer[i, cols[..., i, s]] within the subset (row i implicit), float64 [..., n, k]."""
+        return self.parent.stored_values(layer, self.rows[:, None], self.rows[cols])
+
+
+def _subset_kernel_values(stack: GramStack, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """K[rows[i], cols[l, i, s]] for every layer l, float32 [L, n, K], as `GramStack.raw_submatrix` builds the
+    subset kernel (the same operations in the same order, so the same bits): the centred entry, plus the row's
+    mean, plus the column's, minus the grand mean. `rows` [n] and `cols` [L, n, K] are stored row numbers."""
+    layers, num_rows = stack.num_layers, stack.centred.shape[1]
+    means = stack.row_means.to(stack.centred.dtype)
+    flat_cols = cols.reshape(layers, -1)
+    keys = (rows[None, :, None] * num_rows + cols).reshape(layers, -1)
+    values = stack.centred.reshape(layers, -1).gather(1, keys).view_as(cols)
+    values = values + means[:, rows][:, :, None]
+    values = values + means.gather(1, flat_cols).view_as(cols)
+    return values - stack.grand_means.to(values.dtype)[:, None, None]
+
+
+def candidate_values(neighbours: NeighbourSets, stack: GramStack) -> torch.Tensor:
+    """The kernel values [L, N, K] float32 of every row's ranked candidates, as any subset kernel holds them:
+    `ModalityState.restricted` rebuilds a subset's kernel from the stored centred kernel and the full set's
+    means, so an entry's value does not depend on the subset and is computed once."""
+    rows = torch.arange(neighbours.num_rows, device=neighbours.ranked.device)
+    return _subset_kernel_values(stack, rows, neighbours.ranked)
+
+
+def subset_neighbours(
+    neighbours: NeighbourSets, stack: GramStack, rows: torch.Tensor, *, values: Optional[torch.Tensor] = None
+) -> NeighbourSets:
+    """The kNN sets among `rows` (sorted int64 [n]), numbered within the subset: [L, n, k].
+
+    Each row keeps the first k candidates of its ranked list [L, N, K] that lie in the subset. Where the
+    subset kernel's values (as `ModalityState.restricted` ranks them) could order the survivors otherwise (a
+    survivor left out is at least as close as one kept: near-ties, in which rounding or the lower-index rule
+    decides) or fewer than k survive, the row is ranked again over its whole subset kernel row, exactly as
+    `ModalityState.restricted` does. The sets are then its sets; only their order within a row may differ,
+    which no metric reads. `values`: `candidate_values(neighbours, stack)`, when the caller keeps them.
+    """
+    k, total, n = neighbours.k, neighbours.num_rows, int(rows.numel())
+    layers = neighbours.ranked.shape[0]
+    new_index = torch.full((total,), -1, dtype=torch.long, device=rows.device)
+    new_index[rows] = torch.arange(n, device=rows.device)
+    candidates = neighbours.ranked[:, rows, :]  # [L, n, K], stored numbers
+    mapped = new_index[candidates]
+    alive = mapped >= 0
+    count = alive.cumsum(dim=2)
+    keep = alive & (count <= k)
+    slot = torch.where(keep, count - 1, k)
+    ranked = torch.zeros(layers, n, k + 1, dtype=torch.long, device=rows.device).scatter_(2, slot, mapped)[..., :k]
+    values = (candidate_values(neighbours, stack) if values is None else values)[:, rows]
+    weakest_kept = values.masked_fill(~keep, float("inf")).amin(dim=2)
+    strongest_left = values.masked_fill(keep | ~alive, float("-inf")).amax(dim=2)
+    suspect = (count[:, :, -1] < k) | (strongest_left >= weakest_kept)
+    for layer, row in suspect.nonzero().tolist():
+        scores = _subset_kernel_values(stack, rows[row : row + 1], rows[None, None, :].expand(layers, 1, n))[layer]
+        scores[0, row] = float("-inf")
+        ranked[layer, row] = ranked_top(scores, k)[0]
+    return NeighbourSets(ranked=ranked, k=k)
+
+
+def _stack(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: torch.stack([part[name] for part in parts]) for name in parts[0]}
+
+
+class Resampler:
+    """Every metric of two modality states' plan for every layer pair, under re-pairings and row subsets.
+
+    Built once per scored pair (from the states `probe.align.engine.prepare_modalities` returns, before any
+    reordering); holds nothing else.
+    """
+
+    def __init__(self, first: ModalityState, second: ModalityState) -> None:
+        self.first, self.second = first, second
+        self.specs: tuple[MetricSpec, ...] = first.plan.specs
+        self.knn_specs = [spec for spec in self.specs if spec.family in ("knn", "cknna")]
+        self.kernel_specs = [spec for spec in self.specs if spec.family == "kernel"]
+        self.dense = isinstance(first.linear, GramStack)
+        self.with_cknna = any(spec.family == "cknna" for spec in self.specs)
+        # Per side, the kernel values of the ranked kNN candidates (dense path), made at the first subset.
+        self._candidates: list[Optional[torch.Tensor]] = [None, None]
+
+    @property
+    def batch_size(self) -> int:
+        """How many resamples `permuted` and `restricted` are best given at once."""
+        if not (self.dense and self.kernel_specs):
+            return 1
+        small = min(self.first.num_layers, self.second.num_layers)
+        return resample_batch_size(num_rows=self.first.num_rows, small_layers=small)
+
+    def _ordered(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {spec.name: out[spec.name] for spec in self.specs}
+
+    def permuted(self, orders: torch.Tensor) -> dict[str, torch.Tensor]:
+        """name -> float64 [B, La, Lb] for the re-pairings `orders` [B, N] (the second side's new row i is
+        its row order[i], as `ModalityState.permuted`)."""
+        first, second = self.first, self.second
+        out: dict[str, torch.Tensor] = {}
+        if self.knn_specs:
+            # The second side's kNN lists are relabelled and its own edges move with its rows: nothing is recomputed.
+            out.update(_stack([knn_state_matrices(first, second.permuted(order), self.knn_specs) for order in orders]))
+        if self.kernel_specs:
+            if self.dense:
+                out.update(self._permuted_kernels(orders))
+            else:
+                out.update(
+                    _stack([kernel_matrices(first, second.permuted(order), self.kernel_specs) for order in orders])
+                )
+        return self._ordered(out)
+
+    def _permuted_kernels(self, orders: torch.Tensor) -> dict[str, torch.Tensor]:
+        first, second = self.first, self.second
+        epsilon = first.plan.denominator_epsilon
+        out = {}
+        for kernel in dict.fromkeys(spec.kernel for spec in self.kernel_specs):
+            left, right = first.kernel(kernel), second.kernel(kernel)
+            products = permuted_products(left, right, orders)
+            for spec in self.kernel_specs:
+                if spec.kernel != kernel:
+                    continue
+                if spec.unbiased:
+                    right_diagonals = right.centred_diagonals()[:, orders].transpose(0, 1)  # [B, Lb, N]
+                    cross = unbiased_from_centred(products, left.centred_diagonals(), right_diagonals)
+                    out[spec.name] = cka_from_hsic(
+                        cross, first.self_terms.unbiased[kernel], second.self_terms.unbiased[kernel], epsilon=epsilon
+                    )
+                else:
+                    out[spec.name] = cka_from_hsic(
+                        products, first.self_terms.biased[kernel], second.self_terms.biased[kernel], epsilon=epsilon
+                    )
+        return out
+
+    def restricted(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """name -> float64 [B, La, Lb] on the row subsets `rows` [B, n] (each sorted, as
+        `ModalityState.restricted` takes them)."""
+        first, second = self.first, self.second
+        if not self.dense:
+            return _stack([pair_matrices(first.restricted(subset), second.restricted(subset)) for subset in rows])
+        out: dict[str, torch.Tensor] = {}
+        if self.knn_specs:
+            out.update(_stack([self._restricted_knn(subset) for subset in rows]))
+        if self.kernel_specs:
+            out.update(self._restricted_kernels(rows))
+        return self._ordered(out)
+
+    def _restricted_knn(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        first, second = self.first, self.second
+        first_lists, second_lists = (
+            subset_neighbours(state.neighbours, state.linear, rows, values=self._candidate_values(side))
+            for side, state in enumerate((first, second))
+        )
+        first_edges = second_edges = first_self = second_self = None
+        if self.with_cknna:
+            first_edges = own_edges(first_lists, SubsetKernel(first.linear, rows))
+            second_edges = own_edges(second_lists, SubsetKernel(second.linear, rows))
+            first_self = cknna_self_similarity(first_lists, first_edges, name=first.name)
+            second_self = cknna_self_similarity(second_lists, second_edges, name=second.name)
+        return knn_family_matrices(
+            first_lists,
+            second_lists,
+            self.knn_specs,
+            first_edges=first_edges,
+            second_edges=second_edges,
+            first_self=first_self,
+            second_self=second_self,
+            epsilon=first.plan.denominator_epsilon,
+        )
+
+    def _candidate_values(self, side: int) -> torch.Tensor:
+        if self._candidates[side] is None:
+            state = (self.first, self.second)[side]
+            self._candidates[side] = candidate_values(state.neighbours, state.linear)
+        return self._candidates[side]
+
+    def _restricted_kernels(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        first, second = self.first, self.second
+        epsilon = first.plan.denominator_epsilon
+        n = int(rows.shape[1])
+        weights = torch.zeros(rows.shape[0], first.num_rows, device=rows.device)
+        weights.scatter_(1, rows, 1.0)
+        out = {}
+        for kernel in dict.fromkeys(spec.kernel for spec in self.kernel_specs):
+            left, right = first.kernel(kernel), second.kernel(kernel)
+            terms = []
+            for stack, state in ((left, first), (right, second)):
+                term = subset_terms(stack, weights, num_rows=n)
+                for traces, raw in zip(term.centred_traces, term.raw_traces):
+                    check_not_constant(traces, raw, name=state.name)
+                terms.append(term)
+            a, b = terms
+            products = (
+                masked_products(left, right, weights)
+                - 2.0 / n * a.row_sums @ b.row_sums.transpose(1, 2)
+                + a.totals[:, :, None] * b.totals[:, None, :] / n**2
+            )
+            for spec in self.kernel_specs:
+                if spec.kernel != kernel:
+                    continue
+                if spec.unbiased:
+                    cross = unbiased_from_centred(products, a.diagonals, b.diagonals, num_rows=n)
+                    left_self = unbiased_self(a.self_products, a.diagonals, num_rows=n)
+                    right_self = unbiased_self(b.self_products, b.diagonals, num_rows=n)
+                    out[spec.name] = cka_from_hsic(cross, left_self, right_self, epsilon=epsilon)
+                else:
+                    out[spec.name] = cka_from_hsic(products, a.self_products, b.self_products, epsilon=epsilon)
+        return out
