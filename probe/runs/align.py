@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from probe.align.engine import state_cache_budget
 from probe.align.prep import constant_layers
 from probe.align.settings import AlignSettings, check_settings
+from probe.align.state import StateCache
 from probe.align.stats import AlignmentReport, score_alignment
+from probe.devices import resolve_device
 from probe.errors import InputError
 from probe.features.cache import FeatureCache, LayerStack
 from probe.features.settings import ExtractSettings
@@ -146,6 +149,7 @@ def run_align(
     controls: Sequence[str] = (),
     sizes: Sequence[int] = (),
     progress: Optional[ProgressCallback] = None,
+    states: Optional[StateCache] = None,
 ) -> AlignRun:
     """Score every (vision, text) model pair on `dataset`; write results JSON + PNGs into a new run folder under
     `output` (if given; `probe.runs.outputs`: `<output>/align-<time>/`, and `<output>/latest` points at it).
@@ -154,7 +158,9 @@ def run_align(
     same rows and text models; each model is compared with its best control on the same subsamples. With two
     or more text models, their text-vs-text alignment is the ceiling. `sizes`: also score every pair on nested
     subsets of these many rows. Missing caches are extracted first with `options`; caches must be paired row
-    by row.
+    by row. `states` keeps each model's per-layer work for all its pairs (default: a `StateCache` of this run,
+    within `probe.align.engine.state_cache_budget` of the device's free memory); a study passes one to all its
+    runs.
     """
     from probe.results import cache_input_record, write_results
     from probe.runs.checks import check_run_request
@@ -187,6 +193,8 @@ def run_align(
     }
     control_map = {recorded[v]: [recorded[c] for c in names] for v, names in control_map.items()}
     vstacks, cstacks, tstacks = ([informative_layers(c) for c in group] for group in (vcaches, ccaches, tcaches))
+    if states is None:
+        states = StateCache(budget_bytes=state_cache_budget(resolve_device(settings.device)))
 
     def score(v: LayerStack, t: LayerStack) -> AlignPair:
         t0 = time.perf_counter()
@@ -201,7 +209,7 @@ def run_align(
             options.cache_dir,
             "align",
             key,
-            lambda: score_alignment(v, t, settings, progress=progress),
+            lambda: score_alignment(v, t, settings, progress=progress, states=states),
             refresh=options.overwrite == "always",
         )
         pair = AlignPair(v, t, report)
@@ -238,7 +246,7 @@ def run_align(
             row
             for v in vstacks + cstacks
             for t in tstacks
-            for row in score_sizes(v, t, sizes, settings, progress=progress)
+            for row in score_sizes(v, t, sizes, settings, progress=progress, states=states)
         ]
         if sizes
         else []

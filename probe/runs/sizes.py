@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from probe.align.settings import AlignSettings, check_settings
+from probe.align.state import StateCache
 from probe.align.stats import score_alignment
 from probe.errors import InputError
 from probe.features.cache import LayerStack
@@ -54,14 +55,17 @@ def score_sizes(
     settings: AlignSettings,
     *,
     progress: Optional[ProgressCallback] = None,
+    states: Optional[StateCache] = None,
 ) -> list[SizeRow]:
     """Score `vision` against `text` on nested subsets of `sizes` rows (permutation null included, no
-    subsamples); one row per size and metric."""
+    subsamples); one row per size and metric. `states` as `score_alignment`'s."""
     plain = replace(settings, subsamples=0)
     rows: list[SizeRow] = []
     for n, subset in zip(sizes, nested_subsets(vision.num_rows, sizes, seed=settings.seed)):
         check_settings(plain, num_rows=n)
-        report = score_alignment(vision.take_rows(subset), text.take_rows(subset), plain, progress=progress)
+        report = score_alignment(
+            vision.take_rows(subset), text.take_rows(subset), plain, progress=progress, states=states
+        )
         for name, m in report.metrics.items():
             rows.append(
                 SizeRow(

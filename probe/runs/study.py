@@ -482,6 +482,9 @@ def run_study(
     Feature caches and scores come from `cache_dir` when they exist, so a rerun (after a kill, or a change to
     part of the grid) computes only what is missing.
     """
+    from probe.align.engine import state_cache_budget
+    from probe.align.state import StateCache
+    from probe.devices import resolve_device
     from probe.errors import write_atomic
     from probe.log import logger
     from probe.runs.align import run_align
@@ -496,6 +499,7 @@ def run_study(
     write_atomic(folder / "study.toml", spec.toml or f"# {spec}\n")
     run = StudyRun(spec, folder)
     options = replace(s.extract, cache_dir=Path(cache_dir))
+    states = StateCache(budget_bytes=state_cache_budget(resolve_device(s.align.device)))
     for dataset in spec.datasets:
         where = folder / dataset_folder(dataset)
         logger.info(
@@ -517,6 +521,7 @@ def run_study(
             pool_text=s.pool_text,
             controls=spec.controls,
             progress=progress,
+            states=states,
         )
         if spec.probes is not None:
             for vision in spec.probe_vision():
