@@ -34,7 +34,8 @@ def demo(
     if dry_run:  # the demo preset is what `probe demo` runs (tests/test_runs/test_study.py)
         from dataclasses import replace
 
-        from probe.runs.plan import format_plan, plan_study
+        from probe.report.plan_text import format_plan
+        from probe.runs.plan import plan_study
         from probe.runs.study import load_study
 
         spec = load_study("demo")
