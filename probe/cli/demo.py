@@ -42,7 +42,8 @@ def demo(
 
     study = demo_study(limit=limit, permutations=permutations, subsamples=subsamples, seed=seed, device=device)
     if dry_run:
-        from probe.runs.plan import format_plan, plan_study
+        from probe.report.plan_text import format_plan
+        from probe.runs.plan import plan_study
 
         typer.echo(format_plan(plan_study(study, cache_dir=opt.cache_dir_or_default(cache_dir))), nl=False)
         return

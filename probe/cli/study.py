@@ -1,5 +1,5 @@
 """`probe study` and `probe plan`: a grid of runs from a TOML file or a shipped preset (see probe.runs.study,
-probe.runs.plan)."""
+probe.runs.plan, probe.report.plan_text)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def _load(target: Optional[str], device: Optional[str], limit: Optional[int]):
 
 
 def _print_plan(spec, cache_dir: Optional[Path]) -> None:
-    from probe.runs.plan import format_plan, plan_study
+    from probe.report.plan_text import format_plan
+    from probe.runs.plan import plan_study
 
     typer.echo(format_plan(plan_study(spec, cache_dir=opt.cache_dir_or_default(cache_dir))), nl=False)
 

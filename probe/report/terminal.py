@@ -1,6 +1,10 @@
 """Rich terminal reports for `probe align`, `probe linear` and `probe demo`: every score beside its chance
 level, calibrated score, p-value and interval. Laid out to fit 80 columns: names are never cut (one table
-per model pair, short numeric columns), numbers follow `probe.report.numbers`."""
+per model pair, short numeric columns), numbers follow `probe.report.numbers`.
+
+Every column says what its cells hold (`_add_column`): numbers and names are never broken, phrases wrap at
+spaces. Rich computes the widths from that alone, once, when it prints a table: a table wider than the
+console narrows its phrase columns (a verdict goes on two lines) instead of cutting cells short with "…"."""
 
 from __future__ import annotations
 
@@ -19,6 +23,22 @@ def _table(title: str) -> Table:
     return house_table(title)
 
 
+# What a column's cells may give up when the table is wider than the console. "number" and "name": nothing
+# (a cut number or name reads as another one); "words" and "figures" (numbers in a phrase, "0.181 (0.070)"):
+# they wrap at spaces, and fold a word longer than the column rather than end it in "…".
+_KINDS: dict[str, dict[str, Any]] = {
+    "number": {"justify": "right", "no_wrap": True},
+    "name": {"justify": "left", "no_wrap": True},
+    "words": {"justify": "left", "overflow": "fold"},
+    "figures": {"justify": "right", "overflow": "fold"},
+}
+
+
+def _add_column(table: Table, header: str, *, kind: str) -> None:
+    """Add the column `header` to `table`, its cells of `kind` ("number", "name", "words" or "figures")."""
+    table.add_column(header, **_KINDS[kind])
+
+
 def _stacked(name: str) -> str:
     """A metric name as a column header that wraps at its underscores ("unbiased_\ncka")."""
     return name.replace("_", "_\n")
@@ -29,7 +49,7 @@ def align_table(pair: Any, *, permutations: int) -> Table:
     mean, calibrated score, p-value and interval."""
     table = _table(f"{pair.vision_name} vs {pair.text_name}")
     for col in ("metric", "best", "v,t", "chance", "null", "calib.", "p", "95% interval"):
-        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+        _add_column(table, col, kind="name" if col == "metric" else "number")
     for name, m in pair.report.metrics.items():
         vl, tl = pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]
         sig = "green" if m.p_value is not None and m.p_value < 0.05 else "yellow"
@@ -56,8 +76,9 @@ def controls_table(rows: list, *, vision: str, text: str) -> Table:
     """The model beside its best control per metric: both calibrated scores, the difference with its paired
     interval over the same subsamples, and the verdict at 95%."""
     table = _table(f"{vision} vs {text}: against the best control (calibrated scores)")
+    kinds = {"metric": "name", "best control": "name", "verdict": "words"}
     for col in ("metric", "model", "best control", "control", "diff.", "95% interval", "verdict"):
-        table.add_column(col, justify="left" if col in ("metric", "best control", "verdict") else "right", no_wrap=True)
+        _add_column(table, col, kind=kinds.get(col, "number"))
     for r in rows:
         c = r.comparison
         if c is None:
@@ -80,7 +101,7 @@ def sizes_table(rows: list, *, vision: str, text: str, permutations: int) -> Tab
     """Scores of one pair at each N: raw max, chance, null max mean, calibrated, p."""
     table = _table(f"{vision} vs {text} at several N (compare calibrated scores across N)")
     for col in ("N", "metric", "best", "chance", "null", "calib.", "p"):
-        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+        _add_column(table, col, kind="name" if col == "metric" else "number")
     for r in sorted(rows, key=lambda r: (r.metric, r.n)):
         table.add_row(
             str(r.n),
@@ -102,10 +123,10 @@ def scaling_tables(run: Any) -> list[Table]:
     everything = run.pairs + list(getattr(run, "control_pairs", []))
     for text in dict.fromkeys(p.text_name for p in everything):
         table = _table(f"scaling against {text}: best score over layer pairs")
-        table.add_column("vision", no_wrap=True)
-        table.add_column("params", justify="right", no_wrap=True)
+        _add_column(table, "vision", kind="name")
+        _add_column(table, "params", kind="number")
         for m in metrics:
-            table.add_column(_stacked(m), justify="right", no_wrap=True)
+            _add_column(table, _stacked(m), kind="number")
         pairs = [p for p in everything if p.text_name == text]
         for pair in sorted(
             pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name)
@@ -210,7 +231,7 @@ def linear_task_table(task: Any) -> Table:
             "(the shuffled-pair control's top-1 is in the JSON)"
         )
     table = _table(title)
-    table.add_column("layer", justify="right", no_wrap=True)
+    _add_column(table, "layer", kind="number")
     if task.kind == "labels":
         cols = ("acc.", "95% CI", "shuffled", "majority", "bal. acc.", "macro-F1", "C")
     elif task.kind == "words":
@@ -218,7 +239,7 @@ def linear_task_table(task: Any) -> Table:
     else:
         cols = ("R²", "shuffled", "top-1", "top-5", "95% CI", "shuffled", "alpha")
     for c in cols:
-        table.add_column(c, justify="right", no_wrap=True)
+        _add_column(table, c, kind="number")
     for entry, state in zip(task.sweep.layers, task.hidden_states):
         r = entry.result
         mark = "★ " if entry.layer == task.sweep.best_layer else ""
@@ -292,11 +313,11 @@ def _side_by_side(
     """One row per value of `keys` in `records`, one column per vision model (`cell(record)`), then the column
     `last` = (header, field) taken from the first vision model's record."""
     table = _table(title)
-    table.add_column(headers[0], overflow="fold")
-    table.add_column(headers[1], overflow="fold")
+    _add_column(table, headers[0], kind="words")
+    _add_column(table, headers[1], kind="words")
     for v in visions:
-        table.add_column(v, justify="right", overflow="fold")
-    table.add_column(last[0], justify="right", no_wrap=True)
+        _add_column(table, v, kind="figures")
+    _add_column(table, last[0], kind="number")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         rows.setdefault((r[keys[0]], r[keys[1]]), {})[r["vision"]] = r

@@ -140,7 +140,8 @@ def _cpu_linear(manifest, **probes) -> StudySpec:
 
 
 def test_short_extractions_are_not_taken_for_a_rate(measured_cache) -> None:
-    from probe.runs.plan import ASSUMED_RATES, MIN_MEASURED_SECONDS, format_plan
+    from probe.report.plan_text import format_plan
+    from probe.runs.plan import ASSUMED_RATES, MIN_MEASURED_SECONDS
 
     cache, manifest = measured_cache
     (record,) = __import__("probe.features.rates", fromlist=["x"]).read_extractions(cache)
@@ -168,7 +169,7 @@ def test_plan_times_new_caches_from_this_machines_measured_rate(measured_cache, 
     from probe.features.cache import FeatureCache
     from probe.features.extract import ExtractResult
     from probe.features.rates import RATES_DIR, record_extraction
-    from probe.runs.plan import format_plan
+    from probe.report.plan_text import format_plan
 
     cache, manifest = measured_cache
     cache = Path(shutil.copytree(cache, tmp_path / "cache"))
