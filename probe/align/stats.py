@@ -30,6 +30,7 @@ import torch
 from probe.align.engine import pair_matrices, prepare_modalities
 from probe.align.prep import LayerInput, as_layer_source
 from probe.align.resample import Resampler
+from probe.align.rows import RowAgreement, row_agreement
 from probe.align.settings import AlignSettings, check_settings
 from probe.align.specs import metric_specs
 from probe.align.state import ModalityState, StateCache
@@ -136,11 +137,14 @@ CALIBRATED_RULE = "(observed max - null max mean) / (1 - null max mean)"
 
 @dataclass(frozen=True)
 class AlignmentReport:
-    """`metrics`: name -> MetricReport; `settings`: what was asked; `sizes`: what it ran on."""
+    """`metrics`: name -> MetricReport; `settings`: what was asked; `sizes`: what it ran on; `rows`: name ->
+    per-row agreement at the metric's best pair, when asked for (`score_alignment(per_row=True)`; not in
+    `to_dict`: it goes to its own file)."""
 
     metrics: dict[str, MetricReport]
     settings: AlignSettings
     sizes: ScoredSizes
+    rows: Optional[dict[str, RowAgreement]] = None
 
     def settings_record(self) -> dict[str, Any]:
         """The settings and sizes as one flat JSON-safe dict (the results JSON's `settings`)."""
@@ -385,6 +389,7 @@ def score_alignment(
     *,
     progress: Optional[ProgressCallback] = None,
     states: Optional[StateCache] = None,
+    per_row: bool = False,
     **options: Any,
 ) -> AlignmentReport:
     """Alignment of all (vision layer, text layer) pairs with chance, permutation null and intervals.
@@ -396,7 +401,8 @@ def score_alignment(
     for the max and for the best pair's score. 0 skips either step. `seed` fixes both (they draw from
     independent streams, so changing P leaves the subsets unchanged). `progress(done, total, what)` is
     called per layer and per batch of permutations and subsamples. `states`: a `probe.align.state.StateCache`
-    shared by the pairs of a run, so that a model's per-layer work is done once for all its pairs.
+    shared by the pairs of a run, so that a model's per-layer work is done once for all its pairs. `per_row`:
+    also each metric's per-row agreement at its best pair (`probe.align.rows`), in the report's `rows`.
 
     Returns an AlignmentReport (module docstring defines every field). Raises InputError for bad
     inputs or settings.
@@ -444,6 +450,7 @@ def score_alignment(
             **null_summary(score, None if null is None else null.maxima[name]),
             **interval_summary(score, spread, name, fraction=subsample_fraction, confidence=confidence),
         )
+    rows = {name: row_agreement(first, second, metric=name, pair=best[name]) for name in names} if per_row else None
     sizes = ScoredSizes(
         num_rows=num_rows,
         vision_layers=first.num_layers,
@@ -454,4 +461,4 @@ def score_alignment(
         path=first.plan.path,
         device=str(first.device),
     )
-    return AlignmentReport(metrics=reports, settings=settings, sizes=sizes)
+    return AlignmentReport(metrics=reports, settings=settings, sizes=sizes, rows=rows)
