@@ -36,6 +36,7 @@ _ENTRY_POINTS = {
     "run_demo": "probe.runs.demo:run_demo",
     "load_results": "probe.report.tables:load",
     "load_probes": "probe.report.tables:load_probes",
+    "load_rows": "probe.report.rows:load_rows",
 }
 
 __all__ = ["__version__", "ProbeError", "InputError", "ModelError", "CacheError", *_ENTRY_POINTS]

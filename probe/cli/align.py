@@ -90,6 +90,12 @@ def align(
         help="Also score on nested random subsets of these many rows, e.g. 256,512,1024 "
         "(raw scores fall with N; calibrated ones compare).",
     ),
+    log_rows: bool = typer.Option(
+        False,
+        "--log-rows",
+        help="Also write each pair's per-row agreement (rows.h5 beside the results: which rows agree; "
+        "read it with probe explain or probe.load_rows).",
+    ),
     trust_remote_code: bool = opt.TrustRemoteCode,
     no_progress: bool = opt.NoProgress,
     dry_run: bool = typer.Option(
@@ -159,5 +165,6 @@ def align(
             progress=progress,
             controls=split_models(controls, param="controls") if controls.strip() else (),
             sizes=parse_sizes(sizes) if sizes.strip() else (),
+            log_rows=log_rows,
         )
     render_align(run)

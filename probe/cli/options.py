@@ -95,6 +95,7 @@ LIBRARY_FLAGS: dict[str, str] = {
     "controls": "--controls",
     "sizes": "--sizes",
     "path": "--path",
+    "log_rows": "--log-rows",
 }
 
 

@@ -23,6 +23,7 @@ from probe.report.numbers import fmt_num, fmt_p
 from probe.runs.controls import ControlRow, check_controls, compare_to_controls, control_names
 from probe.runs.inputs import ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.outputs import new_run_folder, point_latest
+from probe.runs.rows import write_rows
 from probe.runs.score_cache import cached_score
 from probe.runs.sizes import SizeRow, nested_subsets, score_sizes
 
@@ -60,6 +61,7 @@ class AlignRun:
     ceiling: list[AlignPair] = field(default_factory=list)
     size_rows: list[SizeRow] = field(default_factory=list)
     size_plots: dict[str, Path] = field(default_factory=dict)
+    rows_path: Optional[Path] = None
 
 
 def _params_m(name: str) -> Optional[float]:
@@ -150,6 +152,7 @@ def run_align(
     sizes: Sequence[int] = (),
     progress: Optional[ProgressCallback] = None,
     states: Optional[StateCache] = None,
+    log_rows: bool = False,
 ) -> AlignRun:
     """Score every (vision, text) model pair on `dataset`; write results JSON + PNGs into a new run folder under
     `output` (if given; `probe.runs.outputs`: `<output>/align-<time>/`, and `<output>/latest` points at it).
@@ -160,7 +163,8 @@ def run_align(
     subsets of these many rows. Missing caches are extracted first with `options`; caches must be paired row
     by row. `states` keeps each model's per-layer work for all its pairs (default: a `StateCache` of this run,
     within `probe.align.engine.state_cache_budget` of the device's free memory); a study passes one to all its
-    runs.
+    runs. `log_rows`: also each pair's per-row agreement (`probe.align.rows`), written to the run folder's
+    `rows.h5` (`probe.runs.rows`; read it with `probe.load_rows`).
     """
     from probe.results import cache_input_record, write_results
     from probe.runs.checks import check_run_request
@@ -204,12 +208,13 @@ def run_align(
             "text": t.cache.key,
             "text_layers": t.layers,
             "settings": asdict(settings),
+            **({"per_row": True} if log_rows else {}),
         }
         report = cached_score(
             options.cache_dir,
             "align",
             key,
-            lambda: score_alignment(v, t, settings, progress=progress, states=states),
+            lambda: score_alignment(v, t, settings, progress=progress, states=states, per_row=log_rows),
             refresh=options.overwrite == "always",
         )
         pair = AlignPair(v, t, report)
@@ -265,6 +270,10 @@ def run_align(
     if run_dir is not None:
         if size_rows:
             run.size_plots = write_size_plots(size_rows, run_dir)
+        roles = (
+            [(p, "model") for p in pairs] + [(p, "control") for p in control_pairs] + [(p, "ceiling") for p in ceiling]
+        )
+        run.rows_path = write_rows(run_dir, roles, data=data, max_pixels=options.max_pixels) if log_rows else None
         run.results_path = write_results(
             run_dir,
             command="align",
@@ -291,6 +300,7 @@ def run_align(
                     "rows": [r.to_dict() for r in size_rows],
                     "plots": {k: str(v) for k, v in run.size_plots.items()},
                 },
+                **({"rows": {"file": run.rows_path.name}} if run.rows_path is not None else {}),
             },
         )
         point_latest(Path(output), run_dir)

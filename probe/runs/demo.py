@@ -195,6 +195,7 @@ def run_demo(
         pool_vision=s.pool_vision,
         pool_text=s.pool_text,
         progress=progress,
+        log_rows=True,
     )
     linear = {
         vision: run_linear(

@@ -522,6 +522,7 @@ def run_study(
             controls=spec.controls,
             progress=progress,
             states=states,
+            log_rows=True,
         )
         if spec.probes is not None:
             for vision in spec.probe_vision():
