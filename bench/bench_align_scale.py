@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from probe.align.engine import alignment_matrices, pair_matrices, prepare_modalities, resolve_device
+from probe.align.rows import row_agreement
 
 METRICS = ("mutual_knn", "cycle_knn", "jaccard_knn", "cka", "unbiased_cka", "cknna")
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metric names")
     parser.add_argument("--path", default="blocked", choices=("blocked", "dense", "auto"))
+    parser.add_argument("--per-row", action="store_true", help="also time per-row agreement at the best pairs")
     args = parser.parse_args()
     metrics = tuple(name.strip() for name in args.metrics.split(",") if name.strip())
     if args.threads is not None:
@@ -99,10 +101,23 @@ def main() -> None:
         f"all {args.layers * args.layers} pairs, all metrics (edge lookups, CKA products, CKNNA edges): {scored:.1f} s"
     )
     print(f"total {prepared + scored:.1f} s; peak resident memory of the process {peak_gib():.2f} GiB")
+    bests = {}
     for name, matrix in matrices.items():
         values = matrix.cpu().numpy()
         best = np.unravel_index(int(np.argmax(values)), values.shape)
+        bests[name] = (int(best[0]), int(best[1]), float(values[best]))
         print(f"  {name:>13}: best {values[best]:.4f} at (vision {best[0]}, text {best[1]}), min {values.min():.4f}")
+    if args.per_row:
+        start = time.perf_counter()
+        rows = {name: row_agreement(first, second, metric=name, pair=(a, b)) for name, (a, b, _) in bests.items()}
+        sync()
+        print(
+            f"per-row agreement at each metric's best pair: {time.perf_counter() - start:.1f} s; "
+            f"peak resident memory {peak_gib():.2f} GiB"
+        )
+        for name, r in rows.items():
+            gap = abs(float(r.scores.mean()) - bests[name][2])
+            print(f"  {name:>13}: mean of {len(r.scores)} row values - score = {gap:.1e}")
 
     if args.check_rows:
         subset = np.sort(np.random.default_rng(args.seed).choice(args.rows, size=args.check_rows, replace=False))

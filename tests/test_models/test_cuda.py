@@ -133,3 +133,21 @@ def test_gpu_float16_storage_is_the_float32_features_rounded(tiny_model_dir, ima
     # Equal, but for a GPU kernel's last-bit run-to-run change flipping a rounding: at most one float16 step.
     np.testing.assert_allclose(half, rounded, rtol=2**-10, atol=1e-7)
     assert (half == rounded).mean() > 0.99
+
+
+def test_calibration_and_rows_on_gpu_equal_cpu() -> None:
+    """The resampler's batched permutations and subsets, and the per-row agreement, on the GPU: the CPU's numbers
+    (TF32 matmuls may flip a near-tie neighbour, hence the tolerance)."""
+    from probe.align.stats import score_alignment
+
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(400, 4, 64)).astype(np.float32)
+    t = (v[:, :3, :48] + rng.normal(scale=0.5, size=(400, 3, 48))).astype(np.float32)
+    options = dict(metrics=("mutual_knn", "cka", "unbiased_cka", "cknna"), permutations=30, subsamples=10, per_row=True)
+    cpu = score_alignment(v, t, device="cpu", **options)
+    gpu = score_alignment(v, t, device="cuda", **options)
+    for name, m in cpu.metrics.items():
+        g = gpu.metrics[name]
+        assert g.null_max_mean == pytest.approx(m.null_max_mean, abs=2e-3), name
+        np.testing.assert_allclose(g.max_interval, m.max_interval, atol=2e-3, err_msg=name)
+        assert abs(gpu.rows[name].scores.mean() - g.best_score) < 1e-6, name
