@@ -38,23 +38,15 @@ from probe.align.knn import NeighbourSets, ranked_top
 from probe.align.specs import MetricSpec
 from probe.align.state import ModalityState
 
-# Kernel entries of one layer per row slab: float32 partial sums over at most this many products, then float64.
+# Kernel entries per slab: float32 partial sums over at most this many products, then float64.
 SLAB_ENTRIES = 2**18
-# Bytes of the gathered or masked small side [B, L_small, slab] held at once; bounds the batch too.
+# Bytes of the gathered or masked small side [L_small, B, slab] held at once.
 BATCH_BYTES = 256 * 2**20
-
-
-def resample_batch_size(*, num_rows: int, small_layers: int) -> int:
-    """Resamples scored together on the dense path: as many as fit BATCH_BYTES for one row of kernels
-    (at least 1, at most 64: beyond, the product is as fast per resample and only memory grows)."""
-    return max(1, min(64, BATCH_BYTES // max(1, 4 * small_layers * num_rows * num_rows)))
-
-
-def _slab_rows(num_rows: int, batch: int, small_layers: int) -> int:
-    """Kernel rows per slab: SLAB_ENTRIES entries a layer, and the batch's slab within BATCH_BYTES."""
-    by_precision = SLAB_ENTRIES // num_rows
-    by_memory = BATCH_BYTES // (4 * batch * small_layers * num_rows)
-    return max(1, min(by_precision, by_memory))
+# The big side's upper triangles are packed (half the entries to gather and multiply) while the packed copies and
+# their index arrays take at most this many bytes; beyond, whole kernels are read.
+PACKED_BYTES = 2**30
+# Resamples scored together on the dense path: beyond, the products are as fast per resample; only memory grows.
+MAX_BATCH = 64
 
 
 def _oriented(first: GramStack, second: GramStack) -> tuple[GramStack, GramStack, bool]:
@@ -64,53 +56,79 @@ def _oriented(first: GramStack, second: GramStack) -> tuple[GramStack, GramStack
     return second, first, True
 
 
-def _slab_products(small: GramStack, big: GramStack, small_slab, batch: int) -> torch.Tensor:
-    """Sum over row slabs of small_slab(start, stop) [B, Ls, R] x big's slab [Lg, R]^T: float64 [B, Ls, Lg]."""
-    num_rows = big.num_rows
-    total = torch.zeros(batch, small.num_layers, big.num_layers, dtype=torch.float64, device=big.device)
-    step = _slab_rows(num_rows, batch, small.num_layers)
-    for start in range(0, num_rows, step):
-        stop = min(start + step, num_rows)
-        entries = (stop - start) * num_rows
-        left = small_slab(start, stop).reshape(batch * small.num_layers, entries)
-        right = big.centred[:, start:stop].reshape(big.num_layers, entries)
-        total += (left @ right.T).view(batch, small.num_layers, big.num_layers).double()
-    return total
+class KernelPair:
+    """One kernel ("linear" or "rbf") of both sides on the dense path, set up for resampled products
+    <Kc_a, Lc_b> of every layer pair: the side with fewer layers is gathered (permutations) or masked (subsets),
+    the other read as stored.
 
-
-def permuted_products(first: GramStack, second: GramStack, orders: torch.Tensor) -> torch.Tensor:
-    """<Kc_a, Lc_b reordered> for every pair and order: float64 [B, La, Lb].
-
-    `orders` [B, N] reorder the second side (its new row i is stored row order[i]); both stacks are as built
-    (no pending order). The side with fewer layers is the one gathered: reordering the first by the inverse
-    order gives the same sums.
+    Kernels are symmetric, so <K, L> = sum over i <= j of w_ij K_ij L_ij with w = 2 off the diagonal. When it fits
+    PACKED_BYTES, each side's upper triangles are packed once (the big side's with w folded in), and a resample
+    touches N(N+1)/2 entries a layer instead of N^2.
     """
-    small, big, swapped = _oriented(first, second)
-    gather = orders if swapped else torch.argsort(orders, dim=1)
-    batch, num_rows = gather.shape
-    flat = small.centred.flatten(1)
 
-    def slab(start: int, stop: int) -> torch.Tensor:
-        positions = (gather[:, start:stop, None] * num_rows + gather[:, None, :]).flatten()
-        # [Ls, B * R] -> [B, Ls, R]
-        return flat.index_select(1, positions).view(small.num_layers, batch, -1).transpose(0, 1)
+    def __init__(self, first: GramStack, second: GramStack) -> None:
+        small, big, self.swapped = _oriented(first, second)
+        n = self.num_rows = big.num_rows
+        self.small_layers, self.big_layers = small.num_layers, big.num_layers
+        self.small_flat = small.centred.reshape(small.num_layers, n * n)
+        entries = n * (n + 1) // 2
+        self.packed = 4 * entries * (small.num_layers + big.num_layers) + 16 * entries <= PACKED_BYTES
+        if self.packed:
+            self.rows, self.cols = torch.triu_indices(n, n, device=big.device)
+            keys = self.rows * n + self.cols
+            weight = torch.where(self.rows == self.cols, 1.0, 2.0).to(big.centred.dtype)
+            self.big = big.centred.reshape(big.num_layers, n * n)[:, keys] * weight
+            self.small = self.small_flat[:, keys]
+        else:
+            self.rows = self.cols = None
+            self.big = big.centred.reshape(big.num_layers, n * n)
+            self.small = self.small_flat
 
-    products = _slab_products(small, big, slab, batch)
-    return products.transpose(1, 2) if swapped else products
+    def _entries(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column [R] of the kernel entries start:stop of the products' layout."""
+        if self.packed:
+            return self.rows[start:stop], self.cols[start:stop]
+        index = torch.arange(start, stop, device=self.big.device)
+        return index // self.num_rows, index % self.num_rows
 
+    def _products(self, small_slab, batch: int) -> torch.Tensor:
+        """Sum over slabs of entries of small_slab(start, stop) [Ls, B, R] x the big side's [Lg, R]^T, as float64
+        [B, La, Lb] (first side's layers first)."""
+        total = torch.zeros(self.small_layers, batch, self.big_layers, dtype=torch.float64, device=self.big.device)
+        entries = self.big.shape[1]
+        step = max(1, min(SLAB_ENTRIES, BATCH_BYTES // (4 * batch * self.small_layers)))
+        for start in range(0, entries, step):
+            stop = min(start + step, entries)
+            left = small_slab(start, stop).reshape(self.small_layers * batch, stop - start)
+            total += (left @ self.big[:, start:stop].T).view(self.small_layers, batch, self.big_layers).double()
+        products = total.transpose(0, 1)
+        return products.transpose(1, 2) if self.swapped else products
 
-def masked_products(first: GramStack, second: GramStack, weights: torch.Tensor) -> torch.Tensor:
-    """<Kc_a o w w^T, Lc_b> for every pair and weight vector: float64 [B, La, Lb] (weights [B, N], 0/1)."""
-    small, big, swapped = _oriented(first, second)
-    batch, num_rows = weights.shape
-    w = weights.to(small.centred.dtype)
+    def permuted(self, orders: torch.Tensor) -> torch.Tensor:
+        """<Kc_a, Lc_b reordered> for every pair and order: float64 [B, La, Lb]. `orders` [B, N] reorder the second
+        side (its new row i is stored row order[i]); when the first side is the small one it is reordered by the
+        inverse order instead, which gives the same sums."""
+        gather = orders if self.swapped else torch.argsort(orders, dim=1)
+        batch, n = gather.shape
 
-    def slab(start: int, stop: int) -> torch.Tensor:
-        mask = (w[:, start:stop, None] * w[:, None, :]).reshape(batch, 1, -1)
-        return small.centred[:, start:stop].reshape(small.num_layers, -1)[None] * mask
+        def slab(start: int, stop: int) -> torch.Tensor:
+            rows, cols = self._entries(start, stop)
+            positions = (gather[:, rows] * n + gather[:, cols]).flatten()
+            return self.small_flat.index_select(1, positions).view(self.small_layers, batch, -1)
 
-    products = _slab_products(small, big, slab, batch)
-    return products.transpose(1, 2) if swapped else products
+        return self._products(slab, batch)
+
+    def masked(self, weights: torch.Tensor) -> torch.Tensor:
+        """<Kc_a o w w^T, Lc_b> for every pair and weight vector: float64 [B, La, Lb] (weights [B, N], 0/1)."""
+        batch = weights.shape[0]
+        w = weights.to(self.small.dtype)
+
+        def slab(start: int, stop: int) -> torch.Tensor:
+            rows, cols = self._entries(start, stop)
+            mask = (w[:, rows] * w[:, cols]).view(1, batch, -1)
+            return self.small[:, start:stop].view(self.small_layers, 1, -1) * mask
+
+        return self._products(slab, batch)
 
 
 @dataclass(frozen=True)
@@ -249,14 +267,17 @@ class Resampler:
         self.with_cknna = any(spec.family == "cknna" for spec in self.specs)
         # Per side, the kernel values of the ranked kNN candidates (dense path), made at the first subset.
         self._candidates: list[Optional[torch.Tensor]] = [None, None]
+        self._kernel_pairs: dict[str, KernelPair] = {}
 
     @property
     def batch_size(self) -> int:
         """How many resamples `permuted` and `restricted` are best given at once."""
-        if not (self.dense and self.kernel_specs):
-            return 1
-        small = min(self.first.num_layers, self.second.num_layers)
-        return resample_batch_size(num_rows=self.first.num_rows, small_layers=small)
+        return MAX_BATCH if self.dense and self.kernel_specs else 1
+
+    def _kernel_pair(self, kernel: str) -> KernelPair:
+        if kernel not in self._kernel_pairs:
+            self._kernel_pairs[kernel] = KernelPair(self.first.kernel(kernel), self.second.kernel(kernel))
+        return self._kernel_pairs[kernel]
 
     def _ordered(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {spec.name: out[spec.name] for spec in self.specs}
@@ -284,7 +305,7 @@ class Resampler:
         out = {}
         for kernel in dict.fromkeys(spec.kernel for spec in self.kernel_specs):
             left, right = first.kernel(kernel), second.kernel(kernel)
-            products = permuted_products(left, right, orders)
+            products = self._kernel_pair(kernel).permuted(orders)
             for spec in self.kernel_specs:
                 if spec.kernel != kernel:
                     continue
@@ -359,7 +380,7 @@ class Resampler:
                 terms.append(term)
             a, b = terms
             products = (
-                masked_products(left, right, weights)
+                self._kernel_pair(kernel).masked(weights)
                 - 2.0 / n * a.row_sums @ b.row_sums.transpose(1, 2)
                 + a.totals[:, :, None] * b.totals[:, None, :] / n**2
             )
