@@ -8,7 +8,7 @@
 - the mean agreement per value of each label field, with a 95% percentile bootstrap interval over the rows of
   that value (BOOTSTRAP_RESAMPLES resamples, seed BOOTSTRAP_SEED), beside the pair's chance level;
 - Spearman's rho between a row's agreement and its caption's length in words, with a two-sided permutation
-  p-value (PERMUTATIONS shuffles of the agreement, seed PERMUTATION_SEED; rank ties get their average rank).
+  p-value (PERMUTATIONS shuffles of the lengths, seed PERMUTATION_SEED; rank ties get their average rank).
 
 `render_explanation` prints it with rich in the house style of `probe.report.terminal`, every cell whole at
 80 columns. Nothing here needs the dataset, the models or torch: the rows file holds all of it.
@@ -332,7 +332,7 @@ def rows_table(title: str, explained: list[ExplainedRow], *, metric: str) -> Tab
     table = house_table(title)
     add_column(table, "id", kind="name")
     add_column(table, metric.replace("_", "_\n"), kind="number")
-    add_column(table, "caption; v: / t: its nearest rows in the vision / text space", kind="words")
+    add_column(table, "caption; v: and t: its nearest rows in each space", kind="words")
     for r in explained:
         cell = "\n".join(
             [
@@ -375,17 +375,20 @@ def render_explanation(explanation: Explanation, console: Optional[Console] = No
     same = math.isclose(e.row_mean, e.score, rel_tol=1e-6, abs_tol=1e-9)
     mean = "equals the score" if same else f"is {fmt_num(e.row_mean)}, not the score: the file is inconsistent"
     console.print(
-        f"{e.metric} {fmt_num(e.score)} at hidden states {e.vision_state} (vision) and {e.text_state} (text), "
-        f"its best layer pair; chance {fmt_num(e.chance)}. The mean of the {e.rows} rows' agreement {mean}.",
+        f"{e.metric} {fmt_num(e.score)} at hidden state {e.vision_state} of {escape(e.vision)} and "
+        f"{e.text_state} of {escape(e.text)}, its best layer pair; chance {fmt_num(e.chance)}. The mean of "
+        f"the {e.rows} rows' agreement {mean}.",
         highlight=False,
     )
     count = len(e.top)
     console.print(rows_table(f"the {count} rows that agree most", e.top, metric=e.metric))
     console.print(rows_table(f"the {count} rows that agree least", e.bottom, metric=e.metric))
     console.print(
-        f"v: / t: the captions of a row's first {NEIGHBOURS_SHOWN} of its {e.k} nearest rows at that hidden "
-        "state of the vision / text model; * = also among its nearest rows in the other space.",
+        f"v: / t: the captions of a row's first {NEIGHBOURS_SHOWN} of its {e.k} nearest rows in the space of "
+        f"{escape(e.vision)} / {escape(e.text)} at those hidden states; * = also among its {e.k} nearest rows "
+        "in the other space.",
         style="dim",
+        highlight=False,
     )
     for label in e.labels:
         console.print(labels_table(label, metric=e.metric, chance=e.chance))
