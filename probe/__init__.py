@@ -37,6 +37,7 @@ _ENTRY_POINTS = {
     "load_results": "probe.report.tables:load",
     "load_probes": "probe.report.tables:load_probes",
     "load_rows": "probe.report.rows:load_rows",
+    "explain": "probe.report.explain:explain",
 }
 
 __all__ = ["__version__", "ProbeError", "InputError", "ModelError", "CacheError", *_ENTRY_POINTS]

@@ -6,6 +6,8 @@ fixed seed. Kinds: see `TINY_KINDS`. Vision models take 32x32 images (patch 8, s
 models have hidden size 32 and 3 layers (4 hidden states). The llama tokenizer adds BOS and has no
 pad token (to exercise the EOS-pad rule); the bert one adds [CLS]/[SEP] and pads with [PAD].
 
+`labelled_dataset` is a manifest of LABELLED_ROWS captioned images with a label field (`colour`).
+
 `cli(args)` runs `probe ARGS` (in this process, or with `subprocess=True` in a fresh Python) and returns
 its exit code, stdout and stderr as a `CliResult`.
 """
@@ -157,6 +159,33 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
         return built[kind]
 
     return make
+
+
+LABELLED_ROWS = 40  # rows of `labelled_dataset`
+
+
+@pytest.fixture(scope="session")
+def labelled_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LABELLED_ROWS rows of 32x32 noisy squares in four colours, captioned with their colour; label field
+    `colour`. The manifest's path."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(LABELLED_ROWS):
+        colour = ["red", "green", "blue", "gray"][i % 4]
+        base = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (120, 120, 120)}[colour]
+        img = np.clip(np.array(base) + rng.normal(0, 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{i}.png")
+        rows.append(
+            {"id": f"x{i}", "image": f"{i}.png", "caption": f"a {colour} square number {i % 5}", "colour": colour}
+        )
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "manifest.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,7 @@ def _register_commands() -> None:
         "probe.cli.linear",
         "probe.cli.demo",
         "probe.cli.report",
+        "probe.cli.explain",
         "probe.cli.compare",
         "probe.cli.study",
     ):

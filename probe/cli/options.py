@@ -65,6 +65,8 @@ def cache_dir_or_default(value: Optional[Path]) -> Path:
 LIBRARY_FLAGS: dict[str, str] = {
     "k": "--topk",
     "metrics": "--metric",
+    "metric": "--metric",
+    "top": "--top",
     "clip_quantile": "--clip-quantile",
     "permutations": "--permutations",
     "subsamples": "--subsamples",

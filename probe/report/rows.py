@@ -97,26 +97,49 @@ def _strings(values: Any) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
+def extremes(scores: np.ndarray, count: int) -> tuple[list[int], list[int]]:
+    """The `count` rows with the highest and with the lowest `scores` [N], ties to the lower row number."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    low = np.lexsort((np.arange(len(scores)), scores))
+    return order[:count].tolist(), low[:count].tolist()
+
+
+def _inside(folder: Path) -> list[Path]:
+    """The rows files in the run folders under `folder`, each once: a demo's align run (`<demo>/align-*/`) or a
+    study's (`<study>/<dataset>/align-*/`); no deeper, so a folder that is no run is not searched through."""
+    found = sorted([*folder.glob(f"*/{FILE_NAME}"), *folder.glob(f"*/*/{FILE_NAME}")])
+    unique: dict[Path, Path] = {}
+    for path in found:  # the run folder's own name before a `latest` link to it
+        if path.is_file():
+            unique.setdefault(path.resolve(), path)
+    return sorted(unique.values())
+
+
 def rows_path(run: Any) -> Path:
-    """The rows file of `run`: a run folder, a results JSON (which names its rows file), or the file itself.
-    InputError when the run has none (it was not asked for per-row agreement)."""
+    """The rows file of `run`: a run folder, a results JSON (which names its rows file), the file itself, or a
+    folder (or results JSON) of a demo or study whose run folders hold exactly one rows file. InputError when
+    the run has none (it was not asked for per-row agreement) or several (one line listing them)."""
     path = Path(run)
     if path.is_dir():
-        candidates = [path / FILE_NAME]
+        candidates = [path / FILE_NAME] if (path / FILE_NAME).is_file() else _inside(path)
     elif path.suffix == ".json":
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read results file {path}: {exc}") from None
         named = ((record.get("results") or {}).get("rows") or {}).get("file")
-        candidates = [path.parent / named] if named else []
+        candidates = [path.parent / named] if named else _inside(path.parent)
     else:
         candidates = [path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+    candidates = [c for c in candidates if c.is_file()]
+    if len(candidates) > 1:
+        where = path if path.is_dir() else path.parent
+        listed = ", ".join(str(c.relative_to(where)) for c in candidates)
+        raise InputError(f"{path} holds {len(candidates)} rows files ({listed}); pass the one to read")
+    if candidates:
+        return candidates[0]
     raise InputError(
-        f"{path} has no per-row agreement file ({FILE_NAME}): run probe align with log_rows=True "
+        f"{path} has no per-row agreement file ({FILE_NAME}): run probe align with log_rows= "
         "(probe demo and probe study always write one)"
     )
 

@@ -2,7 +2,7 @@
 level, calibrated score, p-value and interval. Laid out to fit 80 columns: names are never cut (one table
 per model pair, short numeric columns), numbers follow `probe.report.numbers`.
 
-Every column says what its cells hold (`_add_column`): numbers and names are never broken, phrases wrap at
+Every column says what its cells hold (`add_column`): numbers and names are never broken, phrases wrap at
 spaces. Rich computes the widths from that alone, once, when it prints a table: a table wider than the
 console narrows its phrase columns (a verdict goes on two lines) instead of cutting cells short with "…"."""
 
@@ -34,7 +34,7 @@ _KINDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _add_column(table: Table, header: str, *, kind: str) -> None:
+def add_column(table: Table, header: str, *, kind: str) -> None:
     """Add the column `header` to `table`, its cells of `kind` ("number", "name", "words" or "figures")."""
     table.add_column(header, **_KINDS[kind])
 
@@ -49,7 +49,7 @@ def align_table(pair: Any, *, permutations: int) -> Table:
     mean, calibrated score, p-value and interval."""
     table = _table(f"{pair.vision_name} vs {pair.text_name}")
     for col in ("metric", "best", "v,t", "chance", "null", "calib.", "p", "95% interval"):
-        _add_column(table, col, kind="name" if col == "metric" else "number")
+        add_column(table, col, kind="name" if col == "metric" else "number")
     for name, m in pair.report.metrics.items():
         vl, tl = pair.vision.layers[m.best_pair[0]], pair.text.layers[m.best_pair[1]]
         sig = "green" if m.p_value is not None and m.p_value < 0.05 else "yellow"
@@ -78,7 +78,7 @@ def controls_table(rows: list, *, vision: str, text: str) -> Table:
     table = _table(f"{vision} vs {text}: against the best control (calibrated scores)")
     kinds = {"metric": "name", "best control": "name", "verdict": "words"}
     for col in ("metric", "model", "best control", "control", "diff.", "95% interval", "verdict"):
-        _add_column(table, col, kind=kinds.get(col, "number"))
+        add_column(table, col, kind=kinds.get(col, "number"))
     for r in rows:
         c = r.comparison
         if c is None:
@@ -101,7 +101,7 @@ def sizes_table(rows: list, *, vision: str, text: str, permutations: int) -> Tab
     """Scores of one pair at each N: raw max, chance, null max mean, calibrated, p."""
     table = _table(f"{vision} vs {text} at several N (compare calibrated scores across N)")
     for col in ("N", "metric", "best", "chance", "null", "calib.", "p"):
-        _add_column(table, col, kind="name" if col == "metric" else "number")
+        add_column(table, col, kind="name" if col == "metric" else "number")
     for r in sorted(rows, key=lambda r: (r.metric, r.n)):
         table.add_row(
             str(r.n),
@@ -123,10 +123,10 @@ def scaling_tables(run: Any) -> list[Table]:
     everything = run.pairs + list(getattr(run, "control_pairs", []))
     for text in dict.fromkeys(p.text_name for p in everything):
         table = _table(f"scaling against {text}: best score over layer pairs")
-        _add_column(table, "vision", kind="name")
-        _add_column(table, "params", kind="number")
+        add_column(table, "vision", kind="name")
+        add_column(table, "params", kind="number")
         for m in metrics:
-            _add_column(table, _stacked(m), kind="number")
+            add_column(table, _stacked(m), kind="number")
         pairs = [p for p in everything if p.text_name == text]
         for pair in sorted(
             pairs, key=lambda p: (run.vision_params_m.get(p.vision_name) or float("inf"), p.vision_name)
@@ -231,7 +231,7 @@ def linear_task_table(task: Any) -> Table:
             "(the shuffled-pair control's top-1 is in the JSON)"
         )
     table = _table(title)
-    _add_column(table, "layer", kind="number")
+    add_column(table, "layer", kind="number")
     if task.kind == "labels":
         cols = ("acc.", "95% CI", "shuffled", "majority", "bal. acc.", "macro-F1", "C")
     elif task.kind == "words":
@@ -239,7 +239,7 @@ def linear_task_table(task: Any) -> Table:
     else:
         cols = ("R²", "shuffled", "top-1", "top-5", "95% CI", "shuffled", "alpha")
     for c in cols:
-        _add_column(table, c, kind="number")
+        add_column(table, c, kind="number")
     for entry, state in zip(task.sweep.layers, task.hidden_states):
         r = entry.result
         mark = "★ " if entry.layer == task.sweep.best_layer else ""
@@ -313,11 +313,11 @@ def _side_by_side(
     """One row per value of `keys` in `records`, one column per vision model (`cell(record)`), then the column
     `last` = (header, field) taken from the first vision model's record."""
     table = _table(title)
-    _add_column(table, headers[0], kind="words")
-    _add_column(table, headers[1], kind="words")
+    add_column(table, headers[0], kind="words")
+    add_column(table, headers[1], kind="words")
     for v in visions:
-        _add_column(table, v, kind="figures")
-    _add_column(table, last[0], kind="number")
+        add_column(table, v, kind="figures")
+    add_column(table, last[0], kind="number")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         rows.setdefault((r[keys[0]], r[keys[1]]), {})[r["vision"]] = r

@@ -20,7 +20,7 @@ import numpy as np
 from probe.datasets.paired import PairedDataset
 from probe.errors import CacheError, describe_os_error, write_atomic
 from probe.log import logger
-from probe.report.rows import FILE_NAME, FORMAT, FORMAT_VERSION
+from probe.report.rows import FILE_NAME, FORMAT, FORMAT_VERSION, extremes
 
 BLOCK_ROWS = 1 << 16
 # A gallery shows the GALLERY_ROWS most and least agreeing rows of a pair, and the neighbours of the first
@@ -30,13 +30,6 @@ GALLERY_NEIGHBOURS = 3
 GALLERY_METRIC = "mutual_knn"
 THUMBNAIL_PIXELS = 96
 THUMBNAIL_QUALITY = 80
-
-
-def extremes(scores: np.ndarray, count: int) -> tuple[list[int], list[int]]:
-    """The `count` rows with the highest and with the lowest `scores` [N], ties to the lower row number."""
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    low = np.lexsort((np.arange(len(scores)), scores))
-    return order[:count].tolist(), low[:count].tolist()
 
 
 def gallery_rows(rows: Any) -> set[int]:
