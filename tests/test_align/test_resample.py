@@ -165,3 +165,18 @@ def test_a_state_larger_than_the_budget_is_used_but_not_kept() -> None:
     states = StateCache(budget_bytes=60 * 60 * 4 * 4)  # room for the 3-layer vision side, not the 5-layer text
     score_alignment(Source(vision), Source(text), metrics=("cka",), permutations=0, subsamples=0, states=states)
     assert len(states) == 1 and states.nbytes <= states.budget_bytes
+
+
+def test_kNN_metrics_of_stacked_re_pairings_equal_one_at_a_time() -> None:
+    """The GPU's way (re-pairings stacked as layers of one second side) gives the CPU's way's numbers."""
+    vision, text = stacks(90)
+    first, second = prepare_modalities(vision, text, metrics=("mutual_knn", "cycle_knn", "cknna"), k=5, device="cpu")
+    resampler = Resampler(first, second)
+    rng = np.random.default_rng(6)
+    orders = torch.as_tensor(np.stack([rng.permutation(90) for _ in range(4)]))
+    stacked = resampler._permuted_knn(orders)
+    for i, order in enumerate(orders):
+        reference = pair_matrices(first, second.permuted(order))
+        for name in ("mutual_knn", "cycle_knn"):
+            assert torch.equal(stacked[name][i], reference[name]), name
+        torch.testing.assert_close(stacked["cknna"][i], reference["cknna"], rtol=1e-12, atol=1e-14)
