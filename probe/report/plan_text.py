@@ -109,7 +109,7 @@ def format_plan(plan: Any, *, width: int = 80) -> str:
     if aligns:
         add(
             f"alignment: {plan.model_pairs} model pairs (text vs text included), {plan.layer_pairs:,} layer pairs, "
-            f"each scored {1 + s.permutations + s.subsamples} times (1 + permutations + subsamples) for "
+            f"each scored once and resampled {s.permutations + s.subsamples} times (permutations + subsamples) for "
             f"{len(spec.metrics)} metrics"
         )
     if plan.probe_runs:

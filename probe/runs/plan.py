@@ -26,11 +26,13 @@ from typing import Any, Optional
 from probe.report.plan_text import format_plan
 from probe.runs.study import StudySettings, StudySpec
 
-# Assumed throughputs, per device kind. cuda: bench/results/gpu_bench.log (H100, bf16: ~33% of 989 TFLOP/s in
-# the forward pass), cache writes through h5py assumed at 50 MB/s (bench/results/h200-2026-12-04/gpu_e2e.log
-# measured about 100 MB/s on an H200), alignment from
-# bench/results/bench_align_gpu.log (19.2 s for 825 layer pairs x 301 scorings, 4 metrics, N=1024). cpu and
-# mps: rough guesses (about 0.5 / 5 TFLOP/s float32 forward, alignment ~20x slower than the GPU).
+# Assumed throughputs, per device kind. Forward passes: cuda from bench/results/gpu_bench.log (H100, bf16: ~33% of
+# 989 TFLOP/s), cpu and mps rough guesses (about 0.5 / 5 TFLOP/s float32). Cache writes through h5py assumed at
+# 50 MB/s (bench/results/h200-2026-12-04/gpu_e2e.log measured about 100 MB/s on an H200). Alignment, per layer
+# pair at N = 1024 with 4 metrics: the score (reading, preprocessing and kernels included) and each resample of
+# the null and the intervals, which reuse the score's state (probe.align.resample); cuda from
+# bench/results/h200-2026-12-04/bench_calibration_gpu.log at PRH's shape, cpu from bench/bench_calibration.py at
+# the demo's shape on a 2-core machine, mps a guess between the two.
 TEXT_TOKENS = 32  # assumed tokens per caption (PRH's wit-1024 captions are a sentence or two)
 # A recorded extraction with fewer seconds than this after model loading is left out of the measured rate: its
 # fixed costs (dataset hashing, assembly, the first batch's warm-up) say little about a real study's throughput.
@@ -43,14 +45,15 @@ class AssumedRates:
 
     forward_tflops: float  # effective model FLOP/s in the forward pass, in TFLOP/s
     write_mb_s: float  # cache writes, MB/s
-    align_unit_s: float  # seconds per (layer pair x scoring) at N=1024 with 4 metrics
+    align_unit_s: float  # seconds per layer pair for the score, at N=1024 with 4 metrics
+    resample_unit_s: float  # seconds per layer pair for each permutation or subsample, likewise
     source: str
 
 
 ASSUMED_RATES: dict[str, AssumedRates] = {
-    "cuda": AssumedRates(300.0, 50.0, 7.7e-5, "H100 bf16 benchmarks in bench/results"),
-    "mps": AssumedRates(5.0, 50.0, 1.5e-3, "a guess"),
-    "cpu": AssumedRates(0.5, 50.0, 1.5e-3, "a guess"),
+    "cuda": AssumedRates(300.0, 50.0, 4e-4, 4e-5, "H100/H200 benchmarks in bench/results"),
+    "mps": AssumedRates(5.0, 50.0, 1.5e-3, 2e-4, "a guess"),
+    "cpu": AssumedRates(0.5, 50.0, 2.5e-3, 4e-4, "a guess for forward passes, 2-core benchmarks for alignment"),
 }
 
 
@@ -352,7 +355,8 @@ def plan_study(spec: StudySpec, *, cache_dir: Path) -> StudyPlan:
         layer_pairs = sum((v.states or 0) * len(v.pools) * (t.states or 0) * len(t.pools) for v, t in pairs)
         plan.layer_pairs += layer_pairs
         scale = ((dataset.rows or 1024) / 1024) ** 2 * len(spec.metrics) / 4
-        plan.align_seconds += layer_pairs * (1 + s.permutations + s.subsamples) * rates.align_unit_s * scale
+        resamples = s.permutations + s.subsamples
+        plan.align_seconds += layer_pairs * scale * (rates.align_unit_s + resamples * rates.resample_unit_s)
         if spec.probes is not None:
             by_name = {_alias(m): c for (m, _), c in zip(roles, caches)}
             target = by_name.get(_alias(spec.probes.text)) if spec.probes.text else None
