@@ -13,9 +13,10 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from probe.report.figures import Figure
+from probe.report.gallery import GALLERY_CSS, Gallery
 from probe.report.numbers import fmt_interval, fmt_num, fmt_p
 
 Table = tuple[list[str], list[list[str]]]  # headers, rows of cell text
@@ -170,7 +171,8 @@ def _html_table(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-_CSS = """
+_CSS = (
+    """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1150px; color: #222; background: #fff; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
@@ -179,6 +181,8 @@ th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption, .note { font-size: .85em; color: #555; }
 """
+    + GALLERY_CSS
+)
 
 
 def render_page(
@@ -188,10 +192,12 @@ def render_page(
     records: Sequence[tuple[Path, dict[str, Any]]],
     figures: Sequence[Figure],
     stamp: str,
+    gallery: Optional[Gallery] = None,
 ) -> Page:
     """The report of the alignment DataFrame `align` and the probe DataFrame `probes` (either may be empty), the
-    results `records` (path, record) they came from and their `figures`, generated at `stamp` (an ISO time)."""
-    sections: list[tuple[str, str, list[Any]]] = []  # (title, intro, [Table | Figure])
+    results `records` (path, record) they came from and their `figures`, generated at `stamp` (an ISO time);
+    `gallery` (probe.report.gallery) goes after the alignment figures, its HTML and Markdown placed as they are."""
+    sections: list[tuple[str, str, list[Any]]] = []  # (title, intro, [Table | Figure | Gallery])
     if not align.empty:
         sections.append(
             (
@@ -203,6 +209,8 @@ def render_page(
             )
         )
     sections += [(f.title, "", [f]) for f in figures if f.name != "probes"]  # the caption goes under the figure
+    if gallery is not None:
+        sections.append((gallery.title, gallery.intro, [gallery]))
     if not probes.empty:
         sections.append(
             (
@@ -221,9 +229,15 @@ def render_page(
     ]
     for title, intro, items in sections:
         md.append(f"## {title}\n\n" + (f"{intro}\n\n" if intro else ""))
-        page.append(f"<h2>{html.escape(title)}</h2>" + (f"<p class=note>{html.escape(intro)}</p>" if intro else ""))
+        anchor = ' id="gallery"' if any(isinstance(item, Gallery) for item in items) else ""
+        page.append(
+            f"<h2{anchor}>{html.escape(title)}</h2>" + (f"<p class=note>{html.escape(intro)}</p>" if intro else "")
+        )
         for item in items:
-            if isinstance(item, Figure):
+            if isinstance(item, Gallery):
+                md.append(item.markdown)
+                page.append(item.html)
+            elif isinstance(item, Figure):
                 md.append(f"![{item.title}](figures/{item.name}.png)\n\n")
                 data = base64.b64encode(item.png).decode("ascii")
                 page.append(

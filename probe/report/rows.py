@@ -33,6 +33,11 @@ FORMAT = "probe-rows"
 FORMAT_VERSION = 1
 FILE_NAME = "rows.h5"
 ROLES = ("model", "control", "ceiling")
+# A gallery shows the GALLERY_ROWS most and least agreeing rows of a pair by its GALLERY_METRIC values, and the
+# neighbours of the first GALLERY_NEIGHBOURS of each; the writer makes thumbnails for those rows only.
+GALLERY_ROWS = 8
+GALLERY_NEIGHBOURS = 3
+GALLERY_METRIC = "mutual_knn"
 ROW_COLUMNS = (
     "vision",
     "text",
@@ -93,8 +98,11 @@ class RowsFile:
         ]
 
 
-def _strings(values: Any) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+def gallery_metric(metrics: Any) -> str:
+    """The metric whose values a gallery ranks rows by, of the metric names `metrics` one pair has: GALLERY_METRIC
+    when there, else the first name in sorted order (the writer and the report pick the same one)."""
+    names = list(metrics)
+    return GALLERY_METRIC if GALLERY_METRIC in names else sorted(names)[0]
 
 
 def extremes(scores: np.ndarray, count: int) -> tuple[list[int], list[int]]:
@@ -102,6 +110,10 @@ def extremes(scores: np.ndarray, count: int) -> tuple[list[int], list[int]]:
     order = np.lexsort((np.arange(len(scores)), -scores))
     low = np.lexsort((np.arange(len(scores)), scores))
     return order[:count].tolist(), low[:count].tolist()
+
+
+def _strings(values: Any) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _inside(folder: Path) -> list[Path]:
@@ -144,8 +156,10 @@ def rows_path(run: Any) -> Path:
     )
 
 
-def read_rows(run: Any) -> RowsFile:
-    """Read the rows file of `run` (see `rows_path`). CacheError for a file that is not one or is damaged."""
+def read_rows(run: Any, *, gallery: bool = False) -> RowsFile:
+    """Read the rows file of `run` (see `rows_path`): every metric of every pair, or with `gallery` only each
+    pair's `gallery_metric` (what a report's gallery shows: 8 N (1 + k) bytes per pair for N rows and k
+    neighbours, not that times the metrics). CacheError for a file that is not one or is damaged."""
     import h5py
 
     path = rows_path(run)
@@ -160,7 +174,7 @@ def read_rows(run: Any) -> RowsFile:
             pairs = []
             for key in sorted(f["pairs"], key=int):
                 group = f["pairs"][key]
-                for metric in group:
+                for metric in [gallery_metric(group)] if gallery else list(group):
                     m = group[metric]
                     chance = m.attrs.get("chance")
                     pairs.append(

@@ -40,6 +40,7 @@ class ReportFiles:
 def write_report(paths: Any, *, output: Path) -> ReportFiles:
     """Gather the results files under `paths` (probe.report.tables) into the report folder `output`."""
     from probe.report import figures as F
+    from probe.report.gallery import build_gallery
     from probe.report.page import render_page
     from probe.report.tables import load, load_probes, records
 
@@ -49,10 +50,20 @@ def write_report(paths: Any, *, output: Path) -> ReportFiles:
     if align.empty and probes.empty:
         raise InputError(f"the results under {paths} hold no alignment or probe scores to report.")
     figs = [*F.scaling_figure(align), *F.depth_figure(recs), *F.heatmap_figures(recs), *F.probe_figure(probes)]
+    gallery = build_gallery(recs)
     out = Path(output)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    page = render_page(align=align, probes=probes, records=recs, figures=figs, stamp=t0.isoformat(timespec="seconds"))
-    fig_paths = [write_atomic(out / "figures" / f"{f.name}.png", f.png) for f in figs]
+    page = render_page(
+        align=align,
+        probes=probes,
+        records=recs,
+        figures=figs,
+        stamp=t0.isoformat(timespec="seconds"),
+        gallery=gallery,
+    )
+    fig_paths = [
+        write_atomic(out / "figures" / f"{f.name}.png", f.png) for f in [*figs, *(gallery.figures if gallery else [])]
+    ]
     files = ReportFiles(
         html=write_atomic(out / "report.html", page.html),
         markdown=write_atomic(out / "report.md", page.markdown),

@@ -20,14 +20,17 @@ import numpy as np
 from probe.datasets.paired import PairedDataset
 from probe.errors import CacheError, describe_os_error, write_atomic
 from probe.log import logger
-from probe.report.rows import FILE_NAME, FORMAT, FORMAT_VERSION, extremes
+from probe.report.rows import (
+    FILE_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    GALLERY_NEIGHBOURS,
+    GALLERY_ROWS,
+    extremes,
+    gallery_metric,
+)
 
 BLOCK_ROWS = 1 << 16
-# A gallery shows the GALLERY_ROWS most and least agreeing rows of a pair, and the neighbours of the first
-# GALLERY_NEIGHBOURS of each; thumbnails are made for those rows only.
-GALLERY_ROWS = 8
-GALLERY_NEIGHBOURS = 3
-GALLERY_METRIC = "mutual_knn"
 THUMBNAIL_PIXELS = 96
 THUMBNAIL_QUALITY = 80
 
@@ -55,7 +58,7 @@ def thumbnail(path: Optional[Path], *, max_pixels: int) -> Optional[bytes]:
         return None
     image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
+    image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
     return out.getvalue()
 
 
@@ -86,8 +89,7 @@ def write_rows(
         return None
     shown: set[int] = set()
     for pair, _ in entries:
-        headline = pair.report.rows.get(GALLERY_METRIC) or next(iter(pair.report.rows.values()))
-        shown |= gallery_rows(headline)
+        shown |= gallery_rows(pair.report.rows[gallery_metric(pair.report.rows)])
     images = {row: thumbnail(data.rows[row].image, max_pixels=max_pixels) for row in sorted(shown)}
     k = next(iter(entries[0][0].report.rows.values())).first_neighbours.shape[1]
 

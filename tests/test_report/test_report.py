@@ -7,13 +7,12 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from browser import needs_chromium, screenshot
 from PIL import Image
 
 from probe.cli.main import main
@@ -90,29 +89,12 @@ def test_html_is_self_contained_with_every_figure(report_dir) -> None:
         assert img.shape[0] > 200 and img.shape[1] > 400 and img.std() > 5  # drawn, not a blank canvas
     # the tables are there too: a score from the JSON, the dataset fingerprint's start, the git revision
     assert "tiny-ssl-vit" in page and "pixels-16" in page and "3323b166b1ac8b4e" in page and "e19fc84d21fa" in page
+    assert 'id="gallery"' not in page  # these runs logged no per-row agreement: no gallery (test_gallery.py)
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None,
-    reason="chromium is not on PATH (apt-get install -y --no-install-recommends chromium; .ci/run does)",
-)
+@needs_chromium
 def test_html_renders_in_headless_chromium(report_dir, tmp_path) -> None:
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            f"--screenshot={shot}",
-            "--window-size=1200,3000",
-            (report_dir / "report.html").resolve().as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    img = np.asarray(Image.open(shot).convert("RGB"))
+    img = screenshot(report_dir / "report.html", tmp_path / "shot.png", width=1200, height=3000)
     assert img.shape[:2] == (3000, 1200)
     colours = np.unique(img.reshape(-1, 3), axis=0)
     assert len(colours) > 50, f"screenshot has {len(colours)} colours: the page did not render"
