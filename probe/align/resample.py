@@ -5,7 +5,8 @@ modality's per-layer work (centred kernels, ranked kNN lists, self terms), so `R
 
 - Kernel metrics on the dense path. HSIC(K_a, P L_b P^T) = <P^T Kc_a P, Lc_b>: the side with fewer layers is
   gathered in the permuted order, for a batch of permutations at once, and one float32 product
-  [B L_small, N^2] x [N^2, L_big] per row slab (summed in float64 across slabs) gives every pair. On a subset
+  [B L_small, E] x [E, L_big] per slab of kernel entries (summed in float64 across slabs) gives every pair; the
+  kernels being symmetric, E runs over their upper triangles (`KernelPair`). On a subset
   S of n rows, H_S Kc_SS H_S is the subset's own centred kernel (centring removes the full set's means), so
   <Kc^S, Lc^S> = <Kc_a o ww^T, Lc_b> - 2/n r_a.r_b + s_a s_b / n^2, where w marks S, r are the row sums
   of Kc restricted to S and s their totals: the small side is masked instead of gathered, and the self terms
@@ -259,7 +260,8 @@ class Resampler:
     """Every metric of two modality states' plan for every layer pair, under re-pairings and row subsets.
 
     Built once per scored pair (from the states `probe.align.engine.prepare_modalities` returns, before any
-    reordering); holds nothing else.
+    reordering). Made at first use and kept for the pair's other resamples: each kernel's `KernelPair` (packed
+    upper triangles, on the dense path) and each side's ranked kNN candidates' kernel values (for subsets).
     """
 
     def __init__(self, first: ModalityState, second: ModalityState) -> None:
