@@ -115,6 +115,8 @@ class KernelPair:
         inverse order instead, which gives the same sums."""
         gather = orders if self.swapped else torch.argsort(orders, dim=1)
         batch, n = gather.shape
+        if n * n < 2**31:  # int32 positions: half the memory traffic of building them
+            gather = gather.to(torch.int32)
 
         def slab(start: int, stop: int) -> torch.Tensor:
             rows, cols = self._entries(start, stop)
