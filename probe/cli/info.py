@@ -17,5 +17,6 @@ def datasets() -> None:
     console.print(datasets_table(list_datasets()))
     console.print(
         "Any JSONL/CSV manifest (fields id, image, caption, + labels) or folder with captions.tsv "
-        "also works as --dataset."
+        "also works as --dataset, and rendered:<dataset> (e.g. rendered:coco-captions) draws each row's "
+        "caption as its image: reading data."
     )

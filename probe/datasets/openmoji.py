@@ -35,13 +35,12 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
-from probe.datasets.manifest import write_manifest
+from probe.datasets.manifest import BUILD_INFO_NAME, BUILT_MANIFEST, finished_build, write_manifest
 from probe.errors import InputError, ProbeError
 from probe.log import logger
 
 DATASET_VERSION = "openmoji-v1"
-MANIFEST_NAME = "manifest.jsonl"
-BUILD_INFO_NAME = "build.json"
+MANIFEST_NAME = BUILT_MANIFEST
 LICENSE_NAME = "LICENSE-openmoji.txt"
 IMAGE_DIR = "images"
 
@@ -301,17 +300,6 @@ def _build_info(*, size: int, limit: Optional[int], rows: int, dropped: dict[str
     }
 
 
-def _complete_build(root: Path, info: dict) -> Optional[Path]:
-    manifest, info_path = root / MANIFEST_NAME, root / BUILD_INFO_NAME
-    if not (manifest.is_file() and info_path.is_file()):
-        return None
-    try:
-        previous = json.loads(info_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-    return manifest if previous == info else None
-
-
 def build_openmoji(root: Path, *, size: int = 224, limit: Optional[int] = None) -> Path:
     """Render the dataset into `root` and return the path of its JSONL manifest.
 
@@ -328,7 +316,7 @@ def build_openmoji(root: Path, *, size: int = 224, limit: Optional[int] = None) 
     all_rows, dropped = dataset_rows()
     rows = all_rows[:limit]
     info = _build_info(size=size, limit=limit, rows=len(rows), dropped=dropped)
-    reusable = _complete_build(root, info)
+    reusable = finished_build(root, info)
     if reusable is not None:
         logger.info("openmoji: reusing the build in %s", root)
         return reusable

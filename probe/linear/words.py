@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from typing import Literal, Optional
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -37,6 +39,17 @@ def caption_words(caption: str) -> list[str]:
     ]
 
 
+def checked_captions(captions: Sequence[str]) -> Sequence[str]:
+    """`captions` as given, after checking it is a non-empty sequence of strings (InputError naming the first
+    caption that is not text)."""
+    if len(captions) == 0:
+        raise InputError("captions is empty; give one caption per image")
+    for i, caption in enumerate(captions):
+        if not isinstance(caption, str):
+            raise InputError(f"captions[{i}] is {type(caption).__name__}, not text; give one string per image")
+    return captions
+
+
 def caption_word_targets(
     captions: Sequence[str], *, top: int = DEFAULT_TOP_WORDS, min_count: int = DEFAULT_MIN_COUNT
 ) -> tuple[list[str], np.ndarray]:
@@ -50,22 +63,31 @@ def caption_word_targets(
     """
     if top < 1 or min_count < 1:
         raise InputError(f"top and min_count must be at least 1, got top={top}, min_count={min_count}")
-    if len(captions) == 0:
-        raise InputError("captions is empty; give one caption per image")
-    word_sets = []
-    for i, caption in enumerate(captions):
-        if not isinstance(caption, str):
-            raise InputError(f"captions[{i}] is {type(caption).__name__}, not text; give one string per image")
-        word_sets.append(set(caption_words(caption)))
-    counts = Counter(word for words in word_sets for word in words)
-    ranked = sorted(
-        (word for word, count in counts.items() if min_count <= count < len(captions)),
-        key=lambda word: (-counts[word], word),
-    )[:top]
+    word_sets = [set(caption_words(caption)) for caption in checked_captions(captions)]
+    return presence_targets(word_sets, min_count=min_count, top=top, order="count", what="caption word")
+
+
+def presence_targets(
+    token_sets: Sequence[AbstractSet[str]],
+    *,
+    min_count: int,
+    top: Optional[int] = None,
+    order: Literal["count", "alphabetical"] = "count",
+    what: str = "token",
+) -> tuple[list[str], np.ndarray]:
+    """Which tokens each row holds, for the tokens found in at least `min_count` rows and not in all of them.
+
+    token_sets: the N rows' sets of tokens (caption words, letters). `order`: most frequent first (ties
+    alphabetically) or alphabetical; `top` keeps the first that many. Returns (tokens [T], Y [N, T] bool);
+    InputError, naming `what` the tokens are, when none passes.
+    """
+    counts = Counter(token for tokens in token_sets for token in tokens)
+    passing = (token for token, count in counts.items() if min_count <= count < len(token_sets))
+    ranked = sorted(passing, key=(lambda t: (-counts[t], t)) if order == "count" else None)[:top]
     if not ranked:
         raise InputError(
-            f"no caption word occurs in at least min_count={min_count} captions (and not in all "
-            f"{len(captions)}); lower min_count or give more captions"
+            f"no {what} occurs in at least min_count={min_count} captions (and not in all "
+            f"{len(token_sets)}); lower min_count or give more captions"
         )
-    targets = np.array([[word in words for word in ranked] for words in word_sets], dtype=bool)
-    return ranked, targets.reshape(len(captions), len(ranked))
+    targets = np.array([[token in tokens for token in ranked] for tokens in token_sets], dtype=bool)
+    return ranked, targets.reshape(len(token_sets), len(ranked))

@@ -11,6 +11,7 @@ vs DINOv2 comparison, and they fit any single GPU in bfloat16 (about 2.3 GB).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from probe.models.spec import ModelSpec, Pool, random_twin
@@ -172,6 +173,15 @@ _TINY_SSL_VIT = ModelSpec(
     license="mit",
     local_path="data/tiny-ssl-vit",
     notes="trained in this repo by scripts/train_tiny_ssl_vit.py",
+)
+# The same architecture, script, objective and budget, trained on openmoji-names (the emoji's names drawn as
+# text) instead of the emoji: the offline miniature of WebSSL's text-filtered models. Random twin:
+# random-init:tiny-ssl-vit-text.
+_TINY_SSL_VIT_TEXT = replace(
+    _TINY_SSL_VIT,
+    alias="tiny-ssl-vit-text",
+    local_path="data/tiny-ssl-vit-text",
+    notes="trained in this repo by scripts/train_tiny_ssl_vit.py on openmoji-names (rendered text only)",
 )
 
 SPECS: tuple[ModelSpec, ...] = (
@@ -462,6 +472,7 @@ SPECS: tuple[ModelSpec, ...] = (
         alias="tiny-random-vit",
         notes="tiny-ssl-vit's config with random weights (seed 0): the untrained baseline",
     ),
+    _TINY_SSL_VIT_TEXT,
     # Controls: what no learning gives.
     *(_pixels(size) for size in PIXEL_SIZES),
 )

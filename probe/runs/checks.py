@@ -2,7 +2,8 @@
 
 `check_run_request` (the first call of `run_align` / `run_linear`): the metric names, and that `output=` and
 `cache_dir=` are folders this process can write to (or create). `check_label_fields` (once the dataset is
-open, before any model is loaded): every requested label field exists in every row, and `words` has captions.
+open, before any model is loaded): every requested label field exists in every row, and `words` / `chars` have
+captions.
 Each failure is an InputError naming the argument (`cache_dir=`; the CLI shows its flag) and the fix.
 Nothing is created: writability is tried with a temporary file in the nearest existing folder, removed at
 once (permission bits alone mislead: root ignores
@@ -30,10 +31,11 @@ def check_run_request(*, cache_dir: Path, output: Optional[Path], metrics: Seque
         check_writable_dir(output, param="output")
 
 
-def check_label_fields(data: PairedDataset, labels: Sequence[str], *, words: str) -> None:
-    """InputError naming the first requested label field some row lacks (`words`: a row without a caption)."""
+def check_label_fields(data: PairedDataset, labels: Sequence[str], *, caption_targets: Sequence[str]) -> None:
+    """InputError naming the first requested label field some row lacks (a name in `caption_targets`, such as
+    `words`: a row without a caption)."""
     for name in labels:
-        if name == words:
+        if name in caption_targets:
             data.require_captions()
         else:
             data.labels(name)

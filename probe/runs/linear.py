@@ -1,5 +1,5 @@
 """`probe linear` as a library call: per-layer linear probes of a vision model's cached features, each
-beside its control, for label fields, caption words and a text model's features; results JSON."""
+beside its control, for label fields, caption words, caption letters and a text model's features; results JSON."""
 
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.score_cache import cached_score
 
 WORDS = "words"
+CHARS = "chars"
+# Targets made from each row's caption (multi-label, probed by the ridge readout, kind "words" in results):
+# `words` its frequent content words, `chars` the letters a-z it contains ("which letters are written here"
+# on rendered text).
+CAPTION_TARGETS = (WORDS, CHARS)
 
 
 @dataclass(frozen=True)
 class LinearSettings:
-    """What `probe linear` probes: label fields and/or `words`, optional cross-modal text target."""
+    """What `probe linear` probes: label fields and/or `words` / `chars`, optional cross-modal text target.
+    `min_word_count` is the least number of captions a word (or letter) must occur in to be probed."""
 
     labels: tuple[str, ...] = ()
     text_layer: str = "-1"
@@ -105,7 +111,7 @@ def check_request(*, vision: str, labels: Sequence[str], text: Optional[str]) ->
         raise InputError(f"vision={vision!r} names {len(names)} models; linear probes take one (a study probes many)")
     if not labels and text is None:
         raise InputError(
-            "nothing to probe: pass labels= (a dataset label field, or 'words') and/or text= (a language model)"
+            "nothing to probe: pass labels= (a dataset label field, 'words' or 'chars') and/or text= (a language model)"
         )
     return names[0]
 
@@ -129,9 +135,9 @@ def prh_target(cache: FeatureCache, position: int) -> np.ndarray:
 def label_targets(
     data: PairedDataset, name: str, settings: LinearSettings
 ) -> tuple[Any, Optional[list[str]], Optional[np.ndarray], dict[str, Any]]:
-    """(targets, column names or None, kept row indices or None for all, description) for a label field or
-    `words`. Rows of classes too rare for a stratified train/val/test split are left out, and the results
-    name them: a class with fewer rows than that cannot be probed at all."""
+    """(targets, column names or None, kept row indices or None for all, description) for a label field,
+    `words` or `chars`. Rows of classes too rare for a stratified train/val/test split are left out, and the
+    results name them: a class with fewer rows than that cannot be probed at all."""
     from probe.linear.labels import MIN_ROWS_PER_CLASS
 
     if name == WORDS:
@@ -142,6 +148,12 @@ def label_targets(
             [c or "" for c in data.captions], top=settings.top_words, min_count=settings.min_word_count
         )
         return y, words, None, {"words": words, "positive_rate": y.mean(0).round(4).tolist()}
+    if name == CHARS:
+        from probe.linear.chars import caption_char_targets
+
+        data.require_captions()
+        letters, y = caption_char_targets([c or "" for c in data.captions], min_count=settings.min_word_count)
+        return y, letters, None, {"letters": letters, "positive_rate": y.mean(0).round(4).tolist()}
     values = np.asarray(data.labels(name))
     classes, counts = np.unique(values, return_counts=True)
     rare = [str(c) for c, n in zip(classes, counts) if n < MIN_ROWS_PER_CLASS]
@@ -178,7 +190,7 @@ def run_linear(
     pool_text: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> LinearRun:
-    """Probe every requested layer of `vision` for each label field / `words`, and (with `text`) ridge to that
+    """Probe every requested layer of `vision` for each label field / `words` / `chars`, and (with `text`) ridge to that
     text model's `settings.text_layer`. Extracts missing caches; writes results JSON into a new run folder under
     `output` if given (`probe.runs.outputs`)."""
     from probe.linear.sweep import ProbeTask, probe_layers
@@ -188,7 +200,7 @@ def run_linear(
     check_run_request(cache_dir=options.cache_dir, output=output)  # before any model or data
     vision_name = check_request(vision=vision, labels=settings.labels, text=text)
     data = open_dataset(dataset, options)
-    check_label_fields(data, settings.labels, words=WORDS)  # a missing field fails before any extraction
+    check_label_fields(data, settings.labels, caption_targets=CAPTION_TARGETS)  # fails before any extraction
     vcache = ensure_cache(vision_name, data, pool=pool_vision, options=options, progress=progress, modality="vision")
     positions = stored_positions(vcache.layers, settings.probe_layers, param="layers")
     source = vcache.stack().select(positions)
@@ -222,7 +234,7 @@ def run_linear(
             ),
             refresh=options.overwrite == "always",
         )
-        tasks.append(LinearTask(name, "words" if name == WORDS else "labels", sweep, states, detail))
+        tasks.append(LinearTask(name, "words" if name in CAPTION_TARGETS else "labels", sweep, states, detail))
     if text is not None:
         (text_name,) = split_models(text, param="text")
         tcache = ensure_cache(text_name, data, pool=pool_text, options=options, progress=progress, modality="text")

@@ -177,7 +177,17 @@ def _open_dataset(name: str, *, cache_dir: Path, limit: Optional[int]) -> tuple[
     PairedDataset after `limit` (None otherwise). Never downloads or renders anything."""
     from probe.datasets.catalog import DATASETS
     from probe.datasets.manifest import load_manifest
+    from probe.datasets.rendered import rendered_folder, rendered_name, split_rendered
 
+    inner = split_rendered(name)
+    if inner is not None:  # drawn from the whole source, found by the source's identity
+        source_plan, source = _open_dataset(inner, cache_dir=cache_dir, limit=None)
+        manifest = None if source is None else rendered_folder(source, datasets_dir=Path(cache_dir) / "datasets")
+        if manifest is not None and (manifest / "manifest.jsonl").is_file():
+            data = load_manifest(manifest / "manifest.jsonl", name=rendered_name(source.name)).head(limit)
+            return DatasetPlan(name, len(data), True, f"drawn in {manifest}"), data
+        rows = source_plan.rows if limit is None or source_plan.rows is None else min(limit, source_plan.rows)
+        return DatasetPlan(name, rows, False, f"not drawn yet (from {inner}'s captions): every cache is new"), None
     spec = DATASETS.get(name)
     if spec is None:
         data = load_manifest(Path(name)).head(limit)

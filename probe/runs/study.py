@@ -11,7 +11,7 @@ and settings (see docs/results.md, "Studies", and the presets in probe/runs/pres
     metrics = ["mutual_knn", "cka", "unbiased_cka", "cknna"]   # default: these four
     controls = ["pixels-16", "random-init"]                       # default: none
     [probes]                                                      # optional
-    labels = ["words"]          # label fields of the dataset, or `words`
+    labels = ["words"]          # label fields of the dataset, `words` or `chars`
     text = "llama3"             # ridge from each vision layer to this text model's features
     vision = ["dinov2-large"]   # default: every vision model and control of the study
     [settings]                  # optional; defaults as `probe align`
@@ -145,7 +145,7 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """The linear probes of a study: label fields and/or `words`, and/or a ridge to `text`'s features, for
+    """The linear probes of a study: label fields and/or `words` / `chars`, and/or a ridge to `text`'s features, for
     each model of `vision` (empty: every vision model and control of the study). `layers`: the vision layers
     probed and `text_layer`: the ridge target (the `layers=`/`text_layer=` of linear probes; a study file keeps the
     defaults, a `probe linear` command line planned as a study sets them)."""
@@ -326,7 +326,11 @@ def check_model(name: str, *, modality: str, where: str, base_dir: Path) -> str:
 
 def _dataset(name: str, *, where: str, base_dir: Path) -> str:
     from probe.datasets.catalog import DATASETS
+    from probe.datasets.rendered import rendered_name, split_rendered
 
+    inner = split_rendered(name)
+    if inner is not None:  # rendered:<dataset>: its source, resolved as any dataset of the file
+        return rendered_name(_dataset(inner, where=where, base_dir=base_dir))
     if name in DATASETS:
         return name
     for path in (Path(name).expanduser(), base_dir / name):
@@ -439,7 +443,7 @@ def parse_study(data: dict[str, Any], *, source: Path, text: str = "") -> StudyS
         )
         if not probes.labels and probes.text is None:
             raise InputError(
-                f"{top.where('probes')}: nothing to probe; give labels (label fields or 'words') and/or text"
+                f"{top.where('probes')}: nothing to probe; give labels (label fields, 'words' or 'chars') and/or text"
             )
     return StudySpec(
         name=name,

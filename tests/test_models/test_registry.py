@@ -71,12 +71,15 @@ def test_webssl_family_is_complete():
     assert (light.hidden_size, light.num_layers, light.patch_size, light.loader) == (1024, 24, 14, "dinov2")
 
 
-def test_tiny_models_sizes_match_their_config():
-    config = json.loads((Path(__file__).resolve().parents[2] / "data" / "tiny-ssl-vit" / "config.json").read_text())
-    for alias in ("tiny-ssl-vit", "tiny-random-vit"):
-        spec = resolve_model(alias)
-        facts = (spec.hidden_size, spec.num_layers, spec.patch_size, spec.image_size)
-        assert facts == (config["hidden_size"], config["num_hidden_layers"], config["patch_size"], config["image_size"])
+@pytest.mark.parametrize(
+    ("alias", "folder"),
+    [("tiny-ssl-vit", "tiny-ssl-vit"), ("tiny-random-vit", "tiny-ssl-vit"), ("tiny-ssl-vit-text", "tiny-ssl-vit-text")],
+)
+def test_tiny_models_sizes_match_their_config(alias, folder):
+    config = json.loads((Path(__file__).resolve().parents[2] / "data" / folder / "config.json").read_text())
+    spec = resolve_model(alias)
+    facts = (spec.hidden_size, spec.num_layers, spec.patch_size, spec.image_size)
+    assert facts == (config["hidden_size"], config["num_hidden_layers"], config["patch_size"], config["image_size"])
 
 
 def test_list_models_filters_and_orders():
@@ -223,7 +226,7 @@ def test_models_command_prints_the_table_and_rejects_empty_matches():
     offline = CliRunner().invoke(app, ["models", "smollm2"], env={"COLUMNS": "200"})
     assert " package" in offline.output
     tiny = CliRunner().invoke(app, ["models", "tiny"], env={"COLUMNS": "200"})
-    assert tiny.output.count("192x6") == 2 and "?" not in tiny.output
+    assert tiny.output.count("192x6") == 3 and "?" not in tiny.output  # tiny-ssl-vit, -text, tiny-random-vit
     empty = CliRunner().invoke(app, ["models", "dinov3*"])
     assert isinstance(empty.exception, InputError) and "dinov2" in str(empty.exception)
 

@@ -1,5 +1,6 @@
 """Requests that cannot succeed are refused before any model is loaded or any cache written: unknown metrics,
-an --output or --cache-dir that is a file or cannot be written, missing label fields, `words` without captions."""
+an --output or --cache-dir that is a file or cannot be written, missing label fields, `words` or `chars` without
+captions."""
 
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ def test_an_unwritable_folder_is_refused(tiny_model_dir, dataset, tmp_path, no_m
     [
         (("colour", "shape"), r"label field 'shape' is missing for 12 of 12 rows"),
         (("words",), r"row 6 \(id 'r5'\) .* has no caption"),
+        (("chars",), r"row 6 \(id 'r5'\) .* has no caption"),
     ],
 )
 def test_missing_labels_are_refused_before_any_model(

@@ -143,6 +143,40 @@ def test_linear_end_to_end(tiny_model_dir, labelled_dataset, tmp_path, cli, monk
     assert tasks[f"text:{tiny_model_dir('bert').name}"]["target_preprocessing"].startswith("PRH: clamp")
 
 
+def test_linear_reads_letters_and_words_off_rendered_captions(labelled_dataset, tmp_path, cli) -> None:
+    """`--labels chars,words` on `rendered:<manifest>`: the captions drawn as text, probed from pixels-16."""
+    from probe.linear.chars import caption_char_targets
+
+    out_dir = tmp_path / "out"
+    code, out, err = cli(
+        [
+            "linear",
+            "--vision",
+            "pixels-16",
+            "--labels",
+            "chars,words",
+            "--dataset",
+            f"rendered:{labelled_dataset}",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--output",
+            str(out_dir),
+            "--no-progress",
+        ],
+    )
+    assert code == 0, err
+    (results,) = (out_dir / "latest").glob("linear-*.json")
+    record = json.loads(results.read_text())
+    assert record["dataset"]["name"] == f"rendered:{labelled_dataset.parent.name}" and record["dataset"]["rows"] == N
+    tasks = {t["name"]: t for t in record["results"]["tasks"]}
+    assert set(tasks) == {"chars", "words"} and tasks["chars"]["kind"] == tasks["words"]["kind"] == "words"
+    captions = [json.loads(line)["caption"] for line in labelled_dataset.read_text().splitlines()]
+    assert tasks["chars"]["letters"] == caption_char_targets(captions)[0]
+    best = next(e for e in tasks["chars"]["layers"] if e["layer"] == tasks["chars"]["best_layer"])
+    assert {w["word"] for w in best["probe"]["words"]} == set(tasks["chars"]["letters"])
+    assert "chars (words)" in out
+
+
 def test_ridge_target_is_clamped_and_l2_normalised_as_for_alignment(tiny_model_dir, labelled_dataset, tmp_path) -> None:
     from probe.align.prep import clip_threshold
     from probe.features.extract import extract_features

@@ -217,3 +217,16 @@ def test_plan_times_new_caches_from_this_machines_measured_rate(measured_cache, 
     flat = " ".join(format_plan(plan).split())
     assert "MEASURED on this machine (1 extraction on cuda in bfloat16, 50 s in all" in flat
     assert "; alignment ~0 s, from ASSUMED rates for cuda" in flat
+
+
+def test_a_rendered_dataset_is_planned_from_its_source_then_found_once_drawn(measured_cache) -> None:
+    from probe.datasets import load_dataset
+
+    cache, manifest = measured_cache
+    spec = _cpu_linear(f"rendered:{manifest}", labels=("chars",))
+    before = plan_study(spec, cache_dir=cache).datasets[0]
+    assert (before.rows, before.prepared) == (ROWS, False) and "not drawn yet" in before.note
+    assert not (cache / "datasets" / "rendered").exists()  # planning draws nothing
+    drawn = load_dataset(f"rendered:{manifest}", cache_dir=cache)
+    after = plan_study(spec, cache_dir=cache).datasets[0]
+    assert (after.rows, after.prepared) == (ROWS, True) and str(Path(drawn.source).parent) in after.note

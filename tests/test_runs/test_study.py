@@ -57,6 +57,16 @@ def test_study_file_parses_into_a_frozen_spec(tmp_path) -> None:
         spec.name = "other"  # frozen
 
 
+def test_rendered_datasets_resolve_their_source_like_any_dataset_of_the_file(tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "m.jsonl").write_text("")
+    text = GOOD.replace('datasets = ["openmoji"]', 'datasets = ["rendered:openmoji", "rendered:data/m.jsonl"]')
+    spec = load_study(_write(tmp_path, text))
+    assert spec.datasets == ("rendered:openmoji", f"rendered:{tmp_path / 'data' / 'm.jsonl'}")
+    with pytest.raises(InputError, match="datasets: 'wit-2048' is neither a registered"):
+        load_study(_write(tmp_path, GOOD.replace('datasets = ["openmoji"]', 'datasets = ["rendered:wit-2048"]')))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -1,10 +1,12 @@
-"""tiny-ssl-vit: the shipped checkpoint, its random control, and the MAE training code on a tiny run."""
+"""tiny-ssl-vit and tiny-ssl-vit-text: the shipped checkpoints, their random controls, and the training code on
+tiny runs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoImageProcessor, ViTMAEForPreTraining, ViTModel
@@ -23,7 +25,10 @@ from probe.ssl.contrastive import ContrastiveModel, info_nce_loss
 from probe.ssl.export import mae_encoder_hidden_states, vit_hidden_states
 from probe.ssl.sanity import knn_label_accuracy
 
-CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "tiny-ssl-vit"
+DATA = Path(__file__).resolve().parents[2] / "data"
+CHECKPOINT = DATA / "tiny-ssl-vit"
+# The shipped checkpoints (alias -> folder): trained on OpenMoji pictures, and on their names drawn as text.
+CHECKPOINTS = {"tiny-ssl-vit": DATA / "tiny-ssl-vit", "tiny-ssl-vit-text": DATA / "tiny-ssl-vit-text"}
 TINY_ENCODER = dict(
     image_size=32, patch_size=8, hidden_size=32, num_layers=2, num_heads=2, batch_size=4, learning_rate=1e-2
 )
@@ -31,16 +36,21 @@ TINY = MaeSpec(**TINY_ENCODER, decoder_hidden_size=16, decoder_layers=1, decoder
 TINY_CONTRASTIVE = ContrastiveSpec(**TINY_ENCODER, projection_hidden=16, projection_dim=8)
 
 
-@pytest.fixture(scope="module")
-def checkpoint() -> ViTModel:
-    return ViTModel.from_pretrained(CHECKPOINT, local_files_only=True).eval()
+@pytest.fixture(scope="module", params=sorted(CHECKPOINTS))
+def folder(request) -> Path:
+    return CHECKPOINTS[request.param]
 
 
 @pytest.fixture(scope="module")
-def pixels() -> torch.Tensor:
+def checkpoint(folder) -> ViTModel:
+    return ViTModel.from_pretrained(folder, local_files_only=True).eval()
+
+
+@pytest.fixture(scope="module")
+def pixels(folder) -> torch.Tensor:
     from PIL import Image
 
-    processor = AutoImageProcessor.from_pretrained(CHECKPOINT, local_files_only=True)
+    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     image = Image.new("RGB", (224, 224), "white")
     image.paste((200, 40, 40), (60, 60, 160, 160))
     return processor(images=[image], return_tensors="pt")["pixel_values"]
@@ -65,25 +75,46 @@ def test_checkpoint_loads_offline_with_vit_model_and_auto_image_processor(checkp
     assert all(torch.isfinite(s).all() for s in states)
 
 
-def test_checkpoint_is_at_most_25_mb():
-    total = sum(p.stat().st_size for p in CHECKPOINT.iterdir() if p.is_file())
+def test_checkpoint_is_at_most_25_mb(folder):
+    total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     assert total <= 25 * 1024 * 1024
 
 
-def test_training_record_shows_a_falling_loss():
-    record = json.loads((CHECKPOINT / "train_log.json").read_text(encoding="utf-8"))
+def test_training_record_shows_a_falling_loss(folder):
+    record = json.loads((folder / "train_log.json").read_text(encoding="utf-8"))
     assert record["data"]["captions_used"] is False
     assert len(record["losses"]) == record["steps"] and "torch" in record["versions"]
     assert record["final_loss_mean_last_50"] < 0.8 * record["first_loss"]
 
 
-def test_trained_hidden_states_differ_from_the_random_control(checkpoint, pixels):
-    control = random_init_vit(CHECKPOINT, seed=0)
+def test_trained_hidden_states_differ_from_the_random_control(folder, checkpoint, pixels):
+    control = random_init_vit(folder, seed=0)
     trained, random_ = hidden_states(checkpoint, pixels), hidden_states(control, pixels)
     assert control.config.to_diff_dict() | {"_name_or_path": ""} == checkpoint.config.to_diff_dict() | {
         "_name_or_path": ""
     }
     assert not torch.allclose(trained[-1], random_[-1], atol=1e-3)
+
+
+@pytest.mark.parametrize("alias", sorted(CHECKPOINTS))
+def test_the_registry_loads_the_checkpoint_offline_and_encodes_rendered_text(alias, tmp_path):
+    from probe.features.extract import extract_features
+
+    captions = ["grinning face", "red heart", "file cabinet", "owl"]
+    (tmp_path / "m.jsonl").write_text(
+        "".join(json.dumps({"id": str(i), "caption": c}) + "\n" for i, c in enumerate(captions)), encoding="utf-8"
+    )
+    dataset = f"rendered:{tmp_path / 'm.jsonl'}"  # rows without images: the captions drawn as text are the images
+    trained = extract_features(model=alias, dataset=dataset, cache_dir=tmp_path / "cache", device="cpu").open()
+    twin = extract_features(
+        model=f"random-init:{alias}", dataset=dataset, cache_dir=tmp_path / "cache", device="cpu"
+    ).open()
+    assert trained.key["model"]["name"] == alias and trained.key["model"]["source"] == "repo-data"
+    assert twin.key["model"]["base"]["name"] == alias
+    x, y = trained.read(), twin.read()
+    assert x.shape == y.shape == (4, 7, 192) and np.isfinite(x).all()
+    assert not np.allclose(x[:, -1], y[:, -1], atol=1e-3)
+    assert np.linalg.matrix_rank(x[:, -1]) == 4  # four different texts, four different features
 
 
 def test_random_control_is_deterministic_for_a_seed_and_leaves_the_global_rng_alone():
