@@ -88,8 +88,12 @@ def _loo_residuals(basis: RidgeBasis, centred: np.ndarray, projected: np.ndarray
     """Leave-one-out residuals [n_train, W] of the centred targets at one alpha."""
     shrink = basis.squares / (basis.squares + alpha)
     leverage = 1.0 / len(centred) + (basis.left**2) @ shrink
-    fitted = basis.left @ (shrink[:, None] * projected)
-    return (centred - fitted) / (1.0 - leverage)[:, None]
+    # In place on the product, saving two [n_train, W] temporaries per alpha (same operations, same
+    # numbers as (centred - fitted) / (1 - leverage)).
+    residuals = basis.left @ (shrink[:, None] * projected)
+    np.subtract(centred, residuals, out=residuals)
+    residuals /= (1.0 - leverage)[:, None]
+    return residuals
 
 
 def fit_ridge_loo(basis: RidgeBasis, y_train: np.ndarray, *, alphas: tuple[float, ...]) -> RidgeFit:
@@ -98,13 +102,22 @@ def fit_ridge_loo(basis: RidgeBasis, y_train: np.ndarray, *, alphas: tuple[float
     train_mean = y_train.mean(axis=0)
     centred = y_train - train_mean
     projected = basis.left.T @ centred  # [r, W]
-    errors = [float((_loo_residuals(basis, centred, projected, a) ** 2).sum()) for a in alphas]
+    squares = np.empty(centred.shape)  # scratch for the squared residuals (float64, as they are)
+    errors: list[float] = []
+    kept: tuple[int, np.ndarray] | None = None  # the least error so far and its residuals
+    for index, alpha in enumerate(alphas):
+        residuals = _loo_residuals(basis, centred, projected, alpha)
+        errors.append(float(np.square(residuals, out=squares).sum()))
+        if kept is None or errors[-1] < errors[kept[0]]:
+            kept = (index, residuals)
     best = int(np.argmin(errors))
     alpha = alphas[best]
     if best in (0, len(alphas) - 1) and len(alphas) > 1:
         # Expected for a shuffled control (no signal: the most shrinkage wins).
         logger.debug("ridge alpha %g is at the edge of the grid", alpha)
-    residuals = _loo_residuals(basis, centred, projected, alpha)
+    # The chosen alpha's residuals are kept from the sweep (argmin and the running minimum agree
+    # unless an error is NaN).
+    residuals = kept[1] if kept is not None and kept[0] == best else _loo_residuals(basis, centred, projected, alpha)
     test_centred = basis.test_cross @ (projected / (basis.squares + alpha)[:, None])
     return RidgeFit(
         alpha=alpha,
