@@ -252,6 +252,19 @@ def test_leave_one_out_predictions_equal_refits_without_each_row() -> None:
     np.testing.assert_allclose(fit.test_predictions, full)
 
 
+@pytest.mark.parametrize("dim_x", [50, 12])  # wider than the 60 training rows' rank or not
+def test_ridge_sweep_keeps_the_chosen_alphas_fit_as_solved_alone(dim_x: int) -> None:
+    x, y = planted_pairs(n=80, dim_x=dim_x, dim_y=6, noise=1.0)
+    basis = ridge_basis(x[:60], x[60:])
+    alphas = tuple(10.0**p for p in range(-2, 6))
+    swept = fit_ridge_loo(basis, y[:60], alphas=alphas)
+    assert swept.alpha not in (alphas[0], alphas[-1])  # the kept fit is not simply the last one
+    alone = fit_ridge_loo(basis, y[:60], alphas=(swept.alpha,))
+    assert swept.loo_error == alone.loo_error and swept.total == alone.total
+    np.testing.assert_array_equal(swept.loo_predictions, alone.loo_predictions)
+    np.testing.assert_array_equal(swept.test_predictions, alone.test_predictions)
+
+
 def test_retrieval_ranks_count_ties_against_the_true_caption() -> None:
     truth = np.eye(3)
     assert retrieval_ranks(truth, truth).tolist() == [0, 0, 0]
