@@ -279,8 +279,8 @@ def _reading_sections(align: Any, records: Sequence[tuple[Path, dict[str, Any]]]
                 "Each checkpoint trained on text-filtered data beside the checkpoint of the same size trained on "
                 "the whole data, on the same rows and text model: calibrated scores, the difference (filtered − "
                 f"unfiltered) and its paired {'/'.join(level)} jackknife interval over the subsamples both "
-                "share (as against the controls); verdict: interval above 0, below 0, or overlapping 0. Not "
-                "comparable: other rows or settings.",
+                "share (computed as a model against its control); verdict: the interval above 0, below 0, or "
+                "overlapping 0. Not comparable: other rows or settings. –: no such checkpoint at that size.",
                 [filter_table(effects)],
             )
         )
