@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Literal, Optional, TypeVar
 
 import numpy as np
@@ -113,6 +113,26 @@ class MetricReport:
         for key in ("best_pair", "max_interval", "best_pair_interval"):
             out[key] = None if out[key] is None else list(out[key])
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MetricReport":
+        """The report `to_dict` wrote (a results JSON's `metrics.<name>`), back as a MetricReport: lists become
+        the matrix and `subsample_maxima` arrays and the pair and intervals tuples; keys that are no field
+        (the results JSON's `best_hidden_states`) are ignored, optional fields left out are None (`chance_source`
+        "unavailable"). KeyError when `metric`, `matrix`, `best_score` or `best_pair` is missing."""
+        optional = {f.name for f in fields(cls)} - {"metric", "matrix", "best_score", "best_pair"}
+        values = {name: data.get(name) for name in optional}
+        for key in ("max_interval", "best_pair_interval"):
+            values[key] = None if values[key] is None else tuple(values[key])
+        if values["subsample_maxima"] is not None:
+            values["subsample_maxima"] = np.asarray(values["subsample_maxima"], dtype=float)
+        return cls(
+            metric=data["metric"],
+            matrix=np.asarray(data["matrix"], dtype=float),
+            best_score=float(data["best_score"]),
+            best_pair=(int(data["best_pair"][0]), int(data["best_pair"][1])),
+            **{**values, "chance_source": values["chance_source"] or "unavailable"},
+        )
 
 
 @dataclass(frozen=True)

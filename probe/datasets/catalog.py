@@ -21,9 +21,10 @@ def _build_openmoji(root: Path) -> Path:
 
 def _build_openmoji_names(root: Path) -> Path:
     """`openmoji`'s rows (built beside `root`, in the same datasets folder) with each name drawn as text."""
-    from probe.datasets.rendered import build_rendered
+    from probe.datasets.rendered import REGISTERED_RENDERINGS, build_rendered
 
-    openmoji = load_manifest(_build_openmoji(root.parent / "openmoji"), name="openmoji")
+    source = REGISTERED_RENDERINGS["openmoji-names"]
+    openmoji = load_manifest(_build_openmoji(root.parent / source), name=source)
     return build_rendered(openmoji, root=root)
 
 

@@ -3,7 +3,7 @@
 In: a `PairedDataset` with a caption in every row. Out: a folder under the cache with `images/NNNNNN.png`
 (`probe.datasets.textimage.render_text`, the style keyed by the row id), `build.json` and `manifest.jsonl`
 holding the same ids, captions and label fields in the same order. Two ways in, both through
-`probe.datasets.load_dataset`:
+`probe.datasets.load_dataset` (`rendered_source` names the source of either):
 
 - `openmoji-names`: the registered `openmoji` rows with each emoji replaced by its English name, built in
   `<cache>/datasets/openmoji-names/` (rebuilt there when its identity changes, like `openmoji`);
@@ -34,6 +34,8 @@ from probe.errors import InputError, write_atomic
 from probe.log import logger
 
 RENDERED_PREFIX = "rendered:"
+# Registered datasets that are another registered dataset's rows drawn as text: name -> that source's name.
+REGISTERED_RENDERINGS: dict[str, str] = {"openmoji-names": "openmoji"}
 IMAGE_DIR = "images"
 KEY_CHARS = 16
 
@@ -123,6 +125,13 @@ def split_rendered(name: str) -> str | None:
             f"or rendered:path/to/manifest.jsonl"
         )
     return inner
+
+
+def rendered_source(name: str) -> str | None:
+    """The dataset whose rows the dataset `name` draws as text: `<dataset>` for `rendered:<dataset>`, the source
+    of a registered rendering (`openmoji-names` -> `openmoji`, `REGISTERED_RENDERINGS`), None for any other name
+    (pictures). InputError for `rendered:` with nothing after it (`split_rendered`)."""
+    return split_rendered(name) or REGISTERED_RENDERINGS.get(name)
 
 
 def rendered_folder(source: PairedDataset, *, datasets_dir: Path, size: int = DEFAULT_SIZE) -> Path:

@@ -2,8 +2,9 @@
 
 In: a name as typed (a registered alias or shortcut, a hub id `owner/name`, a local folder, or
 `random-init:<any of those>`). Out: its spec (`resolve_model`), the registered spec if any (`registered`),
-the registered specs (`all_specs`, `list_models`), close names (`suggest`), and the predicates every other
-module asks instead of parsing names itself: `split_twin`, `is_hub_id`, `is_control`, `hub_only`.
+the registered specs (`all_specs`, `list_models`), close names (`suggest`), the checkpoint a text-filtered one
+was compared with (`unfiltered_twin`), and the predicates every other module asks instead of parsing names
+itself: `split_twin`, `is_hub_id`, `is_control`, `hub_only`.
 
 Registered specs are `probe.models.table`; unregistered hub ids and folders get a spec inferred from their
 config.json (`probe.models.spec.spec_from_config`). This module imports only the standard library;
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from probe.errors import InputError, ModelError
 from probe.models.spec import ModelSpec, random_twin, spec_from_config
-from probe.models.table import SPECS
+from probe.models.table import FILTERED_DATA, SPECS
 
 # `random-init:<model>` names the random-weights twin of <model> (see `probe.models.spec.random_twin`).
 RANDOM_INIT_PREFIX = "random-init:"
@@ -87,6 +88,26 @@ def is_control(name: str) -> bool:
         return True
     spec = registered(base)
     return spec is not None and spec.control
+
+
+def _architecture(spec: ModelSpec) -> tuple[object, ...]:
+    """What two checkpoints share when they differ only in their training data: family, architecture and sizes."""
+    return (spec.family, spec.arch, spec.params_m, spec.hidden_size, spec.num_layers, spec.patch_size, spec.image_size)
+
+
+def unfiltered_twin(name: str) -> ModelSpec | None:
+    """The registered model that `name` (a registered name, not a control) is the filtered-data version of: the
+    same family, architecture and sizes, trained on the data `name`'s training data was filtered from
+    (`probe.models.table.FILTERED_DATA`: `webssl-dino2b-heavy2b-224` -> `webssl-dino2b-full2b-224`). None for
+    any other name: unregistered, a control, trained on data that is no filtered subset, or without such a
+    twin in the registry. No network."""
+    prefix, base = split_twin(name)
+    spec = None if prefix else registered(base)
+    whole = FILTERED_DATA.get(spec.training_data) if spec is not None and not spec.control else None
+    if spec is None or whole is None:
+        return None
+    twins = [s for s in SPECS if s.training_data == whole and not s.control and _architecture(s) == _architecture(spec)]
+    return twins[0] if len(twins) == 1 else None
 
 
 def all_specs() -> tuple[ModelSpec, ...]:

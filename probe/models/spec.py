@@ -127,6 +127,9 @@ class ModelSpec:
     A random-init spec is the twin of `base` (a trained model's spec): `base`'s architecture, built
     from its config with fresh weights drawn from `seed`, and `base`'s processor. `seed` is set for
     random-init specs only. A pixels spec's `image_size` is the side of the downsampled image.
+    `training_data` names the data the weights were trained on where the registry records it ("" where it
+    does not): for WebSSL, `full2b` (MC-2B), its text-filtered subsets `light2b` and `heavy2b`, and `full8b`;
+    which data is a filtered subset of which is `probe.models.table.FILTERED_DATA`.
     """
 
     alias: str
@@ -151,6 +154,7 @@ class ModelSpec:
     package_file: str | None = None
     install: str | None = None
     notes: str = ""
+    training_data: str = ""
     seed: int | None = None
     base: ModelSpec | None = None
 

@@ -1,6 +1,7 @@
 """The registered models: one frozen `ModelSpec` per model probe knows by name. Data only.
 
-Out: `SPECS`, in table order (the order `probe models` breaks ties in). Looking a name up in it, listing and
+Out: `SPECS`, in table order (the order `probe models` breaks ties in), and `FILTERED_DATA` (which training
+data is a filtered subset of which). Looking a name up in it, listing and
 suggesting are `probe.models.names`; what a spec holds is `probe.models.spec`.
 
 Default members: `webssl-dino` is `webssl-dino1b-full2b-224` and `webssl-mae` is
@@ -17,6 +18,10 @@ from typing import Any
 from probe.models.spec import ModelSpec, Pool, random_twin
 
 PIXEL_SIZES: tuple[int, ...] = (8, 16, 32)
+# Training data that is a filtered subset of other training data (`ModelSpec.training_data`): subset -> the
+# whole it was filtered from. WebSSL's light2b and heavy2b keep the MC-2B images (full2b) that the paper's light
+# and heavy text filters pass: images that hold text.
+FILTERED_DATA: dict[str, str] = {"light2b": "full2b", "heavy2b": "full2b"}
 
 
 def _pixels(size: int) -> ModelSpec:
@@ -63,6 +68,7 @@ def _webssl_dino(
         license=_NC,
         patch_size=14,
         image_size=res,
+        training_data=data,
         **extra,
     )
 
@@ -86,6 +92,7 @@ def _webssl_mae(
         license=_NC,
         patch_size=patch,
         image_size=224,
+        training_data="full2b",
         **extra,
     )
 

@@ -103,6 +103,73 @@ def probe_table(probes: Any) -> Table:
     return headers, rows
 
 
+def picture_text_tables(frame: Any) -> list[tuple[str, str, Table]]:
+    """Per (picture dataset, rendered dataset) of `frame` (probe.report.reading.picture_text): the two names and
+    one line per (vision, text, metric) with the best score, calibrated score and chance on each, side by side."""
+    headers = [
+        "vision",
+        "text",
+        "metric",
+        "N",
+        "picture best",
+        "picture calibrated",
+        "picture chance",
+        "rendered best",
+        "rendered calibrated",
+        "rendered chance",
+    ]
+    tables = []
+    for (pictures, rendered), group in frame.groupby(["pictures", "rendered"], sort=False):
+        rows = []
+        for r in group.itertuples():
+            n = str(r.n_pictures) if r.n_pictures == r.n_rendered else f"{r.n_pictures} / {r.n_rendered}"
+            rows.append(
+                [
+                    str(r.vision),
+                    str(r.text),
+                    str(r.metric),
+                    n,
+                    fmt_num(r.best_pictures),
+                    fmt_num(r.calibrated_pictures),
+                    fmt_num(r.chance_pictures),
+                    fmt_num(r.best_rendered),
+                    fmt_num(r.calibrated_rendered),
+                    fmt_num(r.chance_rendered),
+                ]
+            )
+        tables.append((str(pictures), str(rendered), (headers, rows)))
+    return tables
+
+
+def filter_table(frame: Any) -> Table:
+    """One line per (unfiltered checkpoint, dataset, text, metric) of `frame` (probe.report.reading.
+    filter_effects), ordered by size: the unfiltered checkpoint's calibrated score, then per filtered training
+    data (`light2b`, `heavy2b`) its difference from it, the paired interval and the verdict ("–" where that
+    size has no such checkpoint)."""
+    from probe.models.table import FILTERED_DATA
+
+    wholes = list(dict.fromkeys(frame["full_data"]))
+    whole = wholes[0] if len(wholes) == 1 else "unfiltered"
+    present = set(frame["filtered_data"])
+    datas = [d for d in FILTERED_DATA if d in present] + sorted(present - set(FILTERED_DATA))
+    headers = [f"{whole} checkpoint", "dataset", "text", "metric", f"{whole} calibrated"]
+    for data in datas:
+        headers += [f"{data} − {whole}", "paired interval", "verdict"]
+    rows = []
+    for (full, dataset, text, metric), group in frame.groupby(["full", "dataset", "text", "metric"], sort=False):
+        row = [str(full), str(dataset), str(text), str(metric), fmt_num(group["full_calibrated"].iloc[0])]
+        for data in datas:
+            mine = group[group["filtered_data"] == data]
+            if mine.empty:
+                row += ["–", "–", "–"]
+                continue
+            r = mine.iloc[0]
+            interval = None if r.diff_low != r.diff_low else (r.diff_low, r.diff_high)
+            row += [fmt_num(r.difference), fmt_interval(interval), str(r.verdict)]
+        rows.append(row)
+    return headers, rows
+
+
 def provenance_tables(recs: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple[str, Table]]:
     """Runs (command, date, dataset + fingerprint, git revision), package versions (each version seen, with the
     runs that used it when they differ) and models (name, hub id, revision, where the weights came from), as
@@ -185,6 +252,41 @@ figcaption, .note { font-size: .85em; color: #555; }
 )
 
 
+def _reading_sections(align: Any, records: Sequence[tuple[Path, dict[str, Any]]]) -> list[tuple[str, str, list[Any]]]:
+    """The sections of probe.report.reading's comparisons, where the results hold any: one per picture dataset
+    beside its rendered twin, and the text filter's effect per size."""
+    from probe.report.reading import filter_effects, picture_text
+
+    sections: list[tuple[str, str, list[Any]]] = []
+    if not align.empty:
+        for pictures, rendered, table in picture_text_tables(picture_text(align)):
+            sections.append(
+                (
+                    f"Pictures vs rendered text: {pictures} and {rendered}",
+                    f"The same rows, as pictures ({pictures}) and with each caption drawn as the image ({rendered}): "
+                    "best score over layer pairs, calibrated score and chance on each. On rendered text, alignment "
+                    "with a language model asks whether what the vision model reads carries the language model's "
+                    "geometry.",
+                    [table],
+                )
+            )
+    effects = filter_effects(records)
+    if not effects.empty:
+        level = sorted({f"{c:.0%}" for c in effects["confidence"] if c == c}) or ["–"]
+        sections.append(
+            (
+                "The text filter's effect, per size",
+                "Each checkpoint trained on text-filtered data beside the checkpoint of the same size trained on "
+                "the whole data, on the same rows and text model: calibrated scores, the difference (filtered − "
+                f"unfiltered) and its paired {'/'.join(level)} jackknife interval over the subsamples both "
+                "share (computed as a model against its control); verdict: the interval above 0, below 0, or "
+                "overlapping 0. Not comparable: other rows or settings. –: no such checkpoint at that size.",
+                [filter_table(effects)],
+            )
+        )
+    return sections
+
+
 def render_page(
     *,
     align: Any,
@@ -208,6 +310,7 @@ def render_page(
                 [alignment_table(align)],
             )
         )
+    sections += _reading_sections(align, records)
     sections += [(f.title, "", [f]) for f in figures if f.name != "probes"]  # the caption goes under the figure
     if gallery is not None:
         sections.append((gallery.title, gallery.intro, [gallery]))

@@ -432,6 +432,11 @@ COMPARE_COLUMNS = (
 )
 
 
+# The settings (a results JSON pair's `report.settings`) that fix the subsets drawn for the intervals: two scores
+# on the same rows whose settings agree on these were resampled on the same subsets, subsample by subsample.
+PAIRING_KEYS = ("seed", "subsamples", "subsample_fraction", "num_rows", "confidence")
+
+
 def paired_difference_interval(
     metric_a: dict[str, Any],
     metric_b: dict[str, Any],
@@ -448,10 +453,9 @@ def paired_difference_interval(
     from probe.align.stats import jackknife_interval
 
     a, b = metric_a.get("subsample_maxima"), metric_b.get("subsample_maxima")
-    keys = ("seed", "subsamples", "subsample_fraction", "num_rows", "confidence")
     if not same_rows or a is None or b is None or len(a) != len(b) or len(a) < 2:
         return None
-    if any(settings_a.get(k) != settings_b.get(k) for k in keys):
+    if any(settings_a.get(k) != settings_b.get(k) for k in PAIRING_KEYS):
         return None
     observed = float(metric_b["best_score"]) - float(metric_a["best_score"])
     return jackknife_interval(

@@ -71,3 +71,26 @@ def test_unequal_subsample_counts_are_refused() -> None:
 
     with pytest.raises(InputError, match="same settings"):
         compare_with_control(a.metrics["cka"], b.metrics["cka"], fraction=0.8, confidence=0.95)
+
+
+def test_a_comparison_read_back_from_json_is_the_one_made_in_memory() -> None:
+    """`MetricReport.from_dict` undoes `to_dict` through JSON, so a report can pair models from results files
+    with the same `compare_with_control` the runs use."""
+    import json
+
+    from probe.align.stats import MetricReport
+
+    text, related, unrelated = _features(3)
+    model, control = (score_alignment(v, text, SETTINGS) for v in (related, unrelated))
+    for metric in SETTINGS.metrics:
+        back = [
+            MetricReport.from_dict(
+                {**json.loads(json.dumps(r.metrics[metric].to_dict())), "best_hidden_states": [1, 1]}
+            )
+            for r in (model, control)
+        ]
+        for original, read in zip((model.metrics[metric], control.metrics[metric]), back):
+            assert read.to_dict() == original.to_dict()
+        assert compare_with_control(*back, fraction=0.8, confidence=0.95) == compare_with_control(
+            model.metrics[metric], control.metrics[metric], fraction=0.8, confidence=0.95
+        )

@@ -205,3 +205,17 @@ def test_openmoji_names_has_openmoji_rows_with_the_names_as_text(session_cache_d
         assert row.image.read_bytes() == png_bytes(drawn)
     for text in set(names.captions):  # every name is drawn whole, in glyphs every face has
         assert all(not ti.missing_glyphs(text, font_file=f) for f in ti.FONT_FILES), text
+
+
+def test_rendered_source_names_the_pictures_each_rendered_dataset_draws():
+    from probe.datasets.catalog import DATASETS
+
+    assert rd.rendered_source("rendered:wit-1024") == "wit-1024"
+    assert rd.rendered_source("rendered:my/manifest.jsonl") == "my/manifest.jsonl"
+    assert rd.rendered_source("openmoji-names") == "openmoji"
+    for name in ("openmoji", "wit-1024", "coco-captions", "my/manifest.jsonl"):
+        assert rd.rendered_source(name) is None
+    for name, source in rd.REGISTERED_RENDERINGS.items():  # both ends registered
+        assert name in DATASETS and source in DATASETS
+    with pytest.raises(InputError, match="names no dataset to draw"):
+        rd.rendered_source("rendered:")

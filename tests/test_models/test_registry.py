@@ -52,6 +52,27 @@ def test_documented_defaults_and_published_facts():
     assert resolve_model("minilm").offline and resolve_model("smollm2").offline and not llama.offline
 
 
+def test_webssl_training_data_and_the_unfiltered_twins():
+    from probe.models.names import unfiltered_twin
+    from probe.models.table import FILTERED_DATA
+
+    for spec in list_models("webssl*"):
+        # the hub name says the data: facebook/webssl-<family><size>-<data>-<resolution>
+        assert spec.training_data == spec.hub_id.split("-")[-2]
+    twins = {s.alias: t.alias for s in all_specs() if (t := unfiltered_twin(s.alias)) is not None}
+    assert twins == {
+        "webssl-dino300m-light2b-224": "webssl-dino300m-full2b-224",
+        "webssl-dino2b-light2b-224": "webssl-dino2b-full2b-224",
+        "webssl-dino2b-heavy2b-224": "webssl-dino2b-full2b-224",
+        "webssl-dino3b-light2b-224": "webssl-dino3b-full2b-224",
+        "webssl-dino3b-heavy2b-224": "webssl-dino3b-full2b-224",
+    }
+    assert set(FILTERED_DATA) == {"light2b", "heavy2b"}
+    # controls, unfiltered and unregistered names have none
+    for name in ("random-init:webssl-dino2b-light2b-224", "webssl-dino2b-full2b-224", "dinov2-large", "a/b"):
+        assert unfiltered_twin(name) is None
+
+
 def test_webssl_pattern_lists_exactly_the_webssl_family_sorted():
     found = list_models("webssl*")
     assert {s.hub_id for s in found} == WEBSSL_HUB_IDS

@@ -102,11 +102,11 @@ def test_study_errors_are_one_line_on_the_command_line(tmp_path, cli) -> None:
     assert code == 2 and out == ""
     assert err.strip().startswith("error:") and "unknown model 'llama9'" in err and str(path) in err.replace("\n", "")
     code, _, err = cli(["study", "no-such-preset"])
-    assert code == 2 and "presets: demo, prh, webssl-scaling" in err.replace("\n", " ")
+    assert code == 2 and "presets: demo, prh, webssl-reading, webssl-scaling" in err.replace("\n", " ")
 
 
 def test_presets_parse_and_name_only_registered_models(cli) -> None:
-    assert set(list_presets()) == {"demo", "prh", "webssl-scaling"}
+    assert set(list_presets()) == {"demo", "prh", "webssl-reading", "webssl-scaling"}
     for name in list_presets():
         spec = load_study(name)
         models = [
@@ -203,6 +203,34 @@ def test_plan_of_webssl_scaling_is_offline_and_from_registry_facts(tmp_path, cli
     assert "12.7 GB" in out and "not downloaded yet" in out
     code, out2, _ = cli(["study", "webssl-scaling", "--dry-run", "--cache-dir", str(tmp_path)])
     assert code == 0 and out2 == out and not (Path("probe-studies")).exists()
+
+
+def test_webssl_reading_pairs_each_filtered_checkpoint_with_its_full2b_twin_and_plans_offline(
+    tmp_path, cli, monkeypatch
+) -> None:
+    import probe.models.loading as loading
+    from probe.datasets.rendered import rendered_source
+    from probe.models.names import list_models, unfiltered_twin
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the plan loaded a model"))
+    spec = load_study("webssl-reading")
+    filtered = {s.alias for s in list_models("webssl-dino*") if unfiltered_twin(s.alias) is not None}
+    assert set(spec.vision) == filtered | {unfiltered_twin(v).alias for v in filtered} and len(spec.vision) == 8
+    assert spec.text == ("llama3",) and spec.controls == ("pixels-16", "random-init")
+    assert spec.datasets == ("wit-1024", "rendered:wit-1024", "openmoji", "openmoji-names")
+    pictures = [d for d in spec.datasets if rendered_source(d) is None]
+    assert sorted(rendered_source(d) for d in spec.datasets if d not in pictures) == sorted(pictures)
+    assert spec.metrics == load_study("webssl-scaling").metrics
+    assert spec.settings == load_study("webssl-scaling").settings
+    assert spec.probes.labels == ("words", "chars") and len(spec.probe_vision()) == 8 + 9  # + pixels-16, 8 twins
+    plan = plan_study(spec, cache_dir=tmp_path)
+    assert plan.device_kind == "cuda" and plan.gated == ["llama3"] and plan.model_pairs == 68  # 17 x 4 datasets
+    assert plan.probe_runs == 68
+    code, out, err = cli(["plan", "webssl-reading", "--cache-dir", str(tmp_path)])
+    assert code == 0, err
+    assert max(map(len, out.splitlines())) <= 80
+    assert "dataset rendered:wit-1024: N = 1024; not drawn yet (from wit-1024's captions)" in out
+    assert "18.7 GB" in out and "linear probes: 68 runs (labels words, chars)" in out
 
 
 def test_demo_dry_run_plans_the_demo_preset_and_does_nothing(tmp_path, cli) -> None:
