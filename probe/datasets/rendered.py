@@ -82,7 +82,8 @@ def build_rendered(source: PairedDataset, *, root: Path, size: int = DEFAULT_SIZ
     Writes `images/<row number, 6 digits>.png`, `build.json` (`render_identity`) and, last and atomically,
     `manifest.jsonl` with {"id", "image", "caption", <label fields>} per row, in `source`'s order. A finished
     build with the same identity is reused; anything else in `root` is rebuilt. InputError for a row
-    without a caption (checked before anything is drawn) or a caption too long to fit (`render_text`).
+    without a caption (checked before anything is drawn); a caption too long to fit shows its first words
+    (`probe.datasets.textimage.fit_text`).
     """
     _check_captions(source)
     root = Path(root)

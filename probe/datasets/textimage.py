@@ -14,9 +14,10 @@ sha256 of (seed, key) alone, so a row's image never depends on the other rows:
 Layout (`fit_text`): words are wrapped greedily at the wrap width and the font shrinks a pixel at a time from
 the style's largest size until the block fits inside the margin (`MARGIN_FRACTION` of the side on every
 edge). A single word wider than the inner box is broken between characters only when even `min_font_px` is
-too wide for it. Text that does not fit at `min_font_px` (about 1,000 characters at 224 px) raises
-InputError: nothing is ever cut off. Sizes are measured with Pillow's `ImageDraw.textbbox` (the glyphs' ink
-boxes), and the drawn lines are those measured, at integer positions.
+too wide for it. Text that does not fit at the floor size (some 500-600 characters at 224 px) is drawn there as
+its longest whole-word prefix that fits and an ellipsis (`TextLayout.shown_words`): no glyph is ever cut off,
+and a long caption (a Wikipedia one) shows its beginning. Sizes are measured with Pillow's `ImageDraw.textbbox`
+(the glyphs' ink boxes), and the drawn lines are those measured, at integer positions.
 
 Pillow's basic layout is used (FreeType, no raqm), so the same Pillow and FreeType give the same bytes on
 every machine; scripts that need shaping (Arabic, Indic) are drawn unshaped, and characters that no DejaVu
@@ -27,10 +28,10 @@ Bump `RENDERER_VERSION` whenever a change alters any pixel: rendered datasets ca
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -60,6 +61,8 @@ FLOOR_FONT_FRACTION = 0.03
 WRAP_FRACTION_RANGE = (0.55, 1.0)  # where lines break, as a fraction of the inner width
 LINE_SPACING_RANGE = (1.0, 1.3)  # line advance as a multiple of the font's ascent + descent
 MIN_CONTRAST = 4.5
+# Ends a caption cut to the words that fit.
+ELLIPSIS = "\u2026"
 COLOUR_TRIES = 64
 
 Align = Literal["left", "center", "right"]
@@ -83,14 +86,17 @@ class TextStyle:
 
 @dataclass(frozen=True)
 class TextLayout:
-    """Where the text went: the font file and size used, the lines, and each line's ink box on the canvas
-    as (left, top, right, bottom) in pixels, right/bottom exclusive as in `ImageDraw.textbbox`."""
+    """Where the text went: the font file and size used, the lines, each line's ink box on the canvas as
+    (left, top, right, bottom) in pixels, right/bottom exclusive as in `ImageDraw.textbbox`, and how many of the
+    text's words were drawn."""
 
     font_file: str
     font_px: int
     lines: tuple[str, ...]
     boxes: tuple[tuple[int, int, int, int], ...]
     size: int
+    # Words of the text drawn: all of them, or the prefix drawn before an ellipsis when the text is too long.
+    shown_words: int = 0
 
     @property
     def ink_box(self) -> tuple[int, int, int, int]:
@@ -249,20 +255,15 @@ def _place(
     return placed
 
 
-def fit_text(text: str, *, style: TextStyle, size: int = DEFAULT_SIZE) -> TextLayout:
-    """The layout of `text` in `style` on a `size` px canvas: the largest font size at or below the style's at
-    which the wrapped block fits inside the margin (see the module docstring). InputError for empty text or
-    text too long to fit at the floor size."""
-    words = text.split()
-    if not words:
-        raise InputError("text is empty; there is nothing to draw")
+def _fit_words(words: list[str], *, style: TextStyle, size: int, sizes: range) -> Optional[TextLayout]:
+    """The layout of `words` at the largest font size of `sizes` (descending) at which the wrapped block fits
+    inside the margin, or None."""
     margin = max(2, round(MARGIN_FRACTION * size))
     inner = size - 2 * margin
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     largest = max(1, round(style.font_fraction * size))
     smallest = min(largest, max(6, round(MIN_FONT_FRACTION * size)))
-    floor = min(smallest, max(5, round(FLOOR_FONT_FRACTION * size)))
-    for px in range(largest, floor - 1, -1):
+    for px in sizes:
         font = _font(style.font_file, px)
         wrap_width = max(1, round(style.wrap_fraction * inner))
         pieces = words
@@ -282,10 +283,36 @@ def fit_text(text: str, *, style: TextStyle, size: int = DEFAULT_SIZE) -> TextLa
                 boxes=tuple((left + b[0], top + b[1], left + b[2], top + b[3]) for b in placed),
                 size=size,
             )
-    raise InputError(
-        f"text of {len(text)} characters does not fit on a {size} px image even at {floor} px type "
-        f"({text[:40]!r}...); shorten it or draw it larger (size=)"
-    )
+    return None
+
+
+def fit_text(text: str, *, style: TextStyle, size: int = DEFAULT_SIZE) -> TextLayout:
+    """The layout of `text` in `style` on a `size` px canvas: the largest font size at or below the style's at
+    which the wrapped block fits inside the margin (see the module docstring). Text too long to fit even at the
+    floor size is drawn at that size as its longest prefix of whole words that fits, followed by an ellipsis
+    (`TextLayout.shown_words` says how many words). InputError for empty text."""
+    words = text.split()
+    if not words:
+        raise InputError("text is empty; there is nothing to draw")
+    largest = max(1, round(style.font_fraction * size))
+    smallest = min(largest, max(6, round(MIN_FONT_FRACTION * size)))
+    floor = min(smallest, max(5, round(FLOOR_FONT_FRACTION * size)))
+    layout = _fit_words(words, style=style, size=size, sizes=range(largest, floor - 1, -1))
+    if layout is not None:
+        return replace(layout, shown_words=len(words))
+    # Too long: the longest whole-word prefix that fits at the floor size with the ellipsis (bisection: a
+    # longer prefix never fits where a shorter one does not).
+    low, high, best = 0, len(words) - 1, None
+    while low <= high:
+        count = (low + high) // 2
+        candidate = _fit_words(words[:count] + [ELLIPSIS], style=style, size=size, sizes=range(floor, floor - 1, -1))
+        if candidate is None:
+            high = count - 1
+        else:
+            best, low = replace(candidate, shown_words=count), count + 1
+    if best is None:  # not even the ellipsis: a canvas too small for any text (render_text refuses those)
+        raise InputError(f"nothing fits on a {size} px image at {floor} px type; draw it larger (size=)")
+    return best
 
 
 def render_text(

@@ -99,9 +99,26 @@ def test_every_style_is_readable():
     assert ti.contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
 
 
-def test_text_that_cannot_fit_is_refused_not_cut():
-    with pytest.raises(InputError, match="does not fit on a 224 px image"):
-        ti.render_text("word " * 600, key="k")
+def test_text_too_long_to_fit_shows_its_first_words_and_an_ellipsis_nothing_cut():
+    """A long caption (Wikipedia's can run to a thousand characters) is drawn at the floor size as its longest
+    whole-word prefix that fits, then an ellipsis: every drawn glyph whole, inside the margin."""
+    words = [f"w{i:03d}" for i in range(600)]
+    image, layout = ti.render_text(" ".join(words), key="k")
+    shown = layout.shown_words
+    assert 50 < shown < 600
+    assert "".join(layout.lines).replace(" ", "") == "".join(words[:shown]) + ti.ELLIPSIS
+    margin = max(2, round(ti.MARGIN_FRACTION * 224))
+    left, top, right, bottom = layout.ink_box
+    assert margin <= left < right <= 224 - margin and margin <= top < bottom <= 224 - margin
+    # One more word would not have fitted at that size.
+    style = ti.draw_style("k")
+    floor = layout.font_px
+    assert (
+        ti._fit_words(words[: shown + 1] + [ti.ELLIPSIS], style=style, size=224, sizes=range(floor, floor - 1, -1))
+        is None
+    )
+    short, whole = ti.render_text("a short name", key="k")
+    assert whole.shown_words == 3
     with pytest.raises(InputError, match="text is empty"):
         ti.render_text("   ", key="k")
 
