@@ -24,7 +24,7 @@ from probe.runs.controls import ControlRow, check_controls, compare_to_controls,
 from probe.runs.inputs import ensure_cache, ensure_paired, open_dataset, split_models
 from probe.runs.outputs import new_run_folder, point_latest
 from probe.runs.rows import write_rows
-from probe.runs.score_cache import cached_score
+from probe.runs.score_cache import cached_file, cached_score
 from probe.runs.sizes import SizeRow, nested_subsets, score_sizes
 
 
@@ -86,8 +86,16 @@ def informative_layers(cache: FeatureCache) -> LayerStack:
     return stack.select(keep, dropped=[stack.layers[i] for i in sorted(constant)])
 
 
-def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[str, Path]:
-    """One PNG per metric of `pair` under `output`; returns metric -> path."""
+def write_heatmaps(
+    pair: AlignPair,
+    output: Path,
+    *,
+    prefix: str = "",
+    cache_dir: Optional[Path] = None,
+    score_key: Optional[dict[str, Any]] = None,
+) -> dict[str, Path]:
+    """One PNG per metric of `pair` under `output`; returns metric -> path. With `cache_dir` and the key its
+    scores were cached under (`score_key`), a figure drawn before for the same scores is copied, not drawn."""
     from probe.report.plots import heatmap_png
 
     paths = {}
@@ -99,17 +107,26 @@ def write_heatmaps(pair: AlignPair, output: Path, *, prefix: str = "") -> dict[s
             f"({pair.vision.layers[m.best_pair[0]]}, {pair.text.layers[m.best_pair[1]]}){chance}, "
             f"N={pair.vision.num_rows}"
         )
-        paths[name] = heatmap_png(
-            m.matrix,
-            output / f"{slug}.png",
-            title=title,
-            xlabel=f"{pair.text_name} hidden state",
-            ylabel=f"{pair.vision_name} hidden state",
-            xticks=pair.text.layers,
-            yticks=pair.vision.layers,
-            best=m.best_pair,
-            chance=m.chance_level,
-        )
+
+        def draw(path: Path, m: Any = m, title: str = title) -> Path:
+            return heatmap_png(
+                m.matrix,
+                path,
+                title=title,
+                xlabel=f"{pair.text_name} hidden state",
+                ylabel=f"{pair.vision_name} hidden state",
+                xticks=pair.text.layers,
+                yticks=pair.vision.layers,
+                best=m.best_pair,
+                chance=m.chance_level,
+            )
+
+        out = output / f"{slug}.png"
+        if cache_dir is None or score_key is None:
+            paths[name] = draw(out)
+        else:
+            figure_key = {"scores": score_key, "metric": name, "title": title, "figure": "heatmap"}
+            paths[name] = cached_file(cache_dir, "figures", figure_key, out, draw)
     return paths
 
 
@@ -238,7 +255,7 @@ def run_align(
                 fmt_p(m.p_value, permutations=settings.permutations),
             )
         if run_dir is not None:
-            pair.heatmaps = write_heatmaps(pair, run_dir)
+            pair.heatmaps = write_heatmaps(pair, run_dir, cache_dir=options.cache_dir, score_key=key)
         return pair
 
     pairs = [score(v, t) for v in vstacks for t in tstacks]

@@ -86,15 +86,40 @@ def decode_entry(text: str, *, kind: str, digest: str) -> Any:
     return from_json(record.get("value"), _result_class(record.get("class")))
 
 
+def _digest(key: dict[str, Any]) -> str:
+    """The digest of an entry's `key` with the probe version and the fingerprint of its code."""
+    from probe import __version__
+    from probe.provenance import code_fingerprint
+
+    return key_hash({"key": key, "probe": __version__, "code": code_fingerprint()})
+
+
+def cached_file(cache_dir: Path, kind: str, key: dict[str, Any], out: Path, render: Callable[[Path], Path]) -> Path:
+    """Write the file `render(out)` writes for `key` (a figure: its bytes a function of `key` and probe's code),
+    or copy the bytes kept from an earlier render of the same key and code, under
+    `<cache>/scores/<kind>/<digest><suffix of out>`. Bytes are only copied, never interpreted. Returns `out`."""
+    out = Path(out)
+    path = score_path(cache_dir, kind, _digest(key)).with_suffix(out.suffix)
+    if path.is_file():
+        try:
+            return write_atomic(out, path.read_bytes())
+        except OSError as exc:
+            logger.warning("drawing %s again: the kept copy %s is unreadable (%s)", out.name, path, exc)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render(out)
+    try:
+        write_atomic(path, out.read_bytes())
+    except OSError as exc:  # the figure stands; only its reuse is lost
+        logger.warning("could not keep %s in %s (%s)", out.name, path.parent, getattr(exc, "strerror", None) or exc)
+    return out
+
+
 def cached_score(
     cache_dir: Path, kind: str, key: dict[str, Any], compute: Callable[[], T], *, refresh: bool = False
 ) -> T:
     """`compute()` (a dataclass instance), or its earlier result for the same `key` (a JSON-safe dict) and code
     version, read back equal to what was computed (arrays bit-equal)."""
-    from probe import __version__
-    from probe.provenance import code_fingerprint
-
-    digest = key_hash({"key": key, "probe": __version__, "code": code_fingerprint()})
+    digest = _digest(key)
     path = score_path(cache_dir, kind, digest)
     if not refresh and path.is_file():
         try:

@@ -279,3 +279,24 @@ def test_entries_are_strict_json(report, tmp_path) -> None:
     assert_identical(odd, back)
     assert np.signbit(back.matrix[0, 1])
     assert os.path.getsize(_entry_path(tmp_path, "metric", {"odd": 1})) < 5000
+
+
+def test_a_figure_is_drawn_once_per_key_and_copied_after(tmp_path) -> None:
+    """cached_file: the first run draws and keeps the bytes; a second run with the same key copies them (no
+    drawing); another key draws again; the copy is byte-identical."""
+    from probe.runs.score_cache import cached_file
+
+    drawn = []
+
+    def draw(path):
+        drawn.append(path)
+        path.write_bytes(b"\x89PNG fake " + str(len(drawn)).encode())
+        return path
+
+    first = cached_file(tmp_path / "cache", "figures", {"k": 1}, tmp_path / "run1" / "a.png", draw)
+    second = cached_file(tmp_path / "cache", "figures", {"k": 1}, tmp_path / "run2" / "a.png", draw)
+    assert len(drawn) == 1 and first.read_bytes() == second.read_bytes()
+    cached_file(tmp_path / "cache", "figures", {"k": 2}, tmp_path / "run3" / "a.png", draw)
+    assert len(drawn) == 2
+    (kept,) = [p for p in (tmp_path / "cache").rglob("*.png") if p.read_bytes() == first.read_bytes()]
+    assert kept.parent.name == "figures"
