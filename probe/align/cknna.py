@@ -127,7 +127,7 @@ def cknna_numerators(
     targets = cols[layer, rows, slot]
     a = lookups.layer
     # Where j sits in row i's list of layer a (it is there: the edge is shared).
-    position = (first.indices[a, rows] == targets[:, None]).to(torch.uint8).argmax(dim=1)
+    position = lookups.edges.slots(rows * cols.shape[1] + targets)
     p = first_edges.values[a, rows, position]
     q = second_edges.values[layer, rows, slot]
     both = lookups.edges.contains(targets, rows) & second_edges.reciprocal[layer, rows, slot]

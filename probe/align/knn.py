@@ -86,18 +86,32 @@ class EdgeMembership:
             torch.zeros(num_rows * num_rows, dtype=torch.bool, device=device) if num_rows <= BITMAP_MAX_ROWS else None
         )
         self.keys: Optional[torch.Tensor] = None
+        self.k = 0
+        # Made at the first `slots` call (bitmap path): each current edge's position in its row's list, plus one.
+        self.slot_map: Optional[torch.Tensor] = None
+        self.sorted_slots: Optional[torch.Tensor] = None
 
     def load(self, neighbours: torch.Tensor) -> "EdgeMembership":
         """Make the kNN lists [N, k] of one layer the current edge set; returns self."""
         keys = (torch.arange(self.num_rows, device=neighbours.device)[:, None] * self.num_rows + neighbours).flatten()
+        self.k = int(neighbours.shape[1])
         if self.bitmap is not None:
             if self.keys is not None:
                 self.bitmap[self.keys] = False
+                if self.slot_map is not None:
+                    self.slot_map[self.keys] = 0
             self.bitmap[keys] = True
             self.keys = keys
+            if self.slot_map is not None:
+                self._fill_slots()
         else:
-            self.keys = keys.sort().values
+            order = keys.argsort()
+            self.keys, self.sorted_slots = keys[order], order % self.k
         return self
+
+    def _fill_slots(self) -> None:
+        positions = torch.arange(self.keys.numel(), device=self.keys.device) % self.k + 1
+        self.slot_map[self.keys] = positions.to(self.slot_map.dtype)
 
     def contains(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Bool tensor (broadcast shape of `rows` and `cols`): is (row, col) a current edge."""
@@ -109,6 +123,18 @@ class EdgeMembership:
             return torch.take(self.bitmap, keys)
         where = torch.searchsorted(self.keys, keys).clamp_max(self.keys.numel() - 1)
         return self.keys[where] == keys
+
+    def slots(self, keys: torch.Tensor) -> torch.Tensor:
+        """For current edges given as keys row * N + col: where col sits in row's list (0 .. k-1), int64 of the
+        keys' shape. Only for keys that are edges (`contains_keys`); others give -1 or an arbitrary slot."""
+        if self.bitmap is not None:
+            if self.slot_map is None:
+                dtype = torch.uint8 if self.k < 255 else torch.int32
+                self.slot_map = torch.zeros(self.bitmap.numel(), dtype=dtype, device=self.bitmap.device)
+                self._fill_slots()
+            return torch.take(self.slot_map, keys).long() - 1
+        where = torch.searchsorted(self.keys, keys).clamp_max(self.keys.numel() - 1)
+        return self.sorted_slots[where]
 
 
 @dataclass(frozen=True)

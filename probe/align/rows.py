@@ -122,7 +122,7 @@ def _cknna_rows(first: ModalityState, second: ModalityState, a: int, b: int) -> 
     edges = EdgeMembership(num_rows=n, device=first_lists.device).load(first_lists)
     row, slot = edges.contains(rows[:, None], second_lists).nonzero(as_tuple=True)
     col = second_lists[row, slot]
-    position = (first_lists[row] == col[:, None]).to(torch.uint8).argmax(dim=1)
+    position = edges.slots(row * n + col)
     p = first_edges.values[a, row, position]
     q = second_edges.values[b, row, slot]
     both = edges.contains(col, row) & second_edges.reciprocal[b, row, slot]
