@@ -63,7 +63,7 @@ def own_edges(neighbours: NeighbourSets, grams: EdgeKernel) -> OwnEdges:
     return OwnEdges(values=values, reciprocal=neighbours.reciprocal())
 
 
-def _edge_hsic(
+def edge_hsic(
     layer: torch.Tensor,
     rows: torch.Tensor,
     cols: torch.Tensor,
@@ -98,7 +98,7 @@ def cknna_self_similarity(neighbours: NeighbourSets, edges: OwnEdges, *, name: s
     layer = torch.arange(layers, device=cols.device).repeat_interleave(num_rows * k)
     rows = torch.arange(num_rows, device=cols.device).repeat_interleave(k).repeat(layers)
     values = edges.values.flatten()
-    self_sim = _edge_hsic(
+    self_sim = edge_hsic(
         layer, rows, cols.flatten(), values, values, edges.reciprocal.flatten(), layers=layers, num_rows=num_rows
     )
     if bool((self_sim <= 0).any()):
@@ -131,4 +131,4 @@ def cknna_numerators(
     p = first_edges.values[a, rows, position]
     q = second_edges.values[layer, rows, slot]
     both = lookups.edges.contains(targets, rows) & second_edges.reciprocal[layer, rows, slot]
-    return _edge_hsic(layer, rows, targets, p, q, both, layers=cols.shape[0], num_rows=cols.shape[1])
+    return edge_hsic(layer, rows, targets, p, q, both, layers=cols.shape[0], num_rows=cols.shape[1])

@@ -138,6 +138,14 @@ class GramStack:
         centred = torch.take(self.centred[layer], keys).double()
         return centred + means[rows] + means[cols] - self.grand_means[layer]
 
+    def values_at(self, layers: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Raw kernel entries K_layers[rows, cols] elementwise (stored row numbers, no pending order; int64 of
+        one shape), float64, computed as `stored_values` computes them (the same bits)."""
+        n = self.centred.shape[1]
+        centred = torch.take(self.centred, (layers * n + rows) * n + cols).double()
+        flat_means = self.row_means.flatten()
+        return centred + flat_means[layers * n + rows] + flat_means[layers * n + cols] - self.grand_means[layers]
+
     def centred_diagonals(self) -> torch.Tensor:
         """diag(Kc) of every layer, float64 [L, N]."""
         return _take(torch.diagonal(self.centred, dim1=1, dim2=2).double(), self.order, 1)

@@ -36,6 +36,7 @@ from probe.align.cknna import OwnEdges, cknna_self_similarity, own_edges
 from probe.align.engine import kernel_matrices, knn_family_matrices, pair_matrices
 from probe.align.hsic import GramStack, check_not_constant, cka_from_hsic, unbiased_from_centred, unbiased_self
 from probe.align.knn import NeighbourSets, ranked_top
+from probe.align.layer_masks import MASKED_METRICS, LayerMasks, QueryEdges, mask_bytes, masked_knn_matrices
 from probe.align.specs import MetricSpec
 from probe.align.state import ModalityState
 
@@ -52,6 +53,11 @@ MAX_BATCH = 64
 # device kind: on a GPU it saves a kernel launch and a sync per layer and re-pairing; on a CPU the larger arrays
 # fall out of cache and one at a time is faster (measured: 27 vs 18 ms a re-pairing at the demo's shape).
 KNN_BATCH = {"cuda": 16}
+# kNN metrics from `LayerMasks` (dense path) while one side's masks take at most this many bytes; beyond, the
+# edge lookups of `knn_family_matrices`.
+MASK_BYTES = 2**28
+# Re-pairings scored together from the masks: at most this many (pairing, layer pair, row) sums held at once.
+MASK_BATCH_ENTRIES = 2**22
 
 
 def _oriented(first: GramStack, second: GramStack) -> tuple[GramStack, GramStack, bool]:
@@ -221,8 +227,13 @@ def candidate_values(neighbours: NeighbourSets, stack: GramStack) -> torch.Tenso
 
 
 def subset_neighbours(
-    neighbours: NeighbourSets, stack: GramStack, rows: torch.Tensor, *, values: Optional[torch.Tensor] = None
-) -> NeighbourSets:
+    neighbours: NeighbourSets,
+    stack: GramStack,
+    rows: torch.Tensor,
+    *,
+    values: Optional[torch.Tensor] = None,
+    edge_values: Optional[torch.Tensor] = None,
+) -> tuple[NeighbourSets, Optional[torch.Tensor]]:
     """The kNN sets among `rows` (sorted int64 [n]), numbered within the subset: [L, n, k].
 
     Each row keeps the first k candidates of its ranked list [L, N, K] that lie in the subset. Where the
@@ -231,6 +242,9 @@ def subset_neighbours(
     decides) or fewer than k survive, the row is ranked again over its whole subset kernel row, exactly as
     `ModalityState.restricted` does. The sets are then its sets; only their order within a row may differ,
     which no metric reads. `values`: `candidate_values(neighbours, stack)`, when the caller keeps them.
+
+    Returns the sets and, when `edge_values` (float64 [L, N, K], `candidate_edge_values`) is given, the raw
+    kernel values at the subset's edges, float64 [L, n, k] (as `OwnEdges.values`; else None).
     """
     k, total, n = neighbours.k, neighbours.num_rows, int(rows.numel())
     layers = neighbours.ranked.shape[0]
@@ -243,6 +257,10 @@ def subset_neighbours(
     keep = alive & (count <= k)
     slot = torch.where(keep, count - 1, k)
     ranked = torch.zeros(layers, n, k + 1, dtype=torch.long, device=rows.device).scatter_(2, slot, mapped)[..., :k]
+    own = None
+    if edge_values is not None:
+        own = torch.zeros(layers, n, k + 1, dtype=torch.float64, device=rows.device)
+        own = own.scatter_(2, slot, edge_values[:, rows])[..., :k]
     values = (candidate_values(neighbours, stack) if values is None else values)[:, rows]
     weakest_kept = values.masked_fill(~keep, float("inf")).amin(dim=2)
     strongest_left = values.masked_fill(keep | ~alive, float("-inf")).amax(dim=2)
@@ -251,7 +269,16 @@ def subset_neighbours(
         scores = _subset_kernel_values(stack, rows[row : row + 1], rows[None, None, :].expand(layers, 1, n))[layer]
         scores[0, row] = float("-inf")
         ranked[layer, row] = ranked_top(scores, k)[0]
-    return NeighbourSets(ranked=ranked, k=k)
+        if own is not None:
+            own[layer, row] = stack.stored_values(layer, rows[row], rows[ranked[layer, row]])
+    return NeighbourSets(ranked=ranked, k=k), own
+
+
+def candidate_edge_values(neighbours: NeighbourSets, stack: GramStack) -> torch.Tensor:
+    """The raw kernel values float64 [L, N, K] of every row's ranked candidates, as `GramStack.stored_values`
+    gives them (the values CKNNA reads at a subset's edges)."""
+    rows = torch.arange(neighbours.num_rows, device=neighbours.ranked.device)[:, None]
+    return torch.stack([stack.stored_values(layer, rows, ranked) for layer, ranked in enumerate(neighbours.ranked)])
 
 
 def _stack(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -273,14 +300,25 @@ class Resampler:
         self.kernel_specs = [spec for spec in self.specs if spec.family == "kernel"]
         self.dense = isinstance(first.linear, GramStack)
         self.with_cknna = any(spec.family == "cknna" for spec in self.specs)
-        # Per side, the kernel values of the ranked kNN candidates (dense path), made at the first subset.
-        self._candidates: list[Optional[torch.Tensor]] = [None, None]
+        # Per side, the kernel values of the ranked kNN candidates (dense path), made at the first subset: float32
+        # as the subset kernel ranks them, float64 as CKNNA reads them.
+        self._candidates: list[Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None, None]
         self._kernel_pairs: dict[str, KernelPair] = {}
+        # kNN metrics read from `LayerMasks` (dense path, masks within MASK_BYTES); cycle_knn keeps the lookups.
+        self.masked_specs: list[MetricSpec] = []
+        if self.dense and self.knn_specs:
+            side_layers = max(first.num_layers, second.num_layers)
+            if mask_bytes(num_rows=first.num_rows, num_layers=side_layers) <= MASK_BYTES:
+                self.masked_specs = [spec for spec in self.knn_specs if spec.name in MASKED_METRICS]
+        self.lookup_specs = [spec for spec in self.knn_specs if spec not in self.masked_specs]
+        # The re-pairings' query side is the one with fewer layers; the other side's masks are built once.
+        self.query_is_first = first.num_layers <= second.num_layers
+        self._permutation_masks: Optional[LayerMasks] = None
 
     @property
     def batch_size(self) -> int:
         """How many resamples `permuted` and `restricted` are best given at once."""
-        if self.dense and self.kernel_specs:
+        if self.dense and (self.kernel_specs or self.masked_specs):
             return MAX_BATCH
         return KNN_BATCH.get(self.first.device.type, 1)
 
@@ -297,10 +335,12 @@ class Resampler:
         its row order[i], as `ModalityState.permuted`)."""
         first, second = self.first, self.second
         out: dict[str, torch.Tensor] = {}
-        if self.knn_specs:
+        if self.masked_specs:
+            out.update(self._permuted_masked(orders))
+        if self.lookup_specs:
             step = KNN_BATCH.get(first.device.type, 1)
             for start in range(0, len(orders), step):
-                part = self._permuted_knn(orders[start : start + step])
+                part = self._permuted_knn(orders[start : start + step], self.lookup_specs)
                 for name, values in part.items():
                     out[name] = values if name not in out else torch.cat([out[name], values])
         if self.kernel_specs:
@@ -312,7 +352,40 @@ class Resampler:
                 )
         return self._ordered(out)
 
-    def _permuted_knn(self, orders: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _permuted_masked(self, orders: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The masked kNN metrics under the re-pairings `orders` [B, N]: the query side's edges, relabelled into
+        the other side's stored row numbers, looked up in that side's masks (built at the first call)."""
+        first, second = self.first, self.second
+        query_state, mask_state = (first, second) if self.query_is_first else (second, first)
+        if self._permutation_masks is None:
+            self._permutation_masks = LayerMasks(mask_state.neighbours.indices)
+        edges = query_state.self_terms.cknna_edges
+        query = QueryEdges(
+            indices=query_state.neighbours.indices,
+            values=None if edges is None else edges.values,
+            reciprocal=None if edges is None else edges.reciprocal,
+        )
+        # The first side's row i meets the second's stored row orders[b, i]; the second's stored row u meets the
+        # first's row i with orders[b, i] = u.
+        maps = orders if self.query_is_first else torch.argsort(orders, dim=1)
+        step = max(1, MASK_BATCH_ENTRIES // (first.num_layers * second.num_layers * first.num_rows))
+        parts = [
+            masked_knn_matrices(
+                query,
+                self._permutation_masks,
+                self.masked_specs,
+                maps=maps[start : start + step],
+                query_is_first=self.query_is_first,
+                mask_values=mask_state.linear.values_at,
+                query_self=query_state.self_terms.cknna,
+                mask_self=mask_state.self_terms.cknna,
+                epsilon=first.plan.denominator_epsilon,
+            )
+            for start in range(0, len(maps), step)
+        ]
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+    def _permuted_knn(self, orders: torch.Tensor, specs: list[MetricSpec]) -> dict[str, torch.Tensor]:
         """kNN metrics and CKNNA under the re-pairings `orders` [B, N], all at once: the B relabelled copies of the
         second side's lists (and own edges, which move with the rows) are stacked as B x Lb layers of one
         second side, so each first-side layer's edges are loaded once for the whole batch."""
@@ -331,7 +404,7 @@ class Resampler:
         out = knn_family_matrices(
             first.neighbours,
             stacked,
-            self.knn_specs,
+            specs,
             first_edges=first.self_terms.cknna_edges,
             second_edges=stacked_edges,
             first_self=first.self_terms.cknna,
@@ -378,31 +451,77 @@ class Resampler:
 
     def _restricted_knn(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         first, second = self.first, self.second
-        first_lists, second_lists = (
-            subset_neighbours(state.neighbours, state.linear, rows, values=self._candidate_values(side))
-            for side, state in enumerate((first, second))
-        )
+        states = (first, second)
+        subsets = []
+        for side, state in enumerate(states):
+            values, values64 = self._candidate_values(side)
+            subsets.append(subset_neighbours(state.neighbours, state.linear, rows, values=values, edge_values=values64))
+        first_lists, second_lists = (subset[0] for subset in subsets)
+        out: dict[str, torch.Tensor] = {}
+        if self.masked_specs:
+            out.update(self._restricted_masked(rows, subsets))
+        if not self.lookup_specs:
+            return out
         first_edges = second_edges = first_self = second_self = None
-        if self.with_cknna:
+        if self.with_cknna and "cknna" not in out:
             first_edges = own_edges(first_lists, SubsetKernel(first.linear, rows))
             second_edges = own_edges(second_lists, SubsetKernel(second.linear, rows))
             first_self = cknna_self_similarity(first_lists, first_edges, name=first.name)
             second_self = cknna_self_similarity(second_lists, second_edges, name=second.name)
-        return knn_family_matrices(
-            first_lists,
-            second_lists,
-            self.knn_specs,
-            first_edges=first_edges,
-            second_edges=second_edges,
-            first_self=first_self,
-            second_self=second_self,
-            epsilon=first.plan.denominator_epsilon,
+        specs = [spec for spec in self.knn_specs if spec.name not in out]
+        out.update(
+            knn_family_matrices(
+                first_lists,
+                second_lists,
+                specs,
+                first_edges=first_edges,
+                second_edges=second_edges,
+                first_self=first_self,
+                second_self=second_self,
+                epsilon=first.plan.denominator_epsilon,
+            )
         )
+        return out
 
-    def _candidate_values(self, side: int) -> torch.Tensor:
+    def _restricted_masked(
+        self, rows: torch.Tensor, subsets: list[tuple[NeighbourSets, Optional[torch.Tensor]]]
+    ) -> dict[str, torch.Tensor]:
+        """The masked kNN metrics on the subset `rows` [n] from both sides' subset lists and edge values."""
+        states = (self.first, self.second)
+        query_side, mask_side = (0, 1) if self.query_is_first else (1, 0)
+        lists = [subset[0].indices for subset in subsets]
+        masks = LayerMasks(lists[mask_side])
+        query = QueryEdges(indices=lists[query_side])
+        query_self = mask_self = None
+        if self.with_cknna:
+            side_masks = {mask_side: masks, query_side: LayerMasks(lists[query_side])}
+            edges = [
+                OwnEdges(values=subsets[side][1], reciprocal=side_masks[side].reciprocal(lists[side]))
+                for side in (0, 1)
+            ]
+            selfs = [cknna_self_similarity(subsets[side][0], edges[side], name=states[side].name) for side in (0, 1)]
+            query_self, mask_self = selfs[query_side], selfs[mask_side]
+            query = QueryEdges(
+                indices=lists[query_side], values=edges[query_side].values, reciprocal=edges[query_side].reciprocal
+            )
+        parent = states[mask_side].linear
+        out = masked_knn_matrices(
+            query,
+            masks,
+            self.masked_specs,
+            query_is_first=self.query_is_first,
+            mask_values=lambda layers, heads, tails: parent.values_at(layers, rows[heads], rows[tails]),
+            query_self=query_self,
+            mask_self=mask_self,
+            epsilon=self.first.plan.denominator_epsilon,
+        )
+        return {name: values[0] for name, values in out.items()}
+
+    def _candidate_values(self, side: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         if self._candidates[side] is None:
             state = (self.first, self.second)[side]
-            self._candidates[side] = candidate_values(state.neighbours, state.linear)
+            values64 = candidate_edge_values(state.neighbours, state.linear) if self.with_cknna else None
+            self._candidates[side] = (candidate_values(state.neighbours, state.linear), values64)
         return self._candidates[side]
 
     def _restricted_kernels(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -114,7 +114,7 @@ def _kernel_rows(first: ModalityState, second: ModalityState, metric: str, a: in
 
 def _cknna_rows(first: ModalityState, second: ModalityState, a: int, b: int) -> torch.Tensor:
     """Per-row values of CKNNA at layers (a, b): float64 [N] (module docstring; the sums as
-    `probe.align.cknna._edge_hsic` takes them, grouped by the edge's first row)."""
+    `probe.align.cknna.edge_hsic` takes them, grouped by the edge's first row)."""
     first_lists, second_lists = first.neighbours.indices[a], second.neighbours.indices[b]
     first_edges, second_edges = first.self_terms.cknna_edges, second.self_terms.cknna_edges
     n = first.num_rows

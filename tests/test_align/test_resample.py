@@ -86,7 +86,7 @@ def test_near_ties_in_a_subset_fall_as_the_reference_decides() -> None:
     )
     subsets = torch.as_tensor(np.stack([np.sort(rng.choice(80, size=60, replace=False)) for _ in range(8)]))
     for rows in subsets:
-        fast = subset_neighbours(first.neighbours, first.linear, rows)
+        fast, _ = subset_neighbours(first.neighbours, first.linear, rows)
         reference = first.restricted(rows).neighbours.indices
         assert torch.equal(fast.indices.sort(dim=2).values, reference.sort(dim=2).values)
     reference = [pair_matrices(first.restricted(rows), second.restricted(rows)) for rows in subsets]
@@ -174,9 +174,44 @@ def test_kNN_metrics_of_stacked_re_pairings_equal_one_at_a_time() -> None:
     resampler = Resampler(first, second)
     rng = np.random.default_rng(6)
     orders = torch.as_tensor(np.stack([rng.permutation(90) for _ in range(4)]))
-    stacked = resampler._permuted_knn(orders)
+    stacked = resampler._permuted_knn(orders, resampler.knn_specs)
     for i, order in enumerate(orders):
         reference = pair_matrices(first, second.permuted(order))
         for name in ("mutual_knn", "cycle_knn"):
             assert torch.equal(stacked[name][i], reference[name]), name
         torch.testing.assert_close(stacked["cknna"][i], reference["cknna"], rtol=1e-12, atol=1e-14)
+
+
+KNN_MASKED = ("mutual_knn", "jaccard_knn", "cycle_knn", "cknna")
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_kNN_metrics_from_masks_equal_the_reference_whichever_side_is_asked(swap) -> None:
+    """The masks belong to the side with more layers and the other side's edges are asked of them: with the
+    inputs swapped, the first side is the one asked, and CKNNA's asymmetry and jaccard's rows must follow."""
+    vision, text = stacks(110, seed=3)
+    first_input, second_input = (text, vision) if swap else (vision, text)
+    first, second = prepare_modalities(
+        first_input, second_input, metrics=KNN_MASKED, k=6, device="cpu", spare_neighbours=12
+    )
+    resampler = Resampler(first, second)
+    assert [spec.name for spec in resampler.masked_specs] == ["mutual_knn", "jaccard_knn", "cknna"]
+    assert resampler.query_is_first is not swap
+    rng = np.random.default_rng(8)
+    orders = torch.as_tensor(np.stack([rng.permutation(110) for _ in range(4)]))
+    subsets = torch.as_tensor(np.stack([np.sort(rng.choice(110, size=88, replace=False)) for _ in range(4)]))
+    assert_same(resampler.permuted(orders), [pair_matrices(first, second.permuted(o)) for o in orders], KNN_MASKED)
+    reference = [pair_matrices(first.restricted(rows), second.restricted(rows)) for rows in subsets]
+    assert_same(resampler.restricted(subsets), reference, KNN_MASKED)
+
+
+def test_re_pairings_split_into_batches_give_the_same_kNN_scores(monkeypatch) -> None:
+    vision, text = stacks(70)
+    first, second = prepare_modalities(vision, text, metrics=("mutual_knn", "cknna"), k=5, device="cpu")
+    rng = np.random.default_rng(9)
+    orders = torch.as_tensor(np.stack([rng.permutation(70) for _ in range(5)]))
+    together = Resampler(first, second).permuted(orders)
+    monkeypatch.setattr("probe.align.resample.MASK_BATCH_ENTRIES", 2 * 3 * 5 * 70)  # two re-pairings a batch
+    split = Resampler(first, second).permuted(orders)
+    assert torch.equal(together["mutual_knn"], split["mutual_knn"])
+    torch.testing.assert_close(together["cknna"], split["cknna"], rtol=1e-12, atol=1e-14)
