@@ -92,15 +92,21 @@ def edge_hsic(
 
 def cknna_self_similarity(neighbours: NeighbourSets, edges: OwnEdges, *, name: str) -> torch.Tensor:
     """sim(K, K) of every layer, float64 [L] (every edge of a layer is shared with itself); InputError naming
-    `name` when one is not positive."""
+    `name` when one is not positive.
+
+    `edge_hsic` with P = Q: the trace is the squares at reciprocal edges, and the row sums of P are the sums
+    of each row's own list, so only the column sums need scattering.
+    """
     cols = neighbours.indices
-    layers, num_rows, k = cols.shape
-    layer = torch.arange(layers, device=cols.device).repeat_interleave(num_rows * k)
-    rows = torch.arange(num_rows, device=cols.device).repeat_interleave(k).repeat(layers)
-    values = edges.values.flatten()
-    self_sim = edge_hsic(
-        layer, rows, cols.flatten(), values, values, edges.reciprocal.flatten(), layers=layers, num_rows=num_rows
-    )
+    layers, num_rows, _ = cols.shape
+    n = num_rows
+    values = edges.values
+    trace = (values.square() * edges.reciprocal).sum(dim=(1, 2))
+    totals = values.sum(dim=(1, 2))
+    keys = (torch.arange(layers, device=cols.device)[:, None, None] * n + cols).flatten()
+    column_sums = torch.zeros(layers * n, dtype=torch.float64, device=cols.device).index_add_(0, keys, values.flatten())
+    chained = (column_sums.view(layers, n) * values.sum(dim=2)).sum(dim=1)
+    self_sim = (trace + totals.square() / ((n - 1) * (n - 2)) - 2 * chained / (n - 2)) / (n * (n - 3))
     if bool((self_sim <= 0).any()):
         bad = int((self_sim <= 0).nonzero()[0, 0])
         raise InputError(

@@ -42,6 +42,9 @@ from probe.align.state import ModalityState
 
 # Kernel entries per slab: float32 partial sums over at most this many products, then float64.
 SLAB_ENTRIES = 2**18
+# On a CPU, a slab's gathered or masked small side [R, B, L_small] takes at most this many bytes, so that it is
+# still in cache when multiplied (measured at the demo's shape: 7.8 ms a re-pairing at 6 MiB, 14.7 at 256 MiB).
+CPU_SLAB_BYTES = 2**23
 # Bytes of the gathered or masked small side [L_small, B, slab] held at once.
 BATCH_BYTES = 256 * 2**20
 # The big side's upper triangles are packed (half the entries to gather and multiply) while the packed copies and
@@ -74,14 +77,17 @@ class KernelPair:
 
     Kernels are symmetric, so <K, L> = sum over i <= j of w_ij K_ij L_ij with w = 2 off the diagonal. When it fits
     PACKED_BYTES, each side's upper triangles are packed once (the big side's with w folded in), and a resample
-    touches N(N+1)/2 entries a layer instead of N^2.
+    touches N(N+1)/2 entries a layer instead of N^2. The small side is held entry-major ([entries, L_small]), so
+    a gathered entry brings all its layers in one cache line and a slab of B resamples is one [R, B L_small]
+    matrix, multiplied by the big side's [L_big, R] in one product.
     """
 
     def __init__(self, first: GramStack, second: GramStack) -> None:
         small, big, self.swapped = _oriented(first, second)
         n = self.num_rows = big.num_rows
         self.small_layers, self.big_layers = small.num_layers, big.num_layers
-        self.small_flat = small.centred.reshape(small.num_layers, n * n)
+        # [N^2, Ls]: what a re-pairing gathers from.
+        self.small_entries = small.centred.reshape(small.num_layers, n * n).T.contiguous()
         entries = n * (n + 1) // 2
         self.packed = 4 * entries * (small.num_layers + big.num_layers) + 16 * entries <= PACKED_BYTES
         if self.packed:
@@ -89,11 +95,11 @@ class KernelPair:
             keys = self.rows * n + self.cols
             weight = torch.where(self.rows == self.cols, 1.0, 2.0).to(big.centred.dtype)
             self.big = big.centred.reshape(big.num_layers, n * n)[:, keys] * weight
-            self.small = self.small_flat[:, keys]
+            self.small = self.small_entries[keys]  # [E, Ls]: what a subset masks
         else:
             self.rows = self.cols = None
             self.big = big.centred.reshape(big.num_layers, n * n)
-            self.small = self.small_flat
+            self.small = self.small_entries
 
     def _entries(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Row and column [R] of the kernel entries start:stop of the products' layout."""
@@ -103,16 +109,17 @@ class KernelPair:
         return index // self.num_rows, index % self.num_rows
 
     def _products(self, small_slab, batch: int) -> torch.Tensor:
-        """Sum over slabs of entries of small_slab(start, stop) [Ls, B, R] x the big side's [Lg, R]^T, as float64
+        """Sum over slabs of entries of small_slab(start, stop) [R, B, Ls] x the big side's [Lg, R]^T, as float64
         [B, La, Lb] (first side's layers first)."""
-        total = torch.zeros(self.small_layers, batch, self.big_layers, dtype=torch.float64, device=self.big.device)
+        total = torch.zeros(batch * self.small_layers, self.big_layers, dtype=torch.float64, device=self.big.device)
         entries = self.big.shape[1]
-        step = max(1, min(SLAB_ENTRIES, BATCH_BYTES // (4 * batch * self.small_layers)))
+        held = CPU_SLAB_BYTES if self.big.device.type == "cpu" else BATCH_BYTES
+        step = max(1, min(SLAB_ENTRIES, held // (4 * batch * self.small_layers)))
         for start in range(0, entries, step):
             stop = min(start + step, entries)
-            left = small_slab(start, stop).reshape(self.small_layers * batch, stop - start)
-            total += (left @ self.big[:, start:stop].T).view(self.small_layers, batch, self.big_layers).double()
-        products = total.transpose(0, 1)
+            left = small_slab(start, stop).reshape(stop - start, batch * self.small_layers)
+            total += (left.T @ self.big[:, start:stop].T).double()
+        products = total.view(batch, self.small_layers, self.big_layers)
         return products.transpose(1, 2) if self.swapped else products
 
     def permuted(self, orders: torch.Tensor) -> torch.Tensor:
@@ -121,25 +128,26 @@ class KernelPair:
         inverse order instead, which gives the same sums."""
         gather = orders if self.swapped else torch.argsort(orders, dim=1)
         batch, n = gather.shape
-        if n * n < 2**31:  # int32 positions: half the memory traffic of building them
-            gather = gather.to(torch.int32)
+        by_row = gather.T.contiguous()  # [N, B]: a slab's positions come out [R, B]
+        if n * n < 2**31:  # int32 positions: a tenth of the time of building them in int64 on a CPU
+            by_row = by_row.to(torch.int32)
 
         def slab(start: int, stop: int) -> torch.Tensor:
             rows, cols = self._entries(start, stop)
-            positions = (gather[:, rows] * n + gather[:, cols]).flatten()
-            return self.small_flat.index_select(1, positions).view(self.small_layers, batch, -1)
+            positions = by_row[rows] * n + by_row[cols]
+            return self.small_entries.index_select(0, positions.view(-1))
 
         return self._products(slab, batch)
 
     def masked(self, weights: torch.Tensor) -> torch.Tensor:
         """<Kc_a o w w^T, Lc_b> for every pair and weight vector: float64 [B, La, Lb] (weights [B, N], 0/1)."""
         batch = weights.shape[0]
-        w = weights.to(self.small.dtype)
+        by_row = weights.to(self.small.dtype).T.contiguous()  # [N, B]
 
         def slab(start: int, stop: int) -> torch.Tensor:
             rows, cols = self._entries(start, stop)
-            mask = (w[:, rows] * w[:, cols]).view(1, batch, -1)
-            return self.small[:, start:stop].view(self.small_layers, 1, -1) * mask
+            mask = by_row[rows] * by_row[cols]  # [R, B]
+            return self.small[start:stop, None, :] * mask[:, :, None]
 
         return self._products(slab, batch)
 
@@ -226,45 +234,78 @@ def candidate_values(neighbours: NeighbourSets, stack: GramStack) -> torch.Tenso
     return _subset_kernel_values(stack, rows, neighbours.ranked)
 
 
+def candidate_edge_values(neighbours: NeighbourSets, stack: GramStack) -> torch.Tensor:
+    """The raw kernel values float64 [L, N, K] of every row's ranked candidates, as `GramStack.stored_values`
+    gives them (the values CKNNA reads at a subset's edges)."""
+    rows = torch.arange(neighbours.num_rows, device=neighbours.ranked.device)[:, None]
+    return torch.stack([stack.stored_values(layer, rows, ranked) for layer, ranked in enumerate(neighbours.ranked)])
+
+
+@dataclass(frozen=True)
+class RankedCandidates:
+    """What every subset reads of one side's ranked kNN candidates [L, N, K], made once: `values` float32
+    (`candidate_values`), `ordered` bool [L, N] (a row's values strictly decrease along its list, so no
+    subset can order its survivors otherwise), and `edge_values` float64 (`candidate_edge_values`; None when
+    CKNNA is not asked for)."""
+
+    values: torch.Tensor
+    ordered: torch.Tensor
+    edge_values: Optional[torch.Tensor] = None
+
+    @classmethod
+    def of(cls, neighbours: NeighbourSets, stack: GramStack, *, with_edge_values: bool) -> "RankedCandidates":
+        values = candidate_values(neighbours, stack)
+        return cls(
+            values=values,
+            ordered=(values[..., :-1] > values[..., 1:]).all(dim=2),
+            edge_values=candidate_edge_values(neighbours, stack) if with_edge_values else None,
+        )
+
+
 def subset_neighbours(
     neighbours: NeighbourSets,
     stack: GramStack,
     rows: torch.Tensor,
     *,
-    values: Optional[torch.Tensor] = None,
-    edge_values: Optional[torch.Tensor] = None,
+    candidates: Optional[RankedCandidates] = None,
 ) -> tuple[NeighbourSets, Optional[torch.Tensor]]:
     """The kNN sets among `rows` (sorted int64 [n]), numbered within the subset: [L, n, k].
 
     Each row keeps the first k candidates of its ranked list [L, N, K] that lie in the subset. Where the
     subset kernel's values (as `ModalityState.restricted` ranks them) could order the survivors otherwise (a
     survivor left out is at least as close as one kept: near-ties, in which rounding or the lower-index rule
-    decides) or fewer than k survive, the row is ranked again over its whole subset kernel row, exactly as
-    `ModalityState.restricted` does. The sets are then its sets; only their order within a row may differ,
-    which no metric reads. `values`: `candidate_values(neighbours, stack)`, when the caller keeps them.
+    decides; only rows whose candidates' values are not strictly decreasing can have them) or fewer than k
+    survive, the row is ranked again over its whole subset kernel row, exactly as `ModalityState.restricted`
+    does. The sets are then its sets; only their order within a row may differ, which no metric reads.
+    `candidates`: `RankedCandidates.of(neighbours, stack, ...)`, when the caller keeps them.
 
-    Returns the sets and, when `edge_values` (float64 [L, N, K], `candidate_edge_values`) is given, the raw
-    kernel values at the subset's edges, float64 [L, n, k] (as `OwnEdges.values`; else None).
+    Returns the sets and, when `candidates.edge_values` is there, the raw kernel values at the subset's
+    edges, float64 [L, n, k] (as `OwnEdges.values`; else None).
     """
+    if candidates is None:
+        candidates = RankedCandidates.of(neighbours, stack, with_edge_values=False)
     k, total, n = neighbours.k, neighbours.num_rows, int(rows.numel())
     layers = neighbours.ranked.shape[0]
     new_index = torch.full((total,), -1, dtype=torch.long, device=rows.device)
     new_index[rows] = torch.arange(n, device=rows.device)
-    candidates = neighbours.ranked[:, rows, :]  # [L, n, K], stored numbers
-    mapped = new_index[candidates]
+    mapped = new_index[neighbours.ranked[:, rows, :]]  # [L, n, K]
     alive = mapped >= 0
     count = alive.cumsum(dim=2)
     keep = alive & (count <= k)
     slot = torch.where(keep, count - 1, k)
     ranked = torch.zeros(layers, n, k + 1, dtype=torch.long, device=rows.device).scatter_(2, slot, mapped)[..., :k]
     own = None
-    if edge_values is not None:
+    if candidates.edge_values is not None:
         own = torch.zeros(layers, n, k + 1, dtype=torch.float64, device=rows.device)
-        own = own.scatter_(2, slot, edge_values[:, rows])[..., :k]
-    values = (candidate_values(neighbours, stack) if values is None else values)[:, rows]
-    weakest_kept = values.masked_fill(~keep, float("inf")).amin(dim=2)
-    strongest_left = values.masked_fill(keep | ~alive, float("-inf")).amax(dim=2)
-    suspect = (count[:, :, -1] < k) | (strongest_left >= weakest_kept)
+        own = own.scatter_(2, slot, candidates.edge_values[:, rows])[..., :k]
+    suspect = count[:, :, -1] < k
+    layer, row = (~candidates.ordered[:, rows]).nonzero(as_tuple=True)
+    if layer.numel():
+        values = candidates.values[layer, rows[row]]  # [F, K]
+        kept, live = keep[layer, row], alive[layer, row]
+        weakest_kept = values.masked_fill(~kept, float("inf")).amin(dim=1)
+        strongest_left = values.masked_fill(kept | ~live, float("-inf")).amax(dim=1)
+        suspect[layer, row] |= strongest_left >= weakest_kept
     for layer, row in suspect.nonzero().tolist():
         scores = _subset_kernel_values(stack, rows[row : row + 1], rows[None, None, :].expand(layers, 1, n))[layer]
         scores[0, row] = float("-inf")
@@ -272,13 +313,6 @@ def subset_neighbours(
         if own is not None:
             own[layer, row] = stack.stored_values(layer, rows[row], rows[ranked[layer, row]])
     return NeighbourSets(ranked=ranked, k=k), own
-
-
-def candidate_edge_values(neighbours: NeighbourSets, stack: GramStack) -> torch.Tensor:
-    """The raw kernel values float64 [L, N, K] of every row's ranked candidates, as `GramStack.stored_values`
-    gives them (the values CKNNA reads at a subset's edges)."""
-    rows = torch.arange(neighbours.num_rows, device=neighbours.ranked.device)[:, None]
-    return torch.stack([stack.stored_values(layer, rows, ranked) for layer, ranked in enumerate(neighbours.ranked)])
 
 
 def _stack(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -300,9 +334,8 @@ class Resampler:
         self.kernel_specs = [spec for spec in self.specs if spec.family == "kernel"]
         self.dense = isinstance(first.linear, GramStack)
         self.with_cknna = any(spec.family == "cknna" for spec in self.specs)
-        # Per side, the kernel values of the ranked kNN candidates (dense path), made at the first subset: float32
-        # as the subset kernel ranks them, float64 as CKNNA reads them.
-        self._candidates: list[Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None, None]
+        # Per side, the kernel values of the ranked kNN candidates (dense path), made at the first subset.
+        self._candidates: list[Optional[RankedCandidates]] = [None, None]
         self._kernel_pairs: dict[str, KernelPair] = {}
         # kNN metrics read from `LayerMasks` (dense path, masks within MASK_BYTES); cycle_knn keeps the lookups.
         self.masked_specs: list[MetricSpec] = []
@@ -454,8 +487,8 @@ class Resampler:
         states = (first, second)
         subsets = []
         for side, state in enumerate(states):
-            values, values64 = self._candidate_values(side)
-            subsets.append(subset_neighbours(state.neighbours, state.linear, rows, values=values, edge_values=values64))
+            candidates = self._ranked_candidates(side)
+            subsets.append(subset_neighbours(state.neighbours, state.linear, rows, candidates=candidates))
         first_lists, second_lists = (subset[0] for subset in subsets)
         out: dict[str, torch.Tensor] = {}
         if self.masked_specs:
@@ -517,11 +550,12 @@ class Resampler:
         )
         return {name: values[0] for name, values in out.items()}
 
-    def _candidate_values(self, side: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _ranked_candidates(self, side: int) -> RankedCandidates:
         if self._candidates[side] is None:
             state = (self.first, self.second)[side]
-            values64 = candidate_edge_values(state.neighbours, state.linear) if self.with_cknna else None
-            self._candidates[side] = (candidate_values(state.neighbours, state.linear), values64)
+            self._candidates[side] = RankedCandidates.of(
+                state.neighbours, state.linear, with_edge_values=self.with_cknna and bool(self.masked_specs)
+            )
         return self._candidates[side]
 
     def _restricted_kernels(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
