@@ -144,7 +144,12 @@ class GramStack:
         n = self.centred.shape[1]
         centred = torch.take(self.centred, (layers * n + rows) * n + cols).double()
         flat_means = self.row_means.flatten()
-        return centred + flat_means[layers * n + rows] + flat_means[layers * n + cols] - self.grand_means[layers]
+        return (
+            centred
+            + flat_means.take(layers * n + rows)
+            + flat_means.take(layers * n + cols)
+            - self.grand_means.take(layers)
+        )
 
     def centred_diagonals(self) -> torch.Tensor:
         """diag(Kc) of every layer, float64 [L, N]."""

@@ -132,7 +132,7 @@ def masked_knn_matrices(
     if "mutual_knn" in names:
         counts = torch.bincount(group, minlength=groups).double()
         out["mutual_knn"] = counts.view(batch, lq, lm) / (n * k)
-    heads, tails = heads.flatten()[found], tails.flatten()[found]
+    heads, tails = torch.take(heads, found), torch.take(tails, found)
     if "jaccard_knn" in names:
         # Per row of the first side's numbers (the mean's order, as the reference sums it).
         first_rows = torch.div(found, k, rounding_mode="floor").remainder(n) if query_is_first else heads
@@ -140,9 +140,9 @@ def masked_knn_matrices(
         out["jaccard_knn"] = (common / (2 * k - common)).mean(dim=-1)
     if "cknna" in names:
         own = found.remainder(lq * n * k)  # (a, i, s) within the query's lists
-        query_values = query.values.flatten()[own]
+        query_values = torch.take(query.values, own)
         mask_values_at = mask_values(layer, heads, tails)
-        both = query.reciprocal.flatten()[own] & masks.has(layer, tails * n + heads)
+        both = torch.take(query.reciprocal, own) & masks.has(layer, tails * n + heads)
         first, second = (query_values, mask_values_at) if query_is_first else (mask_values_at, query_values)
         sims = edge_hsic(group, heads, tails, first, second, both, layers=groups, num_rows=n).view(batch, lq, lm)
         first_self, second_self = (query_self, mask_self) if query_is_first else (mask_self, query_self)

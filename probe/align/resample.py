@@ -288,7 +288,8 @@ def subset_neighbours(
     layers = neighbours.ranked.shape[0]
     new_index = torch.full((total,), -1, dtype=torch.long, device=rows.device)
     new_index[rows] = torch.arange(n, device=rows.device)
-    mapped = new_index[neighbours.ranked[:, rows, :]]  # [L, n, K]
+    # index_select and take rather than indexing: several times faster on a CPU
+    mapped = torch.take(new_index, neighbours.ranked.index_select(1, rows))  # [L, n, K]
     alive = mapped >= 0
     count = alive.cumsum(dim=2)
     keep = alive & (count <= k)
@@ -297,9 +298,9 @@ def subset_neighbours(
     own = None
     if candidates.edge_values is not None:
         own = torch.zeros(layers, n, k + 1, dtype=torch.float64, device=rows.device)
-        own = own.scatter_(2, slot, candidates.edge_values[:, rows])[..., :k]
+        own = own.scatter_(2, slot, candidates.edge_values.index_select(1, rows))[..., :k]
     suspect = count[:, :, -1] < k
-    layer, row = (~candidates.ordered[:, rows]).nonzero(as_tuple=True)
+    layer, row = (~candidates.ordered.index_select(1, rows)).nonzero(as_tuple=True)
     if layer.numel():
         values = candidates.values[layer, rows[row]]  # [F, K]
         kept, live = keep[layer, row], alive[layer, row]
@@ -543,7 +544,7 @@ class Resampler:
             masks,
             self.masked_specs,
             query_is_first=self.query_is_first,
-            mask_values=lambda layers, heads, tails: parent.values_at(layers, rows[heads], rows[tails]),
+            mask_values=lambda layers, heads, tails: parent.values_at(layers, rows.take(heads), rows.take(tails)),
             query_self=query_self,
             mask_self=mask_self,
             epsilon=self.first.plan.denominator_epsilon,
