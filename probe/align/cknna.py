@@ -31,7 +31,7 @@ from probe.errors import InputError
 
 class EdgeKernel(Protocol):
     """Raw kernel values of one modality's layers at kNN edges: what CKNNA reads. A `GramStack` or a
-    `FeatureStack` (`probe.align.hsic`), or a view of one on a subset of rows (`probe.align.resample`)."""
+    `FeatureStack` (`probe.align.hsic`)."""
 
     @property
     def num_rows(self) -> int: ...
