@@ -53,7 +53,7 @@ class AssumedRates:
 ASSUMED_RATES: dict[str, AssumedRates] = {
     "cuda": AssumedRates(300.0, 50.0, 4e-4, 4e-5, "H100/H200 benchmarks in bench/results"),
     "mps": AssumedRates(5.0, 50.0, 1.5e-3, 2e-4, "a guess"),
-    "cpu": AssumedRates(0.5, 50.0, 2.5e-3, 4e-4, "a guess for forward passes, 2-core benchmarks for alignment"),
+    "cpu": AssumedRates(0.5, 50.0, 2.5e-3, 1.2e-4, "a guess for forward passes, 2-core benchmarks for alignment"),
 }
 
 
